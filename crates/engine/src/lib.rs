@@ -1,0 +1,1 @@
+//! The deconfliction engine: activities, rules, spatio-temporal index, conflicts. Sans-IO.
