@@ -1,0 +1,115 @@
+//! Versioned schema migrations. The version lives in SQLite's `user_version`;
+//! each migration runs in its own transaction with the version bump, so a
+//! crash leaves the schema at one version or the next, never between.
+
+use rusqlite::Connection;
+
+/// The migrations, in order; `MIGRATIONS[i]` takes the schema from version
+/// `i` to `i + 1`. Never edit a released migration: add one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: parties, activities with their history, zones, conflicts, the audit log.
+    r#"
+    CREATE TABLE parties (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('military', 'humanitarian', 'civil', 'broker')),
+        -- SHA-256 of the bearer token: a stolen database yields no token.
+        token_hash BLOB NOT NULL UNIQUE,
+        created_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER
+    );
+
+    CREATE TABLE activities (
+        id INTEGER PRIMARY KEY,
+        party_id INTEGER NOT NULL REFERENCES parties (id),
+        version INTEGER NOT NULL CHECK (version >= 1),
+        -- The accepted GeoJSON Feature, as the service normalised it.
+        feature TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        cancelled_at_ms INTEGER
+    );
+    CREATE INDEX activities_party ON activities (party_id);
+
+    -- Every version ever notified: the timeline replays the day from here.
+    CREATE TABLE activity_versions (
+        activity_id INTEGER NOT NULL REFERENCES activities (id),
+        version INTEGER NOT NULL,
+        feature TEXT,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (activity_id, version)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE zones (
+        id INTEGER PRIMARY KEY,
+        party_id INTEGER NOT NULL REFERENCES parties (id),
+        kind TEXT NOT NULL CHECK (kind IN ('exclusion', 'demarcation', 'protected')),
+        feature TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        cancelled_at_ms INTEGER
+    );
+
+    CREATE TABLE conflicts (
+        id INTEGER PRIMARY KEY,
+        activity_a INTEGER NOT NULL,
+        activity_b INTEGER NOT NULL CHECK (activity_a < activity_b),
+        party_a INTEGER NOT NULL REFERENCES parties (id),
+        party_b INTEGER NOT NULL REFERENCES parties (id),
+        state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+        -- The engine's finding (window, distance, required, location) as JSON.
+        finding TEXT NOT NULL,
+        opened_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        acked_a_at_ms INTEGER,
+        acked_b_at_ms INTEGER,
+        resolved_at_ms INTEGER,
+        resolution TEXT
+    );
+    -- At most one live conflict per pair; a resolved pair may conflict again.
+    CREATE UNIQUE INDEX conflicts_live_pair ON conflicts (activity_a, activity_b) WHERE state != 'resolved';
+    CREATE INDEX conflicts_party_a ON conflicts (party_a, state);
+    CREATE INDEX conflicts_party_b ON conflicts (party_b, state);
+
+    -- The audit log: leaves in order, completed subtree hashes, signed heads.
+    CREATE TABLE log_leaves (
+        idx INTEGER PRIMARY KEY,
+        leaf BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL
+    );
+    CREATE TABLE log_nodes (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE log_checkpoints (
+        size INTEGER PRIMARY KEY,
+        note TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// The schema version of an open database.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Brings the schema up to date. Refuses a database newer than this build,
+/// which would otherwise be silently misread.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), crate::StoreError> {
+    let current = schema_version(conn)? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(crate::StoreError::SchemaTooNew {
+            found: current as u32,
+            known: MIGRATIONS.len() as u32,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
