@@ -6,6 +6,11 @@
 //! (`geographiclib-rs`). Accuracy target: within 1 m or 0.02 % of
 //! GeographicLib, whichever is larger.
 //!
+//! Modules: `ellipsoid` (Karney's direct and inverse problems), `segment`
+//! (point to geodesic segment, segment intersection), `region` (point in
+//! polygon with geodesic edges), `shape` (distances between shapes),
+//! `bounds` (boxes for indexing), `moving` (timed routes).
+//!
 //! Shapes here are *base shapes* (a point, a path, a region); buffers such as
 //! a disk's radius or a corridor's half-width are applied by the caller, since
 //! the distance between buffered shapes is `max(0, d(base_a, base_b) - r_a - r_b)`.
@@ -57,3 +62,17 @@ pub struct GeoBounds {
     pub west_deg: f64,
     pub east_deg: f64,
 }
+
+mod bounds;
+mod ellipsoid;
+mod moving;
+mod region;
+mod segment;
+mod shape;
+
+pub use bounds::bounds;
+pub use ellipsoid::{distance_m, point_at_distance};
+pub use moving::{closest_approach, time_span_below, MovingApproach, TimedPath};
+pub use region::{point_in_region, ring_self_intersection};
+pub use segment::segments_intersection;
+pub use shape::{closest, closest_if_below};

@@ -1,0 +1,427 @@
+//! The engine: a state machine that keeps the active activities and the set
+//! of conflicts among them.
+//!
+//! Inputs are `handle_*(now, …)` calls, outputs are return values and events
+//! drained with [`Engine::poll_event`]. There is no IO and no clock: the
+//! driver passes `now` and must drain events after each call.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+use crate::activity::{Activity, ActivityId, ActivitySpec, SeparationDefaults};
+use crate::conflict::{evaluate, Conflict, ConflictKey, Finding};
+use crate::index::SpatioTemporalIndex;
+use crate::time::Timestamp;
+use crate::validate::{Limits, ValidationError};
+
+/// A hash map whose iteration order depends only on what was inserted, so
+/// that a seeded simulation replays identically (std's default hasher is
+/// seeded at random per process).
+type StableHashMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+/// Everything the engine can be told to do differently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    pub separation: SeparationDefaults,
+    /// Activities held at once; a notification beyond it is refused.
+    pub max_activities: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            separation: SeparationDefaults::default(),
+            max_activities: 2_000_000,
+        }
+    }
+}
+
+/// Why a conflict stopped being one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// One of the two activities was cancelled.
+    Cancelled { activity: ActivityId },
+    /// An update moved one of them clear of the other.
+    NoLongerConflicting,
+    /// One of the two activities ended.
+    Expired { activity: ActivityId },
+}
+
+/// What the engine tells the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    ConflictOpened(Conflict),
+    /// The pair still conflicts but where, when or how close changed.
+    ConflictUpdated(Conflict),
+    ConflictResolved {
+        conflict: Conflict,
+        resolution: Resolution,
+    },
+    /// The activity's window ended and it left the engine.
+    ActivityExpired {
+        activity: ActivityId,
+        at: Timestamp,
+    },
+}
+
+/// A refused command. Nothing changed when one is returned, except that what
+/// had ended by `now` may have expired.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("activity {0:?} already exists")]
+    DuplicateActivity(ActivityId),
+    #[error("activity {0:?} does not exist")]
+    UnknownActivity(ActivityId),
+    #[error("an update cannot change the party of activity {0:?}")]
+    PartyChanged(ActivityId),
+    #[error("the engine holds its limit of {limit} activities")]
+    Capacity { limit: usize },
+}
+
+/// The deconfliction engine. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Engine {
+    config: EngineConfig,
+    activities: StableHashMap<ActivityId, Activity>,
+    index: SpatioTemporalIndex<ActivityId>,
+    conflicts: BTreeMap<ConflictKey, Conflict>,
+    /// For each activity, the activities it conflicts with.
+    partners: StableHashMap<ActivityId, BTreeSet<ActivityId>>,
+    /// Window ends, soonest first; stale entries (an updated or cancelled
+    /// activity) are skipped when popped.
+    expiries: BinaryHeap<Reverse<(Timestamp, ActivityId)>>,
+    events: VecDeque<Event>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// An engine holding `activities`, with their conflicts found by one
+    /// sweep: how a driver restores its state at start, far faster than
+    /// notifying one by one. Emits no events (nothing changed).
+    pub fn from_activities(
+        config: EngineConfig,
+        activities: impl IntoIterator<Item = (ActivityId, Activity)>,
+    ) -> Result<Self, EngineError> {
+        let mut held: StableHashMap<ActivityId, Activity> = StableHashMap::default();
+        for (id, activity) in activities {
+            if held.insert(id, activity).is_some() {
+                return Err(EngineError::DuplicateActivity(id));
+            }
+        }
+        if held.len() > config.max_activities {
+            return Err(EngineError::Capacity {
+                limit: config.max_activities,
+            });
+        }
+        let index = SpatioTemporalIndex::bulk_load(held.iter().map(|(&id, a)| (id, &a.reach, &a.window)));
+        let expiries = held
+            .iter()
+            .filter_map(|(&id, a)| a.window.end.map(|end| Reverse((end, id))))
+            .collect();
+        let mut engine = Self {
+            config,
+            activities: held,
+            index,
+            expiries,
+            ..Self::default()
+        };
+        for conflict in engine.sweep() {
+            let [a, b] = conflict.key.activities();
+            engine.partners.entry(a).or_default().insert(b);
+            engine.partners.entry(b).or_default().insert(a);
+            engine.conflicts.insert(conflict.key, conflict);
+        }
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Validates a notification under this engine's limits and defaults.
+    pub fn validate(&self, spec: &ActivitySpec) -> Result<Activity, ValidationError> {
+        Activity::validate(spec, &self.config.limits, &self.config.separation)
+    }
+
+    pub fn len(&self) -> usize {
+        self.activities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.activities.is_empty()
+    }
+
+    pub fn activity(&self, id: ActivityId) -> Option<&Activity> {
+        self.activities.get(&id)
+    }
+
+    /// Every activity held, in no particular (but reproducible) order.
+    pub fn activities(&self) -> impl Iterator<Item = (ActivityId, &Activity)> {
+        self.activities.iter().map(|(&id, activity)| (id, activity))
+    }
+
+    /// Every open conflict, ordered by key.
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.conflicts.values()
+    }
+
+    pub fn conflict(&self, key: ConflictKey) -> Option<&Conflict> {
+        self.conflicts.get(&key)
+    }
+
+    /// The open conflicts of one activity, ordered by the other's id.
+    pub fn conflicts_of(&self, id: ActivityId) -> impl Iterator<Item = &Conflict> {
+        self.partners
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(move |&other| self.conflicts.get(&ConflictKey::new(id, other)))
+    }
+
+    /// The conflicts `activity` would have with what the engine holds at
+    /// `now`, ordered by the other activity's id. Changes nothing.
+    ///
+    /// `as_id` is the id the activity has or would have: its own current
+    /// version is left out (checking an update), and pairs are evaluated
+    /// lower id first, as the sweep does, so that a conflict's witness point
+    /// does not depend on how it was found. Without an id the activity counts
+    /// as the newest.
+    pub fn check(
+        &self,
+        now: Timestamp,
+        activity: &Activity,
+        as_id: Option<ActivityId>,
+    ) -> Vec<(ActivityId, Finding)> {
+        let mut candidates = Vec::new();
+        self.index
+            .candidates(&activity.reach, &activity.window, &mut candidates);
+        candidates
+            .into_iter()
+            .filter(|&other| Some(other) != as_id)
+            .filter_map(|other| {
+                let held = &self.activities[&other];
+                // Expiry is lazy (it waits for a tick); an activity whose
+                // window has ended conflicts with nothing.
+                if held.window.ended_by(now) {
+                    return None;
+                }
+                let finding = match as_id {
+                    Some(id) if id < other => evaluate(activity, held),
+                    _ => evaluate(held, activity),
+                };
+                finding.map(|finding| (other, finding))
+            })
+            .collect()
+    }
+
+    /// Adds a notified activity and opens its conflicts. Returns the keys of
+    /// the conflicts opened.
+    pub fn handle_notify(
+        &mut self,
+        now: Timestamp,
+        id: ActivityId,
+        activity: Activity,
+    ) -> Result<Vec<ConflictKey>, EngineError> {
+        if self.activities.contains_key(&id) {
+            return Err(EngineError::DuplicateActivity(id));
+        }
+        if self.activities.len() >= self.config.max_activities {
+            return Err(EngineError::Capacity {
+                limit: self.config.max_activities,
+            });
+        }
+        // What ended before `now` leaves first, so that the conflict set
+        // always describes the engine at `now` (and equals a sweep).
+        self.handle_tick(now);
+        let findings = self.check(now, &activity, Some(id));
+        self.store(id, activity);
+        let mut opened = Vec::with_capacity(findings.len());
+        for (other, finding) in findings {
+            let conflict = self.conflict_for(id, other, finding);
+            opened.push(conflict.key);
+            self.open(conflict);
+        }
+        Ok(opened)
+    }
+
+    /// Replaces an activity and re-evaluates its conflicts: new ones open,
+    /// changed ones update, vanished ones resolve.
+    pub fn handle_update(
+        &mut self,
+        now: Timestamp,
+        id: ActivityId,
+        activity: Activity,
+    ) -> Result<(), EngineError> {
+        let Some(old) = self.activities.get(&id) else {
+            return Err(EngineError::UnknownActivity(id));
+        };
+        if old.party != activity.party {
+            return Err(EngineError::PartyChanged(id));
+        }
+        self.handle_tick(now);
+        if !self.activities.contains_key(&id) {
+            // It ended before `now`: an update cannot bring it back.
+            return Err(EngineError::UnknownActivity(id));
+        }
+        let findings: BTreeMap<ActivityId, Finding> =
+            self.check(now, &activity, Some(id)).into_iter().collect();
+        self.store(id, activity);
+
+        let previous: Vec<ActivityId> = self.partners.get(&id).into_iter().flatten().copied().collect();
+        for other in previous {
+            if !findings.contains_key(&other) {
+                self.resolve(ConflictKey::new(id, other), Resolution::NoLongerConflicting);
+            }
+        }
+        for (other, finding) in findings {
+            let conflict = self.conflict_for(id, other, finding);
+            match self.conflicts.get_mut(&conflict.key) {
+                Some(existing) if *existing == conflict => {}
+                Some(existing) => {
+                    *existing = conflict;
+                    self.events.push_back(Event::ConflictUpdated(conflict));
+                }
+                None => self.open(conflict),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an activity and resolves its conflicts. Returns what it was.
+    pub fn handle_cancel(&mut self, now: Timestamp, id: ActivityId) -> Result<Activity, EngineError> {
+        if !self.activities.contains_key(&id) {
+            return Err(EngineError::UnknownActivity(id));
+        }
+        self.handle_tick(now);
+        let activity = self
+            .activities
+            .remove(&id)
+            .ok_or(EngineError::UnknownActivity(id))?;
+        self.index.remove(id);
+        self.resolve_all_of(id, Resolution::Cancelled { activity: id });
+        Ok(activity)
+    }
+
+    /// Lets time pass: every activity whose window has ended by `now` leaves
+    /// the engine, and its conflicts resolve.
+    pub fn handle_tick(&mut self, now: Timestamp) {
+        while let Some(&Reverse((end, id))) = self.expiries.peek() {
+            if end > now {
+                break;
+            }
+            self.expiries.pop();
+            let current = self.activities.get(&id).and_then(|a| a.window.end);
+            if current != Some(end) {
+                continue; // cancelled or moved since this entry was pushed
+            }
+            self.activities.remove(&id);
+            self.index.remove(id);
+            self.resolve_all_of(id, Resolution::Expired { activity: id });
+            self.events.push_back(Event::ActivityExpired {
+                activity: id,
+                at: end,
+            });
+        }
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Every conflict among the held activities, found from scratch, ordered
+    /// by key. Used to rebuild and to cross-check the incremental set.
+    pub fn sweep(&self) -> Vec<Conflict> {
+        sweep_with(
+            &self.index,
+            |id| &self.activities[&id],
+            self.activities.keys().copied(),
+        )
+    }
+
+    fn store(&mut self, id: ActivityId, activity: Activity) {
+        self.index.insert(id, &activity.reach, &activity.window);
+        if let Some(end) = activity.window.end {
+            self.expiries.push(Reverse((end, id)));
+        }
+        self.activities.insert(id, activity);
+    }
+
+    fn conflict_for(&self, id: ActivityId, other: ActivityId, finding: Finding) -> Conflict {
+        Conflict::new(
+            id,
+            self.activities[&id].party,
+            other,
+            self.activities[&other].party,
+            finding,
+        )
+    }
+
+    fn open(&mut self, conflict: Conflict) {
+        let [a, b] = conflict.key.activities();
+        self.partners.entry(a).or_default().insert(b);
+        self.partners.entry(b).or_default().insert(a);
+        self.conflicts.insert(conflict.key, conflict);
+        self.events.push_back(Event::ConflictOpened(conflict));
+    }
+
+    fn resolve(&mut self, key: ConflictKey, resolution: Resolution) {
+        let Some(conflict) = self.conflicts.remove(&key) else {
+            return;
+        };
+        let [a, b] = key.activities();
+        for (this, other) in [(a, b), (b, a)] {
+            if let Some(set) = self.partners.get_mut(&this) {
+                set.remove(&other);
+                if set.is_empty() {
+                    self.partners.remove(&this);
+                }
+            }
+        }
+        self.events
+            .push_back(Event::ConflictResolved { conflict, resolution });
+    }
+
+    fn resolve_all_of(&mut self, id: ActivityId, resolution: Resolution) {
+        let others: Vec<ActivityId> = self.partners.get(&id).into_iter().flatten().copied().collect();
+        for other in others {
+            self.resolve(ConflictKey::new(id, other), resolution);
+        }
+    }
+}
+
+/// All conflicts among a set of activities, each pair once, ordered by key.
+///
+/// Every pair that conflicts has intersecting reaches, so it is found when
+/// the lower id queries the index; pairs are evaluated only from their lower
+/// id.
+pub fn sweep_with<'a>(
+    index: &SpatioTemporalIndex<ActivityId>,
+    activity: impl Fn(ActivityId) -> &'a Activity,
+    ids: impl Iterator<Item = ActivityId>,
+) -> Vec<Conflict> {
+    let mut candidates = Vec::new();
+    let mut conflicts = Vec::new();
+    for id in ids {
+        let this = activity(id);
+        index.candidates(&this.reach, &this.window, &mut candidates);
+        for &other in candidates.iter().filter(|&&other| other > id) {
+            let that = activity(other);
+            if let Some(finding) = evaluate(this, that) {
+                conflicts.push(Conflict::new(id, this.party, other, that.party, finding));
+            }
+        }
+    }
+    conflicts.sort_by_key(|conflict| conflict.key);
+    conflicts
+}

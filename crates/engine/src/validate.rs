@@ -1,0 +1,579 @@
+//! Validation of notified activities: every rejected value is named by its
+//! field, and every limit is explicit and configurable.
+//!
+//! Validation collects every problem it can find rather than stopping at the
+//! first, so that a liaison officer fixes a file in one pass.
+
+use std::fmt;
+
+use deconflict_geodesy::{self as geodesy, GeoBounds, LonLat, Shape};
+
+use crate::activity::{
+    Activity, ActivityKind, ActivitySpec, AltitudeBand, Footprint, FootprintSpec, Schedule,
+    SeparationDefaults,
+};
+
+/// Explicit limits on what one activity may be. Each protects the engine's
+/// time or memory from a single notification.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Positions in one footprint, all rings counted (the closing position too).
+    pub max_vertices: usize,
+    /// Rings in one polygon, the exterior included.
+    pub max_rings: usize,
+    /// Longest edge between two consecutive positions. Edges near half the
+    /// Earth's circumference have no unique geodesic, so a bound is needed.
+    pub max_edge_m: f64,
+    pub max_radius_m: f64,
+    pub max_corridor_m: f64,
+    pub max_separation_m: f64,
+    pub max_vertical_separation_m: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_vertices: 2_000,
+            max_rings: 16,
+            max_edge_m: 5_000_000.0,
+            max_radius_m: 1_000_000.0,
+            max_corridor_m: 200_000.0,
+            max_separation_m: 500_000.0,
+            max_vertical_separation_m: 100_000.0,
+        }
+    }
+}
+
+/// Longitude or latitude within a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Axis {
+    Longitude,
+    Latitude,
+}
+
+/// The field of an [`ActivitySpec`] that a problem is about, named as in the
+/// contract so that drivers can turn it into a JSON pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Kind,
+    Start,
+    End,
+    RadiusM,
+    CorridorM,
+    AltMinM,
+    AltMaxM,
+    SeparationM,
+    VerticalSeparationM,
+    /// The whole schedule (`index: None`) or one of its times.
+    WaypointTimes {
+        index: Option<usize>,
+    },
+    /// The geometry as a whole.
+    Geometry,
+    /// A position, a coordinate of it, or a whole ring/route (`vertex: None`
+    /// with `ring: Some` for a ring; all `None` for a route). `ring` is `None`
+    /// outside polygons; `vertex` is `None` for a Point's single position.
+    Position {
+        ring: Option<usize>,
+        vertex: Option<usize>,
+        axis: Option<Axis>,
+    },
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Kind => f.write_str("kind"),
+            Field::Start => f.write_str("start"),
+            Field::End => f.write_str("end"),
+            Field::RadiusM => f.write_str("radius_m"),
+            Field::CorridorM => f.write_str("corridor_m"),
+            Field::AltMinM => f.write_str("alt_min_m"),
+            Field::AltMaxM => f.write_str("alt_max_m"),
+            Field::SeparationM => f.write_str("separation_m"),
+            Field::VerticalSeparationM => f.write_str("vertical_separation_m"),
+            Field::WaypointTimes { index: None } => f.write_str("waypoint_times"),
+            Field::WaypointTimes { index: Some(i) } => write!(f, "waypoint_times[{i}]"),
+            Field::Geometry => f.write_str("geometry"),
+            Field::Position { ring, vertex, axis } => {
+                f.write_str("coordinates")?;
+                if let Some(ring) = ring {
+                    write!(f, "[{ring}]")?;
+                }
+                if let Some(vertex) = vertex {
+                    write!(f, "[{vertex}]")?;
+                }
+                match axis {
+                    Some(Axis::Longitude) => f.write_str(" longitude"),
+                    Some(Axis::Latitude) => f.write_str(" latitude"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// What is wrong with a field.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Problem {
+    NotFinite,
+    LatitudeOutOfRange { value_deg: f64 },
+    LongitudeOutOfRange { value_deg: f64 },
+    NotPositive { value: f64 },
+    Negative { value: f64 },
+    AboveLimit { value: f64, limit: f64 },
+    TooManyVertices { count: usize, limit: usize },
+    TooManyRings { count: usize, limit: usize },
+    TooFewPositions { count: usize, min: usize },
+    RingNotClosed,
+    SelfIntersecting { edge_a: usize, edge_b: usize },
+    HoleOutsideExterior,
+    ZeroLength,
+    EdgeTooLong { length_m: f64, limit_m: f64 },
+    EndNotAfterStart,
+    MissingEnd,
+    MinAboveMax,
+    WrongCount { count: usize, expected: usize },
+    NotIncreasing,
+    OutsideWindow,
+    NotAllowedForGeometry,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::NotFinite => f.write_str("must be a finite number"),
+            Problem::LatitudeOutOfRange { value_deg } => {
+                write!(f, "latitude {value_deg} is outside [-90, 90]")
+            }
+            Problem::LongitudeOutOfRange { value_deg } => {
+                write!(f, "longitude {value_deg} is outside [-180, 180]")
+            }
+            Problem::NotPositive { value } => write!(f, "must be greater than 0, got {value}"),
+            Problem::Negative { value } => write!(f, "must not be negative, got {value}"),
+            Problem::AboveLimit { value, limit } => {
+                write!(f, "{value} is above the limit of {limit}")
+            }
+            Problem::TooManyVertices { count, limit } => {
+                write!(f, "has {count} positions, more than the limit of {limit}")
+            }
+            Problem::TooManyRings { count, limit } => {
+                write!(f, "has {count} rings, more than the limit of {limit}")
+            }
+            Problem::TooFewPositions { count, min } => {
+                write!(f, "needs at least {min} distinct positions, got {count}")
+            }
+            Problem::RingNotClosed => {
+                f.write_str("ring is not closed: its last position must equal its first")
+            }
+            Problem::SelfIntersecting { edge_a, edge_b } => {
+                write!(f, "ring intersects itself: edges {edge_a} and {edge_b} cross")
+            }
+            Problem::HoleOutsideExterior => f.write_str("hole is not inside the exterior ring"),
+            Problem::ZeroLength => f.write_str("route has zero length: all positions are equal"),
+            Problem::EdgeTooLong { length_m, limit_m } => write!(
+                f,
+                "edge is {:.0} m long, more than the limit of {limit_m:.0} m",
+                length_m
+            ),
+            Problem::EndNotAfterStart => f.write_str("end must be after start"),
+            Problem::MissingEnd => f.write_str("end is required except for a site"),
+            Problem::MinAboveMax => f.write_str("alt_min_m must not be above alt_max_m"),
+            Problem::WrongCount { count, expected } => {
+                write!(f, "has {count} entries, expected one per position ({expected})")
+            }
+            Problem::NotIncreasing => f.write_str("must be strictly after the previous time"),
+            Problem::OutsideWindow => f.write_str("must lie within [start, end]"),
+            Problem::NotAllowedForGeometry => f.write_str("not allowed for this geometry"),
+        }
+    }
+}
+
+/// One rejected field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub field: Field,
+    pub problem: Problem,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// Why an activity was rejected: every field found wrong, never empty.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid activity: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ValidationError {
+    pub errors: Vec<FieldError>,
+}
+
+/// Collects problems as validation proceeds.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: Field, problem: Problem) {
+        self.0.push(FieldError { field, problem });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A non-negative finite number within a limit.
+    fn bounded(&mut self, field: Field, value: f64, limit: f64, positive: bool) {
+        if !value.is_finite() {
+            self.add(field, Problem::NotFinite);
+        } else if positive && value <= 0.0 {
+            self.add(field, Problem::NotPositive { value });
+        } else if value < 0.0 {
+            self.add(field, Problem::Negative { value });
+        } else if value > limit {
+            self.add(field, Problem::AboveLimit { value, limit });
+        }
+    }
+}
+
+fn position_field(ring: Option<usize>, vertex: Option<usize>, axis: Option<Axis>) -> Field {
+    Field::Position { ring, vertex, axis }
+}
+
+/// Checks one position; returns whether it is usable for geometry.
+fn check_position(problems: &mut Problems, p: LonLat, ring: Option<usize>, vertex: Option<usize>) -> bool {
+    let mut ok = true;
+    if !p.lon_deg.is_finite() {
+        problems.add(
+            position_field(ring, vertex, Some(Axis::Longitude)),
+            Problem::NotFinite,
+        );
+        ok = false;
+    } else if !(-180.0..=180.0).contains(&p.lon_deg) {
+        problems.add(
+            position_field(ring, vertex, Some(Axis::Longitude)),
+            Problem::LongitudeOutOfRange { value_deg: p.lon_deg },
+        );
+        ok = false;
+    }
+    if !p.lat_deg.is_finite() {
+        problems.add(
+            position_field(ring, vertex, Some(Axis::Latitude)),
+            Problem::NotFinite,
+        );
+        ok = false;
+    } else if !(-90.0..=90.0).contains(&p.lat_deg) {
+        problems.add(
+            position_field(ring, vertex, Some(Axis::Latitude)),
+            Problem::LatitudeOutOfRange { value_deg: p.lat_deg },
+        );
+        ok = false;
+    }
+    ok
+}
+
+/// The same place, whatever longitude a pole is written with.
+fn same_place(a: LonLat, b: LonLat) -> bool {
+    if a.lat_deg == b.lat_deg && a.lat_deg.abs() == 90.0 {
+        return true;
+    }
+    a.lat_deg == b.lat_deg
+        && (a.lon_deg == b.lon_deg || (a.lon_deg.abs() == 180.0 && a.lon_deg == -b.lon_deg))
+}
+
+/// Drops consecutive repeats, which carry no geometry and would make
+/// zero-length geodesic edges. Also returns, for each kept position, its
+/// index as notified, so that errors name what the user wrote.
+fn fold_repeats(positions: &[LonLat]) -> (Vec<LonLat>, Vec<usize>) {
+    let mut folded: Vec<LonLat> = Vec::with_capacity(positions.len());
+    let mut notified_index = Vec::with_capacity(positions.len());
+    for (i, &p) in positions.iter().enumerate() {
+        if folded.last().is_none_or(|&last| !same_place(last, p)) {
+            folded.push(p);
+            notified_index.push(i);
+        }
+    }
+    (folded, notified_index)
+}
+
+fn check_edges(problems: &mut Problems, positions: &[LonLat], ring: Option<usize>, limits: &Limits) {
+    for (i, pair) in positions.windows(2).enumerate() {
+        let length_m = geodesy::distance_m(pair[0], pair[1]);
+        if length_m > limits.max_edge_m {
+            problems.add(
+                position_field(ring, Some(i + 1), None),
+                Problem::EdgeTooLong {
+                    length_m,
+                    limit_m: limits.max_edge_m,
+                },
+            );
+        }
+    }
+}
+
+fn validate_route(problems: &mut Problems, route: &[LonLat], limits: &Limits) -> Option<Vec<LonLat>> {
+    let mut ok = true;
+    for (i, &p) in route.iter().enumerate() {
+        ok &= check_position(problems, p, None, Some(i));
+    }
+    if !ok {
+        return None;
+    }
+    let (folded, _) = fold_repeats(route);
+    if folded.len() < 2 {
+        let problem = if route.len() < 2 {
+            Problem::TooFewPositions {
+                count: route.len(),
+                min: 2,
+            }
+        } else {
+            Problem::ZeroLength
+        };
+        problems.add(position_field(None, None, None), problem);
+        return None;
+    }
+    let before = problems.0.len();
+    check_edges(problems, route, None, limits);
+    (problems.0.len() == before).then_some(folded)
+}
+
+fn validate_rings(
+    problems: &mut Problems,
+    rings: &[Vec<LonLat>],
+    limits: &Limits,
+) -> Option<Vec<Vec<LonLat>>> {
+    if rings.is_empty() {
+        problems.add(
+            position_field(None, None, None),
+            Problem::TooFewPositions { count: 0, min: 3 },
+        );
+        return None;
+    }
+    if rings.len() > limits.max_rings {
+        problems.add(
+            Field::Geometry,
+            Problem::TooManyRings {
+                count: rings.len(),
+                limit: limits.max_rings,
+            },
+        );
+        return None;
+    }
+    let mut folded_rings = Vec::with_capacity(rings.len());
+    for (r, ring) in rings.iter().enumerate() {
+        let mut ok = true;
+        for (i, &p) in ring.iter().enumerate() {
+            ok &= check_position(problems, p, Some(r), Some(i));
+        }
+        if !ok {
+            continue;
+        }
+        if ring.len() >= 2 && !same_place(ring[0], ring[ring.len() - 1]) {
+            problems.add(position_field(Some(r), None, None), Problem::RingNotClosed);
+            continue;
+        }
+        let (folded, notified_index) = fold_repeats(ring);
+        // A closed ring of three distinct corners is four positions.
+        if folded.len() < 4 {
+            problems.add(
+                position_field(Some(r), None, None),
+                Problem::TooFewPositions {
+                    count: folded.len().saturating_sub(1),
+                    min: 3,
+                },
+            );
+            continue;
+        }
+        let before = problems.0.len();
+        check_edges(problems, ring, Some(r), limits);
+        if problems.0.len() != before {
+            continue;
+        }
+        if let Some((a, b)) = geodesy::ring_self_intersection(&folded) {
+            problems.add(
+                position_field(Some(r), None, None),
+                Problem::SelfIntersecting {
+                    edge_a: notified_index[a],
+                    edge_b: notified_index[b],
+                },
+            );
+            continue;
+        }
+        folded_rings.push(folded);
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    // Checking one position per hole keeps validation linear; holes are rare
+    // in notifications and a hole partly outside only removes area.
+    let exterior = std::slice::from_ref(&folded_rings[0]);
+    for (r, hole) in folded_rings.iter().enumerate().skip(1) {
+        if !geodesy::point_in_region(hole[0], exterior) {
+            problems.add(position_field(Some(r), None, None), Problem::HoleOutsideExterior);
+        }
+    }
+    problems.is_empty().then_some(folded_rings)
+}
+
+fn validate_footprint(problems: &mut Problems, spec: &ActivitySpec, limits: &Limits) -> Option<Footprint> {
+    let vertex_count = match &spec.footprint {
+        FootprintSpec::Point { .. } => 1,
+        FootprintSpec::LineString { route, .. } => route.len(),
+        FootprintSpec::Polygon { rings } => rings.iter().map(Vec::len).sum(),
+    };
+    if vertex_count > limits.max_vertices {
+        problems.add(
+            Field::Geometry,
+            Problem::TooManyVertices {
+                count: vertex_count,
+                limit: limits.max_vertices,
+            },
+        );
+        return None;
+    }
+    match &spec.footprint {
+        FootprintSpec::Point { center, radius_m } => {
+            problems.bounded(Field::RadiusM, *radius_m, limits.max_radius_m, true);
+            let ok = check_position(problems, *center, None, None);
+            ok.then_some(Footprint::Disk {
+                center: *center,
+                radius_m: *radius_m,
+            })
+        }
+        FootprintSpec::LineString {
+            route,
+            corridor_m,
+            waypoint_times,
+        } => {
+            problems.bounded(Field::CorridorM, *corridor_m, limits.max_corridor_m, true);
+            let folded = validate_route(problems, route, limits);
+            let schedule = match waypoint_times {
+                None => None,
+                Some(times) => validate_schedule(problems, spec, route, times),
+            };
+            if waypoint_times.is_some() && schedule.is_none() {
+                return None;
+            }
+            folded.map(|route| Footprint::Corridor {
+                route,
+                width_m: *corridor_m,
+                schedule,
+            })
+        }
+        FootprintSpec::Polygon { rings } => {
+            validate_rings(problems, rings, limits).map(|rings| Footprint::Polygon { rings })
+        }
+    }
+}
+
+fn validate_schedule(
+    problems: &mut Problems,
+    spec: &ActivitySpec,
+    route: &[LonLat],
+    times: &[crate::time::Timestamp],
+) -> Option<Schedule> {
+    if times.len() != route.len() {
+        problems.add(
+            Field::WaypointTimes { index: None },
+            Problem::WrongCount {
+                count: times.len(),
+                expected: route.len(),
+            },
+        );
+        return None;
+    }
+    let before = problems.0.len();
+    for (i, t) in times.iter().enumerate() {
+        if i > 0 && *t <= times[i - 1] {
+            problems.add(Field::WaypointTimes { index: Some(i) }, Problem::NotIncreasing);
+        } else if *t < spec.window.start || spec.window.end.is_some_and(|end| *t > end) {
+            problems.add(Field::WaypointTimes { index: Some(i) }, Problem::OutsideWindow);
+        }
+    }
+    (problems.0.len() == before).then(|| Schedule {
+        vertices: route.to_vec(),
+        times_ms: times.iter().map(|t| t.unix_ms()).collect(),
+    })
+}
+
+impl Activity {
+    /// Checks a notified activity and builds the engine's form of it.
+    ///
+    /// Never panics; every problem found is returned with the field it is
+    /// about.
+    pub fn validate(
+        spec: &ActivitySpec,
+        limits: &Limits,
+        defaults: &SeparationDefaults,
+    ) -> Result<Activity, ValidationError> {
+        let mut problems = Problems::default();
+
+        match spec.window.end {
+            None if spec.kind != ActivityKind::Site => problems.add(Field::End, Problem::MissingEnd),
+            Some(end) if end <= spec.window.start => problems.add(Field::End, Problem::EndNotAfterStart),
+            _ => {}
+        }
+
+        let altitude = validate_altitude(&mut problems, spec);
+        let separation_m = spec.separation_m.unwrap_or_else(|| defaults.for_kind(spec.kind));
+        problems.bounded(Field::SeparationM, separation_m, limits.max_separation_m, false);
+        let vertical_separation_m = spec.vertical_separation_m.unwrap_or(0.0);
+        problems.bounded(
+            Field::VerticalSeparationM,
+            vertical_separation_m,
+            limits.max_vertical_separation_m,
+            false,
+        );
+
+        let footprint = validate_footprint(&mut problems, spec, limits);
+        match (footprint, problems.is_empty()) {
+            (Some(footprint), true) => {
+                let reach = reach_of(&footprint, separation_m);
+                Ok(Activity {
+                    party: spec.party,
+                    kind: spec.kind,
+                    window: spec.window,
+                    footprint,
+                    altitude,
+                    separation_m,
+                    vertical_separation_m,
+                    reach,
+                })
+            }
+            _ => {
+                debug_assert!(!problems.is_empty(), "a rejected footprint names its problem");
+                Err(ValidationError { errors: problems.0 })
+            }
+        }
+    }
+}
+
+fn validate_altitude(problems: &mut Problems, spec: &ActivitySpec) -> AltitudeBand {
+    let mut band = AltitudeBand::ALL;
+    if let Some(min_m) = spec.alt_min_m {
+        if min_m.is_finite() {
+            band.min_m = min_m;
+        } else {
+            problems.add(Field::AltMinM, Problem::NotFinite);
+        }
+    }
+    if let Some(max_m) = spec.alt_max_m {
+        if max_m.is_finite() {
+            band.max_m = max_m;
+        } else {
+            problems.add(Field::AltMaxM, Problem::NotFinite);
+        }
+    }
+    if band.min_m > band.max_m {
+        problems.add(Field::AltMinM, Problem::MinAboveMax);
+    }
+    band
+}
+
+/// The index box: the base shape's bounds grown by the footprint's buffer and
+/// its own separation (see [`Activity::reach`]).
+pub(crate) fn reach_of(footprint: &Footprint, separation_m: f64) -> GeoBounds {
+    let base: Shape<'_> = footprint.base_shape();
+    geodesy::bounds(&base).expanded_m(footprint.buffer_m() + separation_m)
+}

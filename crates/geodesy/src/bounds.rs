@@ -1,0 +1,197 @@
+//! Latitude/longitude boxes that contain a shape, for the spatial index.
+
+use crate::ellipsoid::{inverse, wrap_lon_deg, A_M, F, M_MIN_M};
+use crate::region::point_in_region;
+use crate::{GeoBounds, LonLat, Shape};
+
+const EVERY_LONGITUDE: (f64, f64) = (-180.0, 180.0);
+
+/// A relative and an absolute margin on every conversion, far above the
+/// rounding of the arithmetic, so that the boxes are never too small.
+fn generous(deg: f64) -> f64 {
+    deg * (1.0 + 1e-9) + 1e-9
+}
+
+/// The box of one geodesic edge, including its poleward bulge.
+///
+/// Longitude is monotonic along a geodesic, so the edge spans exactly the
+/// longitudes between its ends (the short way). Latitude is not: by
+/// Clairaut's relation `cos β · sin α` is constant along the geodesic (β the
+/// reduced latitude, α the azimuth), so where the azimuth passes through
+/// ±90° — at ends heading north and then south, or south then north — the
+/// edge reaches `cos β_max = |cos β₁ sin α₁|` between its ends.
+pub(crate) fn edge_bounds(a: LonLat, b: LonLat) -> GeoBounds {
+    let (_, azi1, azi2) = inverse(a, b);
+    let mut south = a.lat_deg.min(b.lat_deg);
+    let mut north = a.lat_deg.max(b.lat_deg);
+    let (cos1, cos2) = (azi1.to_radians().cos(), azi2.to_radians().cos());
+    if (cos1 > 0.0 && cos2 < 0.0) || (cos1 < 0.0 && cos2 > 0.0) {
+        let beta1 = ((1.0 - F) * a.lat_deg.to_radians().tan()).atan();
+        let beta_max = (beta1.cos() * azi1.to_radians().sin()).abs().min(1.0).acos();
+        let lat_max = generous((beta_max.tan() / (1.0 - F)).atan().to_degrees()).min(90.0);
+        if cos1 > 0.0 {
+            north = north.max(lat_max);
+        } else {
+            south = south.min(-lat_max);
+        }
+    }
+    let mut east_of_a = b.lon_deg - a.lon_deg;
+    east_of_a = (east_of_a + 180.0).rem_euclid(360.0) - 180.0;
+    let (west, east) = if east_of_a >= 0.0 {
+        (a.lon_deg, a.lon_deg + east_of_a)
+    } else {
+        (a.lon_deg + east_of_a, a.lon_deg)
+    };
+    boxed(south, north, west, east)
+}
+
+/// A box from unwrapped longitudes (`west ≤ east`, possibly beyond ±180).
+fn boxed(south: f64, north: f64, west: f64, east: f64) -> GeoBounds {
+    let (west, east) = if east - west >= 360.0 {
+        EVERY_LONGITUDE
+    } else {
+        (wrap_lon_deg(west), wrap_lon_deg(east))
+    };
+    GeoBounds {
+        south_deg: south.max(-90.0),
+        north_deg: north.min(90.0),
+        west_deg: west,
+        east_deg: east,
+    }
+}
+
+/// A box that contains every point of the shape.
+pub fn bounds(shape: &Shape) -> GeoBounds {
+    match shape {
+        Shape::Point(p) => GeoBounds {
+            south_deg: p.lat_deg,
+            north_deg: p.lat_deg,
+            west_deg: p.lon_deg,
+            east_deg: p.lon_deg,
+        },
+        Shape::Path(vertices) => union_of_edges(vertices.windows(2).map(|e| (e[0], e[1]))),
+        Shape::Region(rings) => {
+            let mut b = union_of_edges(rings[0].windows(2).map(|e| (e[0], e[1])));
+            // A region around a pole holds every longitude up to the pole.
+            if point_in_region(LonLat::new(0.0, 90.0), rings) {
+                b = GeoBounds {
+                    north_deg: 90.0,
+                    west_deg: -180.0,
+                    east_deg: 180.0,
+                    ..b
+                };
+            }
+            if point_in_region(LonLat::new(0.0, -90.0), rings) {
+                b = GeoBounds {
+                    south_deg: -90.0,
+                    west_deg: -180.0,
+                    east_deg: 180.0,
+                    ..b
+                };
+            }
+            b
+        }
+    }
+}
+
+/// The union of the edges' boxes along a connected chain, unwrapping
+/// longitude as the chain goes so that crossing the antimeridian widens the
+/// box the short way.
+fn union_of_edges(chain: impl Iterator<Item = (LonLat, LonLat)>) -> GeoBounds {
+    let (mut south, mut north) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut west, mut east) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut lon = f64::NAN;
+    for (a, b) in chain {
+        let e = edge_bounds(a, b);
+        south = south.min(e.south_deg);
+        north = north.max(e.north_deg);
+        if lon.is_nan() {
+            lon = a.lon_deg;
+            west = lon;
+            east = lon;
+        }
+        let step = ((b.lon_deg - a.lon_deg) + 180.0).rem_euclid(360.0) - 180.0;
+        lon += step;
+        west = west.min(lon);
+        east = east.max(lon);
+        if e.west_deg == -180.0 && e.east_deg == 180.0 {
+            (west, east) = EVERY_LONGITUDE;
+        }
+    }
+    boxed(south, north, west, east)
+}
+
+impl GeoBounds {
+    /// A box holding every point within `margin_m` of this box.
+    ///
+    /// Travelling `s` metres changes latitude by at most `s / M_min` radians
+    /// (`M_min = a(1 − e²)`, the smallest meridional radius of curvature) and
+    /// longitude by at most `s / (N cos φ)` with `N ≥ a` and `φ` the
+    /// poleward-most latitude reached; a box that reaches a pole holds every
+    /// longitude.
+    pub fn expanded_m(&self, margin_m: f64) -> GeoBounds {
+        let dlat = generous((margin_m / M_MIN_M).to_degrees());
+        let (south, north) = (self.south_deg - dlat, self.north_deg + dlat);
+        let every = self.west_deg == -180.0 && self.east_deg == 180.0;
+        if south <= -90.0 || north >= 90.0 || every {
+            return GeoBounds {
+                south_deg: south.max(-90.0),
+                north_deg: north.min(90.0),
+                west_deg: -180.0,
+                east_deg: 180.0,
+            };
+        }
+        let poleward_deg = south.abs().max(north.abs());
+        let dlon = generous((margin_m / (A_M * poleward_deg.to_radians().cos())).to_degrees());
+        let width = (self.east_deg - self.west_deg).rem_euclid(360.0);
+        boxed(south, north, self.west_deg - dlon, self.west_deg + width + dlon)
+    }
+
+    /// Whether two boxes share a point.
+    pub fn intersects(&self, other: &GeoBounds) -> bool {
+        let lat = self.south_deg <= other.north_deg && other.south_deg <= self.north_deg;
+        lat && self
+            .lon_intervals()
+            .any(|(w1, e1)| other.lon_intervals().any(|(w2, e2)| w1 <= e2 && w2 <= e1))
+    }
+
+    /// The box's longitudes as one or two intervals that do not wrap.
+    pub fn lon_intervals(&self) -> impl Iterator<Item = (f64, f64)> {
+        let wraps = self.west_deg > self.east_deg;
+        let first = if wraps {
+            (self.west_deg, 180.0)
+        } else {
+            (self.west_deg, self.east_deg)
+        };
+        let second = wraps.then_some((-180.0, self.east_deg));
+        std::iter::once(first).chain(second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edge_bulges_poleward() {
+        // 60°N, 0° to 60°N, 90°E: the geodesic rises above 60°.
+        let b = edge_bounds(LonLat::new(0.0, 60.0), LonLat::new(90.0, 60.0));
+        assert!(b.north_deg > 65.0, "{b:?}");
+        assert_eq!((b.west_deg, b.east_deg), (0.0, 90.0));
+    }
+
+    #[test]
+    fn across_the_antimeridian_the_box_wraps() {
+        let path = [LonLat::new(179.5, 0.0), LonLat::new(-179.5, 0.0)];
+        let b = bounds(&Shape::Path(&path));
+        assert_eq!((b.west_deg, b.east_deg), (179.5, -179.5));
+        let e = b.expanded_m(10_000.0);
+        assert!(e.west_deg < 179.5 && e.east_deg > -179.5 && e.west_deg > e.east_deg);
+    }
+
+    #[test]
+    fn expanding_to_a_pole_takes_every_longitude() {
+        let b = bounds(&Shape::Point(LonLat::new(10.0, 89.99))).expanded_m(5_000.0);
+        assert_eq!((b.west_deg, b.east_deg, b.north_deg), (-180.0, 180.0, 90.0));
+    }
+}

@@ -1,0 +1,55 @@
+//! The two geodesic problems on WGS84, through `geographiclib-rs` (Karney's
+//! algorithms, accurate to nanometres).
+
+use std::sync::OnceLock;
+
+use geographiclib_rs::{DirectGeodesic, Geodesic, InverseGeodesic};
+
+use crate::LonLat;
+
+/// WGS84 semi-major axis.
+pub(crate) const A_M: f64 = 6_378_137.0;
+/// WGS84 flattening.
+pub(crate) const F: f64 = 1.0 / 298.257_223_563;
+/// The smallest meridional radius of curvature, `a(1 - e²)` at the equator:
+/// latitude changes by at most `1 / M_MIN` radians per metre travelled.
+pub(crate) const M_MIN_M: f64 = A_M * (1.0 - F) * (1.0 - F);
+
+pub(crate) fn wgs84() -> &'static Geodesic {
+    static WGS84: OnceLock<Geodesic> = OnceLock::new();
+    WGS84.get_or_init(Geodesic::wgs84)
+}
+
+/// Distance, azimuth at `a`, and forward azimuth at `b` (degrees).
+pub(crate) fn inverse(a: LonLat, b: LonLat) -> (f64, f64, f64) {
+    let (s12, azi1, azi2, _a12) = wgs84().inverse(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg);
+    (s12, azi1, azi2)
+}
+
+/// The point `s_m` along the geodesic leaving `from` at `azi_deg`, and the
+/// forward azimuth there.
+pub(crate) fn direct(from: LonLat, azi_deg: f64, s_m: f64) -> (LonLat, f64) {
+    let (lat, lon, azi2) = wgs84().direct(from.lat_deg, from.lon_deg, azi_deg, s_m);
+    (LonLat::new(lon, lat), azi2)
+}
+
+/// The geodesic distance between two points, in metres.
+pub fn distance_m(a: LonLat, b: LonLat) -> f64 {
+    inverse(a, b).0
+}
+
+/// The point `distance_m` along the geodesic from `from` towards `towards`.
+pub fn point_at_distance(from: LonLat, towards: LonLat, distance_m: f64) -> LonLat {
+    let (_, azi, _) = inverse(from, towards);
+    direct(from, azi, distance_m).0
+}
+
+/// Longitude folded into [-180, 180].
+pub(crate) fn wrap_lon_deg(lon_deg: f64) -> f64 {
+    let folded = (lon_deg + 180.0).rem_euclid(360.0) - 180.0;
+    if folded == -180.0 && lon_deg > 0.0 {
+        180.0
+    } else {
+        folded
+    }
+}
