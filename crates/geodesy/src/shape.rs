@@ -119,7 +119,8 @@ fn enclosing_disk(shape: &Shape) -> (LonLat, f64) {
     let mut radius_m: f64 = 0.0;
     for (e0, e1) in edges(shape) {
         let (length_m, _, _) = inverse(e0, e1);
-        radius_m = radius_m.max(distance_m(centre, e0) + length_m / 2.0);
+        let farther_end_m = distance_m(centre, e0).max(distance_m(centre, e1));
+        radius_m = radius_m.max(farther_end_m + length_m / 2.0);
     }
     (centre, radius_m)
 }
