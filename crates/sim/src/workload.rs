@@ -177,36 +177,25 @@ impl Workload {
         }
     }
 
-    /// A star-shaped ring of 4–50 vertices around `centre` (star-shaped with
-    /// sorted angles, hence simple) covering about 1–100 km².
+    /// A star-shaped ring of 4–50 corners around `centre` covering about
+    /// 1–100 km².
     fn polygon(&mut self, centre: LonLat) -> FootprintSpec {
-        let corners = self.rng.gen_range(3..=49);
+        // At least four corners: with three, a jittered gap could exceed π.
+        let corners = self.rng.gen_range(4..=50);
         let area_m2 = self.rng.gen_range(1e6..1e8);
         // A regular n-gon of circumradius r covers n/2 · r² · sin(2π/n).
         let n = corners as f64;
         let radius_m = (2.0 * area_m2 / (n * (std::f64::consts::TAU / n).sin())).sqrt();
-        let mut angles: Vec<f64> = (0..corners)
-            .map(|_| self.rng.gen_range(0.0..std::f64::consts::TAU))
-            .collect();
-        angles.sort_by(f64::total_cmp);
-        angles.dedup();
-        let mut ring: Vec<LonLat> = angles
-            .iter()
-            .map(|&a| {
+        // One corner per equal sector, jittered within it: every gap is
+        // below π, so the centre sees every edge and the ring is simple.
+        let sector = std::f64::consts::TAU / n;
+        let mut ring: Vec<LonLat> = (0..corners)
+            .map(|k| {
+                let angle = (k as f64 + self.rng.gen_range(0.1..0.9)) * sector;
                 let r = radius_m * self.rng.gen_range(0.75..1.0);
-                offset(centre, r * a.sin(), r * a.cos())
+                offset(centre, r * angle.sin(), r * angle.cos())
             })
             .collect();
-        if ring.len() < 3 {
-            // Degenerate draw: fall back to a square of the same area.
-            let half = area_m2.sqrt() / 2.0;
-            ring = vec![
-                offset(centre, -half, -half),
-                offset(centre, half, -half),
-                offset(centre, half, half),
-                offset(centre, -half, half),
-            ];
-        }
         ring.push(ring[0]);
         FootprintSpec::Polygon { rings: vec![ring] }
     }
@@ -229,7 +218,7 @@ mod tests {
     #[test]
     fn every_generated_activity_is_valid() {
         let engine = Engine::new(EngineConfig::default());
-        for spec in Workload::new(1, WorkloadShape::default()).activities(2_000) {
+        for spec in Workload::new(1, WorkloadShape::default()).activities(20_000) {
             if let Err(error) = engine.validate(&spec) {
                 panic!("{error}: {spec:?}");
             }
