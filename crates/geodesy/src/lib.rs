@@ -64,6 +64,7 @@ pub struct GeoBounds {
 }
 
 mod bounds;
+mod chord;
 mod ellipsoid;
 mod moving;
 mod region;

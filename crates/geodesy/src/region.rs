@@ -3,7 +3,8 @@
 use geographiclib_rs::{PolygonArea, Winding};
 
 use crate::bounds::edge_bounds;
-use crate::ellipsoid::{inverse, wgs84};
+use crate::chord::{dot, east_north, ecef, norm, sagitta_m, sub, Capsule};
+use crate::ellipsoid::{inverse, wgs84, M_MIN_M};
 use crate::segment::{point_segment, segments_intersection};
 use crate::LonLat;
 
@@ -23,8 +24,72 @@ fn runs_counter_clockwise(ring: &[LonLat]) -> bool {
 }
 
 fn on_ring(p: LonLat, ring: &[LonLat]) -> bool {
-    ring.windows(2)
-        .any(|e| point_segment(p, e[0], e[1]).0 < ON_EDGE_M)
+    let at = Capsule::of_point(p);
+    ring.windows(2).any(|e| {
+        // The exact nearest point is sought only where the bound allows it.
+        Capsule::of_edge(e[0], e[1]).lower_bound_m(&at) < ON_EDGE_M
+            && point_segment(p, e[0], e[1]).0 < ON_EDGE_M
+    })
+}
+
+/// Rings reaching farther than this from the point take the exact test.
+const LOCAL_M: f64 = 1_000_000.0;
+
+/// Inside or outside a ring, decided on the tangent plane at `p`, or `None`
+/// when that cannot be trusted.
+///
+/// The orthographic projection onto the tangent plane at `p` is a contraction
+/// and, within [`LOCAL_M`], one-to-one, so it keeps the winding of the ring
+/// around `p`. Each projected geodesic edge stays within `2 (sagitta + L − c)`
+/// of its projected chord (`L − c ≤ κ²L³/24`), so if the origin is farther
+/// than that from every projected chord, the chord polygon winds around it
+/// exactly as the geodesic ring does, and the plain crossing test on chords
+/// answers. Near an edge, or for a large ring, it answers `None`.
+fn in_ring_on_tangent_plane(p: LonLat, ring: &[LonLat]) -> Option<bool> {
+    let origin = ecef(p);
+    let (east, north) = east_north(p);
+    let mut projected = Vec::with_capacity(ring.len());
+    let mut chords = Vec::with_capacity(ring.len());
+    for &v in ring {
+        let at = ecef(v);
+        let w = sub(at, origin);
+        if norm(w) > LOCAL_M {
+            return None;
+        }
+        projected.push((dot(east, w), dot(north, w)));
+        chords.push(at);
+    }
+    let mut inside = false;
+    for k in 0..ring.len() - 1 {
+        let (q0, q1) = (projected[k], projected[k + 1]);
+        let chord_m = norm(sub(chords[k + 1], chords[k]));
+        let length_m = 1.002 * chord_m;
+        let excess_m = length_m.powi(3) / (24.0 * M_MIN_M * M_MIN_M);
+        let margin_m = 2.0 * (sagitta_m(chord_m) + excess_m) + 1e-6;
+        if planar_distance_to_origin(q0, q1) <= margin_m {
+            return None;
+        }
+        // Crossing test with the ray along +x (half-open in y).
+        if (q0.1 > 0.0) != (q1.1 > 0.0) {
+            let x = q0.0 - q0.1 * (q1.0 - q0.0) / (q1.1 - q0.1);
+            if x > 0.0 {
+                inside = !inside;
+            }
+        }
+    }
+    Some(inside)
+}
+
+fn planar_distance_to_origin(q0: (f64, f64), q1: (f64, f64)) -> f64 {
+    let (dx, dy) = (q1.0 - q0.0, q1.1 - q0.1);
+    let length2 = dx * dx + dy * dy;
+    let t = if length2 > 0.0 {
+        (-(q0.0 * dx + q0.1 * dy) / length2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (x, y) = (q0.0 + t * dx, q0.1 + t * dy);
+    (x * x + y * y).sqrt()
 }
 
 /// Inside the smaller region bounded by `ring`, edge included.
@@ -36,6 +101,9 @@ fn on_ring(p: LonLat, ring: &[LonLat]) -> bool {
 /// ring around `p` turns by −360°; if instead it turns by +360°, the ring runs
 /// around the antipode and `p` is outside.
 fn in_ring(p: LonLat, ring: &[LonLat]) -> bool {
+    if let Some(inside) = in_ring_on_tangent_plane(p, ring) {
+        return inside;
+    }
     if on_ring(p, ring) {
         return true;
     }
@@ -158,6 +226,40 @@ mod tests {
         assert!(point_in_region(LonLat::new(180.0, 0.0), &rings));
         assert!(point_in_region(LonLat::new(-179.9, 0.5), &rings));
         assert!(!point_in_region(LonLat::new(0.0, 0.0), &rings));
+    }
+
+    #[test]
+    fn the_tangent_plane_agrees_with_the_exact_test_or_abstains() {
+        let ring = square(41.0, 36.0, 0.3, true);
+        for k in 0..400 {
+            let p = LonLat::new(
+                40.9 + 0.5 * f64::from(k % 20) / 19.0,
+                35.9 + 0.5 * f64::from(k / 20) / 19.0,
+            );
+            let exact = {
+                let azimuths: Vec<f64> = ring.iter().map(|&v| inverse(p, v).1).collect();
+                let turning: f64 = azimuths
+                    .windows(2)
+                    .map(|w| {
+                        let d = (w[1] - w[0]).rem_euclid(360.0);
+                        if d > 180.0 {
+                            d - 360.0
+                        } else {
+                            d
+                        }
+                    })
+                    .sum();
+                on_ring(p, &ring) || turning.abs() > 180.0
+            };
+            if let Some(fast) = in_ring_on_tangent_plane(p, &ring) {
+                assert_eq!(fast, exact, "{p:?}");
+            }
+        }
+        assert_eq!(
+            in_ring_on_tangent_plane(LonLat::new(41.0, 36.1), &ring),
+            None,
+            "on an edge: abstains"
+        );
     }
 
     #[test]

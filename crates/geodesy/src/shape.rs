@@ -1,6 +1,7 @@
 //! Distances between base shapes: points, geodesic paths, regions.
 
-use crate::ellipsoid::{distance_m, inverse};
+use crate::chord::Capsule;
+use crate::ellipsoid::distance_m;
 use crate::region::point_in_region;
 use crate::segment::{point_segment, segment_segment};
 use crate::{Closest, LonLat, Shape};
@@ -43,10 +44,64 @@ fn swapped(c: Closest) -> Closest {
     }
 }
 
-/// The exact minimum distance between two shapes and where it is reached.
-pub fn closest(a: &Shape, b: &Shape) -> Closest {
-    // A vertex of one inside the other region: they overlap there. (A path
-    // or region wholly inside a region has all its vertices inside.)
+/// A piece of a shape's boundary: an edge, or the shape's single point.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    start: LonLat,
+    end: LonLat,
+    capsule: Capsule,
+}
+
+fn pieces(shape: &Shape) -> Vec<Piece> {
+    match shape {
+        Shape::Point(p) => vec![Piece {
+            start: *p,
+            end: *p,
+            capsule: Capsule::of_point(*p),
+        }],
+        _ => edges(shape)
+            .map(|(start, end)| Piece {
+                start,
+                end,
+                capsule: Capsule::of_edge(start, end),
+            })
+            .collect(),
+    }
+}
+
+/// The exact distance between two pieces.
+fn piece_distance(a: &Piece, b: &Piece) -> Closest {
+    match (a.start == a.end, b.start == b.end) {
+        (true, true) => Closest {
+            distance_m: distance_m(a.start, b.start),
+            on_a: a.start,
+            on_b: b.start,
+        },
+        (true, false) => {
+            let (d, foot) = point_segment(a.start, b.start, b.end);
+            Closest {
+                distance_m: d,
+                on_a: a.start,
+                on_b: foot,
+            }
+        }
+        (false, true) => {
+            let (d, foot) = point_segment(b.start, a.start, a.end);
+            Closest {
+                distance_m: d,
+                on_a: foot,
+                on_b: b.start,
+            }
+        }
+        (false, false) => segment_segment(a.start, a.end, b.start, b.end),
+    }
+}
+
+/// A vertex of one shape inside the other region: they overlap there. (A
+/// path or region wholly inside a region has all its vertices inside, and
+/// one that is partly inside crosses the boundary, which the edge search
+/// finds.)
+fn containment(a: &Shape, b: &Shape) -> Option<Closest> {
     for (inner, outer, flip) in [(a, b, false), (b, a, true)] {
         if let Shape::Region(rings) = outer {
             if let Some(v) = vertices(inner).find(|&v| point_in_region(v, rings)) {
@@ -55,90 +110,62 @@ pub fn closest(a: &Shape, b: &Shape) -> Closest {
                     on_a: v,
                     on_b: v,
                 };
-                return if flip { swapped(c) } else { c };
+                return Some(if flip { swapped(c) } else { c });
             }
         }
     }
-    match (a, b) {
-        (Shape::Point(p), Shape::Point(q)) => Closest {
-            distance_m: distance_m(*p, *q),
-            on_a: *p,
-            on_b: *q,
-        },
-        (Shape::Point(p), other) => point_to_edges(*p, other),
-        (other, Shape::Point(p)) => swapped(point_to_edges(*p, other)),
-        _ => {
-            // Boundaries that cross meet at distance 0; otherwise the
-            // minimum between two segments is at an end of one of them.
-            let mut best = Closest {
-                distance_m: f64::INFINITY,
-                on_a: first_vertex(a),
-                on_b: first_vertex(b),
-            };
-            for (a0, a1) in edges(a) {
-                for (b0, b1) in edges(b) {
-                    let c = segment_segment(a0, a1, b0, b1);
-                    if c.distance_m < best.distance_m {
-                        best = c;
-                        if best.distance_m == 0.0 {
-                            return best;
-                        }
-                    }
-                }
-            }
-            best
-        }
-    }
+    None
 }
 
-fn point_to_edges(p: LonLat, shape: &Shape) -> Closest {
-    let mut best = Closest {
+/// The exact minimum distance between two shapes and where it is reached.
+pub fn closest(a: &Shape, b: &Shape) -> Closest {
+    search(a, b, f64::INFINITY).unwrap_or(Closest {
         distance_m: f64::INFINITY,
-        on_a: p,
-        on_b: first_vertex(shape),
-    };
-    for (e0, e1) in edges(shape) {
-        let (d, foot) = point_segment(p, e0, e1);
-        if d < best.distance_m {
-            best = Closest {
-                distance_m: d,
-                on_a: p,
-                on_b: foot,
-            };
+        on_a: first_vertex(a),
+        on_b: first_vertex(b),
+    })
+}
+
+/// `Some` exactly when the shapes are closer than `limit_m`, with the exact
+/// distance and witnesses.
+pub fn closest_if_below(a: &Shape, b: &Shape, limit_m: f64) -> Option<Closest> {
+    search(a, b, limit_m)
+}
+
+/// Branch and bound over pairs of pieces: each pair's capsule bound is a
+/// proven lower bound of its exact distance, so pairs are solved exactly in
+/// increasing order of bound until the bound reaches the best distance found
+/// (or the limit). The answer is exact; the bounds only skip work.
+fn search(a: &Shape, b: &Shape, limit_m: f64) -> Option<Closest> {
+    if let Some(c) = containment(a, b) {
+        return (c.distance_m < limit_m).then_some(c);
+    }
+    let (pieces_a, pieces_b) = (pieces(a), pieces(b));
+    let mut pairs: Vec<(f64, usize, usize)> = Vec::with_capacity(pieces_a.len() * pieces_b.len());
+    for (i, pa) in pieces_a.iter().enumerate() {
+        for (j, pb) in pieces_b.iter().enumerate() {
+            let bound_m = pa.capsule.lower_bound_m(&pb.capsule);
+            if bound_m < limit_m {
+                pairs.push((bound_m, i, j));
+            }
         }
     }
-    best
-}
-
-/// A disk around the shape's first vertex that holds all of the shape:
-/// every point of a geodesic edge is within half the edge's length of one of
-/// its ends, and a region's farthest point from an inside point is on its
-/// boundary. Returns (centre, radius).
-fn enclosing_disk(shape: &Shape) -> (LonLat, f64) {
-    let centre = first_vertex(shape);
-    let mut radius_m: f64 = 0.0;
-    for (e0, e1) in edges(shape) {
-        let (length_m, _, _) = inverse(e0, e1);
-        let farther_end_m = distance_m(centre, e0).max(distance_m(centre, e1));
-        radius_m = radius_m.max(farther_end_m + length_m / 2.0);
+    pairs.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut best: Option<Closest> = None;
+    for (bound_m, i, j) in pairs {
+        let beat_m = best.map_or(limit_m, |c| c.distance_m.min(limit_m));
+        if bound_m >= beat_m {
+            break;
+        }
+        let c = piece_distance(&pieces_a[i], &pieces_b[j]);
+        if best.is_none_or(|b| c.distance_m < b.distance_m) {
+            best = Some(c);
+        }
+        if c.distance_m == 0.0 {
+            break;
+        }
     }
-    (centre, radius_m)
-}
-
-/// `Some` exactly when the shapes are closer than `limit_m`.
-///
-/// A cheap lower bound rejects shapes that are clearly far apart: by the
-/// triangle inequality `d(a, b) ≥ d(centre_a, centre_b) − r_a − r_b` for
-/// enclosing disks. Only when the bound does not settle it is the exact
-/// distance computed, so the decision itself is always exact.
-pub fn closest_if_below(a: &Shape, b: &Shape, limit_m: f64) -> Option<Closest> {
-    let (centre_a, radius_a_m) = enclosing_disk(a);
-    let (centre_b, radius_b_m) = enclosing_disk(b);
-    if distance_m(centre_a, centre_b) - radius_a_m - radius_b_m >= limit_m {
-        return None;
-    }
-    let c = closest(a, b);
-    (c.distance_m < limit_m).then_some(c)
+    best.filter(|c| c.distance_m < limit_m)
 }
 
 #[cfg(test)]
