@@ -1,0 +1,17 @@
+//! Codecs over bytes and JSON values, pure: GeoJSON Features to engine
+//! activities, conflicts back to the contract's JSON, RFC 3339 times.
+//!
+//! Every rejected value is reported as an RFC 6901 JSON pointer with a
+//! message, all of them in one pass. The engine's own validation errors are
+//! mapped to pointers here, never retyped, so the engine stays the one place
+//! that says what a valid activity is.
+
+mod conflict;
+mod error;
+mod geojson;
+mod time;
+
+pub use conflict::{conflict_json, ConflictNames};
+pub use error::{FormatError, FormatErrors};
+pub use geojson::{activities_from_geojson, activity_from_feature, GeometryKind, ParsedActivity, Sharing};
+pub use time::{format_rfc3339, parse_rfc3339};
