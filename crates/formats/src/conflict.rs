@@ -1,12 +1,12 @@
 //! Conflicts in the contract's JSON shape.
 
-use deconflict_engine::Conflict;
+use deconflict_engine::Finding;
 use serde_json::{json, Value};
 
 use crate::time::format_rfc3339;
 
 /// How the caller names what the engine numbers: the conflict's id, the two
-/// activities and the two parties, in the conflict's key order.
+/// activities and their parties, in the order the caller wants them shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConflictNames {
     pub id: Value,
@@ -19,8 +19,7 @@ pub struct ConflictNames {
 /// `{id, activities, parties, start, end, min_distance_m, required_m,
 /// location, state}` as in the contract. Distances are rounded to the
 /// centimetre: the geometry is exact to far better, and users read metres.
-pub fn conflict_json(conflict: &Conflict, names: ConflictNames) -> Value {
-    let finding = &conflict.finding;
+pub fn conflict_json(finding: &Finding, names: ConflictNames) -> Value {
     let round_cm = |m: f64| (m * 100.0).round() / 100.0;
     json!({
         "id": names.id,

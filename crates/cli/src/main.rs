@@ -1,0 +1,76 @@
+//! The `deconflict` command. Glue only: parsing is `deconflict-formats`,
+//! the rules are `deconflict-engine`.
+//!
+//! Exit status: 0 success, 1 a user error (one line saying what to fix),
+//! 2 a usage error (from clap).
+
+mod check;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deconflict",
+    version,
+    about = "Find conflicts between parties' plans before they happen"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// An aligned table for people.
+    Table,
+    /// `{"conflicts": [Conflict]}` as in the contract.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check each activity of FILE against another party's file, offline.
+    ///
+    /// FILE and OTHER are GeoJSON (a Feature or a FeatureCollection), each the
+    /// plans of one party; the parties are named after the files' stems.
+    /// Every conflict between an activity of FILE and one of OTHER is listed.
+    Check {
+        /// The activities to check (GeoJSON).
+        file: PathBuf,
+        /// The other party's activities (GeoJSON).
+        #[arg(long, value_name = "OTHER")]
+        against: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Replay a simulated day near Qamishli through the engine and narrate it.
+    Demo {
+        /// The scenario's seed: the same seed replays the same day.
+        #[arg(long, default_value_t = 2022)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check {
+            file,
+            against,
+            format,
+        } => check::run(&file, against.as_deref(), format == Format::Json),
+        Command::Demo { seed } => demo::run(seed),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line that says what to fix.
+            eprintln!("deconflict: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
