@@ -27,6 +27,41 @@
 //!   that never signs a fork.
 //! - [`receipt`]: offline-verifiable receipts.
 //! - [`leaf`]: events as RFC 8785 canonical JSON leaves.
+//!
+//! The whole flow, with the in-memory store standing in for the database:
+//!
+//! ```
+//! use deconflict_audit::*;
+//!
+//! // Server side. The seed comes from a CSPRNG once, then from the key file.
+//! let signer = NoteSigner::from_seed("deconflict.example/log", &[7; 32])?;
+//! let key_file = signer.to_key_string(); // "PRIVATE+KEY+deconflict.example/log+…"
+//! let public_key = signer.verifier().to_string(); // served at /v1/log/public-key
+//! let mut heads = CheckpointSigner::new(NoteSigner::parse(&key_file)?);
+//!
+//! let mut log = MemoryLog::new();
+//! let payload = serde_json::json!({"activity": "a1", "party": "blue"});
+//! let leaf = LeafEvent { kind: "activity.notified", at_ms: 1_700_000_000_000, payload: &payload }
+//!     .encode()?;
+//! let appended = log.tree.append(&leaf)?; // appended.nodes go to the store…
+//! log.store.apply(&appended); // …in the same transaction as the activity
+//! let note = heads.sign_tree(&log.store, &log.tree)?; // /v1/log/checkpoint
+//! let checkpoint = heads.last_signed().unwrap().clone();
+//! let receipt = Receipt::build(&log.store, appended.index, &checkpoint, note)?;
+//!
+//! // Client side, offline: only the public key is needed.
+//! let verifier = NoteVerifier::parse(&public_key)?;
+//! let verified = verify_receipt(&receipt, Some(&leaf), &verifier)?;
+//! assert_eq!(verified.checkpoint.size, 1);
+//!
+//! // Later: the log only grew since the saved checkpoint.
+//! log.append(b"another entry")?;
+//! let newer = heads.sign_tree(&log.store, &log.tree)?;
+//! let proof = consistency_proof(&log.store, verified.checkpoint.size, log.tree.size())?;
+//! let saved = verify_growth(&verified.checkpoint, &newer, &proof, &verifier)?;
+//! assert_eq!(saved.size, 2);
+//! # Ok::<(), deconflict_audit::Error>(())
+//! ```
 
 pub mod checkpoint;
 mod error;
