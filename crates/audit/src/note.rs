@@ -197,6 +197,7 @@ impl NoteSigner {
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || seed)>`.
+    /// A trailing newline (as a key file has) is ignored.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let text = text.trim_end_matches(['\n', '\r']);
         let rest = text

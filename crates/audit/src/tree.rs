@@ -164,7 +164,7 @@ impl Tree {
         &self.frontier
     }
 
-    /// The Merkle tree head, MTH(D[0:size]): O(log n) hashing, no reads.
+    /// The Merkle tree head, `MTH(D[0:size])`: O(log n) hashing, no reads.
     pub fn root(&self) -> Hash {
         fold_range(&self.frontier)
     }
@@ -217,7 +217,8 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Stores the nodes of one append. Nodes must arrive in append order.
+    /// Stores the nodes of one append. Appends must be applied in order,
+    /// each once (a database enforces this with its primary key).
     pub fn apply(&mut self, appended: &Appended) {
         for (id, hash) in &appended.nodes {
             let level = usize::from(id.level);
