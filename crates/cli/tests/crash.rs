@@ -186,12 +186,18 @@ impl Party {
         self.acked += 1;
         let receipt = &answer["receipt"];
         let index = receipt["log_index"].as_u64().expect("a receipt has its index");
-        let leaf_hash = receipt["leaf_hash"].as_str().expect("a receipt has its leaf hash");
+        let leaf_hash = receipt["leaf_hash"]
+            .as_str()
+            .expect("a receipt has its leaf hash");
         self.receipts.push((index, leaf_hash.to_owned()));
-        let note = receipt["checkpoint"].as_str().expect("a receipt has its checkpoint");
+        let note = receipt["checkpoint"]
+            .as_str()
+            .expect("a receipt has its checkpoint");
         // The note's body (before the blank line) is the checkpoint.
         let body = note.split("\n\n").next().unwrap_or("").to_owned() + "\n";
-        let size = Checkpoint::parse(&body).expect("the receipt's checkpoint parses").size;
+        let size = Checkpoint::parse(&body)
+            .expect("the receipt's checkpoint parses")
+            .size;
         if self.best_checkpoint.as_ref().is_none_or(|(best, _)| size > *best) {
             self.best_checkpoint = Some((size, note.to_owned()));
         }
@@ -210,7 +216,10 @@ impl Party {
         let (answer, in_flight, name) = if roll < 30 || live.is_empty() {
             let name = format!("act-{unique}");
             self.activity_names_sent.insert(name.clone());
-            let answer = call(self.request(cycle, Method::POST, "/v1/activities").json(&feature(&name, rng)));
+            let answer = call(
+                self.request(cycle, Method::POST, "/v1/activities")
+                    .json(&feature(&name, rng)),
+            );
             if let Answer::Ok(body) = &answer {
                 let id = body["id"].as_u64().expect("an id");
                 let version = body["version"].as_u64().expect("a version");
@@ -246,7 +255,15 @@ impl Party {
                     },
                 );
             }
-            (answer, InFlight::Update { id, from, name: name.clone() }, name)
+            (
+                answer,
+                InFlight::Update {
+                    id,
+                    from,
+                    name: name.clone(),
+                },
+                name,
+            )
         } else if roll < 60 {
             let id = live[rng.below(live.len() as u64) as usize];
             let from = self.activities[&id].clone();
@@ -285,9 +302,11 @@ impl Party {
                 Answer::Lost => return false,
                 Answer::Refused(status, body) => panic!("{}: listing messages: {status} {body}", cycle.tag),
             };
-            let waiting = listed["messages"].as_array().into_iter().flatten().find(|m| {
-                m["to"].as_u64() == Some(self.id) && m["acked_at"].is_null()
-            });
+            let waiting = listed["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["to"].as_u64() == Some(self.id) && m["acked_at"].is_null());
             let Some(message) = waiting.and_then(|m| m["id"].as_u64()) else {
                 return true;
             };
@@ -306,7 +325,10 @@ impl Party {
                 .collect();
             // Live tracks are kept in memory by design (the next report
             // replaces them): they are load here, not checked after a crash.
-            return match call(self.request(cycle, Method::POST, "/v1/tracks").json(&json!({"reports": reports}))) {
+            return match call(
+                self.request(cycle, Method::POST, "/v1/tracks")
+                    .json(&json!({"reports": reports})),
+            ) {
                 Answer::Ok(_) => {
                     self.track_batches += 1;
                     true
@@ -353,7 +375,11 @@ fn get(client: &Client, url: &str, token: &str, path: &str) -> Value {
         .bearer_auth(token)
         .send()
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
     response.json().expect("JSON")
 }
 
@@ -363,22 +389,43 @@ fn get_text(client: &Client, url: &str, token: &str, path: &str) -> String {
         .bearer_auth(token)
         .send()
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
     response.text().expect("text")
 }
 
 /// The log's entries `[start, size)` as `token` sees them: (leaf hash,
 /// leaf when readable).
-fn log_entries(client: &Client, url: &str, token: &str, start: u64, size: u64) -> Vec<(String, Option<Value>)> {
+fn log_entries(
+    client: &Client,
+    url: &str,
+    token: &str,
+    start: u64,
+    size: u64,
+) -> Vec<(String, Option<Value>)> {
     let mut out = Vec::with_capacity(size.saturating_sub(start) as usize);
     let mut from = start;
     while from < size {
         let to = (from + 1000).min(size);
-        let page = get(client, url, token, &format!("/v1/log/entries?from={from}&to={to}"));
+        let page = get(
+            client,
+            url,
+            token,
+            &format!("/v1/log/entries?from={from}&to={to}"),
+        );
         for entry in page["entries"].as_array().expect("entries") {
-            assert_eq!(entry["index"].as_u64(), Some(start + out.len() as u64), "entries come in order");
+            assert_eq!(
+                entry["index"].as_u64(),
+                Some(start + out.len() as u64),
+                "entries come in order"
+            );
             let leaf = entry["leaf"].as_str().map(|b64| {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("base64");
                 serde_json::from_slice::<Value>(&bytes).expect("a leaf is JSON")
             });
             out.push((entry["leaf_hash"].as_str().expect("hash").to_owned(), leaf));
@@ -436,8 +483,12 @@ fn verify(
             .iter()
             .map(|h| Hash::from_base64(h.as_str().expect("base64")).expect("a hash"))
             .collect();
-        verify_growth(&old, &note, &proof, verifier)
-            .unwrap_or_else(|e| panic!("{tag}: the log did not only grow from {} to {}: {e}", old.size, head.size));
+        verify_growth(&old, &note, &proof, verifier).unwrap_or_else(|e| {
+            panic!(
+                "{tag}: the log did not only grow from {} to {}: {e}",
+                old.size, head.size
+            )
+        });
     }
     // Zones are public to every party (the admin reads no plans).
     let zones = get(client, url, &parties[0].token, "/v1/zones");
@@ -449,7 +500,10 @@ fn verify(
         .collect();
     let all_zone_names_sent: HashSet<&String> = parties.iter().flat_map(|p| &p.zone_names_sent).collect();
     for name in &zone_names {
-        assert!(all_zone_names_sent.contains(name), "{tag}: zone {name} was never sent");
+        assert!(
+            all_zone_names_sent.contains(name),
+            "{tag}: zone {name} was never sent"
+        );
     }
 
     for party in parties.iter_mut() {
@@ -460,7 +514,12 @@ fn verify(
                 .checked_sub(since)
                 .and_then(|i| leaves.get(i as usize))
                 .map(|(h, _)| h.as_str());
-            assert_eq!(found, Some(leaf_hash.as_str()), "{tag}: receipt leaf {index} of party {}", party.id);
+            assert_eq!(
+                found,
+                Some(leaf_hash.as_str()),
+                "{tag}: receipt leaf {index} of party {}",
+                party.id
+            );
             figures.verified += 1;
         }
         let listed = get(client, url, &party.token, "/v1/activities");
@@ -481,11 +540,18 @@ fn verify(
             );
         }
         let messages = get(client, url, &party.token, "/v1/messages");
-        let messages: Vec<&Value> = messages["messages"].as_array().expect("messages").iter().collect();
+        let messages: Vec<&Value> = messages["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .collect();
         for message in &messages {
             if message["from"].as_u64() == Some(party.id) {
                 let body = message["body"].as_str().unwrap_or("");
-                assert!(party.message_bodies_sent.contains(body), "{tag}: message {body} was never sent");
+                assert!(
+                    party.message_bodies_sent.contains(body),
+                    "{tag}: message {body} was never sent"
+                );
             }
         }
         for refused in &party.refused {
@@ -502,7 +568,10 @@ fn verify(
         if let Some(in_flight) = party.in_flight.take() {
             let committed = match &in_flight {
                 InFlight::Create { name } => {
-                    let found = on_server.iter().find(|(_, (_, n))| n == name).map(|(id, v)| (*id, v.clone()));
+                    let found = on_server
+                        .iter()
+                        .find(|(_, (_, n))| n == name)
+                        .map(|(id, v)| (*id, v.clone()));
                     match found {
                         Some((id, (version, name))) => {
                             assert_eq!(version, 1, "{tag}: a new activity is version 1");
@@ -563,7 +632,11 @@ fn verify(
                         true
                     }
                     Some((version, name)) => {
-                        assert_eq!((version, name), (&from.version, &from.name), "{tag}: cancel of {id} half there");
+                        assert_eq!(
+                            (version, name),
+                            (&from.version, &from.name),
+                            "{tag}: cancel of {id} half there"
+                        );
                         false
                     }
                 },
@@ -603,7 +676,10 @@ fn verify(
                         false
                     } else {
                         assert!(
-                            has_leaf(&leaves, "message.acknowledged", |p| contains_text(p, &message.to_string())),
+                            has_leaf(&leaves, "message.acknowledged", |p| contains_text(
+                                p,
+                                &message.to_string()
+                            )),
                             "{tag}: ack of {message} is there without its leaf"
                         );
                         party.acks_acked.insert(*message);
@@ -639,7 +715,10 @@ fn verify(
             party.id
         );
         for name in &party.zones_acked {
-            assert!(zone_names.contains(name), "{tag}: acknowledged zone {name} is gone");
+            assert!(
+                zone_names.contains(name),
+                "{tag}: acknowledged zone {name} is gone"
+            );
         }
         for (id, body) in &party.messages_acked {
             let found = messages.iter().find(|m| m["id"].as_u64() == Some(*id));
@@ -743,7 +822,10 @@ fn acknowledged_writes_survive_sigkill_and_in_flight_writes_are_all_or_nothing()
         server.child.kill().expect("SIGKILL");
         server.child.wait().expect("reaped");
         stop.store(true, Ordering::Relaxed);
-        parties = workers.into_iter().map(|w| w.join().expect("a client thread")).collect();
+        parties = workers
+            .into_iter()
+            .map(|w| w.join().expect("a client thread"))
+            .collect();
 
         server = serve(dir.path());
         let acked_before = figures.acked;
@@ -768,7 +850,10 @@ fn acknowledged_writes_survive_sigkill_and_in_flight_writes_are_all_or_nothing()
             );
         }
     }
-    assert_eq!(figures.verified, figures.acked, "every acknowledged write was checked");
+    assert_eq!(
+        figures.verified, figures.acked,
+        "every acknowledged write was checked"
+    );
     println!(
         "crash: {} cycles, {} writes acknowledged, {} verified, in flight at the kill: {} committed / {} absent; \
          {} track batches; {:.1} s",

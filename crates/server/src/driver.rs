@@ -256,9 +256,13 @@ impl DriverHandle {
     /// rebuilding.
     pub fn submit(&self, command: Command) -> Result<(), ApiError> {
         if self.reconciling.load(Ordering::Acquire) {
-            return Err(ApiError::unavailable(
-                &"the driver is rebuilding its state after a failed commit",
-            ));
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "storage-failed",
+                "the last write could not be committed to disk and the service is rebuilding its \
+                 state from the database: nothing was changed; reads still work; try again",
+            )
+            .with_retry_after(1));
         }
         self.commands.try_send(command).map_err(|error| match error {
             TrySendError::Full(_) => ApiError::new(
@@ -553,6 +557,8 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         queue_limit: setup.max_pending,
     };
     let mut driver = Driver {
+        failures_in_a_row: 0,
+        rebuilt_at_size: 0,
         setup,
         world,
         ledger,
@@ -591,7 +597,11 @@ fn commit_loop(
                 let started = std::time::Instant::now();
                 let commands = completions.len();
                 let result = if poisoned.load(Ordering::Acquire) {
-                    Err(StoreError::Rejected("an earlier batch failed".into()))
+                    // Built on a batch that did not commit: its first leaf
+                    // would not follow the log on disk.
+                    Err(StoreError::CommitFailed(
+                        "an earlier batch failed to commit".into(),
+                    ))
                 } else {
                     store.write(move |conn| ledger::write_batch(conn, first_index, &rows))
                 };
@@ -609,7 +619,7 @@ fn commit_loop(
                         poisoned.store(true, Ordering::Release);
                         tracing::error!(%error, first_index, "a batch failed to commit; the driver will rebuild from the store");
                         for complete in completions {
-                            complete(Err(ApiError::unavailable(&error)));
+                            complete(Err(ApiError::storage(&error)));
                         }
                     }
                 }
@@ -618,7 +628,16 @@ fn commit_loop(
     }
 }
 
+/// The first wait before rebuilding again after repeated failed commits;
+/// it doubles up to 64 times this.
+const REBUILD_BACKOFF_MS: u64 = 25;
+
 struct Driver {
+    /// Failed commits since the last one that succeeded.
+    failures_in_a_row: u32,
+    /// The log size at the last rebuild: a larger committed size since
+    /// means a commit succeeded.
+    rebuilt_at_size: u64,
     setup: DriverSetup,
     world: Arc<RwLock<World>>,
     ledger: Ledger,
@@ -715,6 +734,18 @@ impl Driver {
         self.reconciling.store(true, Ordering::Release);
         metrics::counter!("deconflict_reconciles_total").increment(1);
         self.flush();
+        // A disk that stays full or broken fails every batch, and a due
+        // hotline timer makes a batch at every turn: back off (writes are
+        // refused meanwhile) rather than rebuild in a hot loop. The first
+        // failure after a successful commit rebuilds at once.
+        if self.committed_size.load(Ordering::Acquire) > self.rebuilt_at_size {
+            self.failures_in_a_row = 0;
+        }
+        if self.failures_in_a_row > 0 {
+            let exponent = (self.failures_in_a_row - 1).min(6);
+            std::thread::sleep(Duration::from_millis(REBUILD_BACKOFF_MS << exponent));
+        }
+        self.failures_in_a_row += 1;
         loop {
             match restore(&self.setup, now_ms()) {
                 Ok((world, ledger, stale)) => {
@@ -725,6 +756,7 @@ impl Driver {
                     self.ledger = ledger;
                     self.committed_size
                         .store(self.ledger.tree.size(), Ordering::Release);
+                    self.rebuilt_at_size = self.ledger.tree.size();
                     self.poisoned.store(false, Ordering::Release);
                     self.reconciling.store(false, Ordering::Release);
                     tracing::warn!(

@@ -115,6 +115,33 @@ impl ApiError {
         .with_retry_after(1)
     }
 
+    /// A write the store did not commit: 503 with a `detail` that says
+    /// what failed (full disk, I/O error) and that nothing was written, so
+    /// an operator and a client both know what to do. SQLite's own words
+    /// go to the log only.
+    pub fn storage(error: &deconflict_store::StoreError) -> Self {
+        use deconflict_store::StoreError;
+        tracing::error!(%error, "a write was not committed");
+        let (slug, detail) = match error {
+            full if full.is_disk_full() => (
+                "disk-full",
+                "the server's disk is full: this request was not written and nothing was changed; \
+                 reads still work; retry once the operator has freed space",
+            ),
+            StoreError::Overloaded { .. } => (
+                "overloaded",
+                "too many writes are waiting for the disk: nothing was changed; try again shortly",
+            ),
+            StoreError::Closed => ("unavailable", "the service is stopping: nothing was changed"),
+            _ => (
+                "storage-failed",
+                "the server could not write this request to its disk (an I/O error, a failed sync, \
+                 or a file size limit reached): nothing was changed; reads still work; try again",
+            ),
+        };
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, slug, detail).with_retry_after(1)
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

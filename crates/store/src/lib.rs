@@ -12,9 +12,13 @@
 //! Reads use a small pool of separate connections, which WAL lets proceed
 //! while the writer writes.
 
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod migrations;
 mod writer;
 
+#[cfg(feature = "fault-injection")]
+pub use faults::Faults;
 pub use migrations::{schema_version, MIGRATIONS};
 pub use rusqlite;
 pub use writer::{Store, StoreConfig, StoreError};

@@ -23,6 +23,11 @@ pub struct StoreConfig {
     pub readers: usize,
     /// How long a reader waits for a lock before giving up.
     pub busy_timeout_ms: u64,
+    /// Injected commit failures, for the fault tests only: the field does
+    /// not exist unless the `fault-injection` feature is on, so no
+    /// production configuration can reach it.
+    #[cfg(feature = "fault-injection")]
+    pub faults: Option<crate::faults::Faults>,
 }
 
 impl Default for StoreConfig {
@@ -32,6 +37,8 @@ impl Default for StoreConfig {
             max_batch: 512,
             readers: 4,
             busy_timeout_ms: 5_000,
+            #[cfg(feature = "fault-injection")]
+            faults: None,
         }
     }
 }
@@ -47,6 +54,10 @@ pub enum StoreError {
     Closed,
     #[error("the commit failed, nothing was written: {0}")]
     CommitFailed(String),
+    /// The disk (or the file size limit) is full: the commit was rolled
+    /// back and nothing was written.
+    #[error("the disk is full, nothing was written: {0}")]
+    DiskFull(String),
     #[error("a write panicked and was rolled back")]
     WritePanicked,
     #[error("the database schema is version {found}, newer than this build knows ({known})")]
@@ -59,12 +70,48 @@ pub enum StoreError {
     Rejected(String),
 }
 
+impl StoreError {
+    /// Whether the disk (or the database's size limit) is full: the write
+    /// was not made, and none will be until space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull(_) => true,
+            StoreError::Sqlite(error) => error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
+}
+
+/// Why a batch's transaction did not commit.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitFailure {
+    pub(crate) disk_full: bool,
+    pub(crate) reason: String,
+}
+
+impl CommitFailure {
+    fn of(error: &rusqlite::Error) -> Self {
+        CommitFailure {
+            disk_full: error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            reason: error.to_string(),
+        }
+    }
+
+    fn to_error(&self) -> StoreError {
+        if self.disk_full {
+            StoreError::DiskFull(self.reason.clone())
+        } else {
+            StoreError::CommitFailed(self.reason.clone())
+        }
+    }
+}
+
 /// Called once the transaction holding a write has committed (`None`) or
-/// failed (`Some(reason)`); answers the waiting caller.
-type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+/// failed; answers the waiting caller.
+type Completion = Box<dyn FnOnce(Option<&CommitFailure>) + Send>;
 /// A queued write: runs inside the batch's transaction (or is told the batch
 /// could not start) and returns how to answer its caller.
-type Job = Box<dyn for<'c> FnOnce(Result<&mut Transaction<'c>, &str>) -> Completion + Send>;
+type Job = Box<dyn for<'c> FnOnce(Result<&mut Transaction<'c>, &CommitFailure>) -> Completion + Send>;
 
 /// The database handle. Cheap to share behind an `Arc`; every method blocks
 /// the calling thread, so async callers use `spawn_blocking`.
@@ -108,9 +155,13 @@ impl Store {
 
         let (jobs, queue) = mpsc::sync_channel::<Job>(config.max_pending_writes);
         let max_batch = config.max_batch.max(1);
+        #[cfg(feature = "fault-injection")]
+        let faults = config.faults.clone();
+        #[cfg(not(feature = "fault-injection"))]
+        let faults = None;
         let writer = std::thread::Builder::new()
             .name("deconflict-store-writer".into())
-            .spawn(move || write_loop(conn, queue, max_batch))
+            .spawn(move || write_loop(conn, queue, max_batch, faults))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -144,13 +195,13 @@ impl Store {
         let job: Job = Box::new(move |tx| {
             let outcome = match tx {
                 Ok(tx) => run_in_savepoint(tx, write),
-                Err(reason) => Err(StoreError::CommitFailed(reason.to_owned())),
+                Err(failure) => Err(failure.to_error()),
             };
-            Box::new(move |commit_failure: Option<&str>| {
+            Box::new(move |commit_failure: Option<&CommitFailure>| {
                 let result = match commit_failure {
                     // The batch did not commit: whatever the write returned,
                     // nothing of it is on disk.
-                    Some(reason) if outcome.is_ok() => Err(StoreError::CommitFailed(reason.to_owned())),
+                    Some(failure) if outcome.is_ok() => Err(failure.to_error()),
                     _ => outcome,
                 };
                 let _ = reply.send(result);
@@ -216,7 +267,25 @@ fn run_in_savepoint<T>(
     }
 }
 
-fn write_loop(mut conn: Connection, queue: Receiver<Job>, max_batch: usize) {
+#[cfg(not(feature = "fault-injection"))]
+type MaybeFaults = Option<std::convert::Infallible>;
+#[cfg(feature = "fault-injection")]
+type MaybeFaults = Option<crate::faults::Faults>;
+
+/// Whether the test harness asked this commit to fail.
+#[cfg(feature = "fault-injection")]
+fn injected_failure(faults: &MaybeFaults) -> Option<CommitFailure> {
+    faults
+        .as_ref()
+        .and_then(crate::faults::Faults::take_commit_failure)
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn injected_failure(_: &MaybeFaults) -> Option<CommitFailure> {
+    None
+}
+
+fn write_loop(mut conn: Connection, queue: Receiver<Job>, max_batch: usize, faults: MaybeFaults) {
     while let Ok(first) = queue.recv() {
         // Everything that queued while the last commit was syncing goes into
         // this one: that is the group commit.
@@ -233,18 +302,23 @@ fn write_loop(mut conn: Connection, queue: Receiver<Job>, max_batch: usize) {
                 for job in batch {
                     completions.push(job(Ok(&mut tx)));
                 }
-                tx.commit().err().map(|error| error.to_string())
+                match injected_failure(&faults) {
+                    // Dropping the transaction rolls it back, as SQLite
+                    // does when the commit's write or fsync fails.
+                    Some(failure) => Some(failure),
+                    None => tx.commit().err().map(|error| CommitFailure::of(&error)),
+                }
             }
             Err(error) => {
-                let reason = error.to_string();
+                let failure = CommitFailure::of(&error);
                 for job in batch {
-                    completions.push(job(Err(&reason)));
+                    completions.push(job(Err(&failure)));
                 }
-                Some(reason)
+                Some(failure)
             }
         };
         for complete in completions {
-            complete(failure.as_deref());
+            complete(failure.as_ref());
         }
     }
 }
@@ -370,6 +444,58 @@ mod tests {
         release_tx.send(()).unwrap();
         busy.join().unwrap().unwrap();
         results.recv().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_full_database_refuses_the_write_and_keeps_the_others() {
+        let (_dir, store) = store(StoreConfig::default());
+        let pages: i64 = store
+            .write(|conn| Ok(conn.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+            .unwrap();
+        // SQLite's own size limit gives the same SQLITE_FULL as a full disk.
+        store
+            .write(move |conn| {
+                conn.query_row(&format!("PRAGMA max_page_count = {}", pages + 4), [], |_| Ok(()))?;
+                Ok(())
+            })
+            .unwrap();
+        store
+            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('small')", [])?))
+            .unwrap();
+        let full =
+            store.write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES (?1)", ["x".repeat(1 << 20)])?));
+        let error = full.expect_err("a megabyte does not fit in four pages");
+        assert!(error.is_disk_full(), "{error}");
+        assert_eq!(count(&store), 1, "the full write left nothing behind");
+        store
+            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('fits')", [])?))
+            .unwrap();
+        assert_eq!(count(&store), 2);
+    }
+
+    #[cfg(feature = "fault-injection")]
+    #[test]
+    fn an_injected_commit_failure_fails_the_whole_batch_and_writes_nothing() {
+        let faults = crate::Faults::new();
+        let (_dir, store) = store(StoreConfig {
+            faults: Some(faults.clone()),
+            ..StoreConfig::default()
+        });
+        faults.fail_next_commits(1);
+        let failed = store.write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('lost')", [])?));
+        assert!(matches!(failed, Err(StoreError::CommitFailed(_))), "{failed:?}");
+        assert_eq!(count(&store), 0);
+        faults.fail_all_commits(true);
+        for _ in 0..3 {
+            let failed = store.write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('lost')", [])?));
+            assert!(failed.as_ref().is_err_and(StoreError::is_disk_full), "{failed:?}");
+        }
+        assert_eq!(faults.commits_failed(), 4);
+        faults.clear();
+        store
+            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('kept')", [])?))
+            .unwrap();
+        assert_eq!(count(&store), 1);
     }
 
     #[test]
