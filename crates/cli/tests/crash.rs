@@ -13,7 +13,9 @@
 //!
 //! `DECONFLICT_CRASH_CYCLES` (default 50) sets the number of kills (the soak
 //! is 1,000, see RELIABILITY.md); `DECONFLICT_CRASH_SEED` the seed. Each
-//! cycle prints its seed; a failing cycle names it.
+//! cycle prints its seed; a failing cycle names it. The seed fixes every
+//! client's operations and the kill moments; how the threads and the server
+//! interleave is left to the machine, which is what a crash test is for.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
