@@ -469,7 +469,8 @@ fn tampering_is_detected_in_both_threat_models() {
         )
         .unwrap();
     };
-    let steps: [(&str, &dyn Fn(&Connection), String); 2] = [
+    type Step<'a> = &'a dyn Fn(&Connection);
+    let steps: [(&str, Step, String); 2] = [
         ("leaf bytes", &edit_bytes, format!("entry {k}: leaf hash check")),
         ("leaf hash to match", &rehash, "saved root check".to_owned()),
     ];
