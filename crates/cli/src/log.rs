@@ -374,3 +374,69 @@ pub fn verify(args: &LogVerifyArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deconflict_audit::LeafEvent;
+    use serde_json::json;
+
+    #[test]
+    fn leaf_parties_reads_canonical_leaves_and_names_the_defect() {
+        let payload = json!({"party": 3, "activity": 7});
+        let leaf = LeafEvent {
+            kind: "activity.notified",
+            at_ms: 1_700_000_000_000,
+            payload: &payload,
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(leaf_parties(&leaf).unwrap(), vec![3]);
+        let conflict = json!({"parties": [3, 4]});
+        let leaf = LeafEvent {
+            kind: "conflict.opened",
+            at_ms: 1,
+            payload: &conflict,
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(leaf_parties(&leaf).unwrap(), vec![3, 4]);
+
+        let spaced = br#"{"at_ms": 1, "kind": "k", "payload": {}, "v": 1}"#;
+        assert!(leaf_parties(spaced).unwrap_err().contains("canonical"));
+        assert!(leaf_parties(br#"{"at_ms":1,"kind":"k","payload":{},"v":2}"#)
+            .unwrap_err()
+            .contains("`v`"));
+        assert!(leaf_parties(br#"{"at_ms":1,"kind":"k","v":1}"#)
+            .unwrap_err()
+            .contains("payload"));
+        assert!(leaf_parties(b"not json").unwrap_err().contains("JSON"));
+    }
+
+    #[test]
+    fn saving_replaces_the_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp");
+        save_atomically(&path, "first\n").unwrap();
+        save_atomically(&path, "second\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second\n");
+        // Only the file itself is left: no temporary beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(key_path(&path), dir.path().join("cp.key"));
+        assert!(save_atomically(&dir.path().join("missing/cp"), "x").is_err());
+    }
+
+    #[test]
+    fn keys_are_taken_as_text_or_file() {
+        let verifier = deconflict_audit::NoteSigner::from_seed("example.org/log", &[1; 32])
+            .unwrap()
+            .verifier();
+        let text = verifier.to_string();
+        assert_eq!(parse_key(&text).unwrap(), verifier);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, format!("{text}\n")).unwrap();
+        assert_eq!(parse_key(file.to_str().unwrap()).unwrap(), verifier);
+        assert!(parse_key("example.org/log+00000000+AAAA").is_err());
+    }
+}

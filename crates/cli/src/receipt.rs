@@ -107,3 +107,49 @@ pub fn verify(args: &ReceiptVerifyArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bare() -> Value {
+        json!({
+            "log_index": 0,
+            "leaf_hash": leaf_hash(b"entry").to_base64(),
+            "checkpoint": "o\n1\nAAAA\n",
+            "inclusion_proof": [],
+        })
+    }
+
+    #[test]
+    fn a_receipt_is_read_bare_or_from_the_whole_answer() {
+        let path = Path::new("r.json");
+        let (receipt, leaf) = receipt_of(&bare(), path).unwrap();
+        assert_eq!(receipt.leaf_hash, leaf_hash(b"entry"));
+        assert!(leaf.is_none());
+        let answer = json!({"id": 1, "receipt": bare(), "leaf": STANDARD.encode(b"entry")});
+        let (from_answer, leaf) = receipt_of(&answer, path).unwrap();
+        assert_eq!(from_answer, receipt);
+        assert_eq!(leaf.as_deref(), Some(&b"entry"[..]));
+        let error = receipt_of(&json!({"id": 1}), path).unwrap_err();
+        assert!(format!("{error:#}").contains("not a receipt"));
+        let bad_leaf = json!({"receipt": bare(), "leaf": 5});
+        assert!(format!("{:#}", receipt_of(&bad_leaf, path).unwrap_err()).contains("`leaf`"));
+    }
+
+    #[test]
+    fn a_leaf_file_is_bytes_or_base64() {
+        let (receipt, _) = receipt_of(&bare(), Path::new("r.json")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, b"entry").unwrap();
+        assert_eq!(leaf_from_file(&raw, &receipt).unwrap(), b"entry");
+        let encoded = dir.path().join("b64");
+        std::fs::write(&encoded, format!("{}\n", STANDARD.encode(b"entry"))).unwrap();
+        assert_eq!(leaf_from_file(&encoded, &receipt).unwrap(), b"entry");
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"another").unwrap();
+        assert_eq!(leaf_from_file(&other, &receipt).unwrap(), b"another");
+    }
+}
