@@ -361,3 +361,169 @@ fn reference_tree_all_pairs() {
         }
     }
 }
+
+/// The same vectors and corrupted variants through `ct-merkle` (a
+/// well-kept RFC 6962 crate), beside ours. Its verifiers take raw proof
+/// bytes and a root, so the proofs go in as they are; but inclusion takes
+/// the leaf's *value*, not its hash, so a variant whose leaf hash has no
+/// known preimage (a flipped bit) cannot be put to it, and its proofs are
+/// one byte string, so a variant that only adds an empty element is the
+/// valid proof again. Both are counted apart, never as passes.
+mod ct_merkle_comparison {
+    use super::*;
+    use ct_merkle::{ConsistencyProof, InclusionProof, RootHash};
+    use sha2_011::Sha256;
+
+    type Root = RootHash<Sha256>;
+
+    fn root(bytes: &[u8], size: u64) -> Option<Root> {
+        let digest = ct_merkle::digest::Output::<Sha256>::try_from(bytes).ok()?;
+        Some(Root::new(digest, size))
+    }
+
+    /// The leaf value behind a leaf hash, where one is known.
+    fn preimage(hash: &[u8]) -> Option<Vec<u8>> {
+        LEAVES
+            .iter()
+            .map(|l| hex(l))
+            .chain([b"WrongLeaf".to_vec()])
+            .find(|leaf| leaf_hash(leaf).0.as_slice() == hash)
+    }
+
+    /// A proof with an empty element: its corruption vanishes when the
+    /// elements are joined into ct-merkle's one byte string.
+    fn vanishes(proof: &[Vec<u8>]) -> bool {
+        proof.iter().any(Vec::is_empty)
+    }
+
+    /// `None`: the case cannot be put to ct-merkle.
+    fn incl_verifies(c: &Incl) -> Option<bool> {
+        let leaf = preimage(&c.leaf)?;
+        let Some(root) = root(&c.root, c.size) else {
+            return Some(false);
+        };
+        let Ok(proof) = InclusionProof::<Sha256>::try_from_bytes(c.proof.concat()) else {
+            return Some(false);
+        };
+        Some(root.verify_inclusion(&leaf, c.index, &proof).is_ok())
+    }
+
+    fn cons_verifies(c: &Cons) -> bool {
+        let (Some(old), Some(new)) = (root(&c.root1, c.size1), root(&c.root2, c.size2)) else {
+            return false;
+        };
+        let Ok(proof) = ConsistencyProof::<Sha256>::try_from_bytes(c.proof.concat()) else {
+            return false;
+        };
+        new.verify_consistency(&old, &proof).is_ok()
+    }
+
+    #[derive(Default, Debug)]
+    struct Score {
+        valid: usize,
+        valid_verified: usize,
+        corrupted: usize,
+        corrupted_rejected: usize,
+        not_expressible: usize,
+    }
+
+    #[test]
+    fn transparency_dev_vectors_through_both() {
+        let (mut ours, mut theirs) = (Score::default(), Score::default());
+        let mut disagreements = Vec::new();
+        for (path, v) in files("inclusion") {
+            let case = Incl::from(&v);
+            let mut cases = vec![(case.clone(), !v["wantErr"].as_bool().unwrap())];
+            if cases[0].1 {
+                cases.extend(inclusion_variants(&case).into_iter().map(|c| (c, false)));
+            }
+            for (c, valid) in cases {
+                let mine = c.verifies();
+                let score = |s: &mut Score, verified: bool| match valid {
+                    true => (s.valid += 1, s.valid_verified += usize::from(verified)),
+                    false => (s.corrupted += 1, s.corrupted_rejected += usize::from(!verified)),
+                };
+                score(&mut ours, mine);
+                match incl_verifies(&c) {
+                    Some(_) if vanishes(&c.proof) => theirs.not_expressible += 1,
+                    None => theirs.not_expressible += 1,
+                    Some(verified) => {
+                        score(&mut theirs, verified);
+                        if verified != valid {
+                            disagreements.push(format!("{}: inclusion variant", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        for (path, v) in files("consistency") {
+            let case = Cons::from(&v);
+            let mut cases = vec![(case.clone(), !v["wantErr"].as_bool().unwrap())];
+            if cases[0].1 {
+                cases.extend(consistency_variants(&case).into_iter().map(|c| (c, false)));
+            }
+            for (c, valid) in cases {
+                let score = |s: &mut Score, verified: bool| match valid {
+                    true => (s.valid += 1, s.valid_verified += usize::from(verified)),
+                    false => (s.corrupted += 1, s.corrupted_rejected += usize::from(!verified)),
+                };
+                score(&mut ours, c.verifies());
+                if vanishes(&c.proof) {
+                    theirs.not_expressible += 1;
+                    continue;
+                }
+                let verified = cons_verifies(&c);
+                score(&mut theirs, verified);
+                if verified != valid {
+                    disagreements.push(format!("{}: consistency variant", path.display()));
+                }
+            }
+        }
+        println!(
+            "deconflict-audit: {}/{} valid verified, {}/{} corrupted rejected",
+            ours.valid_verified, ours.valid, ours.corrupted_rejected, ours.corrupted
+        );
+        println!(
+            "ct-merkle 0.3:    {}/{} valid verified, {}/{} corrupted rejected, {} not expressible in its API",
+            theirs.valid_verified,
+            theirs.valid,
+            theirs.corrupted_rejected,
+            theirs.corrupted,
+            theirs.not_expressible
+        );
+        for d in disagreements.iter().take(20) {
+            println!("ct-merkle differs from the vector: {d}");
+        }
+        assert_eq!(ours.valid_verified, ours.valid);
+        assert_eq!(ours.corrupted_rejected, ours.corrupted);
+        // Every case ct-merkle can take, it decides as the vectors do.
+        assert!(disagreements.is_empty(), "{disagreements:?}");
+        assert!(theirs.valid + theirs.corrupted > 9000, "{theirs:?}");
+    }
+
+    proptest::proptest! {
+        /// On random trees, ct-merkle and our store make the same roots and
+        /// the same inclusion and consistency proofs, byte for byte.
+        #[test]
+        fn same_roots_and_proofs(leaves in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8), 1..70), pick in 0usize..1000) {
+            let mut log = MemoryLog::new();
+            let mut theirs = ct_merkle::mem_backed_tree::MemoryBackedTree::<Sha256, Vec<u8>>::new();
+            for leaf in &leaves {
+                log.append(leaf).unwrap();
+                theirs.push(leaf.clone());
+                let size = log.tree.size();
+                let (their_root, our_root) = (theirs.root(), root_at(&log.store, size).unwrap());
+                proptest::prop_assert_eq!(their_root.as_bytes().as_slice(), our_root.0.as_slice());
+            }
+            let size = leaves.len() as u64;
+            let index = (pick % leaves.len()) as u64;
+            let ours: Vec<u8> = inclusion_proof(&log.store, index, size).unwrap().iter().flat_map(|h| h.0).collect();
+            let their_proof = theirs.prove_inclusion(index as usize);
+            proptest::prop_assert_eq!(their_proof.as_bytes(), ours.as_slice());
+            let old = 1 + (pick as u64 % size);
+            let ours: Vec<u8> = consistency_proof(&log.store, old, size).unwrap().iter().flat_map(|h| h.0).collect();
+            let their_proof = theirs.prove_consistency((size - old) as usize);
+            proptest::prop_assert_eq!(their_proof.as_bytes(), ours.as_slice());
+        }
+    }
+}

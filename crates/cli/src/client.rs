@@ -19,14 +19,14 @@ pub struct ServerArgs {
     token: Option<String>,
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     http: reqwest::blocking::Client,
 }
 
 impl Client {
-    fn new(args: &ServerArgs) -> Result<Client> {
+    pub(crate) fn new(args: &ServerArgs) -> Result<Client> {
         let Some(token) = args.token.clone() else {
             bail!("no token: pass --token or set DECONFLICT_TOKEN");
         };
@@ -35,6 +35,40 @@ impl Client {
             token,
             http: reqwest::blocking::Client::new(),
         })
+    }
+
+    /// GETs `path`: the status and the body as text. A transport failure
+    /// is an error; the caller decides what each status means.
+    pub(crate) fn get(&self, path: &str) -> Result<(reqwest::StatusCode, String)> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .with_context(|| format!("reading the answer to GET {path}"))?;
+        Ok((status, body))
+    }
+
+    /// GETs `path` and parses its 2xx JSON answer; anything else is an
+    /// error naming `what` and the server's detail.
+    pub(crate) fn get_json(&self, path: &str, what: &str) -> Result<Value> {
+        let (status, body) = self.get(path)?;
+        let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let detail = answer["errors"][0]["message"]
+                .as_str()
+                .or(answer["detail"].as_str())
+                .unwrap_or("no detail");
+            bail!("{what}: the server answered {status}: {detail}");
+        }
+        if answer.is_null() {
+            bail!("{what}: the server's answer is not JSON");
+        }
+        Ok(answer)
     }
 
     /// POSTs JSON; a problem answer becomes one line naming the first field.

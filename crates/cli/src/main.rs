@@ -7,6 +7,8 @@
 mod check;
 mod client;
 mod demo;
+mod log;
+mod receipt;
 mod serve;
 
 use std::path::PathBuf;
@@ -40,6 +42,19 @@ enum PartyCommand {
         #[arg(long, value_name = "DIR")]
         tak_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Verify the audit log: signatures, growth since --checkpoint, every
+    /// entry against the signed root; then save the latest checkpoint.
+    Verify(log::LogVerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptCommand {
+    /// Verify a receipt offline: checkpoint signature, inclusion proof, leaf.
+    Verify(receipt::ReceiptVerifyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,6 +101,16 @@ enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+    /// The signed audit log (against a server).
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// Receipts the server returned (offline).
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
     /// The service with the web map and a day in north-east Syria
     /// (illustrative): prints the address and each demo party's token.
     Demo(demo::DemoArgs),
@@ -129,6 +154,12 @@ fn main() -> ExitCode {
             ..
         } => check::run(&file, &against, format == Format::Json),
         Command::Demo(args) => demo::run(args),
+        Command::Log {
+            command: LogCommand::Verify(args),
+        } => log::verify(&args),
+        Command::Receipt {
+            command: ReceiptCommand::Verify(args),
+        } => receipt::verify(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -239,6 +239,11 @@ pub enum StartError {
     Engine(#[from] EngineError),
     #[error("hotline: {0}")]
     Hotline(#[from] deconflict_hotline::RestoreError),
+    #[error(
+        "the stored audit log does not match its latest signed checkpoint ({0}); \
+         refusing to start: restore the data directory from a backup"
+    )]
+    LogTampered(ledger::LogDefect),
 }
 
 /// How handlers reach the driver.
@@ -466,10 +471,14 @@ fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), Star
         Some(note) => CheckpointSigner::resume(note_signer, note)?,
         None => CheckpointSigner::new(note_signer),
     };
-    let log_size = snap.log_size;
-    let tree = setup.store.read(move |conn| {
-        Tree::load(&NodeReader(conn), log_size).map_err(|e| StoreError::Rejected(e.to_string()))
-    })?;
+    // The stored leaves must reproduce the head signed last, or the next
+    // head would be inconsistent with one already issued: refuse to start.
+    let signed = signer.last_signed().cloned();
+    let tree = setup
+        .store
+        .read(move |conn| ledger::rebuild_log(conn, signed.as_ref()))?
+        .map_err(StartError::LogTampered)?;
+    debug_assert_eq!(tree.size(), snap.log_size);
 
     // What is in conflict now, by subject, to match against the store.
     let mut current: HashSet<Subject> = world

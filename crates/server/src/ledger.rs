@@ -676,3 +676,96 @@ pub fn latest_checkpoint(conn: &Connection) -> Result<Option<String>, StoreError
         )
         .optional()?)
 }
+
+/// Why the stored audit log cannot be served: its rows do not reproduce
+/// the tree head the service signed last. The service then refuses to
+/// start rather than sign a head inconsistent with one it already issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogDefect {
+    #[error("leaf {expected} is missing (the next stored leaf is {found})")]
+    MissingLeaf { expected: u64, found: u64 },
+    #[error("leaf {index}: its bytes do not hash to its stored leaf hash")]
+    LeafBytes { index: u64 },
+    #[error("leaf {index}: its stored leaf hash is not 32 bytes")]
+    MalformedLeafHash { index: u64 },
+    #[error("{leaves} leaves are stored but no signed checkpoint")]
+    NoCheckpoint { leaves: u64 },
+    #[error("{leaves} leaves are stored but the latest signed checkpoint has {signed}")]
+    SizeMismatch { leaves: u64, signed: u64 },
+    #[error("the {size} stored leaves hash to another root than the latest signed checkpoint's")]
+    RootMismatch { size: u64 },
+    #[error("stored tree node {node} differs from the one rebuilt from the leaves")]
+    NodeMismatch { node: NodeId },
+}
+
+/// Rebuilds the tree from every stored leaf (re-hashing each leaf's bytes)
+/// and checks it against the latest signed head `signed`: same size, same
+/// root, and stored nodes that agree with the leaves (every leaf node and
+/// the frontier the driver appends to). One pass over the leaves.
+///
+/// The outer error is the database's; the inner one names the defect.
+pub fn rebuild_log(
+    conn: &Connection,
+    signed: Option<&deconflict_audit::Checkpoint>,
+) -> Result<Result<deconflict_audit::Tree, LogDefect>, StoreError> {
+    let mut tree = deconflict_audit::Tree::new();
+    let mut stmt = conn.prepare("SELECT idx, leaf, leaf_hash FROM log_leaves ORDER BY idx")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let index = get_u64(row, 0)?;
+        if index != tree.size() {
+            return Ok(Err(LogDefect::MissingLeaf {
+                expected: tree.size(),
+                found: index,
+            }));
+        }
+        let bytes: Vec<u8> = row.get(1)?;
+        let stored: Vec<u8> = row.get(2)?;
+        let Ok(stored) = Hash::from_slice(&stored) else {
+            return Ok(Err(LogDefect::MalformedLeafHash { index }));
+        };
+        let appended = tree
+            .append(&bytes)
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        if appended.leaf_hash != stored {
+            return Ok(Err(LogDefect::LeafBytes { index }));
+        }
+    }
+    let leaves = tree.size();
+    match signed {
+        None if leaves > 0 => return Ok(Err(LogDefect::NoCheckpoint { leaves })),
+        None => {}
+        Some(head) if head.size != leaves => {
+            return Ok(Err(LogDefect::SizeMismatch {
+                leaves,
+                signed: head.size,
+            }))
+        }
+        Some(head) if head.root_hash != tree.root() => {
+            return Ok(Err(LogDefect::RootMismatch { size: leaves }))
+        }
+        Some(_) => {}
+    }
+    // The leaves hold; now the nodes proofs are served from.
+    let leaf_node: Option<u64> = conn
+        .query_row(
+            "SELECT l.idx FROM log_leaves l LEFT JOIN log_nodes n ON n.level = 0 AND n.idx = l.idx \
+             WHERE n.hash IS NOT l.leaf_hash ORDER BY l.idx LIMIT 1",
+            [],
+            |r| get_u64(r, 0),
+        )
+        .optional()?;
+    if let Some(index) = leaf_node {
+        return Ok(Err(LogDefect::NodeMismatch {
+            node: NodeId::leaf(index),
+        }));
+    }
+    let ids = deconflict_audit::Tree::frontier_ids(leaves);
+    let stored = NodeReader(conn).node_hashes(&ids)?;
+    for ((id, stored), rebuilt) in ids.iter().zip(stored).zip(tree.frontier()) {
+        if stored.as_ref() != Some(rebuilt) {
+            return Ok(Err(LogDefect::NodeMismatch { node: *id }));
+        }
+    }
+    Ok(Ok(tree))
+}

@@ -57,7 +57,8 @@ pub enum OpenError {
     BadFile { path: PathBuf, reason: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    // Transparent: "{0}" with a source would print the message twice.
+    #[error(transparent)]
     Driver(#[from] StartError),
     #[error("{0}")]
     Live(#[from] crate::live::LiveError),
