@@ -73,6 +73,9 @@ struct Edge {
     /// chord plus the capsule radius.
     mid: V3,
     sphere_m: f64,
+    /// The largest sagitta of the edge's pieces, to bound every piece of the
+    /// edge at once (see `bracket`).
+    piece_sagitta_m: f64,
 }
 
 /// A ring's Earth-centred vertices and edge margins for the tangent-plane
@@ -134,6 +137,7 @@ impl Prepared {
                     radius_m: 1e-6,
                     mid: ecef(*p),
                     sphere_m: 1e-6,
+                    piece_sagitta_m: 0.0,
                 });
                 prepared.probes.push(*p);
             }
@@ -226,6 +230,7 @@ impl Prepared {
                 .push(sagitta_m(norm(sub(self.points[i + 1], self.points[i]))));
         }
         self.sagitta_m.push(0.0);
+        let piece_sagitta_m = self.sagitta_m[first..last].iter().copied().fold(0.0, f64::max);
         let (start, end) = (self.points[first], self.points[last]);
         let chord_m = norm(sub(end, start));
         let radius_m = sagitta_m(chord_m);
@@ -237,6 +242,7 @@ impl Prepared {
             radius_m,
             mid: lerp(start, end, 0.5),
             sphere_m: (0.5 * chord_m + radius_m) * (1.0 + 1e-12) + 1e-6,
+            piece_sagitta_m,
         });
     }
 
@@ -339,7 +345,7 @@ enum Verdict {
 
 /// The pair of pieces where the upper bound was reached, and the closest
 /// points of their chords.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Witness {
     /// Edge index and piece (start, end) point indices in each shape.
     edge_a: usize,
@@ -350,7 +356,7 @@ struct Witness {
     t: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Bracket {
     lower_m: f64,
     upper_m: f64,
@@ -360,6 +366,12 @@ struct Bracket {
 /// Bounds on the distance between the boundaries (or paths, or points) of
 /// two prepared shapes, refined only where they can matter below `limit_m`.
 fn bracket(a: &Prepared, b: &Prepared, limit_m: f64) -> Bracket {
+    bracket_pruned::<true>(a, b, limit_m)
+}
+
+/// [`bracket`], with (`PRUNE`) or without the piece-against-edge pruning,
+/// which must not change the result (tested).
+fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -> Bracket {
     let mut lower_m = f64::INFINITY;
     let apart_m = norm(sub(a.centre, b.centre)) - a.radius_m - b.radius_m;
     if apart_m >= limit_m {
@@ -414,9 +426,26 @@ fn bracket(a: &Prepared, b: &Prepared, limit_m: f64) -> Bracket {
             break;
         }
         let (ea, eb) = (&a.edges[i], &b.edges[j]);
+        let (chord_b0, chord_b1) = (b.points[eb.first], b.points[eb.last]);
         for piece_a in a.pieces(ea) {
             let (pa0, pa1) = (a.points[piece_a.0], a.points[piece_a.1]);
             let sag_a = a.sagitta_m[piece_a.0];
+            // Every piece chord of `eb` lies in the edge's capsule (its ends
+            // are on the edge, the capsule is convex), so no pair with this
+            // piece has `c - sags` below `whole_b_m` (with a millimetre to
+            // spare for rounding, far above `segment_closest`'s). When that is no less
+            // than the best `c + sags` so far, none of them can improve the
+            // upper bound (the update is strict), and none can lower the
+            // lower bound below the pair that set that upper bound (its
+            // `c - sags` is below its `c + sags`): skipping them changes
+            // neither bound nor the witness, only the work.
+            if PRUNE && upper_chord_m.is_finite() {
+                let (c, _, _) = segment_closest(pa0, pa1, chord_b0, chord_b1);
+                let whole_b_m = c - eb.radius_m - sag_a - eb.piece_sagitta_m - 1e-3;
+                if whole_b_m >= upper_chord_m {
+                    continue;
+                }
+            }
             for piece_b in b.pieces(eb) {
                 let (c, s, t) = segment_closest(pa0, pa1, b.points[piece_b.0], b.points[piece_b.1]);
                 let sags_m = sag_a + b.sagitta_m[piece_b.0] + 2e-6;
@@ -582,4 +611,48 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A path of `legs` geodesic legs from `start`, each 0.5–12 km, turning at random.
+    fn path(start: LonLat, legs: Vec<(f64, f64)>) -> Vec<LonLat> {
+        let mut at = start;
+        let mut out = vec![at];
+        for (azimuth_deg, length_m) in legs {
+            at = direct(at, azimuth_deg, length_m).0;
+            out.push(at);
+        }
+        out
+    }
+
+    fn legs() -> impl Strategy<Value = Vec<(f64, f64)>> {
+        prop::collection::vec((0.0..360.0f64, 500.0..12_000.0f64), 1..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Skipping pieces against a whole edge is only a saving: both
+        /// bounds and the witness come out bit for bit the same.
+        #[test]
+        fn pruning_pieces_changes_nothing(
+            lon in -180.0..180.0f64,
+            lat in -89.0..89.0f64,
+            (north_m, east_m) in (-20_000.0..20_000.0f64, -20_000.0..20_000.0f64),
+            legs_a in legs(),
+            legs_b in legs(),
+            limit_m in 0.0..15_000.0f64,
+        ) {
+            let start_a = LonLat::new(lon, lat);
+            let start_b = direct(direct(start_a, 0.0, north_m).0, 90.0, east_m).0;
+            let (route_a, route_b) = (path(start_a, legs_a), path(start_b, legs_b));
+            let pa = Prepared::new(&Shape::Path(&route_a));
+            let pb = Prepared::new(&Shape::Path(&route_b));
+            prop_assert_eq!(bracket_pruned::<true>(&pa, &pb, limit_m), bracket_pruned::<false>(&pa, &pb, limit_m));
+            prop_assert_eq!(bracket_pruned::<true>(&pb, &pa, limit_m), bracket_pruned::<false>(&pb, &pa, limit_m));
+        }
+    }
 }
