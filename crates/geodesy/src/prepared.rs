@@ -382,6 +382,54 @@ struct Bracket {
     witness: Option<Witness>,
 }
 
+/// A list kept on the stack up to `N` items, on the heap beyond: the
+/// bracket's lists are short for almost every pair, and an allocation per
+/// list cost as much as the arithmetic.
+#[derive(Debug)]
+struct Scratch<T, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    spilled: Vec<T>,
+}
+
+impl<T: Copy + Default, const N: usize> Scratch<T, N> {
+    fn new() -> Self {
+        Self {
+            inline: [T::default(); N],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        if self.len < N {
+            self.inline[self.len] = item;
+            self.len += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline);
+            }
+            self.spilled.push(item);
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.spilled.is_empty() {
+            &mut self.inline[..self.len]
+        } else {
+            &mut self.spilled
+        }
+    }
+}
+
 /// Bounds on the distance between the boundaries (or paths, or points) of
 /// two prepared shapes, refined only where they can matter below `limit_m`.
 fn bracket(a: &Prepared, b: &Prepared, limit_m: f64) -> Bracket {
@@ -406,8 +454,8 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -
     // can only keep an edge, never drop one. A dropped edge is at least
     // `limit_m` from the other shape, which is all the lower bound needs:
     // a lower bound at or above the limit means apart whatever its value.
-    let near = |this: &Prepared, other: &Prepared, lower_m: &mut f64| -> Vec<usize> {
-        let mut kept = Vec::with_capacity(this.spheres.len());
+    let near = |this: &Prepared, other: &Prepared, lower_m: &mut f64| -> Scratch<usize, 64> {
+        let mut kept = Scratch::new();
         for (i, &[x, y, z, sphere_m]) in this.spheres.iter().enumerate() {
             let d2 = {
                 let (dx, dy, dz) = (x - other.centre[0], y - other.centre[1], z - other.centre[2]);
@@ -424,10 +472,10 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -
     };
     let near_a = near(a, b, &mut lower_m);
     let near_b = near(b, a, &mut lower_m);
-    let mut pairs: Vec<(f64, usize, usize)> = Vec::with_capacity(near_a.len() * near_b.len());
-    for &i in &near_a {
+    let mut pairs: Scratch<(f64, usize, usize), 128> = Scratch::new();
+    for &i in near_a.as_slice() {
         let ea = &a.edges[i];
-        for &j in &near_b {
+        for &j in near_b.as_slice() {
             let eb = &b.edges[j];
             let (c, _, _) = segment_closest(
                 a.points[ea.first],
@@ -443,11 +491,12 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -
             }
         }
     }
+    let pairs = pairs.as_mut_slice();
     pairs.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
     let mut upper_m = f64::INFINITY;
     let mut upper_chord_m = f64::INFINITY;
     let mut witness = None;
-    for &(bound_m, i, j) in &pairs {
+    for &(bound_m, i, j) in pairs.iter() {
         if bound_m >= upper_m {
             // This pair and every later one are no closer than `bound_m`.
             lower_m = lower_m.min(bound_m);
@@ -659,6 +708,17 @@ mod tests {
 
     fn legs() -> impl Strategy<Value = Vec<(f64, f64)>> {
         prop::collection::vec((0.0..360.0f64, 500.0..12_000.0f64), 1..6)
+    }
+
+    #[test]
+    fn scratch_keeps_every_item_in_order_past_its_inline_size() {
+        let mut list: Scratch<usize, 4> = Scratch::new();
+        for i in 0..10 {
+            list.push(i);
+            assert_eq!(list.as_slice(), (0..=i).collect::<Vec<_>>());
+        }
+        list.as_mut_slice().reverse();
+        assert_eq!(list.as_slice(), (0..10).rev().collect::<Vec<_>>());
     }
 
     proptest! {
