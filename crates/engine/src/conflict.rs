@@ -98,19 +98,25 @@ impl Conflict {
     }
 }
 
+/// False when `a` and `b` cannot conflict, decided from the activities'
+/// own fields alone (party, window, altitude band), without reading their
+/// geometry; true means [`evaluate`] must decide.
+pub(crate) fn may_conflict(a: &Activity, b: &Activity) -> bool {
+    if a.party == b.party || a.window.overlap(&b.window).is_none() {
+        return false;
+    }
+    let vertical_gap_m = a.altitude.gap_m(&b.altitude);
+    let vertical_required_m = a.vertical_separation_m.max(b.vertical_separation_m);
+    !(vertical_gap_m > 0.0 && vertical_gap_m >= vertical_required_m)
+}
+
 /// Whether and how `a` and `b` conflict. Symmetric up to the order of
 /// witness points.
 pub fn evaluate(a: &Activity, b: &Activity) -> Option<Finding> {
-    if a.party == b.party {
+    if !may_conflict(a, b) {
         return None;
     }
     let window = a.window.overlap(&b.window)?;
-
-    let vertical_gap_m = a.altitude.gap_m(&b.altitude);
-    let vertical_required_m = a.vertical_separation_m.max(b.vertical_separation_m);
-    if vertical_gap_m > 0.0 && vertical_gap_m >= vertical_required_m {
-        return None;
-    }
 
     let required_m = a.separation_m.max(b.separation_m);
     let buffer_a_m = a.footprint.buffer_m();

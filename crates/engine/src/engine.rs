@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::activity::{Activity, ActivityId, ActivitySpec, SeparationDefaults};
-use crate::conflict::{evaluate, Conflict, ConflictKey, Finding};
+use crate::conflict::{evaluate, may_conflict, Conflict, ConflictKey, Finding};
 use crate::index::SpatioTemporalIndex;
 use crate::time::Timestamp;
 use crate::validate::{Limits, ValidationError};
@@ -228,16 +228,21 @@ impl Engine {
         let mut candidates = Vec::new();
         self.index
             .candidates(&activity.reach, &activity.window, &mut candidates);
-        candidates
+        // First every lookup, then every evaluation: the lookups and the
+        // first reads of each candidate's geometry are independent of one
+        // another, so their cache misses overlap instead of coming one
+        // candidate at a time (100k activities are far beyond the caches).
+        let held: Vec<(ActivityId, &Activity)> = candidates
             .into_iter()
             .filter(|&other| Some(other) != as_id)
-            .filter_map(|other| {
-                let held = &self.activities[&other];
-                // Expiry is lazy (it waits for a tick); an activity whose
-                // window has ended conflicts with nothing.
-                if held.window.ended_by(now) {
-                    return None;
-                }
+            .map(|other| (other, &self.activities[&other]))
+            // Expiry is lazy (it waits for a tick); an activity whose
+            // window has ended conflicts with nothing.
+            .filter(|(_, held)| !held.window.ended_by(now) && may_conflict(activity, held))
+            .collect();
+        std::hint::black_box(held.iter().map(|(_, held)| held.prepared.touch()).sum::<f64>());
+        held.into_iter()
+            .filter_map(|(other, held)| {
                 let finding = match as_id {
                     Some(id) if id < other => evaluate(activity, held),
                     _ => evaluate(held, activity),
@@ -419,6 +424,9 @@ impl Engine {
     }
 }
 
+/// Pairs whose data the sweep reads ahead of evaluating them.
+const SWEEP_BATCH: usize = 16;
+
 /// All conflicts among the activities filed in `index`, each pair once,
 /// ordered by key.
 ///
@@ -430,10 +438,27 @@ pub fn sweep_with<'a>(
     activity: impl Fn(ActivityId) -> &'a Activity,
 ) -> Vec<Conflict> {
     let mut conflicts = Vec::new();
-    for (low, high) in index.pairs() {
-        let (this, that) = (activity(low), activity(high));
-        if let Some(finding) = evaluate(this, that) {
-            conflicts.push(Conflict::new(low, this.party, high, that.party, finding));
+    let mut batch = Vec::with_capacity(SWEEP_BATCH);
+    for pairs in index.pairs().chunks(SWEEP_BATCH) {
+        // As in `Engine::check`: all lookups and first reads of a batch
+        // before its evaluations, so that their cache misses overlap.
+        batch.clear();
+        batch.extend(
+            pairs
+                .iter()
+                .map(|&(low, high)| (low, activity(low), high, activity(high)))
+                .filter(|(_, this, _, that)| may_conflict(this, that)),
+        );
+        std::hint::black_box(
+            batch
+                .iter()
+                .map(|(_, this, _, that)| this.prepared.touch() + that.prepared.touch())
+                .sum::<f64>(),
+        );
+        for &(low, this, high, that) in &batch {
+            if let Some(finding) = evaluate(this, that) {
+                conflicts.push(Conflict::new(low, this.party, high, that.party, finding));
+            }
         }
     }
     // The pairs come in ascending order, and so do their keys.
