@@ -684,6 +684,16 @@ async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged
     .await;
     assert_eq!(status, StatusCode::CREATED, "{sent}");
     let id = sent["id"].as_u64().unwrap();
+    // And a routine one: no repeats, so only the redelivery at connection
+    // can bring it to the TAK client.
+    let (status, routine) = send(
+        &server,
+        &blue_token,
+        json!({"to": red, "body": "Resupply convoy tomorrow 06:00", "priority": "routine"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{routine}");
+    let routine_id = routine["id"].as_u64().unwrap();
 
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pytak/chat_listener.py");
     let mut child = std::process::Command::new("python3")
@@ -711,10 +721,17 @@ async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged
         }
     });
     let flash_uid = format!("flash-{id}-");
+    let routine_uid = format!("message-{routine_id} ");
+    let mut routine_line = None;
     let mut flashes: Vec<String> = Vec::new();
+    // The next chat line of the flash message (noting the routine one on
+    // the way), within `within`.
     let mut next_flash = async |within: Duration| -> Option<String> {
         tokio::time::timeout(within, async {
             while let Some(line) = lines.recv().await {
+                if line.starts_with("CHAT ") && line.contains(&routine_uid) {
+                    routine_line = Some(line.clone());
+                }
                 if line.starts_with("CHAT ") && line.contains(&flash_uid) {
                     return Some(line);
                 }
@@ -742,6 +759,8 @@ async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged
         listed["delivered_at"].is_string(),
         "the TAK client counts as a delivery"
     );
+    let listed = wait_for_message(&server, &blue_token, routine_id, |m| m["state"] == "delivered").await;
+    assert!(listed["delivered_at"].is_string(), "{listed}");
 
     let (status, _) = server
         .call(
@@ -757,6 +776,11 @@ async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged
     let _ = next_flash(Duration::from_millis(300)).await;
     let after_ack = next_flash(Duration::from_millis(2_500)).await;
     assert_eq!(after_ack, None, "no repeat after the acknowledgement");
+    let routine_line = routine_line.expect("the routine message reached the TAK client when it connected");
+    assert!(
+        routine_line.contains("Resupply convoy tomorrow 06:00"),
+        "{routine_line}"
+    );
     let _ = child.kill();
     let _ = child.wait();
     listener.shutdown().await;

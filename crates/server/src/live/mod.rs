@@ -6,6 +6,8 @@
 //!   activities.
 //! - [`alerts`]: alerts as the contract's JSON events and as TAK alarms.
 //! - [`fences`]: zones as fences.
+//! - [`hotline`]: the hotline's messages, flash repeats and ladder alerts
+//!   to TAK clients as GeoChat (the `HotlineHook` the service installs).
 //! - this module: the configuration, the handle the handlers use, the TAK
 //!   CA and listeners.
 //!
