@@ -15,8 +15,8 @@ mod time;
 
 pub use conflict::{conflict_json, ConflictNames};
 pub use cot::{
-    parse_cot, parse_cot_with, write_cot_event, write_pong, ControlKind, CotAlert, CotAlertKind, CotControl,
-    CotError, CotEvent, CotFramer, CotLimits, CotMessage, FrameError, UNKNOWN_ERROR_M,
+    parse_cot, parse_cot_with, write_cot_event, write_pong, ControlKind, CotAlert, CotAlertKind, CotChat,
+    CotControl, CotError, CotEvent, CotFramer, CotLimits, CotMessage, FrameError, UNKNOWN_ERROR_M,
 };
 pub use error::{FormatError, FormatErrors};
 pub use geojson::{activities_from_geojson, activity_from_feature, GeometryKind, ParsedActivity, Sharing};

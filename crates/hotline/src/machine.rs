@@ -276,6 +276,25 @@ impl Hotline {
         Ok(())
     }
 
+    /// One of `party`'s streams (SSE, WebSocket, a TAK client) has just
+    /// opened: every message to it that was never delivered (nor
+    /// acknowledged) is pushed again, as an [`Action::Deliver`] in id
+    /// order, so that a message sent while the party was away reaches it
+    /// when it comes back, and `delivered_at` records that moment. Changes
+    /// no record; returns the messages queued.
+    pub fn redeliver(&mut self, party: PartyId) -> Vec<MessageId> {
+        let waiting: Vec<MessageId> = self
+            .messages
+            .values()
+            .filter(|m| m.to == party && m.delivered_at.is_none() && !m.is_acked())
+            .map(|m| m.id)
+            .collect();
+        for &message in &waiting {
+            self.actions.push_back(Action::Deliver { message, to: party });
+        }
+        waiting
+    }
+
     /// The recipient acknowledges. Stops the deadline, the flash repeats and
     /// any ladder at once, and tells the sender. An acknowledgement implies
     /// delivery. Acknowledging twice is answered with

@@ -1489,3 +1489,32 @@ fn conflict_webhook_payloads_name_the_conflict_and_its_parties() {
     assert_eq!(json["party"], 2);
     assert_eq!(json["conflict"], serde_json::json!({"id": 42, "parties": [1, 2]}));
 }
+
+#[test]
+fn a_party_coming_back_gets_what_was_never_delivered_to_it() {
+    let mut h = Harness::with_ladder(Vec::new());
+    h.send(1, Priority::Routine, None);
+    h.send(2, Priority::Routine, None);
+    h.send(3, Priority::Routine, None);
+    // Message 1 reached a stream, 2 was acknowledged without one, 3 did not.
+    h.hotline.delivered(at_s(1), MessageId(1)).unwrap();
+    h.hotline.ack(at_s(2), MessageId(2), RU).unwrap();
+    h.drain();
+    assert_eq!(h.hotline.redeliver(US), [], "nothing waits for the sender");
+    assert_eq!(h.hotline.redeliver(RU), [MessageId(3)]);
+    assert!(h.hotline.poll_record().is_none(), "redelivering writes nothing");
+    assert_eq!(
+        h.drain(),
+        [Action::Deliver {
+            message: MessageId(3),
+            to: RU
+        }]
+    );
+    h.hotline.delivered(at_s(9), MessageId(3)).unwrap();
+    assert_eq!(
+        h.hotline.message(MessageId(3)).unwrap().delivered_at,
+        Some(at_s(9)),
+        "delivered when it reached the party, not when it was sent"
+    );
+    assert_eq!(h.hotline.redeliver(RU), [], "each message is delivered once");
+}

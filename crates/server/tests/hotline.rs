@@ -292,8 +292,9 @@ async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<(String, HeaderM
 struct Recorder(Mutex<Vec<(u64, u64, u32)>>);
 
 impl HotlineHook for Recorder {
-    fn repeat_flash(&self, party: PartyId, message: &Message, repeat: u32) {
+    fn repeat_flash(&self, party: PartyId, message: &Message, repeat: u32) -> usize {
         self.0.lock().unwrap().push((party.0, message.id.0, repeat));
+        0
     }
     fn alert(&self, _party: PartyId, _subject: Subject, _step: u16) {}
     fn preserve_tracks(&self, _incident: IncidentId, _entities: &[String], _from: Timestamp, _to: Timestamp) {
@@ -550,5 +551,238 @@ async fn bad_input_is_a_clear_4xx_naming_the_field() {
         .call(Method::GET, "/v1/incidents", Some(&green_token), None)
         .await;
     assert_eq!(listed["incidents"], json!([]));
+    server.stop().await;
+}
+
+/// A message sent while the recipient has no stream is delivered when one
+/// opens, and `delivered_at` is that moment, not the send.
+async fn redelivered_when_a_stream_opens(open: impl AsyncFnOnce(&Server, &str) -> Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {}).await;
+    let (_blue, blue_token) = server.party("blue", "military").await;
+    let (red, red_token) = server.party("red", "military").await;
+    let (status, sent) = send(
+        &server,
+        &blue_token,
+        json!({"to": red, "body": "Convoy at the bridge at 16:00", "priority": "routine"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let id = sent["id"].as_u64().unwrap();
+    assert_eq!(sent["delivered_at"], Value::Null, "nobody was listening");
+    // The send's own delivery attempt has run (and reached nobody) once a
+    // later command has been answered: actions are performed in order.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let listed = messages(&server, &blue_token).await;
+    assert_eq!(listed[0]["state"], "sent", "{listed:?}");
+    assert_eq!(listed[0]["delivered_at"], Value::Null);
+
+    let delivered = open(&server, &red_token).await;
+    assert_eq!(delivered["id"], id);
+    assert_eq!(delivered["body"], "Convoy at the bridge at 16:00");
+    let listed = wait_for_message(&server, &blue_token, id, |m| m["state"] == "delivered").await;
+    let sent_at = deconflict_formats::parse_rfc3339(listed["sent_at"].as_str().unwrap()).unwrap();
+    let delivered_at = deconflict_formats::parse_rfc3339(listed["delivered_at"].as_str().unwrap()).unwrap();
+    assert!(
+        delivered_at.unix_ms() >= sent_at.unix_ms() + 50,
+        "delivered when the stream opened: {listed}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_while_away_is_delivered_when_an_event_stream_opens() {
+    redelivered_when_a_stream_opens(async |server: &Server, token: &str| {
+        Events::open(server, token).await.next("message").await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_while_away_is_delivered_when_a_websocket_opens() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    redelivered_when_a_stream_opens(async |server: &Server, token: &str| {
+        let mut request = format!("{}/v1/ws", server.url.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let frame = socket.next().await.unwrap().unwrap();
+                if let Ok(text) = frame.into_text() {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value["type"] == "message" {
+                        return value["data"].clone();
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the message on the WebSocket within 5 s")
+    })
+    .await;
+}
+
+fn pytak_installed() -> bool {
+    let installed = std::process::Command::new("python3")
+        .args(["-c", "import pytak"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("DECONFLICT_REQUIRE_CLIENTS").is_none_or(|v| v != "1"),
+            "python3 module pytak is required (DECONFLICT_REQUIRE_CLIENTS=1): python3 -m pip install pytak"
+        );
+        eprintln!("\n\n*** SKIPPED pytak flash test: python3 module pytak is not installed (python3 -m pip install pytak)\n\n");
+    }
+    installed
+}
+
+/// The recipient's TAK client (pytak over TLS with the certificate the
+/// server's CA issued) gets a flash message sent while it was away as soon
+/// as it connects, then every repeat until the message is acknowledged,
+/// and nothing after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged() {
+    if !pytak_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |config| {
+        config.hotline.flash_repeat_every_s = 1;
+        config.hotline.ack_within.flash_s = Some(600);
+    })
+    .await;
+    let (blue, blue_token) = server.party("blue", "military").await;
+    let (red, red_token) = server.party("red", "military").await;
+    let credentials = tempfile::tempdir().unwrap();
+    let files = server
+        .state
+        .live
+        .ca()
+        .issue_client(PartyId(red), "red")
+        .unwrap()
+        .write_pem_files(credentials.path(), "red")
+        .unwrap();
+    let listener = server
+        .state
+        .live
+        .listen_cot("127.0.0.1:0".parse().unwrap(), None, &[])
+        .await
+        .unwrap();
+
+    let (status, sent) = send(
+        &server,
+        &blue_token,
+        json!({"to": red, "body": "Hold fire on grid 38S MB 123 456", "priority": "flash"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let id = sent["id"].as_u64().unwrap();
+    // And a routine one: no repeats, so only the redelivery at connection
+    // can bring it to the TAK client.
+    let (status, routine) = send(
+        &server,
+        &blue_token,
+        json!({"to": red, "body": "Resupply convoy tomorrow 06:00", "priority": "routine"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{routine}");
+    let routine_id = routine["id"].as_u64().unwrap();
+
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pytak/chat_listener.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .env(
+            "COT_URL",
+            format!("tls://127.0.0.1:{}", listener.local_addr().port()),
+        )
+        .env("PYTAK_TLS_CLIENT_CERT", &files.cert)
+        .env("PYTAK_TLS_CLIENT_KEY", &files.key)
+        .env("PYTAK_TLS_CLIENT_CAFILE", &files.ca)
+        .env("DURATION_S", "30")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    // The client's lines as they come, read on a thread of their own.
+    let (line_sender, mut lines) = mpsc::unbounded_channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let flash_uid = format!("flash-{id}-");
+    let routine_uid = format!("message-{routine_id} ");
+    let mut routine_line = None;
+    let mut flashes: Vec<String> = Vec::new();
+    // The next chat line of the flash message (noting the routine one on
+    // the way), within `within`.
+    let mut next_flash = async |within: Duration| -> Option<String> {
+        tokio::time::timeout(within, async {
+            while let Some(line) = lines.recv().await {
+                if line.starts_with("CHAT ") && line.contains(&routine_uid) {
+                    routine_line = Some(line.clone());
+                }
+                if line.starts_with("CHAT ") && line.contains(&flash_uid) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    };
+    for _ in 0..2 {
+        let line = next_flash(Duration::from_secs(10))
+            .await
+            .expect("a flash repeat on the TAK client within 10 s");
+        flashes.push(line);
+    }
+    assert!(
+        flashes[0].contains("Hold fire on grid 38S MB 123 456")
+            && flashes[0].contains(&format!("from party {blue}")),
+        "{flashes:?}"
+    );
+    assert_ne!(flashes[0], flashes[1], "each repeat is a new chat line");
+    let listed = wait_for_message(&server, &blue_token, id, |m| m["state"] == "delivered").await;
+    assert!(
+        listed["delivered_at"].is_string(),
+        "the TAK client counts as a delivery"
+    );
+    let listed = wait_for_message(&server, &blue_token, routine_id, |m| m["state"] == "delivered").await;
+    assert!(listed["delivered_at"].is_string(), "{listed}");
+
+    let (status, _) = server
+        .call(
+            Method::POST,
+            &format!("/v1/messages/{id}/ack"),
+            Some(&red_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A repeat already on its way when the ack committed may still land;
+    // after that, two repeat intervals bring nothing.
+    let _ = next_flash(Duration::from_millis(300)).await;
+    let after_ack = next_flash(Duration::from_millis(2_500)).await;
+    assert_eq!(after_ack, None, "no repeat after the acknowledgement");
+    let routine_line = routine_line.expect("the routine message reached the TAK client when it connected");
+    assert!(
+        routine_line.contains("Resupply convoy tomorrow 06:00"),
+        "{routine_line}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    listener.shutdown().await;
     server.stop().await;
 }

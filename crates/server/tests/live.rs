@@ -195,3 +195,149 @@ async fn zones_conflict_with_the_activities_they_bind_and_survive_a_restart() {
     assert_eq!(views(&s).await, before);
     s.stop().await;
 }
+
+// ---- the event catalogue -------------------------------------------------
+
+/// Whether `text` has the shape of an event type (`conflict.opened`).
+fn is_event_type(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+}
+
+/// The string literals of `code`, in order.
+fn literals(code: &str) -> Vec<&str> {
+    code.split('"').skip(1).step_by(2).collect()
+}
+
+/// The literal that `code` starts with (after blanks), if any.
+fn leading_literal(code: &str) -> Option<&str> {
+    let rest = code.trim_start().strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
+}
+
+/// For every occurrence of `marker`, the event-type literal right after it
+/// (after `skip_args` arguments, when it is a call).
+fn literal_after<'a>(code: &'a str, marker: &str, skip_args: usize) -> Vec<&'a str> {
+    code.match_indices(marker)
+        .filter_map(|(at, _)| {
+            let mut rest = &code[at + marker.len()..];
+            for _ in 0..skip_args {
+                rest = &rest[rest.find(',')? + 1..];
+            }
+            leading_literal(rest).filter(|l| is_event_type(l))
+        })
+        .collect()
+}
+
+/// The literals of the body of the first function named `name` after
+/// `after` (`fn type_name`, `fn as_str`): the match arms naming the types.
+fn literals_of_fn<'a>(code: &'a str, after: &str, name: &str) -> Vec<&'a str> {
+    let start = code.find(after).unwrap_or_else(|| panic!("no {after}"));
+    let body = &code[start..];
+    let body = &body[body
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} after {after}"))..];
+    let body = &body[..body.find("\n    }\n").expect("the function ends")];
+    literals(body).into_iter().filter(|l| is_event_type(l)).collect()
+}
+
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every event type the server can emit, read from where the sources name
+/// them: the hub's publishing calls, the SSE and WebSocket routes, the
+/// conflict events the driver publishes, the hotline's `Event::type_name`
+/// and the engine's `AlertKind::as_str`.
+fn emitted_event_types() -> std::collections::BTreeSet<String> {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    rust_files(&crates.join("server/src"), &mut files);
+    let mut found = std::collections::BTreeSet::new();
+    for file in files {
+        let code = std::fs::read_to_string(&file).unwrap();
+        for (marker, skip_args) in [
+            ("publish_to(", 1),
+            ("publish_to_parties(", 1),
+            (".event(", 0),
+            ("\"type\":", 0),
+        ] {
+            found.extend(
+                literal_after(&code, marker, skip_args)
+                    .into_iter()
+                    .map(str::to_owned),
+            );
+        }
+        for (at, _) in code.match_indices("record_conflict(") {
+            let rest = &code[at..];
+            let statement = &rest[..rest.find(';').unwrap_or(rest.len())];
+            if let Some(some) = statement.find("Some(\"") {
+                let literal = &statement[some + 6..];
+                found.insert(literal[..literal.find('"').unwrap()].to_owned());
+            }
+        }
+    }
+    let hotline = std::fs::read_to_string(crates.join("hotline/src/action.rs")).unwrap();
+    found.extend(
+        literals_of_fn(&hotline, "impl Event", "fn type_name")
+            .into_iter()
+            .map(str::to_owned),
+    );
+    let alerts = std::fs::read_to_string(crates.join("engine/src/track/alert.rs")).unwrap();
+    found.extend(
+        literals_of_fn(&alerts, "impl AlertKind", "fn as_str")
+            .into_iter()
+            .map(str::to_owned),
+    );
+    found
+}
+
+/// The types `docs/EVENTS.md` lists, one `### `type`` heading each.
+fn catalogued_event_types() -> std::collections::BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/EVENTS.md");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("### `")?.strip_suffix('`'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_event_type_the_service_emits_is_in_the_catalogue() {
+    let emitted = emitted_event_types();
+    // The scan must see every kind of source, or it proves nothing.
+    for known in [
+        "conflict.opened",
+        "conflict.resolved",
+        "message",
+        "message.flash",
+        "message.acked",
+        "escalation.exhausted",
+        "proximity",
+        "zone.crossed",
+        "lagged",
+    ] {
+        assert!(emitted.contains(known), "the scan misses {known}: {emitted:?}");
+    }
+    let catalogue = catalogued_event_types();
+    let missing: Vec<&String> = emitted.difference(&catalogue).collect();
+    assert!(
+        missing.is_empty(),
+        "event types the service emits but docs/EVENTS.md does not list: {missing:?}"
+    );
+    let stale: Vec<&String> = catalogue.difference(&emitted).collect();
+    assert!(
+        stale.is_empty(),
+        "docs/EVENTS.md lists types the service no longer emits: {stale:?}"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use deconflict_engine::Timestamp;
@@ -14,11 +15,23 @@ use serde_json::{json, Value};
 
 use common::{start, Server};
 
+/// The report time: the clock, but always after the previous report's.
+/// The watch ignores a report of an entity that is not newer than the one
+/// it holds (same `time`: a duplicate), and two posts of one test often
+/// fall in the same millisecond: that is why a clearing report once went
+/// unseen (answered `{"accepted": 0, "ignored": 1}`).
 fn now_rfc3339() -> String {
-    let ms = std::time::SystemTime::now()
+    static LAST_MS: AtomicI64 = AtomicI64::new(0);
+    let clock_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    let previous = LAST_MS.fetch_max(clock_ms, Ordering::SeqCst);
+    let ms = if clock_ms > previous {
+        clock_ms
+    } else {
+        LAST_MS.fetch_add(1, Ordering::SeqCst) + 1
+    };
     format_rfc3339(Timestamp(ms))
 }
 
@@ -155,19 +168,30 @@ async fn converging_units_alert_both_parties_within_a_second() {
     assert_eq!(green_view["features"], json!([]), "not Green's business");
 
     // Now 500 m apart: proximity for both.
-    let (status, _) = post_tracks(
+    let (status, body) = post_tracks(
         &server,
         &red_token,
         vec![report("r-1", 41.0056, 37.0, 15.0, 270.0)],
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["accepted"], 1, "{body}");
     for events in [&mut blue_events, &mut red_events] {
         let proximity = events.expect("proximity", Duration::from_secs(1)).await;
         assert!(proximity["distance_m"].as_f64().unwrap() < 1_000.0, "{proximity}");
         assert_eq!(proximity["vertical_limit_m"], Value::Null, "on the ground");
     }
 
+    // Red turns away and leaves: the proximity clears, with its reason.
+    let (status, body) = post_tracks(&server, &red_token, vec![report("r-1", 41.05, 37.0, 15.0, 90.0)]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["accepted"], 1, "a newer report is applied: {body}");
+    for events in [&mut blue_events, &mut red_events] {
+        let cleared = events.expect("proximity", Duration::from_secs(1)).await;
+        assert_eq!(cleared["state"], "cleared", "{cleared}");
+        assert_eq!(cleared["reason"], "separated");
+    }
+    drop((blue_events, red_events));
     server.stop().await;
 }
 

@@ -32,7 +32,15 @@ type Queues = BTreeMap<PartyId, Vec<(ConnectionId, mpsc::Sender<CotBytes>)>>;
 pub(crate) struct Registry {
     parties: Mutex<Queues>,
     max_per_party: usize,
+    /// Each accepted connection's party, for whoever has something waiting
+    /// for it (the hotline's undelivered messages). A broadcast: a receiver
+    /// that falls more than [`CONNECTED_BACKLOG`] behind is told it lagged.
+    connected: tokio::sync::broadcast::Sender<PartyId>,
 }
+
+/// Connection notices a slow [`TakOutbound::connected`] receiver may fall
+/// behind by before older ones are lost (it then sees `Lagged`).
+pub(crate) const CONNECTED_BACKLOG: usize = 256;
 
 /// Removes the connection from the registry when dropped.
 #[derive(Debug)]
@@ -59,6 +67,7 @@ impl Registry {
         Registry {
             parties: Mutex::new(BTreeMap::new()),
             max_per_party,
+            connected: tokio::sync::broadcast::channel(CONNECTED_BACKLOG).0,
         }
     }
 
@@ -85,6 +94,9 @@ impl Registry {
             return None;
         }
         connections.push((connection, queue));
+        drop(parties);
+        // No receiver is not an error: nobody waits for connections.
+        let _ = self.connected.send(party);
         Some(Registration {
             registry: Arc::clone(self),
             party,
@@ -131,6 +143,12 @@ impl TakOutbound {
             .outbound_dropped
             .fetch_add(delivery.dropped as u64, Ordering::Relaxed);
         delivery
+    }
+
+    /// The party of every connection accepted from now on, once it can
+    /// receive (it is registered, so [`Self::send_to_party`] reaches it).
+    pub fn connected(&self) -> tokio::sync::broadcast::Receiver<PartyId> {
+        self.registry.connected.subscribe()
     }
 
     /// How many connections `party` has open now.
@@ -206,6 +224,21 @@ mod tests {
             .is_some());
         assert_eq!(out.connections_of(PartyId(1)), 2);
         drop(first);
+        let mut connected = out.connected();
+        let _third = out
+            .registry
+            .register(PartyId(3), ConnectionId(6), channel())
+            .unwrap();
+        assert_eq!(
+            connected.try_recv().unwrap(),
+            PartyId(3),
+            "a new connection is announced"
+        );
+        assert!(out
+            .registry
+            .register(PartyId(3), ConnectionId(7), channel())
+            .is_some());
+        assert_eq!(connected.try_recv().unwrap(), PartyId(3));
         assert_eq!(out.connections_of(PartyId(1)), 1);
         assert!(out
             .registry

@@ -21,7 +21,7 @@ mod write;
 
 pub use event::{parse_cot, parse_cot_with, ControlKind, CotControl, CotError, CotEvent, CotMessage};
 pub use framer::{CotFramer, FrameError};
-pub use write::{write_cot_event, write_pong, CotAlert, CotAlertKind};
+pub use write::{write_cot_event, write_pong, CotAlert, CotAlertKind, CotChat};
 
 /// CoT's "unknown" for `hae`, `ce` and `le`.
 pub const UNKNOWN_ERROR_M: f64 = 9_999_999.0;

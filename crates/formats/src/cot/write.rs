@@ -197,6 +197,80 @@ impl CotAlert {
     }
 }
 
+/// A GeoChat message (CoT type `b-t-f`) from deconflict to a party's TAK
+/// clients, as ATAK, WinTAK and iTAK write and show chat:
+///
+/// ```xml
+/// <event version="2.0" uid="GeoChat.{sender_uid}.{chatroom}.{message_uid}" type="b-t-f" how="h-g-i-g-o"
+///        time="{time}" start="{time}" stale="{stale}">
+///   <point lat="0" lon="0" hae="9999999" ce="9999999" le="9999999"/>
+///   <detail>
+///     <__chat parent="RootContactGroup" groupOwner="false" chatroom="{chatroom}"
+///             id="{chatroom}" senderCallsign="{sender_callsign}">
+///       <chatgrp uid0="{sender_uid}" uid1="{chatroom}" id="{chatroom}"/>
+///     </__chat>
+///     <link uid="{sender_uid}" type="a-f-G-U-C" relation="p-p"/>
+///     <remarks source="BAO.F.ATAK.{sender_uid}" to="{chatroom}" time="{time}">{text}</remarks>
+///   </detail>
+/// </event>
+/// ```
+///
+/// Clients file a chat by its `uid` (one uid, one line in the chat window),
+/// so `message_uid` must be new for every line that should show again; the
+/// text is in `remarks`, where every TAK client and pytak read it. The
+/// point is unknown (chat has no place).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CotChat {
+    /// The sender's uid and callsign as the client shows them.
+    pub sender_uid: String,
+    pub sender_callsign: String,
+    /// The chat room: the recipient's name, where the line is filed.
+    pub chatroom: String,
+    /// Unique per line (e.g. `flash-7-r2`).
+    pub message_uid: String,
+    pub text: String,
+    pub time: Timestamp,
+    pub stale: Timestamp,
+}
+
+impl CotChat {
+    /// The CoT type of chat messages.
+    pub const EVENT_TYPE: &'static str = "b-t-f";
+
+    /// The event's uid, in GeoChat's `GeoChat.{sender}.{room}.{id}` form.
+    pub fn uid(&self) -> String {
+        format!(
+            "GeoChat.{}.{}.{}",
+            self.sender_uid, self.chatroom, self.message_uid
+        )
+    }
+
+    pub fn to_xml(&self) -> String {
+        let mut xml = String::with_capacity(768);
+        open_event(
+            &mut xml,
+            &self.uid(),
+            Self::EVENT_TYPE,
+            Some("h-g-i-g-o"),
+            [self.time, self.time, self.stale],
+        );
+        write_point(&mut xml, 0.0, 0.0, None, None, None);
+        let (sender, room) = (escape(&self.sender_uid), escape(&self.chatroom));
+        let _ = write!(
+            xml,
+            r#"<detail><__chat parent="RootContactGroup" groupOwner="false" chatroom="{room}" id="{room}" senderCallsign="{}"><chatgrp uid0="{sender}" uid1="{room}" id="{room}"/></__chat>"#,
+            escape(&self.sender_callsign)
+        );
+        let _ = write!(
+            xml,
+            r#"<link uid="{sender}" type="a-f-G-U-C" relation="p-p"/><remarks source="BAO.F.ATAK.{sender}" to="{room}" time="{}">{}</remarks></detail></event>"#,
+            format_rfc3339(self.time),
+            escape(&self.text)
+        );
+        xml
+    }
+}
+
 /// `text` made safe for an attribute value or element text (see the module
 /// documentation).
 fn escape(text: &str) -> std::borrow::Cow<'_, str> {
@@ -389,5 +463,26 @@ mod tests {
             Ok(CotMessage::Control(control)) => assert_eq!(control.kind, ControlKind::Pong),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_chat_line_parses_back_with_its_text_and_type() {
+        let chat = CotChat {
+            sender_uid: "deconflict".into(),
+            sender_callsign: "deconflict hotline".into(),
+            chatroom: "Red <HQ>".into(),
+            message_uid: "flash-7-r2".into(),
+            text: "FLASH from Blue: stop & hold </event>".into(),
+            time: Timestamp(1_772_359_200_000),
+            stale: Timestamp(1_772_359_260_000),
+        };
+        let event = parsed(&chat.to_xml());
+        assert_eq!(event.event_type, "b-t-f");
+        assert_eq!(event.uid, "GeoChat.deconflict.Red <HQ>.flash-7-r2");
+        assert_eq!(
+            event.remarks.as_deref(),
+            Some("FLASH from Blue: stop & hold </event>")
+        );
+        assert_eq!((event.time, event.stale), (chat.time, chat.stale));
     }
 }

@@ -263,6 +263,22 @@ impl Driver {
                 let _ = self.ledger.hotline.machine.delivered(now, message);
                 self.drain_hotline(batch)?;
             }
+            HotlineCommand::StreamOpened { party } => {
+                let waiting = self.ledger.hotline.machine.redeliver(party);
+                if !waiting.is_empty() {
+                    // The deliveries are performed after this batch commits
+                    // (so never before the sends they repeat), and a batch
+                    // commits only with a leaf: the redelivery is logged.
+                    let ids: Vec<u64> = waiting.iter().map(|m| m.0).collect();
+                    self.leaf(
+                        batch,
+                        "message.redelivery",
+                        &json!({"party": party.0, "messages": ids}),
+                        vec![party.0],
+                    )?;
+                    self.drain_hotline(batch)?;
+                }
+            }
             HotlineCommand::WebhookOutcome { call, succeeded } => {
                 let machine = &mut self.ledger.hotline.machine;
                 if succeeded {

@@ -27,8 +27,8 @@ use deconflict_engine::{PartyId, Timestamp};
 use deconflict_formats::format_rfc3339;
 use deconflict_hotline::{
     Action, CallKey, Contact, ErrorClass, Event, Hotline, HotlineConfig, HotlineError, Incident, IncidentId,
-    IncidentSpec, LadderStep, Link, Message, MessageId, MessageSpec, PartyContacts, Record, RestoreError,
-    Subject, SIGNATURE_HEADER,
+    IncidentSpec, LadderStep, Link, Message, MessageId, MessageSpec, PartyContacts, Priority, Record,
+    RestoreError, Subject, SIGNATURE_HEADER,
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -67,6 +67,9 @@ pub enum HotlineCommand {
     /// The performer pushed the message to at least one of the recipient's
     /// streams.
     Delivered { message: MessageId },
+    /// One of `party`'s streams opened (SSE, WebSocket, a TAK client):
+    /// push again what was never delivered to it.
+    StreamOpened { party: PartyId },
     /// A webhook call's outcome.
     WebhookOutcome { call: CallKey, succeeded: bool },
 }
@@ -87,7 +90,9 @@ impl HotlineCommand {
             HotlineCommand::SetEscalation { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
-            HotlineCommand::Delivered { .. } | HotlineCommand::WebhookOutcome { .. } => {}
+            HotlineCommand::Delivered { .. }
+            | HotlineCommand::StreamOpened { .. }
+            | HotlineCommand::WebhookOutcome { .. } => {}
         }
     }
 }
@@ -351,12 +356,22 @@ impl HotlineSink {
     }
 }
 
-/// Where CoT actions go: the TAK wiring installs one with
-/// [`HotlineRuntime::set_hook`]. Until then (and as well) they are hub
-/// events, so that web clients see them.
+/// Where the hotline reaches TAK clients: the serving path installs the
+/// TAK wiring ([`crate::live::TakHotlineHook`]) when the performer starts;
+/// a test may install its own with [`HotlineRuntime::set_hook`]. CoT
+/// actions are hub events as well (`message.flash`,
+/// `escalation.tak_alert`), so that web clients see them.
 pub trait HotlineHook: Send + Sync {
-    /// A flash message to send (again) to `party`'s TAK clients.
-    fn repeat_flash(&self, party: PartyId, message: &Message, repeat: u32);
+    /// A message (not flash: flash messages go out by
+    /// [`Self::repeat_flash`]) to `party`'s TAK clients; returns how many
+    /// clients it was queued for (more than none counts as delivered).
+    fn deliver(&self, party: PartyId, message: &Message) -> usize {
+        let _ = (party, message);
+        0
+    }
+    /// A flash message to send (again) to `party`'s TAK clients; returns
+    /// how many clients it was queued for.
+    fn repeat_flash(&self, party: PartyId, message: &Message, repeat: u32) -> usize;
     /// A ladder step: alert `party`'s TAK clients that `subject` is overdue.
     fn alert(&self, party: PartyId, subject: Subject, step: u16);
     /// Keep the track history of `entities` over `[from, to]` for `incident`.
@@ -406,7 +421,7 @@ impl HotlineRuntime {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
     }
 
-    fn hook(&self) -> Option<Arc<dyn HotlineHook>> {
+    pub(crate) fn hook(&self) -> Option<Arc<dyn HotlineHook>> {
         self.hook
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -426,6 +441,31 @@ pub fn start_performer(state: &AppState) {
     else {
         return;
     };
+    if state.hotline.hook().is_none() {
+        state
+            .hotline
+            .set_hook(Arc::new(crate::live::TakHotlineHook::new(&state.live)));
+    }
+    // A TAK client that connects gets what was never delivered to its
+    // party, like a new SSE or WebSocket stream (see `stream_opened`).
+    let mut connected = state.live.tak_connected();
+    let relay = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match connected.recv().await {
+                Ok(party) => stream_opened(&relay, party),
+                // Missed notices: those parties get their messages at their
+                // next stream, or by listing them.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "TAK connection notices missed; redelivery waits for the next stream"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
     let state = state.clone();
     tokio::spawn(async move {
         while let Some(batch) = queue.recv().await {
@@ -434,6 +474,13 @@ pub fn start_performer(state: &AppState) {
             }
         }
     });
+}
+
+/// One of `party`'s streams just opened (SSE and WebSocket call this once
+/// subscribed, the TAK wiring when a client connects): the driver pushes
+/// again every message to the party that was never delivered.
+pub fn stream_opened(state: &AppState, party: PartyId) {
+    submit(state, HotlineCommand::StreamOpened { party });
 }
 
 fn submit(state: &AppState, command: HotlineCommand) {
@@ -451,7 +498,14 @@ fn perform(state: &AppState, work: Work) {
             let Some(found) = work.message else {
                 return;
             };
-            if hub.publish_to(&[to], "message", &render_message(&found)) > 0 {
+            let mut reached = hub.publish_to(&[to], "message", &render_message(&found));
+            // Flash messages reach TAK clients by their repeats.
+            if found.priority != Priority::Flash {
+                if let Some(hook) = state.hotline.hook() {
+                    reached += hook.deliver(to, &found);
+                }
+            }
+            if reached > 0 {
                 submit(state, HotlineCommand::Delivered { message });
             }
         }
@@ -494,7 +548,11 @@ fn perform(state: &AppState, work: Work) {
             repeat,
         } => {
             if let (Some(hook), Some(found)) = (state.hotline.hook(), &work.message) {
-                hook.repeat_flash(party, found, repeat);
+                // A TAK client that got it is a delivery too (the machine
+                // counts only the first).
+                if hook.repeat_flash(party, found, repeat) > 0 && found.delivered_at.is_none() {
+                    submit(state, HotlineCommand::Delivered { message });
+                }
             }
             hub.publish_to(
                 &[party],
@@ -529,7 +587,6 @@ fn perform(state: &AppState, work: Work) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deconflict_hotline::Priority;
 
     fn spec(id: u64, from: u64, to: u64, body: &str) -> MessageSpec {
         MessageSpec {

@@ -6,6 +6,8 @@
 //!   activities.
 //! - [`alerts`]: alerts as the contract's JSON events and as TAK alarms.
 //! - [`fences`]: zones as fences.
+//! - [`hotline`]: the hotline's messages, flash repeats and ladder alerts
+//!   to TAK clients as GeoChat (the `HotlineHook` the service installs).
 //! - this module: the configuration, the handle the handlers use, the TAK
 //!   CA and listeners.
 //!
@@ -16,6 +18,7 @@
 
 pub mod alerts;
 pub mod fences;
+pub mod hotline;
 pub mod task;
 
 use std::collections::HashMap;
@@ -38,6 +41,7 @@ use crate::driver::World;
 use crate::hub::Hub;
 use crate::problem::ApiError;
 
+pub use hotline::TakHotlineHook;
 pub use task::{Accepted, LiveCommand, OwnedReport};
 
 /// The live-track limits and thresholds; each is a flag of `deconflict serve`.
@@ -97,6 +101,8 @@ pub enum LiveError {
 pub struct LiveHandle {
     inbox: SyncSender<LiveCommand>,
     tak: Arc<Mutex<Vec<TakOutbound>>>,
+    /// The party of every TAK client that connects, to any listener.
+    connected: tokio::sync::broadcast::Sender<PartyId>,
     ca: Arc<CertificateAuthority>,
     pub config: LiveConfig,
 }
@@ -129,6 +135,7 @@ pub fn start(
     Ok(LiveHandle {
         inbox,
         tak,
+        connected: tokio::sync::broadcast::channel(256).0,
         ca,
         config,
     })
@@ -156,6 +163,12 @@ impl LiveHandle {
     /// full the next tick resynchronises all the same.
     pub fn zones_changed(&self) {
         let _ = self.inbox.try_send(LiveCommand::ZonesChanged);
+    }
+
+    /// The party of every TAK client that connects from now on (to any
+    /// listener started with [`Self::listen_cot`]).
+    pub fn tak_connected(&self) -> tokio::sync::broadcast::Receiver<PartyId> {
+        self.connected.subscribe()
     }
 
     /// The server's TAK certificate authority (in the data directory).
@@ -194,6 +207,22 @@ impl LiveHandle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(listener.outbound());
+        let mut connected = listener.outbound().connected();
+        let relay = self.connected.clone();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match connected.recv().await {
+                    Ok(party) => {
+                        let _ = relay.send(party);
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "TAK connection notices missed");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
         // A blocking forwarder: a full track queue blocks it, which fills
         // the listener's channel, which stops the connections reading.
         let inbox = self.inbox.clone();

@@ -33,6 +33,8 @@ pub async fn stream(party: Party, State(state): State<AppState>) -> Result<Respo
         )
         .with_retry_after(5)
     })?;
+    // Subscribed first, so that what was never delivered reaches this stream.
+    crate::hotline::stream_opened(&state, party.viewer().party);
     let events = stream::unfold(subscription, |mut sub: Subscription| async move {
         // A drop is reported before the next event that got through.
         let dropped = sub.dropped.swap(0, Ordering::Relaxed);

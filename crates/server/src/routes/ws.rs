@@ -37,6 +37,8 @@ pub async fn upgrade(
         )
         .with_retry_after(5)
     })?;
+    // Subscribed first, so that what was never delivered reaches this stream.
+    crate::hotline::stream_opened(&state, party.viewer().party);
     Ok(ws.on_upgrade(move |socket| pump(socket, subscription)))
 }
 
