@@ -7,6 +7,7 @@
 mod check;
 mod client;
 mod demo;
+mod export;
 mod serve;
 
 use std::path::PathBuf;
@@ -89,6 +90,8 @@ enum Command {
     /// The service with the web map and a day in north-east Syria
     /// (illustrative): prints the address and each demo party's token.
     Demo(demo::DemoArgs),
+    /// What your party may see (activities, zones, conflicts) as GeoJSON or KML.
+    Export(Box<export::ExportArgs>),
 }
 
 fn main() -> ExitCode {
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
             ..
         } => check::run(&file, &against, format == Format::Json),
         Command::Demo(args) => demo::run(args),
+        Command::Export(args) => export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

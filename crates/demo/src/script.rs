@@ -267,10 +267,12 @@ pub async fn run_script(
                 description,
             } => {
                 let party = demo.party(by);
+                // The service's shape (`time`, `lon`, `lat`, `description`);
+                // summary and severity travel in the description.
                 let body = json!({
-                    "summary": summary, "description": description, "severity": severity,
+                    "description": format!("{summary} ({severity}): {description}"),
                     "time": format_rfc3339(real_time(demo, *at)),
-                    "location": {"type": "Point", "coordinates": at_place},
+                    "lon": at_place[0], "lat": at_place[1],
                 });
                 let answer = demo
                     .client
