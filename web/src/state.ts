@@ -96,9 +96,12 @@ const STATE_RANK: Record<MessageState, number> = { pending: 0, overdue: 1, acked
 export function mergeMessage(previous: Message | undefined, next: Message): Message {
   if (!previous) return next;
   const forward = STATE_RANK[next.state] >= STATE_RANK[previous.state];
+  // A change that names the message by id carries no body: it changes the
+  // state, never what was said.
+  const change = next.body === "" ? { state: next.state, acked_at: next.acked_at, escalated: next.escalated } : next;
   return {
     ...previous,
-    ...next,
+    ...change,
     state: forward ? next.state : previous.state,
     acked_at: next.acked_at ?? previous.acked_at,
     escalated: previous.escalated || next.escalated,
