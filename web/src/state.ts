@@ -70,6 +70,9 @@ export function reduce(state: Picture, action: Action): Picture {
       return { ...state, messages };
     }
     case "message.changed":
+      // A change to a message this page never loaded (one sent elsewhere):
+      // reload, rather than show a message with no text.
+      if (action.message.body === "" && !state.messages[action.message.id]) return { ...state, needsReload: true };
       return { ...state, messages: { ...state.messages, [action.message.id]: mergeMessage(state.messages[action.message.id], action.message) } };
     case "tracks.loaded": {
       const tracks: Record<string, TrackFeature> = {};
