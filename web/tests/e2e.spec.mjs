@@ -24,7 +24,9 @@ import { chromium } from "playwright-core";
 import { startMockServer } from "./mock-server.mjs";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
-const OUT = resolve(HERE, "..", "test-results");
+// One folder per kind of server, so a run against the mock never overwrites
+// the real demo's screenshots.
+const OUT = resolve(HERE, "..", "test-results", process.env.DECONFLICT_URL ? "server" : process.env.DECONFLICT_BIN ? "demo" : "mock");
 const STEP_MS = 20_000;
 const ALERT_TIMEOUT_MS = Number(process.env.DECONFLICT_ALERT_TIMEOUT_MS ?? 60_000);
 
