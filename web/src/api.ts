@@ -94,6 +94,27 @@ export interface NewMessage {
   conflict_id?: string;
 }
 
+interface RawVersion {
+  id: string | number;
+  version: number;
+  at: string;
+  feature: ActivityFeature | null;
+}
+
+/** One recorded version of an activity; `feature` null: cancelled then. */
+export interface ActivityVersion {
+  id: string;
+  version: number;
+  at: string;
+  feature: ActivityFeature | null;
+}
+
+export interface History {
+  activities: ActivityVersion[];
+  /** Conflicts with `opened_at` and, once resolved, `resolved_at`. */
+  conflicts: Conflict[];
+}
+
 export interface NewIncident {
   summary: string;
   description: string;
@@ -295,6 +316,22 @@ export class Api {
     return { ...feature, properties: { ...properties, party: this.partyName(properties.party) } };
   }
 
+  /** The recorded history the timeline replays (`GET /v1/history`): every
+   *  version of the activities we may see, and the conflicts with when they
+   *  opened and resolved. */
+  async history(): Promise<History> {
+    const answer = await this.json<{ activities?: RawVersion[]; conflicts?: Conflict[] }>("GET", "/v1/history");
+    return {
+      activities: (answer?.activities ?? []).map((v) => ({
+        id: String(v.id),
+        version: Number(v.version),
+        at: asTime(v.at) ?? "",
+        feature: v.feature ? this.withPartyName(v.feature) : null,
+      })),
+      conflicts: (answer?.conflicts ?? []).map((c) => decodeConflict(c, this.partyName)),
+    };
+  }
+
   async openConflicts(): Promise<Conflict[]> {
     const answer = await this.json<{ conflicts: Conflict[] }>("GET", "/v1/conflicts?state=open");
     return (answer?.conflicts ?? []).map((c) => decodeConflict(c, this.partyName));
@@ -338,7 +375,11 @@ export class Api {
   }
 
   async reportIncident(incident: NewIncident): Promise<IncidentCreated> {
-    return this.json<IncidentCreated>("POST", "/v1/incidents", incident);
+    // The service reads `lon`, `lat` and one `description`; the summary and
+    // severity travel in it (the contract's fields are sent as well).
+    const [lon, lat] = incident.location.coordinates;
+    const description = `${incident.summary} (${incident.severity}): ${incident.description}`;
+    return this.json<IncidentCreated>("POST", "/v1/incidents", { ...incident, lon, lat, description });
   }
 
   async checkpoint(): Promise<string> {
@@ -452,7 +493,12 @@ function conflictIn(answer: unknown, name: PartyName = samePartyName): Conflict 
 export function decodeMessage(answer: unknown, name: PartyName = samePartyName): Message | null {
   if (typeof answer !== "object" || answer === null) return null;
   const record = answer as Record<string, unknown>;
-  const raw = (typeof record.message === "object" && record.message !== null ? record.message : record) as Record<string, unknown>;
+  // The service's `message.acked` / `message.overdue` events name the
+  // message by id (`{message: 5, from, to, acked_at}`): a change to merge.
+  const reference = typeof record.message === "number" || typeof record.message === "string";
+  const raw = (
+    typeof record.message === "object" && record.message !== null ? record.message : reference ? { ...record, id: record.message } : record
+  ) as Record<string, unknown>;
   const id = asString(raw.id);
   if (id === undefined) return null;
   const acked_at = asTime(raw.acked_at) ?? null;
@@ -508,6 +554,10 @@ export function decodeEvent(message: SseMessage, name: PartyName = samePartyName
       if (type === "message.overdue" && decoded.state === "pending") decoded.state = "overdue";
       return { type, id, message: decoded };
     }
+  } else if (type === "escalation" && typeof record.subject === "object" && record.subject !== null && "message" in record.subject) {
+    // An escalation of an unacknowledged message: it is overdue and escalated.
+    const decoded = decodeMessage({ message: (record.subject as Record<string, unknown>).message, state: "escalated" }, name);
+    if (decoded) return { type: "message.overdue", id, message: decoded };
   } else if (type === "lagged") {
     return { type, id };
   } else if (ALERT_TYPES.has(type)) {

@@ -5,7 +5,7 @@
 // one party can leak into the page of another.
 
 import type { LatLng } from "leaflet";
-import type { ActivityFeature, Conflict, Me, NewIncident, NewMessage, ZoneFeature } from "./api";
+import type { ActivityFeature, Conflict, History, Me, NewIncident, NewMessage, ZoneFeature } from "./api";
 import { Api, ApiError } from "./api";
 import { byId } from "./dom";
 import { download, toGeoJson, toKml } from "./export";
@@ -18,7 +18,7 @@ import { renderMessages, setUpHotlineForm, updateHotlineChoices } from "./panels
 import { setIncidentLocation, setUpIncidentForm, updateIncidentConflicts } from "./panels/incident";
 import { setUpTabs, type Tabs } from "./tabs";
 import { emptyPicture, reduce, sortedConflicts, sortedMessages, type Action, type Alert, type Picture } from "./state";
-import { clampToRange, nextPlayStep, rangeOf, trackVisibleAt, visibleAt, HOUR_MS, MINUTE_MS, type TimeRange } from "./timeline";
+import { clampToRange, conflictsAt, nextPlayStep, plansAt, rangeOf, trackVisibleAt, visibleAt, HOUR_MS, MINUTE_MS, type TimeRange } from "./timeline";
 
 /** How often latest positions are fetched (the contract streams alerts, not
  *  positions). */
@@ -44,6 +44,9 @@ export class App {
   private zones: ZoneFeature[] = [];
   private selectedConflictId: string | null = null;
   private at_ms: number | null = null;
+  /** The recorded history, once the timeline asked for it; null where the
+   *  server has none (the slider then filters today's picture by time). */
+  private history: History | null = null;
   private range: TimeRange | null = null;
   private readonly busy = new Set<string>();
   private readonly stop = new AbortController();
@@ -179,11 +182,34 @@ export class App {
   // ------------------------------------------------------------ rendering
 
   private visibleConflicts(): Conflict[] {
+    if (this.at_ms !== null && this.history) {
+      return visibleAt(conflictsAt(this.history.conflicts, this.at_ms), (c) => c, this.at_ms);
+    }
     return visibleAt(sortedConflicts(this.picture), (c) => c, this.at_ms);
   }
 
+  /** The plans at the chosen instant: replayed from the record when the
+   *  server keeps one, else today's versions filtered by their windows. */
+  private visibleActivities(): ActivityFeature[] {
+    if (this.at_ms !== null && this.history) {
+      return visibleAt(plansAt(this.history.activities, this.at_ms), (a) => a.properties, this.at_ms);
+    }
+    return visibleAt(this.activities, (a) => a.properties, this.at_ms);
+  }
+
+  /** Fetches the recorded history (again: it grows while the page is open). */
+  private async loadHistory(): Promise<void> {
+    try {
+      this.history = await this.session.api.history();
+    } catch {
+      this.history = null;
+    }
+    this.updateTimelineLabel();
+    this.render();
+  }
+
   private render(): void {
-    const activities = visibleAt(this.activities, (a) => a.properties, this.at_ms);
+    const activities = this.visibleActivities();
     const conflicts = this.visibleConflicts();
     const tracks = Object.values(this.picture.tracks).filter((t) => trackVisibleAt(t.properties.time, this.at_ms));
     this.map.render({ me: this.picture.me, activities, zones: this.zones, conflicts, tracks, selectedConflictId: this.selectedConflictId });
@@ -393,6 +419,8 @@ export class App {
     const all = byId<HTMLButtonElement>("timeline-all");
     const play = byId<HTMLButtonElement>("timeline-play");
     const show = (at_ms: number | null) => {
+      // Leaving "All times": the record is fetched afresh for the replay.
+      if (this.at_ms === null && at_ms !== null) void this.loadHistory();
       this.at_ms = at_ms;
       if (at_ms !== null) range.value = String(at_ms);
       this.updateTimelineLabel();
@@ -475,7 +503,8 @@ export class App {
       range.setAttribute("aria-valuetext", "whole picture, no time filter");
     } else {
       const text = formatTime(new Date(this.at_ms).toISOString());
-      output.textContent = text;
+      output.textContent = this.history ? `${text} (as recorded)` : text;
+      output.dataset.replay = String(this.history !== null);
       range.setAttribute("aria-valuetext", text);
     }
   }

@@ -70,6 +70,9 @@ export function reduce(state: Picture, action: Action): Picture {
       return { ...state, messages };
     }
     case "message.changed":
+      // A change to a message this page never loaded (one sent elsewhere):
+      // reload, rather than show a message with no text.
+      if (action.message.body === "" && !state.messages[action.message.id]) return { ...state, needsReload: true };
       return { ...state, messages: { ...state.messages, [action.message.id]: mergeMessage(state.messages[action.message.id], action.message) } };
     case "tracks.loaded": {
       const tracks: Record<string, TrackFeature> = {};
@@ -96,9 +99,12 @@ const STATE_RANK: Record<MessageState, number> = { pending: 0, overdue: 1, acked
 export function mergeMessage(previous: Message | undefined, next: Message): Message {
   if (!previous) return next;
   const forward = STATE_RANK[next.state] >= STATE_RANK[previous.state];
+  // A change that names the message by id carries no body: it changes the
+  // state, never what was said.
+  const change = next.body === "" ? { state: next.state, acked_at: next.acked_at, escalated: next.escalated } : next;
   return {
     ...previous,
-    ...next,
+    ...change,
     state: forward ? next.state : previous.state,
     acked_at: next.acked_at ?? previous.acked_at,
     escalated: previous.escalated || next.escalated,

@@ -82,3 +82,48 @@ export function nextPlayStep(at_ms: number | null, range: TimeRange, step_ms: nu
   const next = at_ms + step_ms;
   return next > range.to_ms ? null : next;
 }
+
+/** One recorded version of an activity (see `GET /v1/history`). */
+export interface Recorded<F> {
+  id: string;
+  at: string;
+  feature: F | null;
+}
+
+/** The plans as they were recorded at `at_ms`: of each activity the latest
+ *  version recorded at or before that instant; none when that version is
+ *  its cancellation or nothing was recorded yet. `versions` in any order. */
+export function plansAt<F>(versions: readonly Recorded<F>[], at_ms: number): F[] {
+  const latest = new Map<string, { at: number; feature: F | null }>();
+  for (const v of versions) {
+    const at = parseTime_ms(v.at);
+    if (at === null || at > at_ms) continue;
+    const known = latest.get(v.id);
+    if (!known || at >= known.at) latest.set(v.id, { at, feature: v.feature });
+  }
+  return [...latest.values()].flatMap((v) => (v.feature === null ? [] : [v.feature]));
+}
+
+export interface StateChanges {
+  state: string;
+  opened_at?: string;
+  resolved_at?: string;
+}
+
+/** Was the conflict known and not yet resolved at `at_ms`? Opened at or
+ *  before it, resolved (if ever) after it. */
+export function openAt(conflict: StateChanges, at_ms: number): boolean {
+  const opened = parseTime_ms(conflict.opened_at);
+  const resolved = parseTime_ms(conflict.resolved_at);
+  if (opened !== null && at_ms < opened) return false;
+  if (resolved !== null && at_ms >= resolved) return false;
+  return true;
+}
+
+/** The conflicts as they stood at `at_ms`: those open then, shown open
+ *  (a later resolution had not happened yet). */
+export function conflictsAt<C extends StateChanges>(conflicts: readonly C[], at_ms: number): C[] {
+  return conflicts
+    .filter((c) => openAt(c, at_ms))
+    .map((c) => (c.state === "resolved" ? { ...c, state: "open" } : c));
+}

@@ -1,9 +1,13 @@
 // End-to-end: drives the real page in Debian's Chromium (playwright-core, no
 // browser download) against a deconflict server, two parties side by side.
 //
-//   DECONFLICT_URL=http://127.0.0.1:8080 npm run test:e2e   # a running `deconflict demo`
-//   npm run test:e2e                                        # starts tests/mock-server.mjs
+//   DECONFLICT_BIN=../target/debug/deconflict npm run test:e2e   # starts a real `deconflict demo` on 127.0.0.1:0
+//   DECONFLICT_URL=http://127.0.0.1:8080 npm run test:e2e        # a running `deconflict demo`
+//   npm run test:e2e                                             # starts tests/mock-server.mjs
 //
+// With DECONFLICT_BIN the demo plays at DECONFLICT_DEMO_SPEED (default 600×:
+// its live units meet about 40 s after the start) and is stopped with
+// SIGINT (its Ctrl-C, which removes its temporary store) at the end.
 // Optional: DECONFLICT_TOKEN_A / DECONFLICT_TOKEN_B (two parties with an open
 // conflict between them; by default found through /demo/parties),
 // CHROMIUM_PATH (default /usr/bin/chromium), DECONFLICT_ALERT_TIMEOUT_MS.
@@ -14,15 +18,20 @@ import assert from "node:assert/strict";
 import { mkdir, readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 import { startMockServer } from "./mock-server.mjs";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
-const OUT = resolve(HERE, "..", "test-results");
+// One folder per kind of server, so a run against the mock never overwrites
+// the real demo's screenshots.
+const OUT = resolve(HERE, "..", "test-results", process.env.DECONFLICT_URL ? "server" : process.env.DECONFLICT_BIN ? "demo" : "mock");
 const STEP_MS = 20_000;
 const ALERT_TIMEOUT_MS = Number(process.env.DECONFLICT_ALERT_TIMEOUT_MS ?? 60_000);
 
 let mock;
+let demo; // the `deconflict demo` child process, when DECONFLICT_BIN is set
 let baseUrl;
 let browser;
 let a; // { name, token, page, problems }
@@ -52,6 +61,37 @@ async function findParties(url) {
   assert.fail("no two demo parties share an open conflict");
 }
 
+/** Starts `deconflict demo` on a free port and waits for its JSON line
+ *  (`--print-json`): `{url, parties: [{id, name, kind, token}]}`. */
+async function startDemo(bin) {
+  const speed = process.env.DECONFLICT_DEMO_SPEED ?? "600";
+  const child = spawn(bin, ["demo", "--listen", "127.0.0.1:0", "--speed", speed, "--print-json"], { stdio: ["ignore", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout });
+  const started = await new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error("the demo did not print its address within 60 s")), 60_000);
+    child.once("exit", (code) => reject(new Error(`the demo exited with ${code} before it was up`)));
+    lines.on("line", (line) => {
+      if (process.env.DECONFLICT_DEMO_ECHO) console.log(`demo: ${line}`);
+      if (!line.startsWith("{")) return;
+      clearTimeout(timer);
+      resolvePromise(JSON.parse(line));
+    });
+  });
+  // The script's narration goes on; reading it keeps the pipe from filling.
+  return { child, url: started.url.replace(/\/$/, ""), parties: started.parties };
+}
+
+async function stopDemo(running) {
+  if (!running || running.child.exitCode !== null) return;
+  const exited = new Promise((resolvePromise) => running.child.once("exit", resolvePromise));
+  running.child.kill("SIGINT");
+  const timer = setTimeout(() => running.child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
 async function openPage(party, viewport = { width: 1280, height: 800 }) {
   const context = await browser.newContext({ viewport, acceptDownloads: true });
   const page = await context.newPage();
@@ -77,12 +117,16 @@ async function shot(party, name) {
 before(async () => {
   await mkdir(OUT, { recursive: true });
   baseUrl = process.env.DECONFLICT_URL?.replace(/\/$/, "");
+  if (!baseUrl && process.env.DECONFLICT_BIN) {
+    demo = await startDemo(process.env.DECONFLICT_BIN);
+    baseUrl = demo.url;
+  }
   if (!baseUrl) {
     mock = await startMockServer();
     baseUrl = mock.url;
   }
   const [first, second] = await findParties(baseUrl);
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
   a = await openPage(first);
   b = await openPage(second);
 });
@@ -90,6 +134,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await mock?.close();
+  await stopDemo(demo);
 });
 
 test("the map shows activities and conflicts", async () => {
@@ -157,8 +202,13 @@ test("an unacknowledged flash message goes overdue and is shown escalated on bot
   await atB.locator(".chip-overdue").waitFor({ timeout: STEP_MS + ackWithin * 1000 });
   await b.page.locator(".toast", { hasText: "Overdue" }).first().waitFor({ timeout: STEP_MS });
   const atA = a.page.locator("#message-list li.message", { hasText: body });
-  await atA.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
-  assert.match(await atB.locator(".chip-overdue").textContent(), /escalated/i);
+  await atA.locator(".chip-overdue").waitFor({ timeout: STEP_MS });
+  // The mock escalates every overdue message; the real service only along a
+  // ladder the recipient set (PUT /v1/parties/{id}/escalation).
+  if (mock) {
+    await atA.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
+    assert.match(await atB.locator(".chip-overdue").textContent(), /escalated/i);
+  }
   await shot(b, "04b-hotline-overdue.png");
   // Acknowledging late still works, and clears the overdue state.
   await atB.getByRole("button", { name: "Acknowledge" }).click();
@@ -205,6 +255,65 @@ test("the timeline filters by time and export holds only what the party may see"
   }
 });
 
+/** What the record says the party knew at `at_ms` (the oracle for the
+ *  page's replay): of each activity the latest version recorded by then,
+ *  within its window; the conflicts open then, within their window. */
+async function recordedAt(token, at_ms) {
+  const history = await fetch(`${baseUrl}/v1/history`, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.json());
+  const within = (start, end) => Date.parse(start) <= at_ms && (end == null || at_ms < Date.parse(end));
+  const latest = new Map();
+  for (const v of history.activities) if (Date.parse(v.at) <= at_ms) latest.set(v.id, v.feature);
+  const plans = [...latest.values()].filter((f) => f && within(f.properties.start, f.properties.end));
+  const conflicts = history.conflicts.filter(
+    (c) => Date.parse(c.opened_at) <= at_ms && (c.resolved_at == null || at_ms < Date.parse(c.resolved_at)) && within(c.start, c.end),
+  );
+  return { plans: plans.length, conflicts: conflicts.length };
+}
+
+/** Moves the slider by keyboard and checks the page draws what the record
+ *  held at each instant (real server only: the mock keeps no history). */
+async function checkReplay(party) {
+  const { page } = party;
+  await page.focus("#timeline-range");
+  // End then Home: a key that leaves the value where it is moves nothing.
+  await page.keyboard.press("End");
+  await page.keyboard.press("Home");
+  const replaying = await page
+    .locator('#timeline-value[data-replay="true"]')
+    .waitFor({ state: "attached", timeout: 5_000 })
+    .then(() => true, () => false);
+  if (!replaying) {
+    assert.ok(mock, "a real server must answer GET /v1/history");
+    return;
+  }
+  for (const keys of [["Home"], ["End"], ["Home", ...Array(30).fill("ArrowRight")], ["End", ...Array(40).fill("ArrowLeft")]]) {
+    for (const key of keys) await page.keyboard.press(key);
+    const at_ms = Number(await page.inputValue("#timeline-range"));
+    const expected = await recordedAt(party.token, at_ms);
+    const shown = async () => ({
+      plans: await page.locator("#activity-list li").count(),
+      conflicts: await page.locator("#conflict-list li.conflict").count(),
+    });
+    // The page fetched the record when the slider left "All times"; the
+    // record only grows, so poll briefly for the same answer.
+    let seen = await shown();
+    for (let i = 0; i < 20 && JSON.stringify(seen) !== JSON.stringify(expected); i++) {
+      await page.waitForTimeout(100);
+      seen = await shown();
+    }
+    assert.deepEqual(seen, expected, `at ${new Date(at_ms).toISOString()} (keys ${keys.join(",")})`);
+  }
+  assert.match(await page.textContent("#timeline-value"), /as recorded/);
+}
+
+test("the timeline replays the recorded day, by keyboard, at 1280×800", async () => {
+  await a.page.getByRole("tab", { name: /Activities/ }).click();
+  await checkReplay(a);
+  await shot(a, "09-replay.png");
+  await a.page.click("#timeline-all");
+  assert.equal(await a.page.getAttribute("#timeline-all", "aria-pressed"), "true");
+});
+
 test("an incident is reported with a place picked on the map", async () => {
   const { page } = b;
   await page.getByRole("tab", { name: "Incident" }).click();
@@ -239,6 +348,8 @@ test("tablet width: nothing overflows sideways", async () => {
   await tablet.page.waitForTimeout(700);
   const overflow = await tablet.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(overflow <= 0, `page is ${overflow} px wider than the viewport`);
+  await checkReplay(tablet);
+  await tablet.page.click("#timeline-all");
   await tablet.page.screenshot({ path: resolve(OUT, "07-tablet.png"), fullPage: true });
   assert.deepEqual(tablet.problems, []);
   await tablet.page.context().close();
@@ -250,11 +361,27 @@ test("view as: in demo mode another party's picture is one click away", async (t
   const viewer = await openPage({ name: a.name, token: a.token });
   const { page } = viewer;
   assert.equal(await page.isVisible("#view-as"), true);
-  const broker = demo.find((p) => p.kind === "broker") ?? demo.find((p) => p.name !== a.name);
-  await Promise.all([page.waitForEvent("load"), page.selectOption("#view-as", broker.token)]);
+  // Need to know: another party's need-to-know plans (the API lists only
+  // its own to it) are nowhere on A's page, and appear once the page views
+  // as that party.
+  let other;
+  let secret = [];
+  for (const party of demo.filter((p) => p.name !== a.name && p.kind !== "broker")) {
+    const own = await fetch(`${baseUrl}/v1/activities`, { headers: { Authorization: `Bearer ${party.token}` } }).then((r) => r.json());
+    secret = own.features.filter((f) => (f.properties.sharing ?? "need_to_know") === "need_to_know" && f.properties.name).map((f) => f.properties.name);
+    other = party;
+    if (secret.length > 0) break;
+  }
+  assert.ok(secret.length > 0, "no other demo party has a need-to-know plan to hide");
+  const listed = async () => (await page.locator("#activity-list").textContent()) ?? "";
+  await page.locator("#activity-list li").first().waitFor({ state: "attached", timeout: STEP_MS });
+  for (const name of secret) assert.ok(!(await listed()).includes(name), `${a.name} sees ${other.name}'s "${name}"`);
+  await Promise.all([page.waitForEvent("load"), page.selectOption("#view-as", other.token)]);
   await page.locator(".conn-live").waitFor({ timeout: STEP_MS });
-  assert.equal(await page.locator("#who-name").textContent(), broker.name);
+  assert.equal(await page.locator("#who-name").textContent(), other.name);
   await page.locator(".leaflet-activities-pane path").first().waitFor({ timeout: STEP_MS });
+  await page.locator("#activity-list li").first().waitFor({ state: "attached", timeout: STEP_MS });
+  for (const name of secret) assert.ok((await listed()).includes(name), `viewing as ${other.name}, "${name}" is missing`);
   await page.waitForTimeout(700);
   await page.screenshot({ path: resolve(OUT, "08-view-as.png") });
   assert.deepEqual(viewer.problems, []);

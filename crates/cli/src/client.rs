@@ -85,24 +85,50 @@ impl Client {
         if status.is_success() {
             return Ok(answer);
         }
-        let first = answer["errors"].as_array().and_then(|e| e.first()).map(|e| {
-            let pointer = e["pointer"].as_str().unwrap_or("");
-            let pointer = if pointer.is_empty() { "(document)" } else { pointer };
-            format!("{pointer}: {}", e["message"].as_str().unwrap_or(""))
-        });
-        let more = answer["errors"].as_array().map_or(0, Vec::len).saturating_sub(1);
-        let more = if more > 0 {
-            format!(" (and {more} more)")
-        } else {
-            String::new()
-        };
-        Err(match first {
-            Some(field) => anyhow!("{what}: {field}{more}"),
-            None => anyhow!(
-                "{what}: the server answered {status}: {}",
-                answer["detail"].as_str().unwrap_or("no detail")
-            ),
-        })
+        Err(problem(what, status, &answer))
+    }
+
+    /// GETs `path` (with its query) as bytes; a problem answer becomes one
+    /// line naming the first field, as for `post`.
+    pub(crate) fn get_bytes(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Vec<u8>> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .bearer_auth(&self.token)
+            .send()
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .with_context(|| format!("{what}: the answer was cut short"))?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(problem(what, status, &answer))
+    }
+}
+
+/// A problem+json answer as one line naming the first bad field.
+fn problem(what: &str, status: reqwest::StatusCode, answer: &Value) -> anyhow::Error {
+    let first = answer["errors"].as_array().and_then(|e| e.first()).map(|e| {
+        let pointer = e["pointer"].as_str().unwrap_or("");
+        let pointer = if pointer.is_empty() { "(document)" } else { pointer };
+        format!("{pointer}: {}", e["message"].as_str().unwrap_or(""))
+    });
+    let more = answer["errors"].as_array().map_or(0, Vec::len).saturating_sub(1);
+    let more = if more > 0 {
+        format!(" (and {more} more)")
+    } else {
+        String::new()
+    };
+    match first {
+        Some(field) => anyhow!("{what}: {field}{more}"),
+        None => anyhow!(
+            "{what}: the server answered {status}: {}",
+            answer["detail"].as_str().unwrap_or("no detail")
+        ),
     }
 }
 

@@ -17,6 +17,10 @@ pub struct DemoArgs {
     /// Scenario seconds per real second (60: the day's hours pass in minutes).
     #[arg(long, default_value_t = 60.0, value_parser = positive)]
     speed: f64,
+    /// Also print, once the service is up, one line of JSON for programs
+    /// (the browser tests): `{"url", "parties": [{id, name, kind, token}]}`.
+    #[arg(long)]
+    print_json: bool,
 }
 
 fn positive(text: &str) -> Result<f64, String> {
@@ -58,6 +62,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
         let mut parties: Vec<_> = demo.parties.values().collect();
         parties.sort_by_key(|p| p.id);
+        if args.print_json {
+            let listed: Vec<_> = parties
+                .iter()
+                .map(|p| serde_json::json!({"id": p.id, "name": p.name, "kind": p.kind, "token": p.token}))
+                .collect();
+            println!("{}", serde_json::json!({"url": demo.url, "parties": listed}));
+        }
         for party in parties {
             println!("  {:<20} {:<13} token {}", party.name, party.kind, party.token);
         }

@@ -7,6 +7,7 @@
 mod check;
 mod client;
 mod demo;
+mod export;
 mod log;
 mod receipt;
 mod serve;
@@ -114,6 +115,8 @@ enum Command {
     /// The service with the web map and a day in north-east Syria
     /// (illustrative): prints the address and each demo party's token.
     Demo(demo::DemoArgs),
+    /// What your party may see (activities, zones, conflicts) as GeoJSON or KML.
+    Export(Box<export::ExportArgs>),
 }
 
 fn main() -> ExitCode {
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
         Command::Receipt {
             command: ReceiptCommand::Verify(args),
         } => receipt::verify(&args),
+        Command::Export(args) => export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -170,3 +170,98 @@ fn serve_party_add_submit_and_check_against_the_server() {
     assert_eq!(anonymous.status.code(), Some(1));
     assert!(text(&anonymous.stderr).contains("DECONFLICT_TOKEN"));
 }
+
+#[test]
+fn export_writes_what_the_party_may_see_as_geojson_and_kml() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let env_admin = [
+        ("DECONFLICT_SERVER", served.url.as_str()),
+        ("DECONFLICT_TOKEN", admin.as_str()),
+    ];
+    let blue_token = field(
+        &deconflict(&["party", "add", "blue", "--kind", "military"], &env_admin),
+        "token",
+    );
+    let red_token = field(
+        &deconflict(&["party", "add", "red", "--kind", "military"], &env_admin),
+        "token",
+    );
+    let as_blue = [
+        ("DECONFLICT_SERVER", served.url.as_str()),
+        ("DECONFLICT_TOKEN", blue_token.as_str()),
+    ];
+    let as_red = [
+        ("DECONFLICT_SERVER", served.url.as_str()),
+        ("DECONFLICT_TOKEN", red_token.as_str()),
+    ];
+    let submitted = deconflict(&["submit", &patrols(dir.path(), "blue", 41.400, 42.4)], &as_blue);
+    assert_eq!(submitted.status.code(), Some(0), "{}", text(&submitted.stderr));
+    let submitted = deconflict(&["submit", &patrols(dir.path(), "red", 41.403, 43.4)], &as_red);
+    assert_eq!(submitted.status.code(), Some(0), "{}", text(&submitted.stderr));
+
+    // GeoJSON on standard output: red's two patrols and the conflict, with
+    // blue's need-to-know side null; nothing of blue's plans.
+    let exported = deconflict(&["export"], &as_red);
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported.stderr));
+    let doc: Value = serde_json::from_str(&text(&exported.stdout)).unwrap();
+    let layer = |name: &str| -> Vec<Value> {
+        doc["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["properties"]["layer"] == name)
+            .cloned()
+            .collect()
+    };
+    let names: Vec<&str> = doc["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["properties"]["name"].as_str())
+        .collect();
+    assert_eq!(layer("activity").len(), 2, "{names:?}");
+    assert!(names
+        .iter()
+        .all(|n| !n.contains("41.4,") && *n != "patrol at 41.4"));
+    let conflicts = layer("conflict");
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0]["properties"]["activities"][0], Value::Null);
+
+    // KML into a file.
+    let out = dir.path().join("red.kml");
+    let written = deconflict(
+        &["export", "--format", "kml", "--out", out.to_str().unwrap()],
+        &as_red,
+    );
+    assert_eq!(written.status.code(), Some(0), "{}", text(&written.stderr));
+    let kml = std::fs::read_to_string(&out).unwrap();
+    assert!(kml.contains("<kml xmlns=\"http://www.opengis.net/kml/2.2\">"));
+    assert_eq!(kml.matches("<Placemark ").count(), 3, "{kml}");
+
+    // A bad query is one line naming the parameter; the file is untouched.
+    let refused = deconflict(
+        &[
+            "export",
+            "--format",
+            "kml",
+            "--bbox",
+            "1,2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &as_red,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("/query/bbox"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), kml);
+}

@@ -16,6 +16,9 @@ use crate::{absent, now_ms, real_time, DemoError, RunningDemo};
 /// Live positions are sent every this many scenario seconds…
 const REPORT_EVERY_SCENARIO_S: f64 = 30.0;
 /// …but never more often than this in real time.
+/// The highest speed a unit reports: below the service's default
+/// `max_speed_mps` (1,500 m/s), above which a report is refused whole.
+const MAX_REPORTED_SPEED_MPS: f64 = 1_000.0;
 const MIN_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What the script did, for the narration and the tests.
@@ -267,10 +270,12 @@ pub async fn run_script(
                 description,
             } => {
                 let party = demo.party(by);
+                // The service's shape (`time`, `lon`, `lat`, `description`);
+                // summary and severity travel in the description.
                 let body = json!({
-                    "summary": summary, "description": description, "severity": severity,
+                    "description": format!("{summary} ({severity}): {description}"),
                     "time": format_rfc3339(real_time(demo, *at)),
-                    "location": {"type": "Point", "coordinates": at_place},
+                    "lon": at_place[0], "lat": at_place[1],
                 });
                 let answer = demo
                     .client
@@ -469,8 +474,10 @@ pub async fn drive_units(
                 let report = json!({"reports": [{
                     "uid": uid, "time": stamp, "lon": at.lon_deg, "lat": at.lat_deg,
                     "course_deg": course_deg,
-                    // The speed on the map: real speed times the clock's.
-                    "speed_mps": if moving { speed_mps * speed } else { 0.0 },
+                    // The speed on the map: real speed times the clock's,
+                    // kept under the service's default limit (1,500 m/s,
+                    // which refuses the report) at fast replays.
+                    "speed_mps": if moving { (speed_mps * speed).min(MAX_REPORTED_SPEED_MPS) } else { 0.0 },
                 }]});
                 let answer = setup
                     .client

@@ -769,3 +769,57 @@ pub fn rebuild_log(
     }
     Ok(Ok(tree))
 }
+
+/// One recorded version of an activity: its Feature as notified then
+/// (`None`: the cancellation), and when it was recorded.
+#[derive(Debug, Clone)]
+pub struct ActivityVersion {
+    pub id: ActivityId,
+    pub party: PartyId,
+    pub version: u64,
+    pub at_ms: i64,
+    pub feature: Option<Value>,
+}
+
+/// Every version recorded before `to_ms` (all, if `None`) of the
+/// activities `viewer` may see, by activity then version, at most `limit`
+/// (`None` when more match). Another party's version is shown only when the
+/// activity is shared in full now and that version was too.
+pub fn activity_versions(
+    conn: &Connection,
+    viewer: &Viewer,
+    to_ms: Option<i64>,
+    limit: usize,
+) -> Result<Option<Vec<ActivityVersion>>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT v.activity_id, a.party_id, v.version, v.at_ms, v.feature \
+         FROM activity_versions v JOIN activities a ON a.id = v.activity_id \
+         WHERE (?1 OR a.party_id = ?2 OR a.sharing = 'full') AND (?3 IS NULL OR v.at_ms < ?3) \
+         ORDER BY v.activity_id, v.version",
+    )?;
+    let mut rows = stmt.query(params![viewer.broker, sql_u64(viewer.party.0), to_ms])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let party = PartyId(get_u64(row, 1)?);
+        let feature: Option<String> = row.get(4)?;
+        let feature = feature.as_deref().map(parse_json).transpose()?;
+        let own = viewer.broker || party == viewer.party;
+        let shared_then = feature
+            .as_ref()
+            .is_none_or(|f| f.pointer("/properties/sharing").and_then(Value::as_str) == Some("full"));
+        if !own && !shared_then {
+            continue;
+        }
+        if out.len() == limit {
+            return Ok(None);
+        }
+        out.push(ActivityVersion {
+            id: ActivityId(get_u64(row, 0)?),
+            party,
+            version: get_u64(row, 2)?,
+            at_ms: row.get(3)?,
+            feature,
+        });
+    }
+    Ok(Some(out))
+}

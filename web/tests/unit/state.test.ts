@@ -122,3 +122,12 @@ describe("alerts", () => {
     expect(Object.keys(s.tracks)).toEqual(["B"]);
   });
 });
+
+describe("a change to a message the page never loaded", () => {
+  it("asks for a reload instead of showing a message without text", () => {
+    const change = { id: "99", from: "US Forces", to: "Russian Forces", body: "", priority: "routine" as const, sent_at: new Date(0).toISOString(), acked_at: null, conflict_id: null, state: "overdue" as const, escalated: false };
+    const next = reduce(emptyPicture("US Forces"), { type: "message.changed", message: change });
+    expect(next.needsReload).toBe(true);
+    expect(next.messages["99"]).toBeUndefined();
+  });
+});

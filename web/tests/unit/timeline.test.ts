@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { activeAt, clampToRange, HOUR_MS, MINUTE_MS, nextPlayStep, rangeOf, trackVisibleAt, visibleAt } from "../../src/timeline";
+import { activeAt, clampToRange, conflictsAt, HOUR_MS, MINUTE_MS, nextPlayStep, openAt, plansAt, rangeOf, trackVisibleAt, visibleAt } from "../../src/timeline";
 
 const at = (iso: string) => Date.parse(iso);
 
@@ -52,5 +52,32 @@ describe("time filtering", () => {
     expect(nextPlayStep(range.to_ms, range, 5 * MINUTE_MS)).toBe(0);
     expect(nextPlayStep(10 * MINUTE_MS, range, 5 * MINUTE_MS)).toBe(15 * MINUTE_MS);
     expect(nextPlayStep(57 * MINUTE_MS, range, 5 * MINUTE_MS)).toBeNull();
+  });
+});
+
+describe("replaying the record", () => {
+  const v = (id: string, at: string, name: string | null) => ({ id, at, feature: name === null ? null : { name } });
+
+  it("shows of each activity the version recorded at or before the instant", () => {
+    const versions = [v("1", "2022-10-08T06:00:00Z", "first"), v("1", "2022-10-08T06:30:00Z", "delayed"), v("2", "2022-10-08T07:00:00Z", "later")];
+    expect(plansAt(versions, Date.parse("2022-10-08T05:59:00Z"))).toEqual([]);
+    expect(plansAt(versions, Date.parse("2022-10-08T06:29:59Z"))).toEqual([{ name: "first" }]);
+    expect(plansAt(versions, Date.parse("2022-10-08T06:30:00Z"))).toEqual([{ name: "delayed" }]);
+    expect(plansAt([...versions].reverse(), Date.parse("2022-10-08T08:00:00Z"))).toEqual([{ name: "later" }, { name: "delayed" }]);
+  });
+
+  it("drops an activity from its cancellation on", () => {
+    const versions = [v("1", "2022-10-08T06:00:00Z", "plan"), v("1", "2022-10-08T07:00:00Z", null)];
+    expect(plansAt(versions, Date.parse("2022-10-08T06:59:00Z"))).toEqual([{ name: "plan" }]);
+    expect(plansAt(versions, Date.parse("2022-10-08T07:00:00Z"))).toEqual([]);
+  });
+
+  it("shows a conflict open between its opening and its resolution", () => {
+    const c = { id: "1", state: "resolved", opened_at: "2022-10-08T06:00:00Z", resolved_at: "2022-10-08T06:30:00Z" };
+    expect(openAt(c, Date.parse("2022-10-08T05:00:00Z"))).toBe(false);
+    expect(conflictsAt([c], Date.parse("2022-10-08T06:10:00Z"))).toEqual([{ ...c, state: "open" }]);
+    expect(conflictsAt([c], Date.parse("2022-10-08T06:30:00Z"))).toEqual([]);
+    const open = { id: "2", state: "acknowledged", opened_at: "2022-10-08T06:00:00Z" };
+    expect(conflictsAt([open], Date.parse("2030-01-01T00:00:00Z"))).toEqual([open]);
   });
 });

@@ -143,7 +143,7 @@ pub async fn check(
     Ok(Json(json!({ "conflicts": conflicts })).into_response())
 }
 
-fn query_problem(name: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn query_problem(name: &str, message: impl Into<String>) -> ApiError {
     ApiError::invalid(
         "a query parameter is not valid",
         vec![FieldProblem {
@@ -161,7 +161,7 @@ pub(crate) fn parse_query(
         .map_err(|e| ApiError::bad_request(format!("the query string does not parse: {e}")))
 }
 
-fn parse_bbox(text: &str) -> Result<GeoBounds, ApiError> {
+pub(crate) fn parse_bbox(text: &str) -> Result<GeoBounds, ApiError> {
     let numbers: Vec<f64> = text
         .split(',')
         .map(|n| n.trim().parse::<f64>())

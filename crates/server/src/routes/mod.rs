@@ -6,6 +6,8 @@ pub mod conflicts;
 pub mod demo;
 pub mod escalation;
 pub mod events;
+pub mod export;
+pub mod history;
 pub mod incidents;
 pub mod log;
 pub mod me;
@@ -69,6 +71,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/v1/me", get(me::get))
+        .route("/v1/export", get(export::export))
+        .route("/v1/history", get(history::history))
         .merge(web::router())
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(body_limit))

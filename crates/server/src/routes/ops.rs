@@ -88,6 +88,7 @@ impl Modify for BearerAuth {
         routes::log::inclusion, routes::log::consistency,
         healthz, metrics,
         routes::me::get,
+        routes::export::export, routes::history::history,
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldProblem, crate::model::PartyKind)),
     modifiers(&BearerAuth)

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use deconflict_engine::{PartyId, ZoneId};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -73,16 +74,20 @@ pub async fn list(_party: Party, State(state): State<AppState>) -> Result<Respon
     let zones = blocking(move || store.read(ledger::list_zones)).await?;
     let features: Vec<Value> = zones
         .into_iter()
-        .map(|(id, party, kind, mut feature)| {
-            if let Some(object) = feature.as_object_mut() {
-                object.insert("id".into(), json!(id.0));
-                if let Some(Value::Object(p)) = object.get_mut("properties") {
-                    p.insert("party".into(), json!(party.0));
-                    p.insert("kind".into(), json!(kind));
-                }
-            }
-            feature
-        })
+        .map(|(id, party, kind, feature)| zone_feature(id, party, &kind, feature))
         .collect();
     Ok(Json(json!({"type": "FeatureCollection", "features": features})).into_response())
+}
+
+/// A stored zone as served: its Feature with the service's id, its owner
+/// and its kind.
+pub(crate) fn zone_feature(id: ZoneId, party: PartyId, kind: &str, mut feature: Value) -> Value {
+    if let Some(object) = feature.as_object_mut() {
+        object.insert("id".into(), json!(id.0));
+        if let Some(Value::Object(p)) = object.get_mut("properties") {
+            p.insert("party".into(), json!(party.0));
+            p.insert("kind".into(), json!(kind));
+        }
+    }
+    feature
 }
