@@ -1584,3 +1584,42 @@ impl Driver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use deconflict_audit::{inclusion_proof, MemoryStore};
+
+    use super::*;
+
+    /// For batches of every size from every starting size, the batch's own
+    /// nodes give each of its entries the same proof as the full store.
+    #[test]
+    fn batch_nodes_prove_every_entry_of_their_batch() {
+        for start in 0..40u64 {
+            for len in 1..40u64 {
+                let (mut tree, mut all) = (Tree::new(), MemoryStore::new());
+                let mut rows = Vec::new();
+                let mut start_tree = tree.clone();
+                for i in 0..start + len {
+                    if i == start {
+                        start_tree = tree.clone();
+                    }
+                    let appended = tree.append(&i.to_be_bytes()).unwrap();
+                    all.apply(&appended);
+                    if i >= start {
+                        rows.extend(appended.nodes.iter().map(|&(id, hash)| Row::Node { id, hash }));
+                    }
+                }
+                let ours = BatchNodes::new(&start_tree, &rows);
+                for index in start..start + len {
+                    assert_eq!(
+                        inclusion_proof(&ours, index, start + len).unwrap(),
+                        inclusion_proof(&all, index, start + len).unwrap(),
+                        "entry {index} of the batch {start}..{}",
+                        start + len
+                    );
+                }
+            }
+        }
+    }
+}
