@@ -7,7 +7,11 @@
 //! 1. preload N activities with `POST /v1/activities` (notify-and-commit,
 //!    growing from 0 to N);
 //! 2. `POST /v1/activities/check` of new activities among N (no storage);
-//! 3. notify-and-commit of new activities among N.
+//! 3. notify-and-commit of new activities among N;
+//! 4. the same with each party's features sent as FeatureCollections of at
+//!    most `DECONFLICT_BENCH_PER_REQUEST` (100) per request, as an
+//!    integrator notifying many at once would (the preload is batched that
+//!    way too unless `DECONFLICT_BENCH_PRELOAD_SINGLE=1`).
 //!
 //! `cargo bench -p deconflict-server --bench w1_http` runs N = 100,000
 //! (`DECONFLICT_BENCH_ACTIVITIES`, `DECONFLICT_BENCH_CLIENTS` to change);
@@ -107,6 +111,86 @@ async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize
     }
 }
 
+/// Sends `work` as FeatureCollections of at most `per_request` features of
+/// one party each (as an integrator notifying its own activities would),
+/// with `clients` concurrent connections; every feature must commit (201).
+/// Counts features, not requests.
+async fn drive_collections(
+    url: &str,
+    work: Vec<(String, Value)>,
+    per_request: usize,
+    clients: usize,
+) -> Phase {
+    let mut by_party: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for (token, feature) in work {
+        by_party.entry(token).or_default().push(feature);
+    }
+    let requests: Vec<(String, Value)> = by_party
+        .into_iter()
+        .flat_map(|(token, features)| {
+            features
+                .chunks(per_request.max(1))
+                .map(|chunk| {
+                    (
+                        token.clone(),
+                        json!({"type": "FeatureCollection", "features": chunk}),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let features: usize = requests
+        .iter()
+        .map(|(_, c)| c["features"].as_array().map_or(0, Vec::len))
+        .sum();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .unwrap();
+    let queue = Arc::new(std::sync::Mutex::new(
+        requests
+            .into_iter()
+            .map(|(t, c)| (t, c.to_string()))
+            .collect::<Vec<_>>(),
+    ));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, queue, url) = (client.clone(), Arc::clone(&queue), format!("{url}/v1/activities"));
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            loop {
+                let Some((token, body)) = queue.lock().unwrap().pop() else {
+                    return conflicts;
+                };
+                let response = client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status().as_u16(), 200);
+                let answer: Value = response.json().await.unwrap();
+                for result in answer["results"].as_array().unwrap() {
+                    assert_eq!(result["status"], 201, "{result}");
+                    conflicts += result["conflicts"].as_array().map_or(0, Vec::len);
+                }
+            }
+        }));
+    }
+    let mut conflicts = 0;
+    for task in tasks {
+        conflicts += task.await.unwrap();
+    }
+    Phase {
+        requests: features,
+        elapsed: started.elapsed(),
+        conflicts,
+    }
+}
+
 fn report(name: &str, phase: &Phase) {
     println!(
         "{name:<44} {:>7} requests in {:>7.2} s = {:>8.0} /s ({} conflicts returned)",
@@ -131,6 +215,11 @@ fn main() {
     );
     let clients = env("DECONFLICT_BENCH_CLIENTS", 64);
     let probes = env("DECONFLICT_BENCH_PROBES", if benching { 20_000 } else { 100 });
+    // Features per FeatureCollection in the batched phases; the preload is
+    // batched too unless DECONFLICT_BENCH_PRELOAD_SINGLE=1 (one request per
+    // activity, as before the batch endpoint).
+    let per_request = env("DECONFLICT_BENCH_PER_REQUEST", 100);
+    let preload_single = env("DECONFLICT_BENCH_PRELOAD_SINGLE", 0) == 1;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -184,12 +273,25 @@ fn main() {
                 .collect()
         };
         println!("W1 over HTTP, {n} activities, {clients} concurrent clients, durable store");
-        let preload = drive(&url, "/v1/activities", batch(n), clients, 201).await;
-        report(&format!("notify-and-commit, 0 → {n}"), &preload);
+        if preload_single {
+            let preload = drive(&url, "/v1/activities", batch(n), clients, 201).await;
+            report(&format!("notify-and-commit, 0 → {n}"), &preload);
+        } else {
+            let preload = drive_collections(&url, batch(n), per_request, clients).await;
+            report(
+                &format!("notify-and-commit, 0 → {n}, ≤{per_request}/request"),
+                &preload,
+            );
+        }
         let checks = drive(&url, "/v1/activities/check", batch(probes), clients, 200).await;
         report(&format!("check among {n}"), &checks);
         let notifies = drive(&url, "/v1/activities", batch(probes), clients, 201).await;
         report(&format!("notify-and-commit among {n}"), &notifies);
+        let collected = drive_collections(&url, batch(probes), per_request, clients).await;
+        report(
+            &format!("notify-and-commit among {n}, ≤{per_request}/request"),
+            &collected,
+        );
         tokio::task::block_in_place(|| state.driver.stop());
     });
 }

@@ -145,6 +145,60 @@ fn unsaved(subject: Subject, parties: [PartyId; 2], finding: Finding, now_ms: i6
 pub struct SignedHead {
     pub note: String,
     pub checkpoint: Checkpoint,
+    /// Every node an inclusion proof of one of the batch's own entries
+    /// under this head needs, so that a receipt is built from memory
+    /// rather than by a store read per answer (see [`BatchNodes`]).
+    pub batch_nodes: BatchNodes,
+}
+
+/// The nodes a batch appended plus the frontier of the tree it started
+/// from, sorted by id.
+///
+/// That is enough for the inclusion proof of any entry of the batch under
+/// the batch's head: a sibling on the path either holds some of the batch's
+/// leaves (then the batch completed it) or ends at or before the batch's
+/// first entry, and such a perfect subtree just left of a path through the
+/// batch is one of the starting frontier's. An id outside both is absent,
+/// and the caller falls back to the store.
+#[derive(Debug, Clone, Default)]
+pub struct BatchNodes(Vec<(NodeId, Hash)>);
+
+impl BatchNodes {
+    fn new(start_frontier: &Tree, rows: &[Row]) -> Self {
+        let frontier_ids = Tree::frontier_ids(start_frontier.size());
+        let mut nodes: Vec<(NodeId, Hash)> = frontier_ids
+            .into_iter()
+            .zip(start_frontier.frontier().iter().copied())
+            .collect();
+        nodes.extend(rows.iter().filter_map(|row| match row {
+            Row::Node { id, hash } => Some((*id, *hash)),
+            _ => None,
+        }));
+        nodes.sort_unstable_by_key(|(id, _)| *id);
+        nodes.dedup_by_key(|(id, _)| *id);
+        BatchNodes(nodes)
+    }
+}
+
+/// A [`BatchNodes`] lookup never fails; a missing id is `None`.
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+pub enum NoError {}
+
+impl HashReader for BatchNodes {
+    type Error = NoError;
+
+    fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, Self::Error> {
+        Ok(ids
+            .iter()
+            .map(|id| {
+                self.0
+                    .binary_search_by_key(id, |(node, _)| *node)
+                    .ok()
+                    .map(|at| self.0[at].1)
+            })
+            .collect())
+    }
 }
 
 /// A command's answer once its batch has committed.
@@ -787,6 +841,7 @@ impl Driver {
 
     fn run_batch(&mut self, commands: Vec<Command>, stale: Stale) {
         let now_ms = now_ms();
+        let start_tree = self.ledger.tree.clone();
         let mut batch = Batch {
             first_index: self.ledger.tree.size(),
             now_ms,
@@ -867,6 +922,7 @@ impl Driver {
             checkpoint: self.ledger.signer.last_signed().cloned().unwrap_or_else(|| {
                 Checkpoint::of_tree(self.ledger.signer.verifier().name(), &self.ledger.tree)
             }),
+            batch_nodes: BatchNodes::new(&start_tree, &batch.rows),
         });
         let job = Job::Commit {
             first_index: batch.first_index,
@@ -1526,5 +1582,44 @@ impl Driver {
         let full = world.sides_full(&record.subject);
         batch.completions.push(completion(reply, (record, full), index));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deconflict_audit::{inclusion_proof, MemoryStore};
+
+    use super::*;
+
+    /// For batches of every size from every starting size, the batch's own
+    /// nodes give each of its entries the same proof as the full store.
+    #[test]
+    fn batch_nodes_prove_every_entry_of_their_batch() {
+        for start in 0..40u64 {
+            for len in 1..40u64 {
+                let (mut tree, mut all) = (Tree::new(), MemoryStore::new());
+                let mut rows = Vec::new();
+                let mut start_tree = tree.clone();
+                for i in 0..start + len {
+                    if i == start {
+                        start_tree = tree.clone();
+                    }
+                    let appended = tree.append(&i.to_be_bytes()).unwrap();
+                    all.apply(&appended);
+                    if i >= start {
+                        rows.extend(appended.nodes.iter().map(|&(id, hash)| Row::Node { id, hash }));
+                    }
+                }
+                let ours = BatchNodes::new(&start_tree, &rows);
+                for index in start..start + len {
+                    assert_eq!(
+                        inclusion_proof(&ours, index, start + len).unwrap(),
+                        inclusion_proof(&all, index, start + len).unwrap(),
+                        "entry {index} of the batch {start}..{}",
+                        start + len
+                    );
+                }
+            }
+        }
     }
 }

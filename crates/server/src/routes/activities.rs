@@ -64,20 +64,29 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
+async fn change_body(
+    state: &AppState,
+    viewer: &Viewer,
+    committed: &Committed<ChangeOutcome>,
+) -> Result<Value, ApiError> {
+    let receipt = receipt(state, committed).await?;
+    let outcome = &committed.value;
+    Ok(json!({
+        "id": outcome.id,
+        "version": outcome.version,
+        "conflicts": render_all(&outcome.conflicts, viewer),
+        "receipt": receipt,
+    }))
+}
+
 async fn change_response(
     state: &AppState,
     viewer: &Viewer,
     committed: Committed<ChangeOutcome>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let receipt = receipt(state, &committed).await?;
+    let body = change_body(state, viewer, &committed).await?;
     let outcome = &committed.value;
-    let body = json!({
-        "id": outcome.id,
-        "version": outcome.version,
-        "conflicts": render_all(&outcome.conflicts, viewer),
-        "receipt": receipt,
-    });
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(header::ETAG, etag(outcome.version));
     if status == StatusCode::CREATED {
@@ -88,10 +97,14 @@ async fn change_response(
     Ok(response)
 }
 
-/// Notifies an activity: 201 `{id, version, conflicts, receipt}`.
+/// Notifies an activity: 201 `{id, version, conflicts, receipt}`; or, our
+/// extension of the contract for integrators that notify many at once, a
+/// FeatureCollection: 200 `{results: [..]}`, one per feature in order (see
+/// [`create_many`]).
 #[utoipa::path(post, path = "/v1/activities", tag = "activities",
-    request_body(content = Object, description = "a GeoJSON Feature (see the contract's activity properties)"),
+    request_body(content = Object, description = "a GeoJSON Feature (see the contract's activity properties), or a FeatureCollection of them"),
     responses((status = 201, description = "`{id, version, conflicts: [Conflict], receipt}`"),
+        (status = 200, description = "for a FeatureCollection: `{results: [{status, ...}]}`, one per feature, in order"),
         (status = 401), (status = 409, description = "the party holds its limit of activities"),
         (status = 413), (status = 422, description = "problem+json naming each bad field"), (status = 429)),
     security(("bearer" = [])))]
@@ -100,6 +113,9 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(feature): JsonBody,
 ) -> Result<Response, ApiError> {
+    if feature.get("type").and_then(Value::as_str) == Some("FeatureCollection") {
+        return create_many(&state, &party, feature).await;
+    }
     let submission = submission(&state, &party.0, feature)?;
     let (reply, wait) = oneshot::channel();
     state.driver.submit(Command::Notify {
@@ -109,6 +125,72 @@ pub async fn create(
     })?;
     let committed = answer(wait).await?;
     change_response(&state, &party.viewer(), committed, StatusCode::CREATED).await
+}
+
+/// Notifies every feature of a FeatureCollection: 200 `{results}`, one per
+/// feature in order, each either `{status: 201, id, version, conflicts,
+/// receipt}` (committed with its leaf, exactly as the one-feature answer) or
+/// `{status, problem}` (nothing stored for that feature; its field pointers
+/// start at `/features/N`). Each feature is its own command, so one bad
+/// feature refuses only itself; queued back to back, they commit in a few
+/// driver batches instead of one request each. At most
+/// `--max-pending-commands` features (the driver's queue): beyond, 413.
+async fn create_many(state: &AppState, party: &Party, mut collection: Value) -> Result<Response, ApiError> {
+    let Some(Value::Array(features)) = collection.get_mut("features").map(Value::take) else {
+        return Err(ApiError::field(
+            "/features",
+            "a FeatureCollection needs a features array",
+        ));
+    };
+    let limit = state.driver.queue_limit;
+    if features.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-features",
+            format!(
+                "{} features: at most {limit} per request (--max-pending-commands)",
+                features.len()
+            ),
+        ));
+    }
+    let viewer = party.viewer();
+    let waits: Vec<Result<oneshot::Receiver<_>, ApiError>> = features
+        .into_iter()
+        .enumerate()
+        .map(|(at, feature)| {
+            let submission = submission(state, &party.0, feature).map_err(|mut error| {
+                for problem in &mut error.0.errors {
+                    problem.pointer = format!("/features/{at}{}", problem.pointer);
+                }
+                error
+            })?;
+            let (reply, wait) = oneshot::channel();
+            state.driver.submit(Command::Notify {
+                viewer,
+                submission: Box::new(submission),
+                reply,
+            })?;
+            Ok(wait)
+        })
+        .collect();
+    let mut results = Vec::with_capacity(waits.len());
+    for wait in waits {
+        let body = match wait {
+            Ok(wait) => match answer(wait).await {
+                Ok(committed) => change_body(state, &viewer, &committed).await,
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        results.push(match body {
+            Ok(mut body) => {
+                body["status"] = json!(201);
+                body
+            }
+            Err(error) => json!({"status": error.status().as_u16(), "problem": &*error.0}),
+        });
+    }
+    Ok(Json(json!({ "results": results })).into_response())
 }
 
 /// Checks a Feature against what is notified, storing nothing.
