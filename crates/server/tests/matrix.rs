@@ -283,6 +283,11 @@ async fn bad_input_is_a_named_4xx_and_writes_nothing() {
     let (status, body) = problem(post("{not json".into()).await.unwrap()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(pointers(&body), vec![""]);
+    let (status, body) = problem(post(json!({"type": "Point"}).to_string().into()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(pointers(&body).contains(&"/type".to_owned()), "{body}");
+    // A FeatureCollection is a batch of notifications: without its array it
+    // is refused as a whole, naming the missing member.
     let (status, body) = problem(
         post(json!({"type": "FeatureCollection"}).to_string().into())
             .await
@@ -290,7 +295,7 @@ async fn bad_input_is_a_named_4xx_and_writes_nothing() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(pointers(&body).contains(&"/type".to_owned()), "{body}");
+    assert_eq!(pointers(&body), vec!["/features"], "{body}");
     // Every bad field named at once.
     let mut bad = patrol(41.0, "loud", 8, 10);
     bad["properties"]["corridor_m"] = json!(-1);
