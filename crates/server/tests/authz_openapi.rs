@@ -133,19 +133,34 @@ impl Fixture {
         let secret = s.notify(&red, secret).await["id"].as_u64().unwrap();
         s.notify(&green, patrol(20.004, "need_to_know", 8, 10)).await;
         let (_, conflicts) = s.call(Method::GET, "/v1/conflicts", Some(&red), None).await;
-        let red_green_conflict = conflicts["conflicts"][0]["id"].as_u64().expect("red and green conflict");
+        let red_green_conflict = conflicts["conflicts"][0]["id"]
+            .as_u64()
+            .expect("red and green conflict");
         let message = json!({"to": green_id, "body": format!("{MARKER} message"), "priority": "routine"});
-        let (status, message) = s.call(Method::POST, "/v1/messages", Some(&red), Some(message)).await;
+        let (status, message) = s
+            .call(Method::POST, "/v1/messages", Some(&red), Some(message))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{message}");
         let incident = json!({"time": now_rfc3339(), "lon": 20.0, "lat": 37.0, "parties": [green_id],
             "description": format!("{MARKER} incident")});
-        let (status, incident) = s.call(Method::POST, "/v1/incidents", Some(&red), Some(incident)).await;
+        let (status, incident) = s
+            .call(Method::POST, "/v1/incidents", Some(&red), Some(incident))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{incident}");
         Fixture {
             admin: s.admin.clone(),
-            blue: Party { id: blue_id, token: blue },
-            red: Party { id: red_id, token: red },
-            green: Party { id: green_id, token: green },
+            blue: Party {
+                id: blue_id,
+                token: blue,
+            },
+            red: Party {
+                id: red_id,
+                token: red,
+            },
+            green: Party {
+                id: green_id,
+                token: green,
+            },
             red_secret_activity: secret,
             red_green_conflict,
             red_to_green_message: message["id"].as_u64().unwrap(),
@@ -156,7 +171,8 @@ impl Fixture {
     /// A fresh activity of blue's, away from everything else.
     async fn blue_activity(&mut self, s: &Server) -> u64 {
         self.next_lon += 0.5;
-        s.notify(&self.blue.token, patrol(self.next_lon, "need_to_know", 8, 10)).await["id"]
+        s.notify(&self.blue.token, patrol(self.next_lon, "need_to_know", 8, 10))
+            .await["id"]
             .as_u64()
             .unwrap()
     }
@@ -164,15 +180,22 @@ impl Fixture {
     /// A fresh conflict between blue and red.
     async fn blue_conflict(&mut self, s: &Server) -> u64 {
         self.next_lon += 0.5;
-        s.notify(&self.blue.token, patrol(self.next_lon, "full", 8, 10)).await;
-        let reds = s.notify(&self.red.token, patrol(self.next_lon + 0.004, "full", 8, 10)).await;
-        reds["conflicts"][0]["id"].as_u64().expect("blue and red conflict")
+        s.notify(&self.blue.token, patrol(self.next_lon, "full", 8, 10))
+            .await;
+        let reds = s
+            .notify(&self.red.token, patrol(self.next_lon + 0.004, "full", 8, 10))
+            .await;
+        reds["conflicts"][0]["id"]
+            .as_u64()
+            .expect("blue and red conflict")
     }
 
     /// A fresh message from red to blue.
     async fn message_to_blue(&self, s: &Server) -> u64 {
         let body = json!({"to": self.blue.id, "body": "for blue", "priority": "routine"});
-        let (status, message) = s.call(Method::POST, "/v1/messages", Some(&self.red.token), Some(body)).await;
+        let (status, message) = s
+            .call(Method::POST, "/v1/messages", Some(&self.red.token), Some(body))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{message}");
         message["id"].as_u64().unwrap()
     }
@@ -223,12 +246,14 @@ async fn fill(method: &str, path: &str, op: &Value, f: &mut Fixture, s: &Server)
             body: body(patrol(f.next_lon, "need_to_know", 8, 11)),
             right_token: blue,
         },
-        (_, "/v1/conflicts/{id}") | (_, "/v1/conflicts/{id}/ack") | (_, "/v1/conflicts/{id}/resolve") => Filled {
-            own_id: Some(f.blue_conflict(s).await),
-            others_id: Some(f.red_green_conflict),
-            body: body(json!({})),
-            right_token: blue,
-        },
+        (_, "/v1/conflicts/{id}") | (_, "/v1/conflicts/{id}/ack") | (_, "/v1/conflicts/{id}/resolve") => {
+            Filled {
+                own_id: Some(f.blue_conflict(s).await),
+                others_id: Some(f.red_green_conflict),
+                body: body(json!({})),
+                right_token: blue,
+            }
+        }
         ("post", "/v1/messages") => Filled {
             own_id: None,
             others_id: None,
@@ -244,14 +269,18 @@ async fn fill(method: &str, path: &str, op: &Value, f: &mut Fixture, s: &Server)
         ("post", "/v1/incidents") => Filled {
             own_id: None,
             others_id: None,
-            body: body(json!({"time": now_rfc3339(), "lon": lon, "lat": 37.0, "parties": [f.red.id],
-                "description": "matrix incident"})),
+            body: body(
+                json!({"time": now_rfc3339(), "lon": lon, "lat": 37.0, "parties": [f.red.id],
+                "description": "matrix incident"}),
+            ),
             right_token: blue,
         },
         ("post", "/v1/tracks") => Filled {
             own_id: None,
             others_id: None,
-            body: body(json!({"reports": [{"uid": "blue-matrix", "time": now_rfc3339(), "lon": lon, "lat": 37.0}]})),
+            body: body(
+                json!({"reports": [{"uid": "blue-matrix", "time": now_rfc3339(), "lon": lon, "lat": 37.0}]}),
+            ),
             right_token: blue,
         },
         ("put", "/v1/parties/{id}/escalation") => Filled {
@@ -264,7 +293,11 @@ async fn fill(method: &str, path: &str, op: &Value, f: &mut Fixture, s: &Server)
         // throwaway party (rotating green's token would lock green out);
         // blue, a party, is refused alike for red and for no party.
         (_, "/v1/parties/{id}/token") | ("post", "/v1/parties/{id}/tak-certificate") => Filled {
-            own_id: Some(s.party(&format!("throwaway-{method}-{}", path.len()), "civil").await.0),
+            own_id: Some(
+                s.party(&format!("throwaway-{method}-{}", path.len()), "civil")
+                    .await
+                    .0,
+            ),
             others_id: Some(f.red.id),
             body: None,
             right_token: f.admin.clone(),
@@ -331,7 +364,12 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), |_| {}).await;
     let mut f = Fixture::new(&s).await;
-    let spec = s.client.get(format!("{}/openapi.json", s.url)).send().await.unwrap();
+    let spec = s
+        .client
+        .get(format!("{}/openapi.json", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(spec.status(), StatusCode::OK);
     let spec: Value = spec.json().await.unwrap();
     let paths = spec["paths"].as_object().expect("the document has paths");
@@ -341,7 +379,10 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
         .into_iter()
         .filter(|p| !paths.contains_key(p) && !UNDOCUMENTED_ROUTES.iter().any(|(u, _)| u == p))
         .collect();
-    assert!(undocumented.is_empty(), "routes missing from /openapi.json: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from /openapi.json: {undocumented:?}"
+    );
 
     let mut operations = BTreeMap::new();
     for (path, item) in paths {
@@ -389,11 +430,14 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
                 public += 1;
                 if answer.body.contains(MARKER) {
                     leaks += 1;
-                    failures.push(format!("{method} {own_path} without a token leaked red's content"));
+                    failures.push(format!(
+                        "{method} {own_path} without a token leaked red's content"
+                    ));
                 }
                 continue;
             }
-            if answer.status == StatusCode::UNAUTHORIZED && answer.content_type == "application/problem+json" {
+            if answer.status == StatusCode::UNAUTHORIZED && answer.content_type == "application/problem+json"
+            {
                 refusals_401 += 1;
             } else {
                 failures.push(format!(
@@ -411,7 +455,10 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
             calls += 2;
             if others.status.is_success() {
                 cross_writes += usize::from(method != "get");
-                failures.push(format!("{method} {path} on red's {others_id} as blue: {}", others.status));
+                failures.push(format!(
+                    "{method} {path} on red's {others_id} as blue: {}",
+                    others.status
+                ));
             }
             if same_answer(&others, &missing, others_id) {
                 not_found_alike += 1;
@@ -434,7 +481,10 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
         calls += 1;
         if right.body.contains(MARKER) && filled.right_token == f.blue.token {
             leaks += 1;
-            failures.push(format!("{method} {own_path} as blue leaked red's content: {}", right.body));
+            failures.push(format!(
+                "{method} {own_path} as blue leaked red's content: {}",
+                right.body
+            ));
         }
         let excused = RIGHT_NOT_2XX.iter().any(|(em, ep, _)| em == method && ep == path);
         if right.status.is_success() || excused {
@@ -450,12 +500,22 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
     // Red's objects are as red left them: 0 cross-party writes.
     let red = Some(f.red.token.as_str());
     let (status, secret) = s
-        .call(Method::GET, &format!("/v1/activities/{}", f.red_secret_activity), red, None)
+        .call(
+            Method::GET,
+            &format!("/v1/activities/{}", f.red_secret_activity),
+            red,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "red's activity is still there: {secret}");
     assert_eq!(secret["properties"]["version"], 1, "{secret}");
     let (_, conflict) = s
-        .call(Method::GET, &format!("/v1/conflicts/{}", f.red_green_conflict), red, None)
+        .call(
+            Method::GET,
+            &format!("/v1/conflicts/{}", f.red_green_conflict),
+            red,
+            None,
+        )
         .await;
     assert_eq!(conflict["state"], "open", "{conflict}");
     let green = Some(f.green.token.as_str());
@@ -483,7 +543,10 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
         public / (bad_headers.len() + 1),
         unfilled.len()
     );
-    assert!(unfilled.is_empty(), "operations the generator cannot fill in: {unfilled:#?}");
+    assert!(
+        unfilled.is_empty(),
+        "operations the generator cannot fill in: {unfilled:#?}"
+    );
     assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
     assert_eq!((cross_writes, leaks), (0, 0));
     s.stop().await;

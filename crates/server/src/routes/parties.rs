@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 
 use crate::auth::{new_token, token_hash, Admin};
 use crate::driver::Command;
+use crate::ledger;
 use crate::model::PartyKind;
 use crate::problem::{ApiError, FieldProblem};
-use crate::ledger;
 use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
