@@ -181,7 +181,7 @@ mod tests {
             kind: PartyKind::Military,
         };
         directory.add(token_hash(&a), party.clone());
-        assert_eq!(directory.identify(&a), Some(Caller::Party(party)));
+        assert_eq!(directory.identify(&a), Some(Caller::Party(party.clone())));
         assert_eq!(directory.identify("admin-secret"), Some(Caller::Admin));
         assert_eq!(directory.identify(&b), None);
         assert_eq!(directory.identify(""), None);
