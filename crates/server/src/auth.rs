@@ -55,6 +55,23 @@ impl Directory {
         }
     }
 
+    /// Gives party `id` the token whose digest is `token_hash` and forgets
+    /// its old one, so the old token answers 401 from the next request on.
+    /// Returns false when no such party is known.
+    pub fn replace_token(&self, id: PartyId, token_hash: [u8; 32]) -> bool {
+        let Ok(mut parties) = self.parties.write() else {
+            return false;
+        };
+        let Some(old) = parties.iter().find(|(_, p)| p.id == id).map(|(hash, _)| *hash) else {
+            return false;
+        };
+        let Some(party) = parties.remove(&old) else {
+            return false;
+        };
+        parties.insert(token_hash, party);
+        true
+    }
+
     fn identify(&self, token: &str) -> Option<Caller> {
         let digest = token_hash(token);
         if bool::from(digest.ct_eq(&self.admin_hash)) {
@@ -164,9 +181,14 @@ mod tests {
             kind: PartyKind::Military,
         };
         directory.add(token_hash(&a), party.clone());
-        assert_eq!(directory.identify(&a), Some(Caller::Party(party)));
+        assert_eq!(directory.identify(&a), Some(Caller::Party(party.clone())));
         assert_eq!(directory.identify("admin-secret"), Some(Caller::Admin));
         assert_eq!(directory.identify(&b), None);
         assert_eq!(directory.identify(""), None);
+        // Rotation: the new token works at once, the old one never again.
+        assert!(directory.replace_token(PartyId(1), token_hash(&b)));
+        assert_eq!(directory.identify(&a), None);
+        assert_eq!(directory.identify(&b), Some(Caller::Party(party)));
+        assert!(!directory.replace_token(PartyId(9), token_hash(&a)));
     }
 }

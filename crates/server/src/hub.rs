@@ -160,6 +160,18 @@ impl Hub {
         }
     }
 
+    /// Ends every stream of `party` (its token was revoked or rotated):
+    /// dropping their senders ends each SSE response and WebSocket pump.
+    /// Returns how many streams were ended.
+    pub fn close_party(&self, party: PartyId) -> usize {
+        let Ok(mut subscribers) = self.subscribers.lock() else {
+            return 0;
+        };
+        let before = subscribers.len();
+        subscribers.retain(|s| s.viewer.party != party);
+        before - subscribers.len()
+    }
+
     /// Delivers one event to every stream of the parties in `to` (the
     /// hotline's events, which are addressed, not filtered); returns how
     /// many streams took it.

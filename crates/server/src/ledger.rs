@@ -316,6 +316,16 @@ fn parse_json(text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Rejected(format!("stored JSON does not parse: {e}")))
 }
 
+/// Replaces party `id`'s token digest (rotation or revocation); false when
+/// there is no such party.
+pub fn set_token_hash(conn: &Connection, id: PartyId, token_hash: [u8; 32]) -> Result<bool, StoreError> {
+    let changed = conn.execute(
+        "UPDATE parties SET token_hash = ?1 WHERE id = ?2",
+        rusqlite::params![token_hash.to_vec(), sql_u64(id.0)],
+    )?;
+    Ok(changed == 1)
+}
+
 /// Every party that has not been revoked.
 pub fn parties(conn: &Connection) -> Result<Vec<PartyRow>, StoreError> {
     let mut out = Vec::new();

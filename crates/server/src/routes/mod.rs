@@ -58,6 +58,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send).get(messages::list))
         .route("/v1/messages/{id}/ack", post(messages::ack))
         .route("/v1/incidents", post(incidents::report).get(incidents::list))
+        .route(
+            "/v1/parties/{id}/token",
+            post(parties::rotate_token).delete(parties::revoke_token),
+        )
         .route("/v1/parties/{id}/escalation", put(escalation::set))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/tracks", post(tracks::report).get(tracks::list))

@@ -77,7 +77,9 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "deconflict", description = "Deconfliction between parties that distrust each other. Errors are RFC 9457 problem+json."),
     paths(
-        routes::parties::create,
+        routes::parties::create, routes::parties::rotate_token, routes::parties::revoke_token,
+        routes::messages::send, routes::messages::list, routes::messages::ack,
+        routes::incidents::report, routes::incidents::list, routes::escalation::set,
         routes::activities::create, routes::activities::check, routes::activities::list,
         routes::activities::get_one, routes::activities::update, routes::activities::cancel,
         routes::conflicts::list, routes::conflicts::get_one, routes::conflicts::ack, routes::conflicts::resolve,

@@ -1,17 +1,20 @@
-//! `POST /v1/parties`: the admin creates a party and gets its token once.
+//! `POST /v1/parties`: the admin creates a party and gets its token once;
+//! `POST`/`DELETE /v1/parties/{id}/token`: the admin rotates or revokes it.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use deconflict_engine::PartyId;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::auth::{new_token, token_hash, Admin};
 use crate::driver::Command;
+use crate::ledger;
 use crate::model::PartyKind;
 use crate::problem::{ApiError, FieldProblem};
-use crate::routes::{answer, receipt, JsonBody};
+use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
 /// Longest party name, in characters.
@@ -101,4 +104,62 @@ fn problem(pointer: &str, message: impl Into<String>) -> FieldProblem {
         pointer: pointer.to_owned(),
         message: message.into(),
     }
+}
+
+/// Rotates party `id`'s token: 200 `{id, token}` with a new token, shown
+/// once. The old token answers 401 from the next request on, and the
+/// party's open event streams (SSE and WebSocket) are ended, so nothing
+/// reaches whoever holds the old one. The new digest is committed before
+/// the answer; the change is not an audit-log entry (the log records what
+/// parties notify, and token digests were never in it).
+#[utoipa::path(post, path = "/v1/parties/{id}/token", tag = "parties", params(("id" = u64, Path)),
+    responses((status = 200, description = "`{id, token}`: the new token, shown once"), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn rotate_token(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = PartyId(path_id(&id, "party")?);
+    let token = new_token();
+    replace_token(&state, id, token_hash(&token)).await?;
+    tracing::info!(party = id.0, "party token rotated");
+    Ok(Json(json!({ "id": id.0, "token": token })).into_response())
+}
+
+/// Revokes party `id`'s token: 204. The party keeps its activities,
+/// conflicts and messages, but no token reaches them until the admin
+/// rotates a new one (`POST /v1/parties/{id}/token`). Like a rotation, the
+/// old token answers 401 at once and the party's event streams end.
+#[utoipa::path(delete, path = "/v1/parties/{id}/token", tag = "parties", params(("id" = u64, Path)),
+    responses((status = 204, description = "revoked"), (status = 401), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn revoke_token(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = PartyId(path_id(&id, "party")?);
+    // The digest of a token nobody is ever shown: no token matches it, and
+    // the column stays unique and 32 bytes as every party's does.
+    replace_token(&state, id, token_hash(&new_token())).await?;
+    tracing::info!(party = id.0, "party token revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Commits the new digest, then swaps it in memory and ends the party's
+/// streams: the old token stops working only once the change is durable, so
+/// a failed commit (503) leaves the old token as the store has it.
+async fn replace_token(state: &AppState, id: PartyId, digest: [u8; 32]) -> Result<(), ApiError> {
+    if state.directory.party(id).is_none() {
+        return Err(ApiError::not_found("party"));
+    }
+    let store = std::sync::Arc::clone(&state.store);
+    let found = blocking(move || store.write(move |conn| ledger::set_token_hash(conn, id, digest))).await?;
+    if !found || !state.directory.replace_token(id, digest) {
+        return Err(ApiError::not_found("party"));
+    }
+    let ended = state.hub.close_party(id);
+    tracing::info!(party = id.0, streams_ended = ended, "party's event streams ended");
+    Ok(())
 }
