@@ -18,6 +18,7 @@
 
 pub mod alerts;
 pub mod fences;
+pub mod history;
 pub mod hotline;
 pub mod task;
 

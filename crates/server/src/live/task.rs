@@ -35,6 +35,15 @@ use crate::problem::{ApiError, FieldProblem};
 
 use super::alerts::{alert_json, cot_cleared, cot_opened};
 use super::fences::{fence_of_zone, is_active};
+use super::history::{HistoryLimits, HistoryPoint, TrackHistory};
+
+fn point_of(report: &PositionReport<'_>) -> HistoryPoint {
+    HistoryPoint {
+        time: report.time,
+        position: report.position,
+        alt_m: report.alt_m,
+    }
+}
 
 /// A position report as parsed from JSON, owning its uid.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +123,8 @@ pub(crate) struct TrackTask {
     /// Plans held, with the activity version they were built from.
     plans: HashMap<ActivityId, u64>,
     open: BTreeMap<AlertId, OpenAlert>,
+    /// Recent positions per entity, for incident evidence.
+    pub history: TrackHistory,
 }
 
 impl std::fmt::Debug for TrackTask {
@@ -143,6 +154,7 @@ impl TrackTask {
             fence_signature: (Vec::new(), Vec::new()),
             plans: HashMap::new(),
             open: BTreeMap::new(),
+            history: TrackHistory::new(HistoryLimits::default()),
         }
     }
 
@@ -199,7 +211,10 @@ impl TrackTask {
                     activity: None,
                 };
                 match self.watch.handle_report(now, &report) {
-                    Ok(_) => {
+                    Ok(outcome) => {
+                        if outcome == ReportOutcome::Applied {
+                            self.history.record(report.party, report.uid, point_of(&report));
+                        }
                         metrics::counter!("deconflict_track_reports_total", "source" => "cot").increment(1)
                     }
                     Err(error) => {
@@ -271,7 +286,11 @@ impl TrackTask {
         let mut accepted = Accepted::default();
         for (i, report) in reports.iter().enumerate() {
             match self.watch.handle_report(now, &report.as_report(party)) {
-                Ok(ReportOutcome::Applied) => accepted.accepted += 1,
+                Ok(ReportOutcome::Applied) => {
+                    self.history
+                        .record(party, &report.uid, point_of(&report.as_report(party)));
+                    accepted.accepted += 1
+                }
                 Ok(_) => accepted.ignored += 1,
                 // Only a race can get here (the handler validated the batch
                 // and checked the activity's owner): an activity cancelled
@@ -313,6 +332,7 @@ impl TrackTask {
 
     /// Brings fences and plans in line with the driver's world.
     fn sync(&mut self, now: Timestamp) {
+        self.history.prune(now);
         let (active, needs_parties) = {
             let world = self.world();
             let active: Vec<ZoneId> = world
