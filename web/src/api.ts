@@ -55,7 +55,8 @@ export type ConflictState = "open" | "acknowledged" | "resolved";
 
 export interface Conflict {
   id: string;
-  activities: [string, string];
+  /** An id is null when the server withholds another party's need-to-know activity. */
+  activities: [string | null, string | null];
   parties: [string, string];
   start: string;
   end: string | null;
@@ -473,7 +474,7 @@ export function decodeConflict(raw: Conflict, name: PartyName = samePartyName): 
   return {
     ...raw,
     id: String(raw.id),
-    activities: [String(raw.activities[0]), String(raw.activities[1])],
+    activities: [activityIdOrNull(raw.activities[0]), activityIdOrNull(raw.activities[1])],
     parties: [name(raw.parties[0]), name(raw.parties[1])],
     start: asTime(raw.start) ?? "",
     end: asTime(raw.end) ?? null,
@@ -627,4 +628,10 @@ function summarise(type: string, r: Record<string, unknown>): string {
     default:
       return type;
   }
+}
+
+/** A withheld (need-to-know) activity arrives as null; keep it null rather
+ *  than turning it into the text "null". */
+function activityIdOrNull(raw: unknown): string | null {
+  return raw === null || raw === undefined ? null : String(raw);
 }

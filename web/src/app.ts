@@ -219,7 +219,7 @@ export class App {
       onAcknowledge: (c) => void this.conflictAction(c, "ack"),
       onResolve: (c) => void this.conflictAction(c, "resolve"),
     });
-    const conflicting = new Set(conflicts.filter((c) => c.state !== "resolved").flatMap((c) => c.activities));
+    const conflicting = new Set(conflicts.filter((c) => c.state !== "resolved").flatMap((c) => c.activities.filter((id): id is string => id !== null)));
     renderActivities(byId("activity-list"), activities, this.picture.me, conflicting, (a) => {
       if (!this.map.focusActivity(String(a.id))) return;
       byId("map").focus({ preventScroll: true });

@@ -41,3 +41,16 @@ export function formatCountdown(seconds: number): string {
 function pad(n: number): string {
   return String(n).padStart(2, "0");
 }
+
+/** How an activity is named on screen. Another party's need-to-know activity
+ *  reaches us with no name and a null id (the server withholds both), so it
+ *  is described by its owner rather than shown as "null". */
+export function describeActivity(id: string | null | undefined, party: string, name?: string): string {
+  if (name) return name;
+  if (id === null || id === undefined || id === "" || id === "null") return `a need-to-know activity of ${party}`;
+  return `${possessive(party)} activity ${id}`;
+}
+
+export function possessive(name: string): string {
+  return /s$/i.test(name) ? `${name}'` : `${name}'s`;
+}

@@ -4,7 +4,7 @@
 
 import type { ActivityFeature, Conflict } from "../api";
 import { h, replaceKeepingFocus } from "../dom";
-import { formatDistance, formatWindow } from "../format";
+import { describeActivity, formatDistance, formatWindow } from "../format";
 
 export interface ConflictActions {
   onLocate(conflict: Conflict): void;
@@ -28,8 +28,8 @@ export function renderConflicts(
     return;
   }
   const items = conflicts.map((c) => {
-    // Another party's need-to-know activity is known only by its id.
-    const name = (id: string, party: string) => activitiesById.get(id)?.properties.name ?? `${possessive(party)} activity ${id}`;
+    // Another party's need-to-know activity is withheld: its id is null.
+    const name = (id: string | null, party: string) => describeActivity(id, party, id === null ? undefined : activitiesById.get(id)?.properties.name);
     const margin = c.required_m - c.min_distance_m;
     const state = String(c.state);
     const ackedByMe = me !== null && (c.acked_by ?? []).includes(me);
@@ -73,8 +73,4 @@ export function renderConflicts(
     );
   });
   replaceKeepingFocus(container, [h("ul", { class: "cards", "aria-label": "Conflicts" }, ...items)]);
-}
-
-function possessive(name: string): string {
-  return /s$/i.test(name) ? `${name}'` : `${name}'s`;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Message } from "../../src/api";
-import { formatAltitudes, formatCountdown, formatDistance, formatTime, formatWindow } from "../../src/format";
+import { describeActivity, formatAltitudes, formatCountdown, formatDistance, formatTime, formatWindow } from "../../src/format";
 import { deadline_ms } from "../../src/panels/hotline";
 
 describe("formatting", () => {
@@ -35,5 +35,16 @@ describe("formatting", () => {
     const message = { sent_at: "2022-10-08T08:00:00Z", ack_within_s: 300 } as Message;
     expect(deadline_ms(message)).toBe(Date.parse("2022-10-08T08:05:00Z"));
     expect(deadline_ms({ ...message, ack_within_s: undefined })).toBeNull();
+  });
+});
+
+describe("describeActivity", () => {
+  it("names a withheld need-to-know activity by its owner, never as null", () => {
+    expect(describeActivity(null, "UN OCHA")).toBe("a need-to-know activity of UN OCHA");
+    expect(describeActivity("null", "UN OCHA")).not.toContain("null");
+  });
+  it("prefers the name, then the owner's id", () => {
+    expect(describeActivity("a7", "USA", "Patrol Tirbespi")).toBe("Patrol Tirbespi");
+    expect(describeActivity("a7", "Russia")).toBe("Russia's activity a7");
   });
 });
