@@ -66,6 +66,9 @@ export interface Conflict {
   state: ConflictState | string;
   /** Parties that acknowledged it, when the server says (assumed optional). */
   acked_by?: string[];
+  /** A zone conflict: the zone's id. Then `activities` is `[activity, null]`
+   *  and `parties[1]` is the zone's owner. */
+  zone?: string;
 }
 
 /** Assumed: `pending` until acknowledged; `overdue` once `ack_within_s` passed
@@ -480,6 +483,7 @@ export function decodeConflict(raw: Conflict, name: PartyName = samePartyName): 
     end: asTime(raw.end) ?? null,
     state: raw.state ?? "open",
     ...(acked ? { acked_by: acked } : {}),
+    ...(raw.zone !== undefined && raw.zone !== null ? { zone: String(raw.zone) } : {}),
   };
 }
 

@@ -214,7 +214,8 @@ export class App {
     const tracks = Object.values(this.picture.tracks).filter((t) => trackVisibleAt(t.properties.time, this.at_ms));
     this.map.render({ me: this.picture.me, activities, zones: this.zones, conflicts, tracks, selectedConflictId: this.selectedConflictId });
     const byIdMap = new Map(this.activities.map((a) => [String(a.id), a]));
-    renderConflicts(byId("conflict-list"), conflicts, byIdMap, this.picture.me, this.selectedConflictId, this.busy, {
+    const zonesById = new Map(this.zones.map((z) => [String(z.id), z]));
+    renderConflicts(byId("conflict-list"), conflicts, byIdMap, zonesById, this.picture.me, this.selectedConflictId, this.busy, {
       onLocate: (c) => this.selectConflict(c.id, true),
       onAcknowledge: (c) => void this.conflictAction(c, "ack"),
       onResolve: (c) => void this.conflictAction(c, "resolve"),
