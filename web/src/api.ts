@@ -386,6 +386,18 @@ export class Api {
     return this.json<IncidentCreated>("POST", "/v1/incidents", { ...incident, lon, lat, description });
   }
 
+  /** `GET /v1/export`: the file exactly as the server says this party may
+   *  see it (need-to-know applied server-side), optionally limited to a
+   *  window `[from, to)`. */
+  async exportFile(format: "geojson" | "kml", window?: { from?: string; to?: string }): Promise<string> {
+    const query = new URLSearchParams({ format });
+    if (window?.from) query.set("from", window.from);
+    if (window?.to) query.set("to", window.to);
+    const accept = format === "kml" ? "application/vnd.google-earth.kml+xml" : "application/geo+json";
+    const response = await this.request("GET", `/v1/export?${query.toString()}`, undefined, accept);
+    return response.text();
+  }
+
   async checkpoint(): Promise<string> {
     const response = await this.request("GET", "/v1/log/checkpoint", undefined, "text/plain");
     return response.text();

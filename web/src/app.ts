@@ -8,7 +8,7 @@ import type { LatLng } from "leaflet";
 import type { ActivityFeature, Conflict, History, Me, NewIncident, NewMessage, ZoneFeature } from "./api";
 import { Api, ApiError } from "./api";
 import { byId } from "./dom";
-import { download, toGeoJson, toKml } from "./export";
+import { download } from "./export";
 import { formatTime } from "./format";
 import { MapView } from "./map";
 import { renderActivities } from "./panels/activities";
@@ -376,8 +376,8 @@ export class App {
 
   private wireTopbar(): void {
     const signal = this.stop.signal;
-    byId("export-geojson").addEventListener("click", () => this.exportAs("geojson"), { signal });
-    byId("export-kml").addEventListener("click", () => this.exportAs("kml"), { signal });
+    byId("export-geojson").addEventListener("click", () => void this.exportAs("geojson"), { signal });
+    byId("export-kml").addEventListener("click", () => void this.exportAs("kml"), { signal });
     byId("show-checkpoint").addEventListener(
       "click",
       async () => {
@@ -400,18 +400,17 @@ export class App {
     );
   }
 
-  private exportAs(format: "geojson" | "kml"): void {
-    const collection = toGeoJson({
-      party: this.picture.me,
-      activities: this.activities,
-      zones: this.zones,
-      conflicts: Object.values(this.picture.conflicts).filter((c) => c.state !== "resolved"),
-      tracks: Object.values(this.picture.tracks),
-      exported_at: new Date().toISOString(),
-    });
+  /** Downloads the server's export, so the file holds exactly what the
+   *  server lets this party see, not what the page happens to hold. */
+  private async exportAs(format: "geojson" | "kml"): Promise<void> {
     const stem = `deconflict-${(this.picture.me ?? "picture").replace(/[^A-Za-z0-9_-]+/g, "-")}-${new Date().toISOString().slice(0, 16).replace(":", "")}`;
-    if (format === "geojson") download(`${stem}.geojson`, "application/geo+json", JSON.stringify(collection, null, 2));
-    else download(`${stem}.kml`, "application/vnd.google-earth.kml+xml", toKml(collection));
+    try {
+      const text = await this.session.api.exportFile(format);
+      if (format === "geojson") download(`${stem}.geojson`, "application/geo+json", text);
+      else download(`${stem}.kml`, "application/vnd.google-earth.kml+xml", text);
+    } catch (error) {
+      window.alert(error instanceof ApiError ? error.describe() : String(error));
+    }
   }
 
   private wireTimeline(): void {

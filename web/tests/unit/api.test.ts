@@ -196,3 +196,19 @@ describe("decodeConflict with a withheld activity", () => {
     expect(decodeConflict(raw).activities).toEqual(["12", null]);
   });
 });
+
+describe("Api.exportFile", () => {
+  it("downloads the server's GET /v1/export with the token, format and window, unchanged", async () => {
+    const seen: { url: string; auth: string | null }[] = [];
+    const fetchLike: FetchLike = async (url, init) => {
+      seen.push({ url: String(url), auth: new Headers(init?.headers).get("Authorization") });
+      return new Response("<kml>as the server wrote it</kml>", { status: 200, headers: { "Content-Type": "application/vnd.google-earth.kml+xml" } });
+    };
+    const api = new Api("tok", "", fetchLike);
+    const text = await api.exportFile("kml", { from: "2022-10-08T06:00:00Z" });
+    expect(text).toBe("<kml>as the server wrote it</kml>");
+    expect(seen).toHaveLength(1);
+    expect(seen[0].url).toContain("/v1/export?format=kml&from=2022-10-08T06%3A00%3A00Z");
+    expect(seen[0].auth).toBe("Bearer tok");
+  });
+});
