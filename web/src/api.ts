@@ -55,7 +55,8 @@ export type ConflictState = "open" | "acknowledged" | "resolved";
 
 export interface Conflict {
   id: string;
-  activities: [string, string];
+  /** An id is null when the server withholds another party's need-to-know activity. */
+  activities: [string | null, string | null];
   parties: [string, string];
   start: string;
   end: string | null;
@@ -65,6 +66,9 @@ export interface Conflict {
   state: ConflictState | string;
   /** Parties that acknowledged it, when the server says (assumed optional). */
   acked_by?: string[];
+  /** A zone conflict: the zone's id. Then `activities` is `[activity, null]`
+   *  and `parties[1]` is the zone's owner. */
+  zone?: string;
 }
 
 /** Assumed: `pending` until acknowledged; `overdue` once `ack_within_s` passed
@@ -382,6 +386,18 @@ export class Api {
     return this.json<IncidentCreated>("POST", "/v1/incidents", { ...incident, lon, lat, description });
   }
 
+  /** `GET /v1/export`: the file exactly as the server says this party may
+   *  see it (need-to-know applied server-side), optionally limited to a
+   *  window `[from, to)`. */
+  async exportFile(format: "geojson" | "kml", window?: { from?: string; to?: string }): Promise<string> {
+    const query = new URLSearchParams({ format });
+    if (window?.from) query.set("from", window.from);
+    if (window?.to) query.set("to", window.to);
+    const accept = format === "kml" ? "application/vnd.google-earth.kml+xml" : "application/geo+json";
+    const response = await this.request("GET", `/v1/export?${query.toString()}`, undefined, accept);
+    return response.text();
+  }
+
   async checkpoint(): Promise<string> {
     const response = await this.request("GET", "/v1/log/checkpoint", undefined, "text/plain");
     return response.text();
@@ -473,12 +489,13 @@ export function decodeConflict(raw: Conflict, name: PartyName = samePartyName): 
   return {
     ...raw,
     id: String(raw.id),
-    activities: [String(raw.activities[0]), String(raw.activities[1])],
+    activities: [activityIdOrNull(raw.activities[0]), activityIdOrNull(raw.activities[1])],
     parties: [name(raw.parties[0]), name(raw.parties[1])],
     start: asTime(raw.start) ?? "",
     end: asTime(raw.end) ?? null,
     state: raw.state ?? "open",
     ...(acked ? { acked_by: acked } : {}),
+    ...(raw.zone !== undefined && raw.zone !== null ? { zone: String(raw.zone) } : {}),
   };
 }
 
@@ -627,4 +644,10 @@ function summarise(type: string, r: Record<string, unknown>): string {
     default:
       return type;
   }
+}
+
+/** A withheld (need-to-know) activity arrives as null; keep it null rather
+ *  than turning it into the text "null". */
+function activityIdOrNull(raw: unknown): string | null {
+  return raw === null || raw === undefined ? null : String(raw);
 }

@@ -8,7 +8,7 @@ import type { LatLng } from "leaflet";
 import type { ActivityFeature, Conflict, History, Me, NewIncident, NewMessage, ZoneFeature } from "./api";
 import { Api, ApiError } from "./api";
 import { byId } from "./dom";
-import { download, toGeoJson, toKml } from "./export";
+import { download } from "./export";
 import { formatTime } from "./format";
 import { MapView } from "./map";
 import { renderActivities } from "./panels/activities";
@@ -214,12 +214,13 @@ export class App {
     const tracks = Object.values(this.picture.tracks).filter((t) => trackVisibleAt(t.properties.time, this.at_ms));
     this.map.render({ me: this.picture.me, activities, zones: this.zones, conflicts, tracks, selectedConflictId: this.selectedConflictId });
     const byIdMap = new Map(this.activities.map((a) => [String(a.id), a]));
-    renderConflicts(byId("conflict-list"), conflicts, byIdMap, this.picture.me, this.selectedConflictId, this.busy, {
+    const zonesById = new Map(this.zones.map((z) => [String(z.id), z]));
+    renderConflicts(byId("conflict-list"), conflicts, byIdMap, zonesById, this.picture.me, this.selectedConflictId, this.busy, {
       onLocate: (c) => this.selectConflict(c.id, true),
       onAcknowledge: (c) => void this.conflictAction(c, "ack"),
       onResolve: (c) => void this.conflictAction(c, "resolve"),
     });
-    const conflicting = new Set(conflicts.filter((c) => c.state !== "resolved").flatMap((c) => c.activities));
+    const conflicting = new Set(conflicts.filter((c) => c.state !== "resolved").flatMap((c) => c.activities.filter((id): id is string => id !== null)));
     renderActivities(byId("activity-list"), activities, this.picture.me, conflicting, (a) => {
       if (!this.map.focusActivity(String(a.id))) return;
       byId("map").focus({ preventScroll: true });
@@ -375,8 +376,8 @@ export class App {
 
   private wireTopbar(): void {
     const signal = this.stop.signal;
-    byId("export-geojson").addEventListener("click", () => this.exportAs("geojson"), { signal });
-    byId("export-kml").addEventListener("click", () => this.exportAs("kml"), { signal });
+    byId("export-geojson").addEventListener("click", () => void this.exportAs("geojson"), { signal });
+    byId("export-kml").addEventListener("click", () => void this.exportAs("kml"), { signal });
     byId("show-checkpoint").addEventListener(
       "click",
       async () => {
@@ -399,18 +400,17 @@ export class App {
     );
   }
 
-  private exportAs(format: "geojson" | "kml"): void {
-    const collection = toGeoJson({
-      party: this.picture.me,
-      activities: this.activities,
-      zones: this.zones,
-      conflicts: Object.values(this.picture.conflicts).filter((c) => c.state !== "resolved"),
-      tracks: Object.values(this.picture.tracks),
-      exported_at: new Date().toISOString(),
-    });
+  /** Downloads the server's export, so the file holds exactly what the
+   *  server lets this party see, not what the page happens to hold. */
+  private async exportAs(format: "geojson" | "kml"): Promise<void> {
     const stem = `deconflict-${(this.picture.me ?? "picture").replace(/[^A-Za-z0-9_-]+/g, "-")}-${new Date().toISOString().slice(0, 16).replace(":", "")}`;
-    if (format === "geojson") download(`${stem}.geojson`, "application/geo+json", JSON.stringify(collection, null, 2));
-    else download(`${stem}.kml`, "application/vnd.google-earth.kml+xml", toKml(collection));
+    try {
+      const text = await this.session.api.exportFile(format);
+      if (format === "geojson") download(`${stem}.geojson`, "application/geo+json", text);
+      else download(`${stem}.kml`, "application/vnd.google-earth.kml+xml", text);
+    } catch (error) {
+      window.alert(error instanceof ApiError ? error.describe() : String(error));
+    }
   }
 
   private wireTimeline(): void {

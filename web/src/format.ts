@@ -1,5 +1,7 @@
 // How numbers and times read on screen: one place, so every panel agrees.
 
+import type { ActivityFeature, Conflict, ZoneFeature } from "./api";
+
 export function formatDistance(metres: number): string {
   if (!Number.isFinite(metres)) return "—";
   if (metres < 1000) return `${Math.round(metres)} m`;
@@ -40,4 +42,40 @@ export function formatCountdown(seconds: number): string {
 
 function pad(n: number): string {
   return String(n).padStart(2, "0");
+}
+
+/** How an activity is named on screen. Another party's need-to-know activity
+ *  reaches us with no name and a null id (the server withholds both), so it
+ *  is described by its owner rather than shown as "null". */
+export function describeActivity(id: string | null | undefined, party: string, name?: string): string {
+  if (name) return name;
+  if (id === null || id === undefined || id === "" || id === "null") return `a need-to-know activity of ${party}`;
+  return `${possessive(party)} activity ${id}`;
+}
+
+export function possessive(name: string): string {
+  return /s$/i.test(name) ? `${name}'` : `${name}'s`;
+}
+
+/** A zone as it reads in a sentence: its name and kind when we know the
+ *  zone, else its kind-less id. */
+export function describeZone(id: string, zone: ZoneFeature | undefined): string {
+  if (!zone) return `zone ${id}`;
+  const kind = zone.properties.kind === "demarcation" ? "demarcation line" : `${zone.properties.kind} zone`;
+  return zone.properties.name ? `${kind} ${zone.properties.name}` : `${kind} ${id}`;
+}
+
+/** The two sides of a conflict as they read on screen. A zone conflict's
+ *  second side is the zone (its `activities[1]` is null and must not read
+ *  as a withheld activity). */
+export function describeConflictSides(
+  c: Conflict,
+  activitiesById: ReadonlyMap<string, ActivityFeature>,
+  zonesById: ReadonlyMap<string, ZoneFeature>,
+): [string, string] {
+  const side = (i: 0 | 1) => {
+    const id = c.activities[i];
+    return describeActivity(id, c.parties[i], id === null ? undefined : activitiesById.get(id)?.properties.name);
+  };
+  return [side(0), c.zone !== undefined ? describeZone(c.zone, zonesById.get(c.zone)) : side(1)];
 }

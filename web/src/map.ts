@@ -228,7 +228,7 @@ export class MapView {
       this.activityLayer.clearLayers();
       this.conflictLayer.clearLayers();
       this.activityBounds.clear();
-      const conflicting = new Set(picture.conflicts.filter((c) => c.state !== "resolved").flatMap((c) => c.activities));
+      const conflicting = new Set(picture.conflicts.filter((c) => c.state !== "resolved").flatMap((c) => c.activities.filter((id): id is string => id !== null)));
       for (const activity of picture.activities) this.drawActivity(activity, conflicting.has(String(activity.id)));
       for (const conflict of picture.conflicts) this.drawConflict(conflict, conflict.id === picture.selectedConflictId);
       this.drawnKeys.shapes = shapesKey;

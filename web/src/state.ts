@@ -115,7 +115,8 @@ export function mergeMessage(previous: Message | undefined, next: Message): Mess
  *  `open` state in a later update (a new overlap gets a new event anyway). */
 function mergeConflict(previous: Conflict | undefined, next: Conflict): Conflict {
   if (!previous) return next;
-  return { ...previous, ...next };
+  // An update that names the conflict by id only keeps the sides we know.
+  return { ...previous, ...next, parties: hasParties(next) ? next.parties : previous.parties, activities: Array.isArray(next.activities) && next.activities.length === 2 ? next.activities : previous.activities };
 }
 
 function pushAlert(state: Picture, alert: Omit<Alert, "id">): Picture {
@@ -124,8 +125,16 @@ function pushAlert(state: Picture, alert: Omit<Alert, "id">): Picture {
   return { ...state, alerts, alertSequence: sequence };
 }
 
+function hasParties(conflict: Conflict): boolean {
+  return Array.isArray(conflict.parties) && conflict.parties.length === 2 && conflict.parties.every((p) => typeof p === "string" && p !== "" && p !== "undefined");
+}
+
+/** Whom a conflict is with, from the viewer's side: the other party, or for
+ *  a zone conflict the zone (with its owner); never an empty name. */
 function otherParty(state: Picture, conflict: Conflict): string {
+  if (!hasParties(conflict)) return "another party";
   const [p, q] = conflict.parties;
+  if (conflict.zone !== undefined) return `zone ${conflict.zone} of ${q}`;
   if (state.me === p) return q;
   if (state.me === q) return p;
   return `${p} / ${q}`;
@@ -150,10 +159,12 @@ function applyEvent(state: Picture, event: LiveEvent, received_at: string): Pict
     case "conflict.opened": {
       const next = reduce(state, { type: "conflict.changed", conflict: event.conflict });
       const c = event.conflict;
+      // The same event again (a reconnect replays it): one toast per conflict.
+      if (state.conflicts[c.id] !== undefined) return next;
       return pushAlert(next, {
         kind: event.type,
         severity: "critical",
-        title: `New conflict with ${otherParty(state, c)}`,
+        title: `New conflict #${c.id} with ${otherParty(state, c)}`,
         detail: `${formatDistance(c.min_distance_m)} apart, ${formatDistance(c.required_m)} required`,
         time: received_at,
         location: [c.location.coordinates[0], c.location.coordinates[1]],
@@ -163,11 +174,17 @@ function applyEvent(state: Picture, event: LiveEvent, received_at: string): Pict
     case "conflict.updated":
       return reduce(state, { type: "conflict.changed", conflict: event.conflict });
     case "conflict.resolved": {
+      const known = state.conflicts[event.conflict.id];
       const next = reduce(state, { type: "conflict.changed", conflict: { ...event.conflict, state: "resolved" } });
+      // Already resolved: this is a repeat, not news.
+      if (known?.state === "resolved") return next;
+      // A resolve event may name the conflict by id only: take its parties
+      // from the conflict we know, so the toast says with whom.
+      const resolved = { ...known, ...event.conflict, parties: hasParties(event.conflict) ? event.conflict.parties : known?.parties ?? event.conflict.parties };
       return pushAlert(next, {
         kind: event.type,
         severity: "info",
-        title: `Conflict with ${otherParty(state, event.conflict)} resolved`,
+        title: `Conflict #${resolved.id} with ${otherParty(state, resolved)} resolved`,
         time: received_at,
         conflict_id: event.conflict.id,
       });

@@ -231,6 +231,14 @@ export async function startMockServer({ port = 0, demo = true, distDir = DIST_DI
     if (method === "GET" && path === "/v1/me") return json(res, 200, { id: party.id, name: party.name, kind: party.kind });
     if (method === "GET" && path === "/v1/activities") return json(res, 200, { type: "FeatureCollection", features: visibleActivities(party) });
     if (method === "GET" && path === "/v1/zones") return json(res, 200, { type: "FeatureCollection", features: zones });
+    // Like the real route: what this party may see, each feature tagged with its layer.
+    if (method === "GET" && path === "/v1/export" && url.searchParams.get("format") === "geojson") {
+      const features = [
+        ...visibleActivities(party).map((f) => ({ ...f, properties: { layer: "activity", ...f.properties } })),
+        ...zones.map((f) => ({ ...f, properties: { layer: "zone", ...f.properties } })),
+      ];
+      return json(res, 200, { type: "FeatureCollection", features });
+    }
     if (method === "GET" && path === "/v1/tracks") return json(res, 200, { type: "FeatureCollection", features: visibleTracks(party) });
     if (method === "GET" && path === "/v1/conflicts") {
       const state = url.searchParams.get("state");

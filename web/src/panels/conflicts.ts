@@ -2,9 +2,9 @@
 // (who, how close, how close it must be, when) and the two actions an
 // involved party takes on it.
 
-import type { ActivityFeature, Conflict } from "../api";
+import type { ActivityFeature, Conflict, ZoneFeature } from "../api";
 import { h, replaceKeepingFocus } from "../dom";
-import { formatDistance, formatWindow } from "../format";
+import { describeConflictSides, formatDistance, formatWindow } from "../format";
 
 export interface ConflictActions {
   onLocate(conflict: Conflict): void;
@@ -18,6 +18,7 @@ export function renderConflicts(
   container: HTMLElement,
   conflicts: Conflict[],
   activitiesById: Map<string, ActivityFeature>,
+  zonesById: Map<string, ZoneFeature>,
   me: string | null,
   selectedId: string | null,
   busy: ReadonlySet<string>,
@@ -28,8 +29,7 @@ export function renderConflicts(
     return;
   }
   const items = conflicts.map((c) => {
-    // Another party's need-to-know activity is known only by its id.
-    const name = (id: string, party: string) => activitiesById.get(id)?.properties.name ?? `${possessive(party)} activity ${id}`;
+    const sides = describeConflictSides(c, activitiesById, zonesById);
     const margin = c.required_m - c.min_distance_m;
     const state = String(c.state);
     const ackedByMe = me !== null && (c.acked_by ?? []).includes(me);
@@ -42,7 +42,7 @@ export function renderConflicts(
         "div",
         { class: "card-head" },
         h("span", { class: `chip chip-${state}` }, STATE_LABEL[state] ?? state),
-        h("strong", { class: "card-title" }, `${c.parties[0]} × ${c.parties[1]}`),
+        h("strong", { class: "card-title" }, c.zone !== undefined ? `${c.parties[0]} × ${sides[1]}` : `${c.parties[0]} × ${c.parties[1]}`),
         h("span", { class: "muted mono" }, `#${c.id}`),
       ),
       h(
@@ -52,8 +52,8 @@ export function renderConflicts(
         h("dd", {}, h("strong", { class: "bad" }, formatDistance(c.min_distance_m)), ` of ${formatDistance(c.required_m)} required (short by ${formatDistance(Math.max(0, margin))})`),
         h("dt", {}, "When"),
         h("dd", {}, formatWindow(c.start, c.end)),
-        h("dt", {}, "Activities"),
-        h("dd", {}, `${name(c.activities[0], c.parties[0])} / ${name(c.activities[1], c.parties[1])}`),
+        h("dt", {}, c.zone !== undefined ? "Activity / zone" : "Activities"),
+        h("dd", {}, `${sides[0]} / ${sides[1]}`),
         (c.acked_by ?? []).length > 0 ? h("dt", {}, "Acknowledged") : null,
         (c.acked_by ?? []).length > 0 ? h("dd", {}, (c.acked_by ?? []).map((p) => (p === me ? `${p} (you)` : p)).join(", ")) : null,
         h("dt", {}, "Closest point"),
@@ -73,8 +73,4 @@ export function renderConflicts(
     );
   });
   replaceKeepingFocus(container, [h("ul", { class: "cards", "aria-label": "Conflicts" }, ...items)]);
-}
-
-function possessive(name: string): string {
-  return /s$/i.test(name) ? `${name}'` : `${name}'s`;
 }

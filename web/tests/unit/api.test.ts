@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Api, ApiError, decodeEvent, decodeMessage, demoParties, problemFromResponse, type FetchLike, type LiveEvent } from "../../src/api";
+import { Api, ApiError, decodeConflict, decodeEvent, decodeMessage, demoParties, problemFromResponse, type Conflict, type FetchLike, type LiveEvent } from "../../src/api";
 
 function respond(status: number, body: string, contentType = "application/json"): FetchLike {
   return async () => new Response(body, { status, headers: { "Content-Type": contentType } });
@@ -177,5 +177,38 @@ describe("track alerts", () => {
     expect(decode("zone.entered", { track: { uid: "X" }, fence: 4 })).toMatchObject({ alert: { summary: "X entered zone 4" } });
     expect(decode("deviation", { track: { uid: "X" }, cause: { distance_m: 1500, allowed_m: 1000 } })).toMatchObject({ alert: { summary: "X is 1.5 km off its notified route" } });
     expect(decode("deviation", { track: { uid: "X" }, cause: "outside_window" })).toMatchObject({ alert: { summary: "X left its notified route or window" } });
+  });
+});
+
+describe("decodeConflict with a withheld activity", () => {
+  it("keeps a need-to-know activity's null id null, not the text \"null\"", () => {
+    const raw = {
+      id: 3,
+      activities: [12, null],
+      parties: ["USA", "UN OCHA"],
+      start: "2022-10-08T06:00:00Z",
+      end: null,
+      min_distance_m: 400,
+      required_m: 2000,
+      location: { type: "Point", coordinates: [41.41, 37.03] },
+      state: "open",
+    } as unknown as Conflict;
+    expect(decodeConflict(raw).activities).toEqual(["12", null]);
+  });
+});
+
+describe("Api.exportFile", () => {
+  it("downloads the server's GET /v1/export with the token, format and window, unchanged", async () => {
+    const seen: { url: string; auth: string | null }[] = [];
+    const fetchLike: FetchLike = async (url, init) => {
+      seen.push({ url: String(url), auth: new Headers(init?.headers).get("Authorization") });
+      return new Response("<kml>as the server wrote it</kml>", { status: 200, headers: { "Content-Type": "application/vnd.google-earth.kml+xml" } });
+    };
+    const api = new Api("tok", "", fetchLike);
+    const text = await api.exportFile("kml", { from: "2022-10-08T06:00:00Z" });
+    expect(text).toBe("<kml>as the server wrote it</kml>");
+    expect(seen).toHaveLength(1);
+    expect(seen[0].url).toContain("/v1/export?format=kml&from=2022-10-08T06%3A00%3A00Z");
+    expect(seen[0].auth).toBe("Bearer tok");
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Message } from "../../src/api";
-import { formatAltitudes, formatCountdown, formatDistance, formatTime, formatWindow } from "../../src/format";
+import { describeActivity, describeConflictSides, formatAltitudes, formatCountdown, formatDistance, formatTime, formatWindow } from "../../src/format";
 import { deadline_ms } from "../../src/panels/hotline";
 
 describe("formatting", () => {
@@ -35,5 +35,40 @@ describe("formatting", () => {
     const message = { sent_at: "2022-10-08T08:00:00Z", ack_within_s: 300 } as Message;
     expect(deadline_ms(message)).toBe(Date.parse("2022-10-08T08:05:00Z"));
     expect(deadline_ms({ ...message, ack_within_s: undefined })).toBeNull();
+  });
+});
+
+describe("describeActivity", () => {
+  it("names a withheld need-to-know activity by its owner, never as null", () => {
+    expect(describeActivity(null, "UN OCHA")).toBe("a need-to-know activity of UN OCHA");
+    expect(describeActivity("null", "UN OCHA")).not.toContain("null");
+  });
+  it("prefers the name, then the owner's id", () => {
+    expect(describeActivity("a7", "USA", "Patrol Tirbespi")).toBe("Patrol Tirbespi");
+    expect(describeActivity("a7", "Russia")).toBe("Russia's activity a7");
+  });
+});
+
+describe("describeConflictSides", () => {
+  const base = {
+    id: "9",
+    parties: ["Russia", "USA"] as [string, string],
+    start: "2022-10-08T06:00:00Z",
+    end: null,
+    min_distance_m: 0,
+    required_m: 0,
+    location: { type: "Point" as const, coordinates: [38.66, 33.5] },
+    state: "open",
+  };
+  const tanf = { type: "Feature" as const, id: 4, geometry: { type: "Point" as const, coordinates: [38.66, 33.5] }, properties: { kind: "exclusion" as const, name: "al-Tanf 55 km" } };
+  it("labels a zone conflict's second side with the zone's kind and name, not as a withheld activity", () => {
+    const sides = describeConflictSides({ ...base, activities: ["12", null], zone: "4" }, new Map(), new Map([["4", tanf]]));
+    expect(sides).toEqual(["Russia's activity 12", "exclusion zone al-Tanf 55 km"]);
+  });
+  it("falls back to the zone id when the zone is not in view", () => {
+    expect(describeConflictSides({ ...base, activities: ["12", null], zone: "4" }, new Map(), new Map())[1]).toBe("zone 4");
+  });
+  it("still names a withheld activity in an activity conflict", () => {
+    expect(describeConflictSides({ ...base, activities: ["12", null] }, new Map(), new Map())[1]).toBe("a need-to-know activity of USA");
   });
 });

@@ -37,7 +37,20 @@ describe("conflicts", () => {
   it("opens with a critical alert naming the other party", () => {
     const s = reduce(emptyPicture("US Forces"), { type: "event", received_at: now, event: { type: "conflict.opened", conflict: conflict("c-1") } });
     expect(Object.keys(s.conflicts)).toEqual(["c-1"]);
-    expect(s.alerts[0]).toMatchObject({ severity: "critical", title: "New conflict with Russian Forces", conflict_id: "c-1", location: [41.41, 37.03] });
+    expect(s.alerts[0]).toMatchObject({ severity: "critical", title: "New conflict #c-1 with Russian Forces", conflict_id: "c-1", location: [41.41, 37.03] });
+  });
+
+  it("toasts once per event, naming the conflict and with whom, even when the resolve names it by id only", () => {
+    const opened = { type: "event" as const, received_at: now, event: { type: "conflict.opened" as const, conflict: conflict("c-1") } };
+    const bare = { ...conflict("c-1", "resolved"), parties: [] as unknown as [string, string] };
+    const resolved = { type: "event" as const, received_at: now, event: { type: "conflict.resolved" as const, conflict: bare } };
+    const s = withEvents(emptyPicture("US Forces"), opened, opened, resolved, resolved);
+    expect(s.alerts.map((a) => a.title)).toEqual(["Conflict #c-1 with Russian Forces resolved", "New conflict #c-1 with Russian Forces"]);
+  });
+
+  it("says a zone conflict is with the zone", () => {
+    const s = reduce(emptyPicture("US Forces"), { type: "event", received_at: now, event: { type: "conflict.opened", conflict: { ...conflict("c-3"), activities: ["7", null], zone: "4" } } });
+    expect(s.alerts[0].title).toBe("New conflict #c-3 with zone 4 of Russian Forces");
   });
 
   it("resolves, keeps the resolved one through a reload of open conflicts, and sorts it last", () => {
