@@ -243,6 +243,19 @@ pub(crate) fn parse_query(
         .map_err(|e| ApiError::bad_request(format!("the query string does not parse: {e}")))
 }
 
+/// Query parameter `name` as an RFC 3339 instant in Unix milliseconds
+/// (`None` when absent), or a problem naming the parameter.
+pub(crate) fn query_time(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    query
+        .get(name)
+        .map(|text| {
+            parse_rfc3339(text)
+                .map(Timestamp::unix_ms)
+                .map_err(|e| query_problem(name, e.to_string()))
+        })
+        .transpose()
+}
+
 pub(crate) fn parse_bbox(text: &str) -> Result<GeoBounds, ApiError> {
     let numbers: Vec<f64> = text
         .split(',')
@@ -282,16 +295,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let query = parse_query(query)?;
     let max_list = state.config.limits.max_list;
-    let time = |name: &str| -> Result<Option<i64>, ApiError> {
-        query
-            .get(name)
-            .map(|text| {
-                parse_rfc3339(text)
-                    .map(Timestamp::unix_ms)
-                    .map_err(|e| query_problem(name, e.to_string()))
-            })
-            .transpose()
-    };
+    let time = |name: &str| query_time(&query, name);
     let filter = ActivityFilter {
         bbox: query.get("bbox").map(|b| parse_bbox(b)).transpose()?,
         from_ms: time("from")?,

@@ -33,7 +33,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use deconflict_engine::{PartyId, Timestamp};
-use deconflict_formats::parse_rfc3339;
 use deconflict_geodesy::{GeoBounds, LonLat};
 use deconflict_store::StoreError;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -45,7 +44,7 @@ use crate::ledger::{self, ActivityFilter};
 use crate::live::fences::disk_polygon;
 use crate::model::{render_conflict, ConflictState, Viewer};
 use crate::problem::ApiError;
-use crate::routes::activities::{parse_bbox, parse_query, query_problem};
+use crate::routes::activities::{parse_bbox, parse_query, query_problem, query_time};
 use crate::routes::blocking;
 use crate::routes::zones::zone_feature;
 use crate::state::AppState;
@@ -110,16 +109,7 @@ pub async fn export(
             ExportFormat::parse(text).ok_or_else(|| query_problem("format", "must be geojson or kml"))?
         }
     };
-    let time = |name: &str| -> Result<Option<i64>, ApiError> {
-        query
-            .get(name)
-            .map(|text| {
-                parse_rfc3339(text)
-                    .map(Timestamp::unix_ms)
-                    .map_err(|e| query_problem(name, e.to_string()))
-            })
-            .transpose()
-    };
+    let time = |name: &str| query_time(&query, name);
     let scope = Scope {
         bbox: query.get("bbox").map(|b| parse_bbox(b)).transpose()?,
         from_ms: time("from")?,

@@ -16,14 +16,14 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deconflict_engine::Timestamp;
-use deconflict_formats::{format_rfc3339, parse_rfc3339};
+use deconflict_formats::format_rfc3339;
 use serde_json::{json, Value};
 
 use crate::auth::Party;
 use crate::ledger::{self, ActivityVersion};
 use crate::model::render_conflict;
 use crate::problem::ApiError;
-use crate::routes::activities::{parse_query, query_problem};
+use crate::routes::activities::{parse_query, query_problem, query_time};
 use crate::routes::blocking;
 use crate::state::AppState;
 
@@ -84,16 +84,7 @@ pub async fn history(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let query = parse_query(query)?;
-    let time = |name: &str| -> Result<Option<i64>, ApiError> {
-        query
-            .get(name)
-            .map(|text| {
-                parse_rfc3339(text)
-                    .map(Timestamp::unix_ms)
-                    .map_err(|e| query_problem(name, e.to_string()))
-            })
-            .transpose()
-    };
+    let time = |name: &str| query_time(&query, name);
     let (from_ms, to_ms) = (time("from")?, time("to")?);
     let max_list = state.config.limits.max_list;
     let viewer = party.viewer();
