@@ -285,6 +285,29 @@ pub async fn start(
             },
         );
     }
+    // Each armed party's liaison cell escalates as deconfliction lines do:
+    // a missed deadline goes at once to its TAK clients, and a minute later
+    // to the neutral cell, so the day's unanswered flash message escalates.
+    let broker_id = scenario
+        .parties
+        .iter()
+        .find(|p| p.kind == "broker")
+        .map(|p| parties[&p.key].id);
+    for party in scenario.parties.iter().filter(|p| p.kind == "military") {
+        let made = &parties[&party.key];
+        let mut ladder = vec![json!({"delay_s": 0, "kind": "tak"})];
+        if let Some(broker) = broker_id {
+            ladder.push(json!({"delay_s": 60, "kind": "party", "party": broker}));
+        }
+        client
+            .expect(
+                Method::PUT,
+                &format!("/v1/parties/{}/escalation", made.id),
+                &admin,
+                Some(&json!({ "escalation": ladder })),
+            )
+            .await?;
+    }
     let mut listed: Vec<DemoParty> = scenario
         .parties
         .iter()
