@@ -12,51 +12,38 @@
 //! Also: `receipt verify` offline on the server's answers. Run with
 //! `--nocapture` for the "tamper cases detected" summary.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use deconflict_audit::{sign_checkpoint, Checkpoint, NoteSigner, Tree};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
-struct Running {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{deconflict_command, listening_url, spawn_until, Served};
 
 /// Starts `deconflict serve` on port 0 over `data`: the running server, or
 /// its exit status and stderr when it refuses to start.
-fn start(data: &Path) -> Result<Running, (Option<i32>, String)> {
+fn start(data: &Path) -> Result<Served, (Option<i32>, String)> {
     // stderr goes to a file: a pipe nobody reads could fill and block.
     let stderr_path = data.with_extension("stderr");
     let stderr = std::fs::File::create(&stderr_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deconflict"))
+    let mut command = deconflict_command();
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("DECONFLICT_DATA", data)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("the binary runs");
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        if let Some(url) = line.strip_prefix("listening on ") {
-            return Ok(Running {
-                child,
-                url: url.to_owned(),
-            });
+        .stderr(stderr);
+    match spawn_until(command, |line| line.starts_with("listening on ")) {
+        Ok((child, lines)) => Ok(Served {
+            child,
+            url: listening_url(&lines).expect("the line names the address"),
+        }),
+        Err(mut child) => {
+            let status = child.wait().expect("the server exits");
+            Err((status.code(), std::fs::read_to_string(&stderr_path).unwrap()))
         }
     }
-    let status = child.wait().expect("the server exits");
-    Err((status.code(), std::fs::read_to_string(&stderr_path).unwrap()))
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -17,10 +17,11 @@
 //! client's operations and the kill moments; how the threads and the server
 //! interleave is left to the machine, which is what a crash test is for.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +31,8 @@ use deconflict_audit::{verify_checkpoint, verify_growth, Checkpoint, Hash, NoteV
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::Method;
 use serde_json::{json, Value};
+
+use common::{deconflict_command, Served};
 
 /// A small seeded generator (SplitMix64): the test needs no more.
 #[derive(Debug, Clone)]
@@ -51,34 +54,14 @@ impl Rng {
     }
 }
 
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deconflict"))
+    let mut command = deconflict_command();
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("DECONFLICT_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary runs");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening on ").map(str::to_owned))
-        .expect("the server says where it listens");
-    Served { child, url }
+        .stderr(Stdio::null());
+    Served::start(command)
 }
 
 /// What a request came back with.

@@ -7,27 +7,18 @@
 //! taken again without a restart, and after a SIGKILL and restart the store
 //! holds exactly what was acknowledged.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use deconflict_audit::{verify_checkpoint, verify_growth, Hash, NoteVerifier};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{deconflict_command, Served};
 
 /// Starts the server, under a file size limit of `limit_blocks` × 512 bytes
 /// when given.
@@ -49,26 +40,15 @@ fn serve(data: &Path, limit_blocks: Option<u64>) -> Served {
             command
         }
         None => {
-            let mut command = Command::new(binary);
+            let mut command = deconflict_command();
             command
                 .args(["serve", "--listen", "127.0.0.1:0", "--data"])
                 .arg(data);
             command
         }
     };
-    let mut child = command
-        .env("DECONFLICT_LOG", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary runs");
-    let stdout = child.stdout.take().expect("piped");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening on ").map(str::to_owned))
-        .expect("the server says where it listens");
-    Served { child, url }
+    command.env("DECONFLICT_LOG", "off").stderr(Stdio::null());
+    Served::start(command)
 }
 
 /// A polygon of `vertices` points: a big Feature, so the database grows fast.

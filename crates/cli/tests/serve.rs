@@ -1,46 +1,22 @@
 //! `deconflict serve` as an operator runs it, and the client commands
 //! against it.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{deconflict_command, Served};
 
 fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deconflict"))
+    let mut command = deconflict_command();
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("DECONFLICT_DATA", data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary runs");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut url = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            url = Some(rest.to_owned());
-            break;
-        }
-    }
-    Served {
-        child,
-        url: url.expect("the server says where it listens"),
-    }
+        .stderr(Stdio::null());
+    Served::start(command)
 }
 
 fn deconflict(args: &[&str], envs: &[(&str, &str)]) -> Output {

@@ -9,26 +9,17 @@
 //! Needs `python3` with pytak (`python3 -m pip install pytak`); without it
 //! the test says SKIPPED loudly and passes. CI installs pytak.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Served {
-    child: Child,
-    url: String,
-    cot: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{deconflict_command, listening_url, spawn_until, Served};
 
 fn pytak_available() -> bool {
     Command::new("python3")
@@ -39,8 +30,10 @@ fn pytak_available() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deconflict"))
+/// The running server and the address of its CoT listener.
+fn serve(data: &Path) -> (Served, String) {
+    let mut command = deconflict_command();
+    command
         .args([
             "serve",
             "--listen",
@@ -51,27 +44,18 @@ fn serve(data: &Path) -> Served {
             "json",
         ])
         .env("DECONFLICT_DATA", data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary runs");
-    let stdout = child.stdout.take().unwrap();
-    let (mut url, mut cot) = (None, None);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            url = Some(rest.to_owned());
-        }
-        if let Some((_, addr)) = line.split_once("CoT over TLS (client certificates) on ") {
-            cot = Some(addr.to_owned());
-            break;
-        }
-    }
-    Served {
-        child,
-        url: url.expect("the server says where it listens"),
-        cot: cot.expect("the server says where CoT listens"),
-    }
+        .stderr(Stdio::null());
+    const COT: &str = "CoT over TLS (client certificates) on ";
+    let (child, lines) = spawn_until(command, |line| line.contains(COT))
+        .unwrap_or_else(|_| panic!("the server says where CoT listens"));
+    let cot = lines
+        .iter()
+        .find_map(|line| line.split_once(COT).map(|(_, addr)| addr.to_owned()));
+    let url = listening_url(&lines).expect("the server says where it listens");
+    (
+        Served { child, url },
+        cot.expect("the server says where CoT listens"),
+    )
 }
 
 /// Reads a party's SSE stream on a thread: `(type, data, when)` per event.
@@ -143,7 +127,7 @@ fn pytak_over_tls_with_the_issued_certificate_gets_and_causes_alerts() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let served = serve(&data);
+    let (served, cot) = serve(&data);
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let admin = admin.trim();
 
@@ -198,7 +182,7 @@ fn pytak_over_tls_with_the_issued_certificate_gets_and_causes_alerts() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tak/tests/pytak/tak_client.py");
     let client = Command::new("python3")
         .arg(&script)
-        .env("COT_URL", format!("tls://{}", served.cot))
+        .env("COT_URL", format!("tls://{cot}"))
         .env("PYTAK_TLS_CLIENT_CERT", &cert)
         .env("PYTAK_TLS_CLIENT_KEY", &key)
         .env("PYTAK_TLS_CLIENT_CAFILE", &ca)
