@@ -25,6 +25,13 @@ use common::{patrol, start, Server};
 
 const SECRET: &str = "a-webhook-secret-of-32-bytes-ok!";
 
+/// `POST /v1/messages/{id}/ack` as `token`.
+async fn ack_message(server: &Server, id: impl std::fmt::Display, token: &str) -> (StatusCode, Value) {
+    server
+        .call(Method::POST, &format!("/v1/messages/{id}/ack"), Some(token), None)
+        .await
+}
+
 /// An open `/v1/events` stream, read event by event.
 struct Events {
     stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>,
@@ -139,60 +146,25 @@ async fn a_message_is_delivered_over_sse_acknowledged_and_listed_for_those_conce
     assert!(listed["delivered_at"].is_string());
 
     // Not the recipient: a stranger learns nothing, the sender is refused.
-    let (status, _) = server
-        .call(
-            Method::POST,
-            &format!("/v1/messages/{id}/ack"),
-            Some(&green_token),
-            None,
-        )
-        .await;
+    let (status, _) = ack_message(&server, id, &green_token).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, missing) = server
         .call(Method::POST, "/v1/messages/999/ack", Some(&green_token), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, stranger) = server
-        .call(
-            Method::POST,
-            &format!("/v1/messages/{id}/ack"),
-            Some(&green_token),
-            None,
-        )
-        .await;
+    let (_, stranger) = ack_message(&server, id, &green_token).await;
     assert_eq!(stranger, missing, "no existence leak");
-    let (status, _) = server
-        .call(
-            Method::POST,
-            &format!("/v1/messages/{id}/ack"),
-            Some(&blue_token),
-            None,
-        )
-        .await;
+    let (status, _) = ack_message(&server, id, &blue_token).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let (status, acked) = server
-        .call(
-            Method::POST,
-            &format!("/v1/messages/{id}/ack"),
-            Some(&red_token),
-            None,
-        )
-        .await;
+    let (status, acked) = ack_message(&server, id, &red_token).await;
     assert_eq!(status, StatusCode::OK, "{acked}");
     assert_eq!(acked["state"], "acknowledged");
     assert_eq!(acked["already_acked"], false);
     let heard = blue_events.next("message.acked").await;
     assert_eq!(heard["message"], id);
     assert_eq!(heard["to"], red);
-    let (status, again) = server
-        .call(
-            Method::POST,
-            &format!("/v1/messages/{id}/ack"),
-            Some(&red_token),
-            None,
-        )
-        .await;
+    let (status, again) = ack_message(&server, id, &red_token).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["already_acked"], true);
     assert_eq!(again["acked_at"], acked["acked_at"]);
@@ -389,14 +361,7 @@ async fn a_missed_flash_message_is_overdue_then_escalated_by_signed_webhooks_wit
     );
 
     // Acknowledging stops everything; the sender hears it.
-    let (status, _) = server
-        .call(
-            Method::POST,
-            &format!("/v1/messages/{id}/ack"),
-            Some(&red_token),
-            None,
-        )
-        .await;
+    let (status, _) = ack_message(&server, id, &red_token).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(blue_events.next("message.acked").await["message"], id);
     server.stop().await;
@@ -762,14 +727,7 @@ async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged
     let listed = wait_for_message(&server, &blue_token, routine_id, |m| m["state"] == "delivered").await;
     assert!(listed["delivered_at"].is_string(), "{listed}");
 
-    let (status, _) = server
-        .call(
-            Method::POST,
-            &format!("/v1/messages/{id}/ack"),
-            Some(&red_token),
-            None,
-        )
-        .await;
+    let (status, _) = ack_message(&server, id, &red_token).await;
     assert_eq!(status, StatusCode::OK);
     // A repeat already on its way when the ack committed may still land;
     // after that, two repeat intervals bring nothing.
