@@ -62,9 +62,16 @@ struct Phase {
     conflicts: usize,
 }
 
-/// Sends `features` (each with its party's token) with `clients`
-/// concurrent connections; every answer must be `expect`.
-async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize, expect: u16) -> Phase {
+/// Posts every `(token, body)` of `work` to `path` with `clients`
+/// concurrent connections; `tally` checks each answer (status, body) and
+/// says how many conflicts it returned. The time excludes encoding.
+async fn post_all(
+    url: &str,
+    path: &str,
+    work: Vec<(String, Value)>,
+    clients: usize,
+    tally: impl Fn(u16, &Value) -> usize + Copy + Send + 'static,
+) -> (Duration, usize) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()
@@ -74,7 +81,6 @@ async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize
             .map(|(t, f)| (t, f.to_string()))
             .collect::<Vec<_>>(),
     ));
-    let requests = queue.lock().unwrap().len();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -95,8 +101,7 @@ async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize
                     .unwrap();
                 let status = response.status().as_u16();
                 let answer: Value = response.json().await.unwrap();
-                assert_eq!(status, expect, "{answer}");
-                conflicts += answer["conflicts"].as_array().map_or(0, Vec::len);
+                conflicts += tally(status, &answer);
             }
         }));
     }
@@ -104,9 +109,21 @@ async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize
     for task in tasks {
         conflicts += task.await.unwrap();
     }
+    (started.elapsed(), conflicts)
+}
+
+/// Sends `features` (each with its party's token) with `clients`
+/// concurrent connections; every answer must be `expect`.
+async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize, expect: u16) -> Phase {
+    let requests = work.len();
+    let (elapsed, conflicts) = post_all(url, path, work, clients, move |status, answer| {
+        assert_eq!(status, expect, "{answer}");
+        answer["conflicts"].as_array().map_or(0, Vec::len)
+    })
+    .await;
     Phase {
         requests,
-        elapsed: started.elapsed(),
+        elapsed,
         conflicts,
     }
 }
@@ -143,50 +160,21 @@ async fn drive_collections(
         .iter()
         .map(|(_, c)| c["features"].as_array().map_or(0, Vec::len))
         .sum();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap();
-    let queue = Arc::new(std::sync::Mutex::new(
-        requests
-            .into_iter()
-            .map(|(t, c)| (t, c.to_string()))
-            .collect::<Vec<_>>(),
-    ));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, queue, url) = (client.clone(), Arc::clone(&queue), format!("{url}/v1/activities"));
-        tasks.push(tokio::spawn(async move {
-            let mut conflicts = 0;
-            loop {
-                let Some((token, body)) = queue.lock().unwrap().pop() else {
-                    return conflicts;
-                };
-                let response = client
-                    .post(&url)
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status().as_u16(), 200);
-                let answer: Value = response.json().await.unwrap();
-                for result in answer["results"].as_array().unwrap() {
-                    assert_eq!(result["status"], 201, "{result}");
-                    conflicts += result["conflicts"].as_array().map_or(0, Vec::len);
-                }
-            }
-        }));
-    }
-    let mut conflicts = 0;
-    for task in tasks {
-        conflicts += task.await.unwrap();
-    }
+    let (elapsed, conflicts) = post_all(url, "/v1/activities", requests, clients, |status, answer| {
+        assert_eq!(status, 200, "{answer}");
+        let results = answer["results"].as_array().unwrap();
+        for result in results {
+            assert_eq!(result["status"], 201, "{result}");
+        }
+        results
+            .iter()
+            .map(|result| result["conflicts"].as_array().map_or(0, Vec::len))
+            .sum()
+    })
+    .await;
     Phase {
         requests: features,
-        elapsed: started.elapsed(),
+        elapsed,
         conflicts,
     }
 }
