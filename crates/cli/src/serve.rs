@@ -1,4 +1,5 @@
-//! `deconflict serve`: the service on embedded SQLite.
+//! `deconflict serve`: the service on embedded SQLite, or on PostgreSQL
+//! with `--database-url`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,9 +17,16 @@ pub enum LogFormat {
 /// Every flag also reads `DECONFLICT_<FLAG>` from the environment.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Data directory: the database, `admin.token` and `log.key`.
+    /// Data directory: `admin.token`, `log.key`, the TAK CA and (without
+    /// --database-url) the SQLite database.
     #[arg(long, env = "DECONFLICT_DATA", default_value = "./deconflict-data")]
     data: PathBuf,
+    /// Keep the service's rows in this PostgreSQL database instead of
+    /// SQLite: `postgres://user[:password]@host[:port]/dbname` or
+    /// `host=… dbname=…`. No TLS: the database must be on this host
+    /// (loopback or a Unix socket). Migrated at start.
+    #[arg(long, env = "DECONFLICT_DATABASE_URL")]
+    database_url: Option<String>,
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, env = "DECONFLICT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -128,6 +136,9 @@ pub struct ServeArgs {
 impl ServeArgs {
     fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::new(&self.data);
+        if let Some(url) = &self.database_url {
+            config.database = deconflict_server::Database::Postgres(url.clone());
+        }
         config.listen = self.listen;
         config.log_name.clone_from(&self.log_name);
         let limits = &mut config.limits;

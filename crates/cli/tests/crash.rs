@@ -12,7 +12,12 @@
 //!   largest checkpoint any client saw to it verifies (the log only grew).
 //!
 //! `DECONFLICT_CRASH_CYCLES` (default 50) sets the number of kills (the soak
-//! is 1,000, see RELIABILITY.md); `DECONFLICT_CRASH_SEED` the seed. Each
+//! is 1,000, see RELIABILITY.md); `DECONFLICT_CRASH_SEED` the seed. The same
+//! cycles run with `--database-url` on a fresh PostgreSQL database when
+//! `DECONFLICT_TEST_DATABASE_URL` names a server
+//! (`DECONFLICT_CRASH_CYCLES_POSTGRES`, default 10): there the service is
+//! killed and PostgreSQL keeps running, the failure a separate database
+//! server is there to survive. Each
 //! cycle prints its seed; a failing cycle names it. The seed fixes every
 //! client's operations and the kill moments; how the threads and the server
 //! interleave is left to the machine, which is what a crash test is for.
@@ -54,13 +59,15 @@ impl Rng {
     }
 }
 
-fn serve(data: &Path) -> Served {
+fn serve(data: &Path, database_url: Option<&str>) -> Served {
     let mut command = deconflict_command();
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("DECONFLICT_LOG", "error")
-        .stderr(Stdio::null());
+        .arg(data);
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    command.env("DECONFLICT_LOG", "error").stderr(Stdio::null());
     Served::start(command)
 }
 
@@ -765,7 +772,25 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn acknowledged_writes_survive_sigkill_and_in_flight_writes_are_all_or_nothing() {
-    let cycles = env_u64("DECONFLICT_CRASH_CYCLES", 50);
+    crash_cycles(None, env_u64("DECONFLICT_CRASH_CYCLES", 50));
+}
+
+#[test]
+fn on_postgres_acknowledged_writes_survive_sigkill_and_in_flight_writes_are_all_or_nothing() {
+    use deconflict_store::testing::{create_test_database, test_database_url, TEST_DATABASE_URL_VAR};
+    let Some(admin) = test_database_url() else {
+        assert!(
+            std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "no PostgreSQL server ({TEST_DATABASE_URL_VAR} unset) and DECONFLICT_REQUIRE_CLIENTS=1"
+        );
+        eprintln!("skipped: no PostgreSQL server ({TEST_DATABASE_URL_VAR} unset; .ci/run starts one)");
+        return;
+    };
+    let url = create_test_database(&admin, "crash").expect("a fresh test database");
+    crash_cycles(Some(&url), env_u64("DECONFLICT_CRASH_CYCLES_POSTGRES", 10));
+}
+
+fn crash_cycles(database_url: Option<&str>, cycles: u64) {
     let seed = env_u64("DECONFLICT_CRASH_SEED", 0x00C0_FFEE);
     let threads = 4;
     let started = Instant::now();
@@ -775,7 +800,7 @@ fn acknowledged_writes_survive_sigkill_and_in_flight_writes_are_all_or_nothing()
         .build()
         .unwrap();
 
-    let mut server = serve(dir.path());
+    let mut server = serve(dir.path(), database_url);
     let admin = std::fs::read_to_string(dir.path().join("admin.token"))
         .expect("admin.token")
         .trim()
@@ -847,7 +872,7 @@ fn acknowledged_writes_survive_sigkill_and_in_flight_writes_are_all_or_nothing()
             .map(|w| w.join().expect("a client thread"))
             .collect();
 
-        server = serve(dir.path());
+        server = serve(dir.path(), database_url);
         let acked_before = figures.acked;
         figures.acked = parties.iter().map(|p| p.acked).sum();
         figures.track_batches = parties.iter().map(|p| p.track_batches).sum();
@@ -876,8 +901,9 @@ fn acknowledged_writes_survive_sigkill_and_in_flight_writes_are_all_or_nothing()
         "every acknowledged write was checked"
     );
     println!(
-        "crash: {} cycles, {} writes acknowledged, {} verified, in flight at the kill: {} committed / {} absent; \
+        "crash ({}): {} cycles, {} writes acknowledged, {} verified, in flight at the kill: {} committed / {} absent; \
          {} track batches; {:.1} s",
+        if database_url.is_some() { "PostgreSQL" } else { "SQLite" },
         figures.cycles,
         figures.acked,
         figures.verified,

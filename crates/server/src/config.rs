@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use deconflict_engine::EngineConfig;
 use deconflict_hotline::HotlineConfig;
-use deconflict_store::StoreConfig;
+use deconflict_store::{Database, StoreConfig};
 
 /// Limits on what callers may ask, each explicit and configurable (the
 /// command line exposes each as a flag). Exceeding one is a 4xx that says
@@ -54,8 +54,12 @@ impl Default for ServiceLimits {
 /// The service's configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Holds the database, `admin.token` and `log.key`.
+    /// Holds `admin.token`, `log.key`, the TAK CA and (by default) the
+    /// SQLite database.
     pub data_dir: PathBuf,
+    /// Where the service's rows live: SQLite in the data directory by
+    /// default, or a PostgreSQL server (`--database-url`).
+    pub database: Database,
     pub listen: SocketAddr,
     /// The audit log's name: the checkpoint origin and the key name.
     pub log_name: String,
@@ -76,8 +80,10 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            database: Database::Sqlite(data_dir.join("deconflict.sqlite")),
+            data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_name: "deconflict.local/log".to_owned(),
             limits: ServiceLimits::default(),

@@ -1,11 +1,12 @@
 //! Persistence: the rows one batch writes, loading the state at start, and
-//! the read queries. Every SQL statement of the service is here.
+//! the read queries. Every SQL statement of the service is here, written
+//! once for both backends in the portable subset `deconflict_store::Db`
+//! documents (numbered parameters, 64-bit integers, typed NULL checks).
 
 use deconflict_audit::{Hash, HashReader, NodeId};
 use deconflict_engine::{ActivityId, PartyId, ZoneId};
 use deconflict_geodesy::GeoBounds;
-use deconflict_store::rusqlite::{self, params, Connection, OptionalExtension};
-use deconflict_store::StoreError;
+use deconflict_store::{params, Db, Row as DbRow, StoreError, Value as SqlValue};
 use serde_json::Value;
 
 use crate::model::{finding_from_json, finding_to_json, ConflictRecord, ConflictState, Subject, Viewer};
@@ -79,22 +80,24 @@ fn sql_u64(value: u64) -> i64 {
 /// ends exactly where the batch's first leaf goes: the tree the driver
 /// appended to must be the tree on disk, so a batch built on top of one
 /// that failed can never commit.
-pub fn write_batch(conn: &Connection, first_index: u64, rows: &[Row]) -> Result<(), StoreError> {
-    let stored: i64 = conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves", [], |r| {
-        r.get(0)
-    })?;
+pub fn write_batch(db: &mut Db<'_>, first_index: u64, rows: &[Row]) -> Result<(), StoreError> {
+    let stored = db.query_one(
+        "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves",
+        params![],
+        |r| r.get_i64(0),
+    )?;
     if stored != sql_u64(first_index) {
         return Err(StoreError::Rejected(format!(
             "the log on disk has {stored} entries, the batch starts at {first_index}"
         )));
     }
     for row in rows {
-        write_row(conn, row)?;
+        write_row(db, row)?;
     }
     Ok(())
 }
 
-fn write_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
+fn write_row(db: &mut Db<'_>, row: &Row) -> Result<(), StoreError> {
     match row {
         Row::Party {
             id,
@@ -103,66 +106,68 @@ fn write_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
             token_hash,
             at_ms,
         } => {
-            conn.prepare_cached(
+            db.execute(
                 "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![sql_u64(id.0), name, kind, &token_hash[..], at_ms])?;
+                params![sql_u64(id.0), name, kind, &token_hash[..], *at_ms],
+            )?;
         }
         Row::Activity(a) => {
             let b = &a.bounds;
             if a.version == 1 {
-                conn.prepare_cached(
+                db.execute(
                     "INSERT INTO activities (id, party_id, version, feature, created_at_ms, updated_at_ms, \
                      sharing, start_ms, end_ms, west_deg, south_deg, east_deg, north_deg) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?
-                .execute(params![
-                    sql_u64(a.id.0),
-                    sql_u64(a.party.0),
-                    sql_u64(a.version),
-                    a.feature,
-                    a.at_ms,
-                    a.sharing,
-                    a.start_ms,
-                    a.end_ms,
-                    b.west_deg,
-                    b.south_deg,
-                    b.east_deg,
-                    b.north_deg
-                ])?;
+                    params![
+                        sql_u64(a.id.0),
+                        sql_u64(a.party.0),
+                        sql_u64(a.version),
+                        &a.feature,
+                        a.at_ms,
+                        a.sharing,
+                        a.start_ms,
+                        a.end_ms,
+                        b.west_deg,
+                        b.south_deg,
+                        b.east_deg,
+                        b.north_deg
+                    ],
+                )?;
             } else {
-                conn.prepare_cached(
+                db.execute(
                     "UPDATE activities SET version = ?2, feature = ?3, updated_at_ms = ?4, sharing = ?5, \
                      start_ms = ?6, end_ms = ?7, west_deg = ?8, south_deg = ?9, east_deg = ?10, north_deg = ?11 \
                      WHERE id = ?1",
-                )?
-                .execute(params![
-                    sql_u64(a.id.0),
-                    sql_u64(a.version),
-                    a.feature,
-                    a.at_ms,
-                    a.sharing,
-                    a.start_ms,
-                    a.end_ms,
-                    b.west_deg,
-                    b.south_deg,
-                    b.east_deg,
-                    b.north_deg
-                ])?;
+                    params![
+                        sql_u64(a.id.0),
+                        sql_u64(a.version),
+                        &a.feature,
+                        a.at_ms,
+                        a.sharing,
+                        a.start_ms,
+                        a.end_ms,
+                        b.west_deg,
+                        b.south_deg,
+                        b.east_deg,
+                        b.north_deg
+                    ],
+                )?;
             }
-            conn.prepare_cached(
+            db.execute(
                 "INSERT INTO activity_versions (activity_id, version, feature, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![sql_u64(a.id.0), sql_u64(a.version), a.feature, a.at_ms])?;
+                params![sql_u64(a.id.0), sql_u64(a.version), &a.feature, a.at_ms],
+            )?;
         }
         Row::ActivityCancel { id, version, at_ms } => {
-            conn.prepare_cached("UPDATE activities SET cancelled_at_ms = ?2, version = ?3 WHERE id = ?1")?
-                .execute(params![sql_u64(id.0), at_ms, sql_u64(*version)])?;
+            db.execute(
+                "UPDATE activities SET cancelled_at_ms = ?2, version = ?3 WHERE id = ?1",
+                params![sql_u64(id.0), *at_ms, sql_u64(*version)],
+            )?;
             // A cancellation is a version with no feature.
-            conn.prepare_cached(
+            db.execute(
                 "INSERT INTO activity_versions (activity_id, version, feature, at_ms) VALUES (?1, ?2, NULL, ?3)",
-            )?
-            .execute(params![sql_u64(id.0), sql_u64(*version), at_ms])?;
+                params![sql_u64(id.0), sql_u64(*version), *at_ms],
+            )?;
         }
         Row::Zone {
             id,
@@ -171,40 +176,47 @@ fn write_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
             feature,
             at_ms,
         } => {
-            conn.prepare_cached(
+            db.execute(
                 "INSERT INTO zones (id, party_id, kind, feature, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![sql_u64(id.0), sql_u64(party.0), kind, feature, at_ms])?;
+                params![sql_u64(id.0), sql_u64(party.0), kind, feature, *at_ms],
+            )?;
         }
-        Row::Conflict(c) => write_conflict(conn, c)?,
+        Row::Conflict(c) => write_conflict(db, c)?,
         Row::Leaf {
             index,
             bytes,
             hash,
             readers,
         } => {
-            conn.prepare_cached("INSERT INTO log_leaves (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)")?
-                .execute(params![sql_u64(*index), bytes, &hash.0[..]])?;
-            let mut reader =
-                conn.prepare_cached("INSERT INTO log_leaf_readers (idx, party_id) VALUES (?1, ?2)")?;
+            db.execute(
+                "INSERT INTO log_leaves (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)",
+                params![sql_u64(*index), bytes, &hash.0[..]],
+            )?;
             for party in readers {
-                reader.execute(params![sql_u64(*index), sql_u64(*party)])?;
+                db.execute(
+                    "INSERT INTO log_leaf_readers (idx, party_id) VALUES (?1, ?2)",
+                    params![sql_u64(*index), sql_u64(*party)],
+                )?;
             }
         }
         Row::Node { id, hash } => {
-            conn.prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?
-                .execute(params![id.level, sql_u64(id.index), &hash.0[..]])?;
+            db.execute(
+                "INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+                params![id.level, sql_u64(id.index), &hash.0[..]],
+            )?;
         }
         Row::Checkpoint { size, note, at_ms } => {
-            conn.prepare_cached("INSERT INTO log_checkpoints (size, note, at_ms) VALUES (?1, ?2, ?3)")?
-                .execute(params![sql_u64(*size), note, at_ms])?;
+            db.execute(
+                "INSERT INTO log_checkpoints (size, note, at_ms) VALUES (?1, ?2, ?3)",
+                params![sql_u64(*size), note, *at_ms],
+            )?;
         }
-        Row::Hotline(row) => crate::hotline::store::write(conn, row)?,
+        Row::Hotline(row) => crate::hotline::store::write(db, row)?,
     }
     Ok(())
 }
 
-fn write_conflict(conn: &Connection, c: &ConflictRecord) -> Result<(), StoreError> {
+fn write_conflict(db: &mut Db<'_>, c: &ConflictRecord) -> Result<(), StoreError> {
     let finding = finding_to_json(&c.finding).to_string();
     let common = (
         sql_u64(c.id),
@@ -232,40 +244,50 @@ fn write_conflict(conn: &Connection, c: &ConflictRecord) -> Result<(), StoreErro
          acked_b_at_ms = excluded.acked_b_at_ms, resolved_at_ms = excluded.resolved_at_ms, \
          resolution = excluded.resolution"
     );
-    conn.prepare_cached(&sql)?.execute(params![
-        common.0,
-        sql_u64(a),
-        sql_u64(b),
-        common.1,
-        common.2,
-        common.3,
-        common.4,
-        common.5,
-        common.6,
-        common.7,
-        common.8,
-        common.9,
-        common.10
-    ])?;
+    db.execute(
+        &sql,
+        params![
+            common.0,
+            sql_u64(a),
+            sql_u64(b),
+            common.1,
+            common.2,
+            common.3,
+            &common.4,
+            common.5,
+            common.6,
+            common.7,
+            common.8,
+            common.9,
+            common.10
+        ],
+    )?;
     Ok(())
 }
 
-/// Reads stored node hashes for proofs and the signer.
+/// Reads stored node hashes for proofs and the signer. (`HashReader`
+/// takes `&self`; a database connection reads through `&mut`.)
 #[derive(Debug)]
-pub struct NodeReader<'c>(pub &'c Connection);
+pub struct NodeReader<'d, 'c>(std::cell::RefCell<&'d mut Db<'c>>);
 
-impl HashReader for NodeReader<'_> {
-    type Error = rusqlite::Error;
+impl<'d, 'c> NodeReader<'d, 'c> {
+    pub fn new(db: &'d mut Db<'c>) -> Self {
+        NodeReader(std::cell::RefCell::new(db))
+    }
+}
+
+impl HashReader for NodeReader<'_, '_> {
+    type Error = StoreError;
 
     fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, Self::Error> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")?;
+        let mut db = self.0.borrow_mut();
         ids.iter()
             .map(|id| {
-                let blob: Option<Vec<u8>> = stmt
-                    .query_row(params![id.level, sql_u64(id.index)], |r| r.get(0))
-                    .optional()?;
+                let blob = db.query_opt(
+                    "SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2",
+                    params![id.level, sql_u64(id.index)],
+                    |r| r.get_blob(0),
+                )?;
                 Ok(blob.and_then(|b| Hash::from_slice(&b).ok()))
             })
             .collect()
@@ -308,8 +330,8 @@ pub struct Snapshot {
     pub last_checkpoint: Option<String>,
 }
 
-fn get_u64(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
-    row.get::<_, i64>(i).map(|v| v.max(0) as u64)
+fn get_u64(row: &DbRow<'_>, i: usize) -> Result<u64, StoreError> {
+    row.get_u64(i)
 }
 
 fn parse_json(text: &str) -> Result<Value, StoreError> {
@@ -318,98 +340,88 @@ fn parse_json(text: &str) -> Result<Value, StoreError> {
 
 /// Replaces party `id`'s token digest (rotation or revocation); false when
 /// there is no such party.
-pub fn set_token_hash(conn: &Connection, id: PartyId, token_hash: [u8; 32]) -> Result<bool, StoreError> {
-    let changed = conn.execute(
+pub fn set_token_hash(db: &mut Db<'_>, id: PartyId, token_hash: [u8; 32]) -> Result<bool, StoreError> {
+    let changed = db.execute(
         "UPDATE parties SET token_hash = ?1 WHERE id = ?2",
-        rusqlite::params![token_hash.to_vec(), sql_u64(id.0)],
+        params![&token_hash[..], sql_u64(id.0)],
     )?;
     Ok(changed == 1)
 }
 
 /// Every party that has not been revoked.
-pub fn parties(conn: &Connection) -> Result<Vec<PartyRow>, StoreError> {
-    let mut out = Vec::new();
-    let mut stmt = conn
-        .prepare("SELECT id, name, kind, token_hash FROM parties WHERE revoked_at_ms IS NULL ORDER BY id")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let hash: Vec<u8> = row.get(3)?;
-        out.push(PartyRow {
-            id: PartyId(get_u64(row, 0)?),
-            name: row.get(1)?,
-            kind: row.get(2)?,
-            token_hash: hash
-                .try_into()
-                .map_err(|_| StoreError::Rejected("a stored token hash is not 32 bytes".into()))?,
-        });
-    }
-    Ok(out)
+pub fn parties(db: &mut Db<'_>) -> Result<Vec<PartyRow>, StoreError> {
+    db.query_map(
+        "SELECT id, name, kind, token_hash FROM parties WHERE revoked_at_ms IS NULL ORDER BY id",
+        params![],
+        |row| {
+            Ok(PartyRow {
+                id: PartyId(get_u64(row, 0)?),
+                name: row.get_text(1)?,
+                kind: row.get_text(2)?,
+                token_hash: row
+                    .get_blob(3)?
+                    .try_into()
+                    .map_err(|_| StoreError::Rejected("a stored token hash is not 32 bytes".into()))?,
+            })
+        },
+    )
 }
 
-pub fn load(conn: &Connection, now_ms: i64) -> Result<Snapshot, StoreError> {
+fn max_id(db: &mut Db<'_>, sql: &str) -> Result<u64, StoreError> {
+    db.query_one(sql, params![], |r| get_u64(r, 0))
+}
+
+pub fn load(db: &mut Db<'_>, now_ms: i64) -> Result<Snapshot, StoreError> {
     let mut snap = Snapshot {
-        parties: parties(conn)?,
+        parties: parties(db)?,
         ..Snapshot::default()
     };
-    let mut stmt = conn.prepare(
+    snap.activities = db.query_map(
         "SELECT id, party_id, version, sharing, feature, end_ms FROM activities \
          WHERE cancelled_at_ms IS NULL AND (end_ms IS NULL OR end_ms > ?1) ORDER BY id",
+        params![now_ms],
+        |row| {
+            Ok(StoredActivity {
+                id: ActivityId(get_u64(row, 0)?),
+                party: PartyId(get_u64(row, 1)?),
+                version: get_u64(row, 2)?,
+                sharing: row.get_text(3)?,
+                feature: parse_json(&row.get_text(4)?)?,
+                end_ms: row.get_opt_i64(5)?,
+            })
+        },
     )?;
-    let mut rows = stmt.query([now_ms])?;
-    while let Some(row) = rows.next()? {
-        let feature: String = row.get(4)?;
-        snap.activities.push(StoredActivity {
-            id: ActivityId(get_u64(row, 0)?),
-            party: PartyId(get_u64(row, 1)?),
-            version: get_u64(row, 2)?,
-            sharing: row.get(3)?,
-            feature: parse_json(&feature)?,
-            end_ms: row.get(5)?,
-        });
-    }
-    let mut stmt =
-        conn.prepare("SELECT id, party_id, feature FROM zones WHERE cancelled_at_ms IS NULL ORDER BY id")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let feature: String = row.get(2)?;
-        snap.zones.push((
-            ZoneId(get_u64(row, 0)?),
-            PartyId(get_u64(row, 1)?),
-            parse_json(&feature)?,
-        ));
-    }
-    snap.live_conflicts = read_conflict_rows(conn, "WHERE c.state != 'resolved'", &[])?
+    snap.zones = db.query_map(
+        "SELECT id, party_id, feature FROM zones WHERE cancelled_at_ms IS NULL ORDER BY id",
+        params![],
+        |row| {
+            Ok((
+                ZoneId(get_u64(row, 0)?),
+                PartyId(get_u64(row, 1)?),
+                parse_json(&row.get_text(2)?)?,
+            ))
+        },
+    )?;
+    snap.live_conflicts = read_conflict_rows(db, "WHERE c.state != 'resolved'", params![])?
         .into_iter()
         .map(|(c, _)| c)
         .collect();
-    snap.max_activity_id = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM activities", [], |r| {
-        get_u64(r, 0)
-    })?;
-    snap.max_zone_id = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM zones", [], |r| get_u64(r, 0))?;
-    snap.max_conflict_id = conn.query_row(
-        "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM conflicts), (SELECT COALESCE(MAX(id), 0) FROM zone_conflicts))",
-        [],
-        |r| get_u64(r, 0),
-    )?;
-    snap.log_size = conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves", [], |r| {
-        get_u64(r, 0)
-    })?;
-    snap.last_checkpoint = conn
-        .query_row(
-            "SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    snap.max_activity_id = max_id(db, "SELECT COALESCE(MAX(id), 0) FROM activities")?;
+    snap.max_zone_id = max_id(db, "SELECT COALESCE(MAX(id), 0) FROM zones")?;
+    // The two kinds share one id sequence.
+    snap.max_conflict_id = max_id(db, "SELECT COALESCE(MAX(id), 0) FROM conflicts")?
+        .max(max_id(db, "SELECT COALESCE(MAX(id), 0) FROM zone_conflicts")?);
+    snap.log_size = max_id(db, "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves")?;
+    snap.last_checkpoint = latest_checkpoint(db)?;
     Ok(snap)
 }
 
 /// Conflicts of both kinds matching `filter` (a WHERE clause over alias
 /// `c`), each with whether its sides are shared in full.
 pub fn read_conflict_rows(
-    conn: &Connection,
+    db: &mut Db<'_>,
     filter: &str,
-    args: &[&dyn rusqlite::ToSql],
+    args: &[SqlValue<'_>],
 ) -> Result<Vec<(ConflictRecord, [bool; 2])>, StoreError> {
     let mut out = Vec::new();
     for zone in [false, true] {
@@ -417,7 +429,7 @@ pub fn read_conflict_rows(
             format!(
                 "SELECT c.id, c.activity_id, c.zone_id, c.party_a, c.party_b, c.state, c.finding, c.opened_at_ms, \
                  c.updated_at_ms, c.acked_a_at_ms, c.acked_b_at_ms, c.resolved_at_ms, c.resolution, \
-                 a.sharing = 'full', 1 \
+                 a.sharing = 'full', TRUE \
                  FROM zone_conflicts c JOIN activities a ON a.id = c.activity_id {filter} ORDER BY c.id"
             )
         } else {
@@ -429,9 +441,7 @@ pub fn read_conflict_rows(
                  {filter} ORDER BY c.id"
             )
         };
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(args)?;
-        while let Some(row) = rows.next()? {
+        let rows = db.query_map(&sql, args, |row| {
             let (x, y) = (get_u64(row, 1)?, get_u64(row, 2)?);
             let subject = if zone {
                 Subject::Zone {
@@ -441,8 +451,8 @@ pub fn read_conflict_rows(
             } else {
                 Subject::Pair([ActivityId(x), ActivityId(y)])
             };
-            let state: String = row.get(5)?;
-            let finding: String = row.get(6)?;
+            let state = row.get_text(5)?;
+            let finding = row.get_text(6)?;
             let record = ConflictRecord {
                 id: get_u64(row, 0)?,
                 subject,
@@ -452,14 +462,15 @@ pub fn read_conflict_rows(
                 state: ConflictState::parse(&state).ok_or_else(|| {
                     StoreError::Rejected(format!("unknown stored conflict state {state:?}"))
                 })?,
-                opened_at_ms: row.get(7)?,
-                updated_at_ms: row.get(8)?,
-                acked_ms: [row.get(9)?, row.get(10)?],
-                resolved_at_ms: row.get(11)?,
-                resolution: row.get(12)?,
+                opened_at_ms: row.get_i64(7)?,
+                updated_at_ms: row.get_i64(8)?,
+                acked_ms: [row.get_opt_i64(9)?, row.get_opt_i64(10)?],
+                resolved_at_ms: row.get_opt_i64(11)?,
+                resolution: row.get_opt_text(12)?,
             };
-            out.push((record, [row.get(13)?, row.get(14)?]));
-        }
+            Ok((record, [row.get_bool(13)?, row.get_bool(14)?]))
+        })?;
+        out.extend(rows);
     }
     out.sort_by_key(|(c, _)| c.id);
     Ok(out)
@@ -467,34 +478,35 @@ pub fn read_conflict_rows(
 
 /// The conflicts `viewer` may see, optionally in one state.
 pub fn conflicts_for(
-    conn: &Connection,
+    db: &mut Db<'_>,
     viewer: &Viewer,
     state: Option<ConflictState>,
 ) -> Result<Vec<(ConflictRecord, [bool; 2])>, StoreError> {
     let party = sql_u64(viewer.party.0);
-    let state = state.map(|s| s.as_str().to_owned());
     let mut clauses = Vec::new();
-    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    let mut args: Vec<SqlValue<'_>> = Vec::new();
     if !viewer.broker {
         clauses.push("(c.party_a = ?1 OR c.party_b = ?1)".to_owned());
-        args.push(&party);
+        args.push(SqlValue::Int(party));
     }
-    if let Some(state) = &state {
+    if let Some(state) = state {
         clauses.push(format!("c.state = ?{}", args.len() + 1));
-        args.push(state);
+        args.push(SqlValue::Text(state.as_str()));
     }
     let filter = if clauses.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
-    read_conflict_rows(conn, &filter, &args)
+    read_conflict_rows(db, &filter, &args)
 }
 
 /// One conflict by id (either kind).
-pub fn conflict_by_id(conn: &Connection, id: u64) -> Result<Option<(ConflictRecord, [bool; 2])>, StoreError> {
-    let id = sql_u64(id);
-    Ok(read_conflict_rows(conn, "WHERE c.id = ?1", &[&id])?
+pub fn conflict_by_id(db: &mut Db<'_>, id: u64) -> Result<Option<(ConflictRecord, [bool; 2])>, StoreError> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(None);
+    };
+    Ok(read_conflict_rows(db, "WHERE c.id = ?1", params![id])?
         .into_iter()
         .next())
 }
@@ -528,36 +540,26 @@ impl ActivityView {
     }
 }
 
-fn activity_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ActivityView, String)> {
-    Ok((
-        ActivityView {
-            id: ActivityId(get_u64(row, 0)?),
-            party: PartyId(get_u64(row, 1)?),
-            version: get_u64(row, 2)?,
-            sharing: row.get(3)?,
-            feature: Value::Null,
-        },
-        row.get(4)?,
-    ))
+fn activity_view(row: &DbRow<'_>) -> Result<ActivityView, StoreError> {
+    Ok(ActivityView {
+        id: ActivityId(get_u64(row, 0)?),
+        party: PartyId(get_u64(row, 1)?),
+        version: get_u64(row, 2)?,
+        sharing: row.get_text(3)?,
+        feature: parse_json(&row.get_text(4)?)?,
+    })
 }
 
 /// A live (not cancelled) activity.
-pub fn activity(conn: &Connection, id: u64) -> Result<Option<ActivityView>, StoreError> {
+pub fn activity(db: &mut Db<'_>, id: u64) -> Result<Option<ActivityView>, StoreError> {
     let Ok(id) = i64::try_from(id) else {
         return Ok(None);
     };
-    let found = conn
-        .prepare_cached(
-            "SELECT id, party_id, version, sharing, feature FROM activities WHERE id = ?1 AND cancelled_at_ms IS NULL",
-        )?
-        .query_row([id], activity_view)
-        .optional()?;
-    found
-        .map(|(mut view, feature)| {
-            view.feature = parse_json(&feature)?;
-            Ok(view)
-        })
-        .transpose()
+    db.query_opt(
+        "SELECT id, party_id, version, sharing, feature FROM activities WHERE id = ?1 AND cancelled_at_ms IS NULL",
+        params![id],
+        activity_view,
+    )
 }
 
 /// The filter of `GET /v1/activities`.
@@ -573,71 +575,68 @@ pub struct ActivityFilter {
 
 /// Live activities `viewer` may see that meet the filter, by id.
 pub fn list_activities(
-    conn: &Connection,
+    db: &mut Db<'_>,
     viewer: &Viewer,
     filter: &ActivityFilter,
 ) -> Result<Vec<ActivityView>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, party_id, version, sharing, feature, west_deg, south_deg, east_deg, north_deg FROM activities \
-         WHERE cancelled_at_ms IS NULL AND id > ?1 \
-         AND (?2 OR party_id = ?3 OR sharing = 'full') \
-         AND (?4 IS NULL OR end_ms IS NULL OR end_ms > ?4) AND (?5 IS NULL OR start_ms < ?5) \
-         AND (?6 IS NULL OR (south_deg <= ?7 AND north_deg >= ?6)) \
-         ORDER BY id",
-    )?;
     let (south, north) = filter
         .bbox
         .map_or((None, None), |b| (Some(b.south_deg), Some(b.north_deg)));
-    let mut rows = stmt.query(params![
-        sql_u64(filter.after),
-        viewer.broker,
-        sql_u64(viewer.party.0),
-        filter.from_ms,
-        filter.to_ms,
-        south,
-        north
-    ])?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        if out.len() >= filter.limit {
-            break;
-        }
-        if let Some(bbox) = &filter.bbox {
-            // Longitude is checked here: boxes may cross the antimeridian.
-            let own = GeoBounds {
-                west_deg: row.get(5)?,
-                south_deg: row.get(6)?,
-                east_deg: row.get(7)?,
-                north_deg: row.get(8)?,
-            };
-            if !own.intersects(bbox) {
-                continue;
+    db.query_each(
+        "SELECT id, party_id, version, sharing, feature, west_deg, south_deg, east_deg, north_deg FROM activities \
+         WHERE cancelled_at_ms IS NULL AND id > ?1 \
+         AND (?2 OR party_id = ?3 OR sharing = 'full') \
+         AND (CAST(?4 AS BIGINT) IS NULL OR end_ms IS NULL OR end_ms > ?4) \
+         AND (CAST(?5 AS BIGINT) IS NULL OR start_ms < ?5) \
+         AND (CAST(?6 AS DOUBLE PRECISION) IS NULL OR (south_deg <= ?7 AND north_deg >= ?6)) \
+         ORDER BY id",
+        params![
+            sql_u64(filter.after),
+            viewer.broker,
+            sql_u64(viewer.party.0),
+            filter.from_ms,
+            filter.to_ms,
+            south,
+            north
+        ],
+        |row| {
+            if out.len() >= filter.limit {
+                return Ok(false);
             }
-        }
-        let (mut view, feature) = activity_view(row)?;
-        view.feature = parse_json(&feature)?;
-        out.push(view);
-    }
+            if let Some(bbox) = &filter.bbox {
+                // Longitude is checked here: boxes may cross the antimeridian.
+                let own = GeoBounds {
+                    west_deg: row.get_f64(5)?,
+                    south_deg: row.get_f64(6)?,
+                    east_deg: row.get_f64(7)?,
+                    north_deg: row.get_f64(8)?,
+                };
+                if !own.intersects(bbox) {
+                    return Ok(true);
+                }
+            }
+            out.push(activity_view(row)?);
+            Ok(true)
+        },
+    )?;
     Ok(out)
 }
 
 /// Zones, all visible to every party.
-pub fn list_zones(conn: &Connection) -> Result<Vec<(ZoneId, PartyId, String, Value)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn list_zones(db: &mut Db<'_>) -> Result<Vec<(ZoneId, PartyId, String, Value)>, StoreError> {
+    db.query_map(
         "SELECT id, party_id, kind, feature FROM zones WHERE cancelled_at_ms IS NULL ORDER BY id",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let feature: String = row.get(3)?;
-        out.push((
-            ZoneId(get_u64(row, 0)?),
-            PartyId(get_u64(row, 1)?),
-            row.get(2)?,
-            parse_json(&feature)?,
-        ));
-    }
-    Ok(out)
+        params![],
+        |row| {
+            Ok((
+                ZoneId(get_u64(row, 0)?),
+                PartyId(get_u64(row, 1)?),
+                row.get_text(2)?,
+                parse_json(&row.get_text(3)?)?,
+            ))
+        },
+    )
 }
 
 /// A log entry as a reader may see it.
@@ -651,40 +650,30 @@ pub struct Entry {
 
 /// Entries `[from, to)`: full leaves of those `viewer` may read, hashes of
 /// the rest.
-pub fn entries(conn: &Connection, viewer: &Viewer, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn entries(db: &mut Db<'_>, viewer: &Viewer, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
+    db.query_map(
         "SELECT l.idx, l.leaf_hash, CASE WHEN ?3 OR EXISTS (SELECT 1 FROM log_leaf_readers r \
          WHERE r.idx = l.idx AND r.party_id IN (0, ?4)) THEN l.leaf END \
          FROM log_leaves l WHERE l.idx >= ?1 AND l.idx < ?2 ORDER BY l.idx",
-    )?;
-    let mut rows = stmt.query(params![
-        sql_u64(from),
-        sql_u64(to),
-        viewer.broker,
-        sql_u64(viewer.party.0)
-    ])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let hash: Vec<u8> = row.get(1)?;
-        out.push(Entry {
-            index: get_u64(row, 0)?,
-            leaf_hash: Hash::from_slice(&hash)
-                .map_err(|_| StoreError::Rejected("a stored leaf hash is malformed".into()))?,
-            leaf: row.get(2)?,
-        });
-    }
-    Ok(out)
+        params![sql_u64(from), sql_u64(to), viewer.broker, sql_u64(viewer.party.0)],
+        |row| {
+            Ok(Entry {
+                index: get_u64(row, 0)?,
+                leaf_hash: Hash::from_slice(&row.get_blob(1)?)
+                    .map_err(|_| StoreError::Rejected("a stored leaf hash is malformed".into()))?,
+                leaf: row.get_opt_blob(2)?,
+            })
+        },
+    )
 }
 
 /// The latest signed checkpoint.
-pub fn latest_checkpoint(conn: &Connection) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn latest_checkpoint(db: &mut Db<'_>) -> Result<Option<String>, StoreError> {
+    db.query_opt(
+        "SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+        params![],
+        |r| r.get_text(0),
+    )
 }
 
 /// Why the stored audit log cannot be served: its rows do not reproduce
@@ -715,31 +704,40 @@ pub enum LogDefect {
 ///
 /// The outer error is the database's; the inner one names the defect.
 pub fn rebuild_log(
-    conn: &Connection,
+    db: &mut Db<'_>,
     signed: Option<&deconflict_audit::Checkpoint>,
 ) -> Result<Result<deconflict_audit::Tree, LogDefect>, StoreError> {
     let mut tree = deconflict_audit::Tree::new();
-    let mut stmt = conn.prepare("SELECT idx, leaf, leaf_hash FROM log_leaves ORDER BY idx")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let index = get_u64(row, 0)?;
-        if index != tree.size() {
-            return Ok(Err(LogDefect::MissingLeaf {
-                expected: tree.size(),
-                found: index,
-            }));
-        }
-        let bytes: Vec<u8> = row.get(1)?;
-        let stored: Vec<u8> = row.get(2)?;
-        let Ok(stored) = Hash::from_slice(&stored) else {
-            return Ok(Err(LogDefect::MalformedLeafHash { index }));
-        };
-        let appended = tree
-            .append(&bytes)
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        if appended.leaf_hash != stored {
-            return Ok(Err(LogDefect::LeafBytes { index }));
-        }
+    let mut defect = None;
+    db.query_each(
+        "SELECT idx, leaf, leaf_hash FROM log_leaves ORDER BY idx",
+        params![],
+        |row| {
+            let index = get_u64(row, 0)?;
+            if index != tree.size() {
+                defect = Some(LogDefect::MissingLeaf {
+                    expected: tree.size(),
+                    found: index,
+                });
+                return Ok(false);
+            }
+            let bytes = row.get_blob(1)?;
+            let Ok(stored) = Hash::from_slice(&row.get_blob(2)?) else {
+                defect = Some(LogDefect::MalformedLeafHash { index });
+                return Ok(false);
+            };
+            let appended = tree
+                .append(&bytes)
+                .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            if appended.leaf_hash != stored {
+                defect = Some(LogDefect::LeafBytes { index });
+                return Ok(false);
+            }
+            Ok(true)
+        },
+    )?;
+    if let Some(defect) = defect {
+        return Ok(Err(defect));
     }
     let leaves = tree.size();
     match signed {
@@ -757,21 +755,19 @@ pub fn rebuild_log(
         Some(_) => {}
     }
     // The leaves hold; now the nodes proofs are served from.
-    let leaf_node: Option<u64> = conn
-        .query_row(
-            "SELECT l.idx FROM log_leaves l LEFT JOIN log_nodes n ON n.level = 0 AND n.idx = l.idx \
-             WHERE n.hash IS NOT l.leaf_hash ORDER BY l.idx LIMIT 1",
-            [],
-            |r| get_u64(r, 0),
-        )
-        .optional()?;
+    let leaf_node = db.query_opt(
+        "SELECT l.idx FROM log_leaves l LEFT JOIN log_nodes n ON n.level = 0 AND n.idx = l.idx \
+         WHERE n.hash IS DISTINCT FROM l.leaf_hash ORDER BY l.idx LIMIT 1",
+        params![],
+        |r| get_u64(r, 0),
+    )?;
     if let Some(index) = leaf_node {
         return Ok(Err(LogDefect::NodeMismatch {
             node: NodeId::leaf(index),
         }));
     }
     let ids = deconflict_audit::Tree::frontier_ids(leaves);
-    let stored = NodeReader(conn).node_hashes(&ids)?;
+    let stored = NodeReader::new(db).node_hashes(&ids)?;
     for ((id, stored), rebuilt) in ids.iter().zip(stored).zip(tree.frontier()) {
         if stored.as_ref() != Some(rebuilt) {
             return Ok(Err(LogDefect::NodeMismatch { node: *id }));
@@ -796,40 +792,43 @@ pub struct ActivityVersion {
 /// (`None` when more match). Another party's version is shown only when the
 /// activity is shared in full now and that version was too.
 pub fn activity_versions(
-    conn: &Connection,
+    db: &mut Db<'_>,
     viewer: &Viewer,
     to_ms: Option<i64>,
     limit: usize,
 ) -> Result<Option<Vec<ActivityVersion>>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let mut out = Vec::new();
+    let mut over_limit = false;
+    db.query_each(
         "SELECT v.activity_id, a.party_id, v.version, v.at_ms, v.feature \
          FROM activity_versions v JOIN activities a ON a.id = v.activity_id \
-         WHERE (?1 OR a.party_id = ?2 OR a.sharing = 'full') AND (?3 IS NULL OR v.at_ms < ?3) \
+         WHERE (?1 OR a.party_id = ?2 OR a.sharing = 'full') AND (CAST(?3 AS BIGINT) IS NULL OR v.at_ms < ?3) \
          ORDER BY v.activity_id, v.version",
+        params![viewer.broker, sql_u64(viewer.party.0), to_ms],
+        |row| {
+            let party = PartyId(get_u64(row, 1)?);
+            let feature = row.get_opt_text(4)?;
+            let feature = feature.as_deref().map(parse_json).transpose()?;
+            let own = viewer.broker || party == viewer.party;
+            let shared_then = feature
+                .as_ref()
+                .is_none_or(|f| f.pointer("/properties/sharing").and_then(Value::as_str) == Some("full"));
+            if !own && !shared_then {
+                return Ok(true);
+            }
+            if out.len() == limit {
+                over_limit = true;
+                return Ok(false);
+            }
+            out.push(ActivityVersion {
+                id: ActivityId(get_u64(row, 0)?),
+                party,
+                version: get_u64(row, 2)?,
+                at_ms: row.get_i64(3)?,
+                feature,
+            });
+            Ok(true)
+        },
     )?;
-    let mut rows = stmt.query(params![viewer.broker, sql_u64(viewer.party.0), to_ms])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let party = PartyId(get_u64(row, 1)?);
-        let feature: Option<String> = row.get(4)?;
-        let feature = feature.as_deref().map(parse_json).transpose()?;
-        let own = viewer.broker || party == viewer.party;
-        let shared_then = feature
-            .as_ref()
-            .is_none_or(|f| f.pointer("/properties/sharing").and_then(Value::as_str) == Some("full"));
-        if !own && !shared_then {
-            continue;
-        }
-        if out.len() == limit {
-            return Ok(None);
-        }
-        out.push(ActivityVersion {
-            id: ActivityId(get_u64(row, 0)?),
-            party,
-            version: get_u64(row, 2)?,
-            at_ms: row.get(3)?,
-            feature,
-        });
-    }
-    Ok(Some(out))
+    Ok((!over_limit).then_some(out))
 }

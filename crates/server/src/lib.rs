@@ -39,6 +39,7 @@ pub mod state;
 pub mod zones;
 
 pub use config::{ServerConfig, ServiceLimits};
+pub use deconflict_store::Database;
 pub use routes::app;
 pub use state::{AppState, OpenError, Opened};
 

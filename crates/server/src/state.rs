@@ -132,7 +132,7 @@ impl AppState {
         })?;
         let verifier = signer.verifier();
 
-        let store = Arc::new(Store::open(dir.join("deconflict.sqlite"), config.store.clone())?);
+        let store = Arc::new(Store::open_database(&config.database, config.store.clone())?);
         let directory = Directory::new(token_hash(&admin_token));
         for party in store.read(ledger::parties)? {
             directory.add(

@@ -359,7 +359,7 @@ fn same_answer(a: &Answer, b: &Answer, others_id: u64) -> bool {
         && a.body.replace(&others_id.to_string(), "{id}") == b.body.replace(&MISSING_ID.to_string(), "{id}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), |_| {}).await;
@@ -550,4 +550,5 @@ async fn the_generated_matrix_lets_no_one_in_and_leaks_nothing() {
     assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
     assert_eq!((cross_writes, leaks), (0, 0));
     s.stop().await;
+}
 }

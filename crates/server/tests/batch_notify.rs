@@ -10,7 +10,7 @@ use deconflict_audit::{verify_receipt, NoteVerifier, Receipt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn a_feature_collection_answers_each_feature_with_a_receipt_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |config| config.limits.max_pending_commands = 4).await;
@@ -83,4 +83,5 @@ async fn a_feature_collection_answers_each_feature_with_a_receipt_that_verifies(
         .unwrap()
         .contains("--max-pending-commands"));
     server.stop().await;
+}
 }

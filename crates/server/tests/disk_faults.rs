@@ -94,7 +94,7 @@ async fn until_rebuilt(s: &Server, token: &str, path: &str, body: Value) -> (Sta
     panic!("the service never took writes again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn a_failed_commit_is_refused_rolled_back_and_recovered_from() {
     let dir = tempfile::tempdir().unwrap();
     let faults = Faults::new();
@@ -210,8 +210,9 @@ async fn a_failed_commit_is_refused_rolled_back_and_recovered_from() {
     assert_grew(&s, &blue, &verifier, &before).await;
     s.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn a_full_disk_refuses_every_write_until_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
     let faults = Faults::new();
@@ -305,4 +306,5 @@ async fn a_full_disk_refuses_every_write_until_space_is_freed() {
         faults.commits_failed()
     );
     s.stop().await;
+}
 }

@@ -93,7 +93,7 @@ fn ids(features: &[&Value]) -> Vec<u64> {
     ids
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn geojson_export_holds_exactly_what_each_party_may_see() {
     let dir = tempfile::tempdir().unwrap();
     let w = world(dir.path(), 100).await;
@@ -164,6 +164,7 @@ async fn geojson_export_holds_exactly_what_each_party_may_see() {
 
     w.server.stop().await;
 }
+}
 
 /// Every element of a KML document, as `(path, text)` in order.
 fn kml_elements(kml: &str) -> Vec<(String, String)> {
@@ -193,7 +194,7 @@ fn kml_elements(kml: &str) -> Vec<(String, String)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn kml_export_is_kml_2_2_with_the_same_need_to_know() {
     let dir = tempfile::tempdir().unwrap();
     let w = world(dir.path(), 100).await;
@@ -245,8 +246,9 @@ async fn kml_export_is_kml_2_2_with_the_same_need_to_know() {
     }
     w.server.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn export_refuses_bad_queries_and_more_than_the_list_limit() {
     let dir = tempfile::tempdir().unwrap();
     let w = world(dir.path(), 2).await;
@@ -285,8 +287,9 @@ async fn export_refuses_bad_queries_and_more_than_the_list_limit() {
     assert!(openapi["paths"]["/v1/export"]["get"].is_object());
     w.server.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn history_replays_versions_and_conflicts_with_need_to_know() {
     let dir = tempfile::tempdir().unwrap();
     let w = world(dir.path(), 100).await;
@@ -386,4 +389,5 @@ async fn history_replays_versions_and_conflicts_with_need_to_know() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["errors"][0]["pointer"], "/query/to");
     w.server.stop().await;
+}
 }

@@ -134,7 +134,9 @@ struct Stored {
 
 fn load(store: &Store) -> Stored {
     store
-        .read(|conn| {
+        .read(|db| {
+            // The simulation's own tables, on SQLite only.
+            let conn = db.as_sqlite().expect("an SQLite store");
             let mut activities = BTreeMap::new();
             let mut statement = conn.prepare("SELECT id, party, version, feature FROM sim_activities")?;
             let mut rows = statement.query([])?;
@@ -304,9 +306,7 @@ impl Sim {
             },
         )
         .expect("the store opens");
-        store
-            .write(|conn| Ok(conn.execute_batch(SCHEMA)?))
-            .expect("the schema");
+        store.write(|db| db.execute_batch(SCHEMA)).expect("the schema");
         let mut hotline = Hotline::new(hotline_config()).expect("config");
         let mut rows = Vec::new();
         for party in 1..=PARTIES {
@@ -318,7 +318,7 @@ impl Sim {
             rows.push(Row::Hotline(record));
         }
         store
-            .write(move |conn| write_rows(conn, &rows))
+            .write(move |db| write_rows(db.as_sqlite().expect("an SQLite store"), &rows))
             .expect("the parties");
         let hub = Arc::new(Hub::new(4, QUEUE_LEN));
         let viewer = Viewer {
@@ -769,7 +769,9 @@ impl Sim {
         if fail_commit {
             self.faults.fail_next_commits(1);
         }
-        let written = self.store.write(move |conn| write_rows(conn, &rows));
+        let written = self
+            .store
+            .write(move |db| write_rows(db.as_sqlite().expect("an SQLite store"), &rows));
         match written {
             Ok(()) => {
                 self.tally.commits += 1;

@@ -112,7 +112,7 @@ fn pointer_of(body: &Value) -> &str {
     body["errors"][0]["pointer"].as_str().unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn a_message_is_delivered_over_sse_acknowledged_and_listed_for_those_concerned() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {}).await;
@@ -205,8 +205,9 @@ async fn a_message_is_delivered_over_sse_acknowledged_and_listed_for_those_conce
     }
     server.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn conflict_acknowledgements_reach_the_other_party_and_late_ones_are_overdue() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |config| config.hotline.conflict_ack_within_s = 1).await;
@@ -235,6 +236,7 @@ async fn conflict_acknowledgements_reach_the_other_party_and_late_ones_are_overd
     assert_eq!(overdue["conflict"], conflict);
     assert_ne!(overdue["party"], red);
     server.stop().await;
+}
 }
 
 /// What the loopback webhook receiver got: signature header and body.
@@ -281,7 +283,7 @@ fn fast_hotline(config: &mut ServerConfig) {
     config.hotline.webhook_timeout_s = 5;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn a_missed_flash_message_is_overdue_then_escalated_by_signed_webhooks_with_retries() {
     let (receiver_url, mut calls) = webhook_receiver().await;
     let dir = tempfile::tempdir().unwrap();
@@ -366,8 +368,9 @@ async fn a_missed_flash_message_is_overdue_then_escalated_by_signed_webhooks_wit
     assert_eq!(blue_events.next("message.acked").await["message"], id);
     server.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn a_deadline_that_passed_while_the_service_was_down_fires_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {}).await;
@@ -396,8 +399,9 @@ async fn a_deadline_that_passed_while_the_service_was_down_fires_at_start() {
     );
     server.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn bad_input_is_a_clear_4xx_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |config| config.hotline.limits.max_body_bytes = 64).await;
@@ -518,6 +522,7 @@ async fn bad_input_is_a_clear_4xx_naming_the_field() {
     assert_eq!(listed["incidents"], json!([]));
     server.stop().await;
 }
+}
 
 /// A message sent while the recipient has no stream is delivered when one
 /// opens, and `delivered_at` is that moment, not the send.
@@ -608,11 +613,11 @@ fn pytak_installed() -> bool {
     installed
 }
 
+on_both_backends! {
 /// The recipient's TAK client (pytak over TLS with the certificate the
 /// server's CA issued) gets a flash message sent while it was away as soon
 /// as it connects, then every repeat until the message is acknowledged,
 /// and nothing after.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged() {
     if !pytak_installed() {
         return;
@@ -743,4 +748,5 @@ async fn a_flash_message_repeats_to_the_recipients_tak_client_until_acknowledged
     let _ = child.wait();
     listener.shutdown().await;
     server.stop().await;
+}
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 const BAD: &str = "dcf_not-a-real-token";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn every_endpoint_answers_401_403_404_or_2xx_and_leaks_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), |_| {}).await;
@@ -233,13 +233,14 @@ async fn every_endpoint_answers_401_403_404_or_2xx_and_leaks_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND, "cancelled");
     s.stop().await;
 }
+}
 
 async fn log_size(s: &common::Server, token: &str) -> u64 {
     let (_, note) = s.call(Method::GET, "/v1/log/checkpoint", Some(token), None).await;
     note.as_str().unwrap().lines().nth(1).unwrap().parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn bad_input_is_a_named_4xx_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), |config| {
@@ -409,8 +410,9 @@ async fn bad_input_is_a_named_4xx_and_writes_nothing() {
         .contains("--max-activities-per-party"));
     s.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn the_rate_and_subscriber_limits_answer_429_and_503() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), |config| {
@@ -446,4 +448,5 @@ async fn the_rate_and_subscriber_limits_answer_429_and_503() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()["retry-after"], "2");
     s.stop().await;
+}
 }

@@ -17,7 +17,7 @@ async fn ends_within(mut response: reqwest::Response, limit: Duration) -> bool {
         .is_ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn a_rotated_or_revoked_token_is_refused_at_once_and_its_streams_end() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {}).await;
@@ -106,4 +106,5 @@ async fn a_rotated_or_revoked_token_is_refused_at_once_and_its_streams_end() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     server.stop().await;
+}
 }

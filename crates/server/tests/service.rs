@@ -9,7 +9,7 @@ use deconflict_audit::{verify_receipt, NoteVerifier, Receipt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn notify_conflict_receipt_need_to_know_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {}).await;
@@ -189,6 +189,7 @@ async fn notify_conflict_receipt_need_to_know_and_restart() {
         .collect();
     deconflict_audit::verify_growth(&old, &latest, &proof, &verifier).unwrap();
     server.stop().await;
+}
 }
 
 /// What each party sees: its activities and conflicts.

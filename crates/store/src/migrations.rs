@@ -1,12 +1,18 @@
-//! Versioned schema migrations. The version lives in SQLite's `user_version`;
-//! each migration runs in its own transaction with the version bump, so a
-//! crash leaves the schema at one version or the next, never between.
+//! Versioned schema migrations, one list per backend with the same version
+//! numbers: `SQLITE_MIGRATIONS[i]` and `POSTGRES_MIGRATIONS[i]` both take
+//! the schema from version `i` to `i + 1`, to the same tables and columns in
+//! each database's types (`INTEGER`/`BLOB`/`REAL` on SQLite, `BIGINT`/
+//! `BYTEA`/`DOUBLE PRECISION` on PostgreSQL). SQLite keeps the version in
+//! `user_version`, PostgreSQL in the one-row table `schema_version`. Each
+//! migration runs in its own transaction with the version bump, so a crash
+//! leaves the schema at one version or the next, never between.
 
-use rusqlite::Connection;
+use crate::db::Db;
+use crate::{params, Backend, StoreError};
 
-/// The migrations, in order; `MIGRATIONS[i]` takes the schema from version
+/// SQLite's migrations, in order; `SQLITE_MIGRATIONS[i]` takes the schema from version
 /// `i` to `i + 1`. Never edit a released migration: add one.
-pub const MIGRATIONS: &[&str] = &[
+pub const SQLITE_MIGRATIONS: &[&str] = &[
     // 1: parties, activities with their history, zones, conflicts, the audit log.
     r#"
     CREATE TABLE parties (
@@ -153,26 +159,227 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// PostgreSQL's migrations: the same schema as [`SQLITE_MIGRATIONS`],
+/// version for version, in SQL that CockroachDB also runs (no `SERIAL`, no
+/// PostgreSQL-only types; the JSON documents are `TEXT` so that the bytes
+/// the service normalised are the bytes it serves).
+pub const POSTGRES_MIGRATIONS: &[&str] = &[
+    // 1
+    r#"
+    CREATE TABLE parties (
+        id BIGINT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('military', 'humanitarian', 'civil', 'broker')),
+        token_hash BYTEA NOT NULL UNIQUE,
+        created_at_ms BIGINT NOT NULL,
+        revoked_at_ms BIGINT
+    );
+
+    CREATE TABLE activities (
+        id BIGINT PRIMARY KEY,
+        party_id BIGINT NOT NULL REFERENCES parties (id),
+        version BIGINT NOT NULL CHECK (version >= 1),
+        feature TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        cancelled_at_ms BIGINT
+    );
+    CREATE INDEX activities_party ON activities (party_id);
+
+    CREATE TABLE activity_versions (
+        activity_id BIGINT NOT NULL REFERENCES activities (id),
+        version BIGINT NOT NULL,
+        feature TEXT,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (activity_id, version)
+    );
+
+    CREATE TABLE zones (
+        id BIGINT PRIMARY KEY,
+        party_id BIGINT NOT NULL REFERENCES parties (id),
+        kind TEXT NOT NULL CHECK (kind IN ('exclusion', 'demarcation', 'protected')),
+        feature TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        cancelled_at_ms BIGINT
+    );
+
+    CREATE TABLE conflicts (
+        id BIGINT PRIMARY KEY,
+        activity_a BIGINT NOT NULL,
+        activity_b BIGINT NOT NULL CHECK (activity_a < activity_b),
+        party_a BIGINT NOT NULL REFERENCES parties (id),
+        party_b BIGINT NOT NULL REFERENCES parties (id),
+        state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+        finding TEXT NOT NULL,
+        opened_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        acked_a_at_ms BIGINT,
+        acked_b_at_ms BIGINT,
+        resolved_at_ms BIGINT,
+        resolution TEXT
+    );
+    CREATE UNIQUE INDEX conflicts_live_pair ON conflicts (activity_a, activity_b) WHERE state != 'resolved';
+    CREATE INDEX conflicts_party_a ON conflicts (party_a, state);
+    CREATE INDEX conflicts_party_b ON conflicts (party_b, state);
+
+    CREATE TABLE log_leaves (
+        idx BIGINT PRIMARY KEY,
+        leaf BYTEA NOT NULL,
+        leaf_hash BYTEA NOT NULL
+    );
+    CREATE TABLE log_nodes (
+        level BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        hash BYTEA NOT NULL,
+        PRIMARY KEY (level, idx)
+    );
+    CREATE TABLE log_checkpoints (
+        size BIGINT PRIMARY KEY,
+        note TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+    );
+    "#,
+    // 2
+    r#"
+    ALTER TABLE activities ADD COLUMN sharing TEXT NOT NULL DEFAULT 'need_to_know'
+        CHECK (sharing IN ('need_to_know', 'full'));
+    ALTER TABLE activities ADD COLUMN start_ms BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE activities ADD COLUMN end_ms BIGINT;
+    ALTER TABLE activities ADD COLUMN west_deg DOUBLE PRECISION NOT NULL DEFAULT -180;
+    ALTER TABLE activities ADD COLUMN south_deg DOUBLE PRECISION NOT NULL DEFAULT -90;
+    ALTER TABLE activities ADD COLUMN east_deg DOUBLE PRECISION NOT NULL DEFAULT 180;
+    ALTER TABLE activities ADD COLUMN north_deg DOUBLE PRECISION NOT NULL DEFAULT 90;
+    CREATE INDEX activities_live_window ON activities (start_ms, end_ms) WHERE cancelled_at_ms IS NULL;
+
+    CREATE TABLE zone_conflicts (
+        id BIGINT PRIMARY KEY,
+        activity_id BIGINT NOT NULL REFERENCES activities (id),
+        zone_id BIGINT NOT NULL REFERENCES zones (id),
+        party_a BIGINT NOT NULL REFERENCES parties (id),
+        party_b BIGINT NOT NULL REFERENCES parties (id),
+        state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+        finding TEXT NOT NULL,
+        opened_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        acked_a_at_ms BIGINT,
+        acked_b_at_ms BIGINT,
+        resolved_at_ms BIGINT,
+        resolution TEXT
+    );
+    CREATE UNIQUE INDEX zone_conflicts_live_pair ON zone_conflicts (activity_id, zone_id) WHERE state != 'resolved';
+    CREATE INDEX zone_conflicts_party_a ON zone_conflicts (party_a, state);
+    CREATE INDEX zone_conflicts_party_b ON zone_conflicts (party_b, state);
+
+    CREATE TABLE log_leaf_readers (
+        idx BIGINT NOT NULL REFERENCES log_leaves (idx),
+        party_id BIGINT NOT NULL,
+        PRIMARY KEY (idx, party_id)
+    );
+    "#,
+    // 3
+    r#"
+    CREATE TABLE hotline_records (
+        key TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('party', 'message', 'conflict', 'escalation', 'incident')),
+        party_from BIGINT,
+        party_to BIGINT,
+        record TEXT NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX hotline_records_from ON hotline_records (kind, party_from);
+    CREATE INDEX hotline_records_to ON hotline_records (kind, party_to);
+    "#,
+];
+
+/// The migrations of `backend`.
+pub fn migrations(backend: Backend) -> &'static [&'static str] {
+    match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    }
+}
+
+/// The version table on PostgreSQL; creating it is idempotent, so two
+/// processes starting at once both succeed.
+const POSTGRES_VERSION_TABLE: &str = "
+    CREATE TABLE IF NOT EXISTS schema_version (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL
+    );
+    INSERT INTO schema_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+";
+
 /// The schema version of an open database.
-pub fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
-    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+pub fn schema_version(db: &mut Db<'_>) -> Result<u32, StoreError> {
+    let version = match db.backend() {
+        Backend::Sqlite => db.query_one("PRAGMA user_version", params![], |r| r.get_i64(0))?,
+        Backend::Postgres => db
+            .query_opt(
+                "SELECT version FROM schema_version WHERE id = 1",
+                params![],
+                |r| r.get_i64(0),
+            )?
+            .unwrap_or(0),
+    };
+    Ok(version.max(0) as u32)
 }
 
 /// Brings the schema up to date. Refuses a database newer than this build,
 /// which would otherwise be silently misread.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), crate::StoreError> {
-    let current = schema_version(conn)? as usize;
-    if current > MIGRATIONS.len() {
-        return Err(crate::StoreError::SchemaTooNew {
+pub(crate) fn migrate(db: &mut Db<'_>) -> Result<(), StoreError> {
+    let list = migrations(db.backend());
+    if db.backend() == Backend::Postgres {
+        db.execute_batch(POSTGRES_VERSION_TABLE)?;
+    }
+    let current = schema_version(db)? as usize;
+    if current > list.len() {
+        return Err(StoreError::SchemaTooNew {
             found: current as u32,
-            known: MIGRATIONS.len() as u32,
+            known: list.len() as u32,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
-        tx.commit()?;
+    for (i, sql) in list.iter().enumerate().skip(current) {
+        let version = (i + 1) as i64;
+        match db.backend() {
+            Backend::Sqlite => {
+                db.execute_batch("BEGIN IMMEDIATE")?;
+                let applied = db
+                    .execute_batch(sql)
+                    .and_then(|()| db.execute_batch(&format!("PRAGMA user_version = {version}")))
+                    .and_then(|()| db.execute_batch("COMMIT"));
+                if let Err(error) = applied {
+                    let _ = db.execute_batch("ROLLBACK");
+                    return Err(error);
+                }
+            }
+            Backend::Postgres => {
+                // The row lock orders concurrent starters: the second one
+                // waits, then sees the new version and skips.
+                db.execute_batch("BEGIN ISOLATION LEVEL SERIALIZABLE")?;
+                let applied = db
+                    .query_one(
+                        "SELECT version FROM schema_version WHERE id = 1 FOR UPDATE",
+                        params![],
+                        |r| r.get_i64(0),
+                    )
+                    .and_then(|found| {
+                        if found >= version {
+                            return Ok(());
+                        }
+                        db.execute_batch(sql)?;
+                        db.execute(
+                            "UPDATE schema_version SET version = ?1 WHERE id = 1",
+                            params![version],
+                        )?;
+                        Ok(())
+                    })
+                    .and_then(|()| db.execute_batch("COMMIT"));
+                if let Err(error) = applied {
+                    let _ = db.execute_batch("ROLLBACK");
+                    return Err(error);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -180,11 +387,17 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), crate::StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
+
+    #[test]
+    fn both_backends_have_the_same_versions() {
+        assert_eq!(SQLITE_MIGRATIONS.len(), POSTGRES_MIGRATIONS.len());
+    }
 
     #[test]
     fn a_version_1_database_with_data_migrates_to_the_latest() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SQLITE_MIGRATIONS[0]).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute_batch(
             "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) VALUES (1, 'blue', 'military', x'00', 0);
@@ -192,8 +405,9 @@ mod tests {
              VALUES (1, 1, 1, '{}', 0, 0);",
         )
         .unwrap();
-        migrate(&mut conn).unwrap();
-        assert_eq!(schema_version(&conn).unwrap() as usize, MIGRATIONS.len());
+        let mut db = Db::sqlite(&conn);
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
         // Rows written before the migration read with the new columns'
         // defaults: need-to-know, and a box that covers everything.
         let (sharing, west): (String, f64) = conn
@@ -203,7 +417,7 @@ mod tests {
             .unwrap();
         assert_eq!((sharing.as_str(), west), ("need_to_know", -180.0));
         // Migrating again changes nothing.
-        migrate(&mut conn).unwrap();
-        assert_eq!(schema_version(&conn).unwrap() as usize, MIGRATIONS.len());
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
     }
 }

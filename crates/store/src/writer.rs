@@ -1,4 +1,5 @@
-//! The store handle: one writer thread with group commit, a pool of readers.
+//! The store handle: one writer thread with group commit, a pool of readers,
+//! on SQLite or PostgreSQL.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -7,9 +8,40 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
+use crate::db::{Backend, Db, PgConn};
 use crate::migrations::migrate;
+
+/// Where the data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file (created at first start).
+    Sqlite(PathBuf),
+    /// A PostgreSQL (or CockroachDB) connection string, URL
+    /// (`postgres://user@127.0.0.1:5432/db`) or `key=value` form. No TLS:
+    /// see [`Store::open_database`].
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    /// The connection string may hold a password: it is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(_) => f.write_str("Postgres(<connection string>)"),
+        }
+    }
+}
+
+impl Database {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Database::Sqlite(_) => Backend::Sqlite,
+            Database::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
 
 /// Limits of the store, each explicit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +53,7 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Read connections kept open.
     pub readers: usize,
-    /// How long a reader waits for a lock before giving up.
+    /// How long a reader waits for a lock before giving up (SQLite).
     pub busy_timeout_ms: u64,
     /// Injected commit failures, for the fault tests only: the field does
     /// not exist unless the `fault-injection` feature is on, so no
@@ -48,6 +80,8 @@ impl Default for StoreConfig {
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] postgres::Error),
     #[error("{limit} writes are already waiting; try again shortly")]
     Overloaded { limit: usize },
     #[error("the store is closed")]
@@ -77,6 +111,7 @@ impl StoreError {
         match self {
             StoreError::DiskFull(_) => true,
             StoreError::Sqlite(error) => error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::Postgres(error) => error.code() == Some(&postgres::error::SqlState::DISK_FULL),
             _ => false,
         }
     }
@@ -90,9 +125,9 @@ pub(crate) struct CommitFailure {
 }
 
 impl CommitFailure {
-    fn of(error: &rusqlite::Error) -> Self {
+    fn of(error: &StoreError) -> Self {
         CommitFailure {
-            disk_full: error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            disk_full: error.is_disk_full(),
             reason: error.to_string(),
         }
     }
@@ -111,17 +146,24 @@ impl CommitFailure {
 type Completion = Box<dyn FnOnce(Option<&CommitFailure>) + Send>;
 /// A queued write: runs inside the batch's transaction (or is told the batch
 /// could not start) and returns how to answer its caller.
-type Job = Box<dyn for<'c> FnOnce(Result<&mut Transaction<'c>, &CommitFailure>) -> Completion + Send>;
+type Job = Box<dyn for<'d, 'c> FnOnce(Result<&'d mut Db<'c>, &CommitFailure>) -> Completion + Send>;
+
+/// The read connections kept open, of the store's backend.
+#[derive(Debug)]
+enum Readers {
+    Sqlite(Vec<Connection>),
+    Postgres(Vec<PgConn>),
+}
 
 /// The database handle. Cheap to share behind an `Arc`; every method blocks
 /// the calling thread, so async callers use `spawn_blocking`.
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
+    database: Database,
     config: StoreConfig,
     jobs: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Readers>,
 }
 
 fn open_connection(path: &Path, flags: OpenFlags, busy_timeout_ms: u64) -> Result<Connection, StoreError> {
@@ -131,27 +173,106 @@ fn open_connection(path: &Path, flags: OpenFlags, busy_timeout_ms: u64) -> Resul
     Ok(conn)
 }
 
-impl Store {
-    /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let mut conn = open_connection(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            config.busy_timeout_ms,
-        )?;
-        // WAL lets readers proceed during writes; FULL syncs the WAL at every
-        // commit, which is what makes a 2xx mean "on disk".
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::CommitFailed(format!(
-                "cannot enable WAL (journal mode {mode})"
-            )));
+/// The writer's connection.
+enum WriterConn {
+    Sqlite(Connection),
+    /// Reconnected at the next batch when the server closed it (a restart
+    /// of the database): every batch until then fails, none is lost.
+    Postgres {
+        url: String,
+        conn: Option<PgConn>,
+    },
+}
+
+impl WriterConn {
+    /// Starts the batch's transaction: `BEGIN IMMEDIATE` on SQLite (the
+    /// write lock now, not at the first write), SERIALIZABLE on PostgreSQL
+    /// (CockroachDB's only level, and PostgreSQL's strictest).
+    fn begin(&mut self) -> Result<Db<'_>, StoreError> {
+        match self {
+            WriterConn::Sqlite(conn) => {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                Ok(Db::sqlite(conn))
+            }
+            WriterConn::Postgres { url, conn } => {
+                if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+                    *conn = None;
+                    *conn = Some(PgConn::connect(url)?);
+                }
+                let Some(pg) = conn.as_mut() else {
+                    return Err(StoreError::Closed);
+                };
+                pg.client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")?;
+                Ok(Db::postgres(pg))
+            }
         }
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        migrate(&mut conn)?;
+    }
+}
+
+/// Ends the batch's transaction: commits it, or rolls it back (`failure`
+/// says why) and reports that nothing of it was written.
+fn finish(db: &mut Db<'_>, failure: Option<CommitFailure>) -> Option<CommitFailure> {
+    let failure = failure.or_else(|| db.execute_batch("COMMIT").err().map(|e| CommitFailure::of(&e)));
+    if failure.is_some() {
+        // After a failed COMMIT SQLite may still hold the transaction open;
+        // PostgreSQL has ended it already (and ignores this).
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    failure
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and
+    /// migrates it.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        Store::open_database(&Database::Sqlite(path.as_ref().to_path_buf()), config)
+    }
+
+    /// Opens `database` and migrates it.
+    ///
+    /// PostgreSQL is reached with the synchronous `postgres` crate
+    /// (rust-postgres) rather than `sqlx`: the store is thread-based (one
+    /// writer thread, blocking readers under `spawn_blocking`), so a
+    /// blocking client fits it without a second async runtime inside the
+    /// store, and its statements are plain SQL strings like rusqlite's,
+    /// which keeps one SQL text for both backends. There is no TLS: the
+    /// database is expected on the same host (loopback or a Unix socket).
+    pub fn open_database(database: &Database, config: StoreConfig) -> Result<Store, StoreError> {
+        let writer_conn = match database {
+            Database::Sqlite(path) => {
+                let conn = open_connection(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | OpenFlags::SQLITE_OPEN_CREATE
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    config.busy_timeout_ms,
+                )?;
+                // WAL lets readers proceed during writes; FULL syncs the WAL
+                // at every commit, which is what makes a 2xx mean "on disk".
+                let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(StoreError::CommitFailed(format!(
+                        "cannot enable WAL (journal mode {mode})"
+                    )));
+                }
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                migrate(&mut Db::sqlite(&conn))?;
+                WriterConn::Sqlite(conn)
+            }
+            Database::Postgres(url) => {
+                let mut conn = PgConn::connect(url)?;
+                // A commit returns once its WAL record is flushed (the
+                // server's `fsync` must be on too): a 2xx means durable,
+                // as on SQLite. Set per session so that a server default
+                // of `off` cannot weaken it.
+                conn.client.batch_execute("SET synchronous_commit = on")?;
+                migrate(&mut Db::postgres(&mut conn))?;
+                WriterConn::Postgres {
+                    url: url.clone(),
+                    conn: Some(conn),
+                }
+            }
+        };
 
         let (jobs, queue) = mpsc::sync_channel::<Job>(config.max_pending_writes);
         let max_batch = config.max_batch.max(1);
@@ -161,22 +282,30 @@ impl Store {
         let faults = None;
         let writer = std::thread::Builder::new()
             .name("deconflict-store-writer".into())
-            .spawn(move || write_loop(conn, queue, max_batch, faults))
+            .spawn(move || write_loop(writer_conn, queue, max_batch, faults))
             .map_err(|source| StoreError::Io {
-                path: path.clone(),
+                path: PathBuf::from("deconflict-store-writer"),
                 source,
             })?;
+        let readers = match database.backend() {
+            Backend::Sqlite => Readers::Sqlite(Vec::new()),
+            Backend::Postgres => Readers::Postgres(Vec::new()),
+        };
         Ok(Store {
-            path,
+            database: database.clone(),
             config,
             jobs: Some(jobs),
             writer: Some(writer),
-            readers: Mutex::new(Vec::new()),
+            readers: Mutex::new(readers),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.database.backend()
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -189,12 +318,12 @@ impl Store {
     pub fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Db<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel::<Result<T, StoreError>>(1);
-        let job: Job = Box::new(move |tx| {
-            let outcome = match tx {
-                Ok(tx) => run_in_savepoint(tx, write),
+        let job: Job = Box::new(move |db| {
+            let outcome = match db {
+                Ok(db) => run_in_savepoint(db, write),
                 Err(failure) => Err(failure.to_error()),
             };
             Box::new(move |commit_failure: Option<&CommitFailure>| {
@@ -217,26 +346,76 @@ impl Store {
         answer.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `read` on a read-only connection. Sees every write that was
+    /// Runs `read` on a read connection, in one read transaction: its
+    /// queries see one snapshot, which holds every write that was
     /// acknowledged before the call.
-    pub fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let pooled = self.readers.lock().map_err(|_| StoreError::Closed)?.pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_connection(
-                &self.path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                self.config.busy_timeout_ms,
-            )?,
-        };
-        let result = read(&conn);
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < self.config.readers {
-                pool.push(conn);
+    pub fn read<T>(&self, read: impl FnOnce(&mut Db<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match &self.database {
+            Database::Sqlite(path) => {
+                let pooled = match &mut *self.readers.lock().map_err(|_| StoreError::Closed)? {
+                    Readers::Sqlite(pool) => pool.pop(),
+                    Readers::Postgres(_) => None,
+                };
+                let conn = match pooled {
+                    Some(conn) => conn,
+                    None => open_connection(
+                        path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        self.config.busy_timeout_ms,
+                    )?,
+                };
+                let result = read_transaction(&mut Db::sqlite(&conn), "BEGIN", read);
+                if let Ok(mut readers) = self.readers.lock() {
+                    if let Readers::Sqlite(pool) = &mut *readers {
+                        if pool.len() < self.config.readers {
+                            pool.push(conn);
+                        }
+                    }
+                }
+                result
+            }
+            Database::Postgres(url) => {
+                let pooled = match &mut *self.readers.lock().map_err(|_| StoreError::Closed)? {
+                    Readers::Postgres(pool) => pool.pop(),
+                    Readers::Sqlite(_) => None,
+                };
+                let mut conn = match pooled {
+                    Some(conn) if !conn.client.is_closed() => conn,
+                    _ => PgConn::connect(url)?,
+                };
+                let result = read_transaction(
+                    &mut Db::postgres(&mut conn),
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                    read,
+                );
+                if conn.client.is_closed() {
+                    return result;
+                }
+                if let Ok(mut readers) = self.readers.lock() {
+                    if let Readers::Postgres(pool) = &mut *readers {
+                        if pool.len() < self.config.readers {
+                            pool.push(conn);
+                        }
+                    }
+                }
+                result
             }
         }
-        result
     }
+}
+
+fn read_transaction<T>(
+    db: &mut Db<'_>,
+    begin: &str,
+    read: impl FnOnce(&mut Db<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    db.execute_batch(begin)?;
+    let result = read(db);
+    // Nothing was written: ending the transaction either way is the same.
+    let end = db.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    let value = result?;
+    end?;
+    Ok(value)
 }
 
 impl Drop for Store {
@@ -250,21 +429,30 @@ impl Drop for Store {
 }
 
 fn run_in_savepoint<T>(
-    tx: &mut Transaction<'_>,
-    write: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    db: &mut Db<'_>,
+    write: impl FnOnce(&mut Db<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let savepoint = tx.savepoint()?;
+    if let Err(error) = db.execute_batch("SAVEPOINT write") {
+        db.poisoned = true;
+        return Err(error);
+    }
     // A panicking write must not take the writer thread (and every later
     // write) down with it; its savepoint rolls back like any failure.
     let outcome =
-        catch_unwind(AssertUnwindSafe(|| write(&savepoint))).unwrap_or(Err(StoreError::WritePanicked));
-    match outcome {
-        Ok(value) => {
-            savepoint.commit()?;
-            Ok(value)
-        }
-        Err(error) => Err(error), // dropping the savepoint rolls it back
+        catch_unwind(AssertUnwindSafe(|| write(&mut *db))).unwrap_or(Err(StoreError::WritePanicked));
+    let close = if outcome.is_ok() {
+        "RELEASE SAVEPOINT write"
+    } else {
+        "ROLLBACK TO SAVEPOINT write; RELEASE SAVEPOINT write"
+    };
+    if let Err(error) = db.execute_batch(close) {
+        // The transaction is in a state we cannot vouch for (a write that
+        // swallowed a PostgreSQL error leaves it aborted): the whole batch
+        // is rolled back.
+        db.poisoned = true;
+        return Err(outcome.err().unwrap_or(error));
     }
+    outcome
 }
 
 #[cfg(not(feature = "fault-injection"))]
@@ -285,7 +473,7 @@ fn injected_failure(_: &MaybeFaults) -> Option<CommitFailure> {
     None
 }
 
-fn write_loop(mut conn: Connection, queue: Receiver<Job>, max_batch: usize, faults: MaybeFaults) {
+fn write_loop(mut conn: WriterConn, queue: Receiver<Job>, max_batch: usize, faults: MaybeFaults) {
     while let Ok(first) = queue.recv() {
         // Everything that queued while the last commit was syncing goes into
         // this one: that is the group commit.
@@ -297,17 +485,22 @@ fn write_loop(mut conn: Connection, queue: Receiver<Job>, max_batch: usize, faul
             }
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
-        let failure = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(mut tx) => {
+        let failure = match conn.begin() {
+            Ok(mut db) => {
                 for job in batch {
-                    completions.push(job(Ok(&mut tx)));
+                    completions.push(job(Ok(&mut db)));
                 }
-                match injected_failure(&faults) {
-                    // Dropping the transaction rolls it back, as SQLite
+                let failure = if db.poisoned {
+                    Some(CommitFailure {
+                        disk_full: false,
+                        reason: "a write left the transaction in an unknown state".into(),
+                    })
+                } else {
+                    // A rollback instead of the commit, as the database
                     // does when the commit's write or fsync fails.
-                    Some(failure) => Some(failure),
-                    None => tx.commit().err().map(|error| CommitFailure::of(&error)),
-                }
+                    injected_failure(&faults)
+                };
+                finish(&mut db, failure)
             }
             Err(error) => {
                 let failure = CommitFailure::of(&error);
@@ -326,23 +519,21 @@ fn write_loop(mut conn: Connection, queue: Receiver<Job>, max_batch: usize, faul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params;
     use std::sync::Arc;
 
     fn store(config: StoreConfig) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("db.sqlite"), config).unwrap();
         store
-            .write(|conn| {
-                conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
-                Ok(())
-            })
+            .write(|db| db.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
             .unwrap();
         (dir, store)
     }
 
     fn count(store: &Store) -> i64 {
         store
-            .read(|conn| Ok(conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .read(|db| db.query_one("SELECT count(*) FROM t", params![], |r| r.get_i64(0)))
             .unwrap()
     }
 
@@ -350,33 +541,33 @@ mod tests {
     fn an_acknowledged_write_is_visible_to_readers_and_after_reopen() {
         let (dir, store) = store(StoreConfig::default());
         store
-            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('a')", [])?))
+            .write(|db| db.execute("INSERT INTO t (v) VALUES ('a')", params![]))
             .unwrap();
         assert_eq!(count(&store), 1);
         drop(store);
         let reopened = Store::open(dir.path().join("db.sqlite"), StoreConfig::default()).unwrap();
         assert_eq!(count(&reopened), 1);
         assert_eq!(
-            reopened.read(|c| Ok(crate::schema_version(c)?)).unwrap(),
-            crate::MIGRATIONS.len() as u32
+            reopened.read(crate::schema_version).unwrap(),
+            crate::SQLITE_MIGRATIONS.len() as u32
         );
     }
 
     #[test]
     fn a_failing_write_rolls_back_alone() {
         let (_dir, store) = store(StoreConfig::default());
-        let failed = store.write(|conn| {
-            conn.execute("INSERT INTO t (v) VALUES ('half')", [])?;
+        let failed = store.write(|db| {
+            db.execute("INSERT INTO t (v) VALUES ('half')", params![])?;
             Err::<(), _>(StoreError::Rejected("changed my mind".into()))
         });
         assert!(matches!(failed, Err(StoreError::Rejected(_))));
-        let panicked = store.write(|conn| -> Result<(), StoreError> {
-            conn.execute("INSERT INTO t (v) VALUES ('half')", [])?;
+        let panicked = store.write(|db| -> Result<(), StoreError> {
+            db.execute("INSERT INTO t (v) VALUES ('half')", params![])?;
             panic!("bug in a write")
         });
         assert!(matches!(panicked, Err(StoreError::WritePanicked)));
         store
-            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('whole')", [])?))
+            .write(|db| db.execute("INSERT INTO t (v) VALUES ('whole')", params![]))
             .unwrap();
         assert_eq!(count(&store), 1, "only the whole write is there");
     }
@@ -391,8 +582,8 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..50 {
                         store
-                            .write(move |conn| {
-                                Ok(conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("{t}-{i}")])?)
+                            .write(move |db| {
+                                db.execute("INSERT INTO t (v) VALUES (?1)", params![&format!("{t}-{i}")])
                             })
                             .unwrap();
                     }
@@ -450,25 +641,26 @@ mod tests {
     fn a_full_database_refuses_the_write_and_keeps_the_others() {
         let (_dir, store) = store(StoreConfig::default());
         let pages: i64 = store
-            .write(|conn| Ok(conn.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+            .write(|db| db.query_one("PRAGMA page_count", params![], |r| r.get_i64(0)))
             .unwrap();
         // SQLite's own size limit gives the same SQLITE_FULL as a full disk.
         store
-            .write(move |conn| {
+            .write(move |db| {
+                let conn = db.as_sqlite().expect("an SQLite store");
                 conn.query_row(&format!("PRAGMA max_page_count = {}", pages + 4), [], |_| Ok(()))?;
                 Ok(())
             })
             .unwrap();
         store
-            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('small')", [])?))
+            .write(|db| db.execute("INSERT INTO t (v) VALUES ('small')", params![]))
             .unwrap();
         let full =
-            store.write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES (?1)", ["x".repeat(1 << 20)])?));
+            store.write(|db| db.execute("INSERT INTO t (v) VALUES (?1)", params![&"x".repeat(1 << 20)]));
         let error = full.expect_err("a megabyte does not fit in four pages");
         assert!(error.is_disk_full(), "{error}");
         assert_eq!(count(&store), 1, "the full write left nothing behind");
         store
-            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('fits')", [])?))
+            .write(|db| db.execute("INSERT INTO t (v) VALUES ('fits')", params![]))
             .unwrap();
         assert_eq!(count(&store), 2);
     }
@@ -482,20 +674,144 @@ mod tests {
             ..StoreConfig::default()
         });
         faults.fail_next_commits(1);
-        let failed = store.write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('lost')", [])?));
+        let failed = store.write(|db| db.execute("INSERT INTO t (v) VALUES ('lost')", params![]));
         assert!(matches!(failed, Err(StoreError::CommitFailed(_))), "{failed:?}");
         assert_eq!(count(&store), 0);
         faults.fail_all_commits(true);
         for _ in 0..3 {
-            let failed = store.write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('lost')", [])?));
+            let failed = store.write(|db| db.execute("INSERT INTO t (v) VALUES ('lost')", params![]));
             assert!(failed.as_ref().is_err_and(StoreError::is_disk_full), "{failed:?}");
         }
         assert_eq!(faults.commits_failed(), 4);
         faults.clear();
         store
-            .write(|conn| Ok(conn.execute("INSERT INTO t (v) VALUES ('kept')", [])?))
+            .write(|db| db.execute("INSERT INTO t (v) VALUES ('kept')", params![]))
             .unwrap();
         assert_eq!(count(&store), 1);
+    }
+
+    /// A fresh PostgreSQL store when a test server is configured; `None`
+    /// (after saying so) when not, or a failure on CI.
+    fn postgres_store(config: StoreConfig) -> Option<(Database, Store)> {
+        let Some(admin) = crate::testing::test_database_url() else {
+            assert!(
+                std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+                "no PostgreSQL server ({} unset) and DECONFLICT_REQUIRE_CLIENTS=1",
+                crate::testing::TEST_DATABASE_URL_VAR
+            );
+            eprintln!(
+                "skipped: no PostgreSQL server ({} unset)",
+                crate::testing::TEST_DATABASE_URL_VAR
+            );
+            return None;
+        };
+        let url = crate::testing::create_test_database(&admin, "store").unwrap();
+        let database = Database::Postgres(url);
+        let store = Store::open_database(&database, config).unwrap();
+        store
+            .write(|db| db.execute_batch("CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT NOT NULL UNIQUE)"))
+            .unwrap();
+        Some((database, store))
+    }
+
+    #[test]
+    fn on_postgres_writes_commit_roll_back_alone_and_survive_a_reopen() {
+        let Some((database, store)) = postgres_store(StoreConfig::default()) else {
+            return;
+        };
+        assert_eq!(
+            store.read(crate::schema_version).unwrap() as usize,
+            crate::POSTGRES_MIGRATIONS.len()
+        );
+        let store = Arc::new(store);
+        // Concurrent writers, grouped; one in each thread fails on a
+        // PostgreSQL error (a duplicate) and rolls back alone.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..25_i64 {
+                        let key = t * 100 + i;
+                        store
+                            .write(move |db| {
+                                db.execute(
+                                    "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                                    params![key, &format!("{key}")],
+                                )
+                            })
+                            .unwrap();
+                    }
+                    let duplicate = store.write(move |db| {
+                        db.execute(
+                            "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                            params![t * 100 + 1000, &format!("new {t}")],
+                        )?;
+                        // This thread's first key, already there.
+                        db.execute(
+                            "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                            params![t * 100, &format!("dup {t}")],
+                        )
+                    });
+                    assert!(matches!(duplicate, Err(StoreError::Postgres(_))), "{duplicate:?}");
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let count = |store: &Store| {
+            store
+                .read(|db| db.query_one("SELECT count(*) FROM t", params![], |r| r.get_i64(0)))
+                .unwrap()
+        };
+        assert_eq!(count(&store), 100, "the failed writes left nothing");
+        // A write that swallows a PostgreSQL error leaves the transaction
+        // aborted: the whole batch fails rather than commit half of it.
+        let swallowed = store.write(|db| {
+            db.execute("INSERT INTO t (k, v) VALUES (9999, 'x')", params![])?;
+            let _ = db.execute("INSERT INTO t (k, v) VALUES (0, 'again')", params![]);
+            Ok(())
+        });
+        assert!(
+            matches!(swallowed, Err(StoreError::CommitFailed(_))),
+            "{swallowed:?}"
+        );
+        assert_eq!(count(&store), 100);
+        drop(store);
+        let reopened = Store::open_database(&database, StoreConfig::default()).unwrap();
+        assert_eq!(
+            count(&reopened),
+            100,
+            "everything acknowledged is there after a reopen"
+        );
+        let panicked = reopened.write(|db| -> Result<(), StoreError> {
+            db.execute("INSERT INTO t (k, v) VALUES (1, 'half')", params![])?;
+            panic!("bug in a write")
+        });
+        assert!(matches!(panicked, Err(StoreError::WritePanicked)));
+        assert_eq!(count(&reopened), 100);
+    }
+
+    #[cfg(feature = "fault-injection")]
+    #[test]
+    fn on_postgres_an_injected_commit_failure_writes_nothing() {
+        let faults = crate::Faults::new();
+        let Some((_, store)) = postgres_store(StoreConfig {
+            faults: Some(faults.clone()),
+            ..StoreConfig::default()
+        }) else {
+            return;
+        };
+        faults.fail_next_commits(1);
+        let failed = store.write(|db| db.execute("INSERT INTO t (k, v) VALUES (1, 'lost')", params![]));
+        assert!(matches!(failed, Err(StoreError::CommitFailed(_))), "{failed:?}");
+        store
+            .write(|db| db.execute("INSERT INTO t (k, v) VALUES (2, 'kept')", params![]))
+            .unwrap();
+        let keys = store
+            .read(|db| db.query_map("SELECT k FROM t", params![], |r| r.get_i64(0)))
+            .unwrap();
+        assert_eq!(keys, [2]);
     }
 
     #[test]

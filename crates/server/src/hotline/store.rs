@@ -2,8 +2,7 @@
 //! the record as JSON, written by the driver's batch beside its leaf.
 
 use deconflict_hotline::{Incident, Message, Record};
-use deconflict_store::rusqlite::{params, Connection, OptionalExtension};
-use deconflict_store::StoreError;
+use deconflict_store::{params, Db, StoreError};
 
 use crate::model::Viewer;
 
@@ -48,26 +47,25 @@ fn sql(value: u64) -> i64 {
 }
 
 /// Writes one row change (inside the batch's transaction).
-pub fn write(conn: &Connection, row: &HotlineRow) -> Result<(), StoreError> {
+pub fn write(db: &mut Db<'_>, row: &HotlineRow) -> Result<(), StoreError> {
     match &row.record {
         Some(record) => {
-            conn.prepare_cached(
+            db.execute(
                 "INSERT INTO hotline_records (key, kind, party_from, party_to, record, updated_at_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (key) DO UPDATE SET record = excluded.record, updated_at_ms = excluded.updated_at_ms",
-            )?
-            .execute(params![
-                row.key,
-                row.kind,
-                row.party_from.map(sql),
-                row.party_to.map(sql),
-                record,
-                row.at_ms
-            ])?;
+                params![
+                    &row.key,
+                    row.kind,
+                    row.party_from.map(sql),
+                    row.party_to.map(sql),
+                    record,
+                    row.at_ms
+                ],
+            )?;
         }
         None => {
-            conn.prepare_cached("DELETE FROM hotline_records WHERE key = ?1")?
-                .execute(params![row.key])?;
+            db.execute("DELETE FROM hotline_records WHERE key = ?1", params![&row.key])?;
         }
     }
     Ok(())
@@ -79,16 +77,12 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, Sto
 }
 
 /// Every row, for `Hotline::restore`.
-pub fn load_records(conn: &Connection) -> Result<Vec<Record>, StoreError> {
-    let mut stmt = conn.prepare("SELECT key, record FROM hotline_records ORDER BY key")?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let text: String = row.get(1)?;
-        out.push(parse(&key, &text)?);
-    }
-    Ok(out)
+pub fn load_records(db: &mut Db<'_>) -> Result<Vec<Record>, StoreError> {
+    db.query_map(
+        "SELECT key, record FROM hotline_records ORDER BY key",
+        params![],
+        |row| parse(&row.get_text(0)?, &row.get_text(1)?),
+    )
 }
 
 fn message_of(key: &str, text: &str) -> Result<Message, StoreError> {
@@ -102,40 +96,40 @@ fn message_of(key: &str, text: &str) -> Result<Message, StoreError> {
 
 /// Messages sent or received by the viewer (every message, for a broker),
 /// by id, at most `limit`.
-pub fn messages_for(conn: &Connection, viewer: &Viewer, limit: usize) -> Result<Vec<Message>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn messages_for(db: &mut Db<'_>, viewer: &Viewer, limit: usize) -> Result<Vec<Message>, StoreError> {
+    db.query_map(
         "SELECT key, record FROM hotline_records WHERE kind = 'message' \
-         AND (?1 OR party_from = ?2 OR party_to = ?2) ORDER BY CAST(substr(key, 9) AS INTEGER) LIMIT ?3",
-    )?;
-    let mut rows = stmt.query(params![viewer.broker, sql(viewer.party.0), limit as i64])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let text: String = row.get(1)?;
-        out.push(message_of(&key, &text)?);
-    }
-    Ok(out)
+         AND (?1 OR party_from = ?2 OR party_to = ?2) ORDER BY CAST(substr(key, 9) AS BIGINT) LIMIT ?3",
+        params![
+            viewer.broker,
+            sql(viewer.party.0),
+            limit.min(i64::MAX as usize) as i64
+        ],
+        |row| message_of(&row.get_text(0)?, &row.get_text(1)?),
+    )
 }
 
 /// One message, whoever may see it.
-pub fn message(conn: &Connection, id: u64) -> Result<Option<Message>, StoreError> {
+pub fn message(db: &mut Db<'_>, id: u64) -> Result<Option<Message>, StoreError> {
     let key = format!("message/{id}");
-    let text: Option<String> = conn
-        .prepare_cached("SELECT record FROM hotline_records WHERE key = ?1")?
-        .query_row(params![key], |r| r.get(0))
-        .optional()?;
+    let text = db.query_opt(
+        "SELECT record FROM hotline_records WHERE key = ?1",
+        params![&key],
+        |r| r.get_text(0),
+    )?;
     text.map(|t| message_of(&key, &t)).transpose()
 }
 
 /// Incidents the viewer reported or is named in (all, for a broker), by id,
 /// at most `limit`.
-pub fn incidents_for(conn: &Connection, viewer: &Viewer, limit: usize) -> Result<Vec<Incident>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT key, record FROM hotline_records WHERE kind = 'incident'")?;
-    let mut rows = stmt.query([])?;
+pub fn incidents_for(db: &mut Db<'_>, viewer: &Viewer, limit: usize) -> Result<Vec<Incident>, StoreError> {
+    let rows = db.query_map(
+        "SELECT key, record FROM hotline_records WHERE kind = 'incident'",
+        params![],
+        |row| Ok((row.get_text(0)?, row.get_text(1)?)),
+    )?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let text: String = row.get(1)?;
+    for (key, text) in rows {
         let Record::Incident(incident) = parse(&key, &text)? else {
             return Err(StoreError::Rejected(format!(
                 "hotline row {key} is not an incident"
@@ -158,10 +152,12 @@ mod tests {
 
     #[test]
     fn rows_round_trip_and_lists_filter_by_party() {
-        let conn = Connection::open_in_memory().unwrap();
-        for sql in deconflict_store::MIGRATIONS {
+        let conn = deconflict_store::rusqlite::Connection::open_in_memory().unwrap();
+        for sql in deconflict_store::SQLITE_MIGRATIONS {
             conn.execute_batch(sql).unwrap();
         }
+        let mut db = Db::sqlite(&conn);
+        let conn = &mut db;
         let mut hotline = Hotline::new(HotlineConfig::default()).unwrap();
         for party in 1..=3 {
             hotline
@@ -185,16 +181,16 @@ mod tests {
                 .unwrap();
         }
         while let Some(record) = hotline.poll_record() {
-            write(&conn, &HotlineRow::of(&record, 0)).unwrap();
+            write(conn, &HotlineRow::of(&record, 0)).unwrap();
         }
-        let restored = Hotline::restore(HotlineConfig::default(), load_records(&conn).unwrap()).unwrap();
+        let restored = Hotline::restore(HotlineConfig::default(), load_records(conn).unwrap()).unwrap();
         assert_eq!(restored.snapshot(), hotline.snapshot());
         let viewer = |party, broker| Viewer {
             party: PartyId(party),
             broker,
         };
-        let ids = |v: Viewer, limit| -> Vec<u64> {
-            messages_for(&conn, &v, limit)
+        let mut ids = |v: Viewer, limit| -> Vec<u64> {
+            messages_for(conn, &v, limit)
                 .unwrap()
                 .iter()
                 .map(|m| m.id.0)
@@ -207,7 +203,7 @@ mod tests {
             [1, 2],
             "a broker sees all, up to the limit"
         );
-        assert_eq!(message(&conn, 2).unwrap().unwrap().body, "message 2");
-        assert!(message(&conn, 99).unwrap().is_none());
+        assert_eq!(message(conn, 2).unwrap().unwrap().body, "message 2");
+        assert!(message(conn, 99).unwrap().is_none());
     }
 }

@@ -164,7 +164,7 @@ fn too_many(what: &str, max_list: usize) -> ApiError {
 /// GeoJSON Features with `properties.layer`. Read in one transaction so the
 /// three agree.
 fn visible_features(
-    conn: &deconflict_store::rusqlite::Connection,
+    conn: &mut deconflict_store::Db<'_>,
     viewer: &Viewer,
     scope: &Scope,
     max_list: usize,

@@ -152,7 +152,8 @@ pub async fn inclusion(
     let store = std::sync::Arc::clone(&state.store);
     let proof = blocking(move || {
         store.read(|conn| {
-            inclusion_proof(&NodeReader(conn), index, size).map_err(|e| StoreError::Rejected(e.to_string()))
+            inclusion_proof(&NodeReader::new(conn), index, size)
+                .map_err(|e| StoreError::Rejected(e.to_string()))
         })
     })
     .await?;
@@ -184,7 +185,8 @@ pub async fn consistency(
     let store = std::sync::Arc::clone(&state.store);
     let proof = blocking(move || {
         store.read(|conn| {
-            consistency_proof(&NodeReader(conn), from, to).map_err(|e| StoreError::Rejected(e.to_string()))
+            consistency_proof(&NodeReader::new(conn), from, to)
+                .map_err(|e| StoreError::Rejected(e.to_string()))
         })
     })
     .await?;

@@ -158,7 +158,7 @@ pub async fn receipt<T>(state: &AppState, committed: &Committed<T>) -> Result<Va
     let index = committed.log_index;
     let receipt = blocking(move || {
         store.read(move |conn| {
-            Receipt::build(&NodeReader(conn), index, &head.checkpoint, head.note.clone())
+            Receipt::build(&NodeReader::new(conn), index, &head.checkpoint, head.note.clone())
                 .map_err(|e| StoreError::Rejected(e.to_string()))
         })
     })

@@ -1,10 +1,15 @@
 //! Starts the real service on 127.0.0.1:0 over a directory, and talks to it
 //! with reqwest as a client would.
+//!
+//! Tests written with [`on_both_backends!`] run twice: on SQLite, and on
+//! PostgreSQL in a fresh database of the server `DECONFLICT_TEST_DATABASE_URL`
+//! names (`.ci/run` starts one). Without that variable the PostgreSQL run
+//! skips with a printed reason, or fails when `DECONFLICT_REQUIRE_CLIENTS=1`.
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::path::Path;
 
-use deconflict_server::{AppState, ServerConfig};
+use deconflict_server::{AppState, Database, ServerConfig};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -17,9 +22,92 @@ pub struct Server {
     pub client: Client,
 }
 
+/// The database a test's servers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// Runs `test` with `start` using `backend`.
+pub async fn with_backend<F: std::future::Future>(backend: Backend, test: F) -> F::Output {
+    BACKEND.scope(backend, test).await
+}
+
+/// Whether the PostgreSQL run of `test` can go ahead: a server is
+/// configured; else it is skipped with a printed reason, or fails when
+/// clients are required (CI).
+pub fn postgres_available(test: &str) -> bool {
+    if deconflict_store::testing::test_database_url().is_some() {
+        return true;
+    }
+    let reason = format!(
+        "{test}: no PostgreSQL server ({} unset; .ci/run starts one)",
+        deconflict_store::testing::TEST_DATABASE_URL_VAR
+    );
+    assert!(
+        std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+        "{reason}, and DECONFLICT_REQUIRE_CLIENTS=1"
+    );
+    eprintln!("skipped: {reason}");
+    false
+}
+
+/// The database of the servers started on `dir` under the current backend:
+/// SQLite in the directory, or a PostgreSQL database created for the
+/// directory at its first start and reused by the restarts.
+pub fn database_for(dir: &Path) -> Database {
+    let backend = BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite);
+    match backend {
+        Backend::Sqlite => Database::Sqlite(dir.join("deconflict.sqlite")),
+        Backend::Postgres => {
+            let remembered = dir.join("test-database-url");
+            if let Ok(url) = std::fs::read_to_string(&remembered) {
+                return Database::Postgres(url);
+            }
+            let admin = deconflict_store::testing::test_database_url().expect("a PostgreSQL test server");
+            let label = dir.file_name().and_then(|n| n.to_str()).unwrap_or("test");
+            let url = deconflict_store::testing::create_test_database(&admin, label)
+                .expect("a fresh test database");
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(&remembered, &url).unwrap();
+            Database::Postgres(url)
+        }
+    }
+}
+
+/// One test body, run once per backend: `mod NAME { fn sqlite, fn postgres }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                common::with_backend(common::Backend::Sqlite, async $body).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if common::postgres_available(concat!(module_path!(), "::postgres")) {
+                    common::with_backend(common::Backend::Postgres, async $body).await
+                }
+            }
+        }
+    };
+}
+
 pub async fn start(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     let mut config = ServerConfig::new(dir);
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database = database_for(dir);
     tweak(&mut config);
     let (state, opened) = tokio::task::block_in_place(|| AppState::open(config)).expect("the service opens");
     let admin = std::fs::read_to_string(&opened.admin_token_path)
