@@ -107,7 +107,9 @@ macro_rules! on_both_backends {
 pub async fn start(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     let mut config = ServerConfig::new(dir);
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database = database_for(dir);
+    // The PostgreSQL client blocks (creating the test database, and the
+    // store's connections): never on a runtime thread.
+    config.database = tokio::task::block_in_place(|| database_for(dir));
     tweak(&mut config);
     let (state, opened) = tokio::task::block_in_place(|| AppState::open(config)).expect("the service opens");
     let admin = std::fs::read_to_string(&opened.admin_token_path)
