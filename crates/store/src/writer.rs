@@ -772,10 +772,9 @@ mod tests {
             let _ = db.execute("INSERT INTO t (k, v) VALUES (0, 'again')", params![]);
             Ok(())
         });
-        assert!(
-            matches!(swallowed, Err(StoreError::CommitFailed(_))),
-            "{swallowed:?}"
-        );
+        // (Its caller gets the error that closing its savepoint met; the
+        // other writes of the batch get `CommitFailed`.)
+        assert!(swallowed.is_err(), "{swallowed:?}");
         assert_eq!(count(&store), 100);
         drop(store);
         let reopened = Store::open_database(&database, StoreConfig::default()).unwrap();
@@ -785,7 +784,7 @@ mod tests {
             "everything acknowledged is there after a reopen"
         );
         let panicked = reopened.write(|db| -> Result<(), StoreError> {
-            db.execute("INSERT INTO t (k, v) VALUES (1, 'half')", params![])?;
+            db.execute("INSERT INTO t (k, v) VALUES (5000, 'half')", params![])?;
             panic!("bug in a write")
         });
         assert!(matches!(panicked, Err(StoreError::WritePanicked)));
