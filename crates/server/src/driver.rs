@@ -436,7 +436,7 @@ impl HashReader for OverlayReader<'_> {
             let wanted: Vec<NodeId> = missing.iter().map(|(_, id)| *id).collect();
             let found = self
                 .store
-                .read(move |conn| Ok(NodeReader::new(conn).node_hashes(&wanted)?))?;
+                .read(move |conn| NodeReader::new(conn).node_hashes(&wanted))?;
             for ((i, _), hash) in missing.into_iter().zip(found) {
                 out[i] = hash;
             }

@@ -180,7 +180,7 @@ enum WriterConn {
     /// of the database): every batch until then fails, none is lost.
     Postgres {
         url: String,
-        conn: Option<PgConn>,
+        conn: Option<Box<PgConn>>,
     },
 }
 
@@ -197,7 +197,7 @@ impl WriterConn {
             WriterConn::Postgres { url, conn } => {
                 if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
                     *conn = None;
-                    *conn = Some(PgConn::connect(url)?);
+                    *conn = Some(Box::new(PgConn::connect(url)?));
                 }
                 let Some(pg) = conn.as_mut() else {
                     return Err(StoreError::Closed);
@@ -269,7 +269,7 @@ impl Store {
                 migrate(&mut Db::postgres(&mut conn))?;
                 WriterConn::Postgres {
                     url: url.clone(),
-                    conn: Some(conn),
+                    conn: Some(Box::new(conn)),
                 }
             }
         };
