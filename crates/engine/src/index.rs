@@ -782,8 +782,8 @@ mod proptests {
                         live[k] = None;
                     }
                 }
-                for k in 0..live.len() {
-                    prop_assert_eq!(index.contains(k), live[k].is_some());
+                for (k, item) in live.iter().enumerate() {
+                    prop_assert_eq!(index.contains(k), item.is_some());
                 }
                 if step % 7 == 0 {
                     check_against_brute_force(&index, &live, &queries)?;
