@@ -11,9 +11,11 @@ use clap::Parser;
 use deconflict_bench::cluster::ClusterOptions;
 use deconflict_bench::postgis::IndexStrategy;
 use deconflict_bench::run::{run, RunOptions};
+use deconflict_bench::w3::{run_w3, W3Options};
 
-/// deconflict vs PostGIS: W1 (check one new activity among N) and W2 (sweep
-/// all N) on the same seeded workload, with the conflict sets compared.
+/// deconflict vs PostGIS: W1 (check one new activity among N), W2 (sweep
+/// all N) and W3 (N entities reporting at 1 Hz) on the same seeded data,
+/// with what each system finds compared.
 #[derive(Debug, Parser)]
 #[command(name = "deconflict-bench")]
 struct Args {
@@ -51,8 +53,22 @@ struct Args {
     /// Print PostgreSQL's plans for W1 and W2.
     #[arg(long)]
     explain: bool,
-    /// A quick run for CI (2,000 activities, 200 probes, 1 s of W1, one
-    /// W2): it proves the harness works, its figures mean little.
+    /// Which workloads run: `all`, `w1w2` or `w3`.
+    #[arg(long, default_value = "all", value_parser = ["all", "w1w2", "w3"])]
+    workload: String,
+    /// W3: entities reporting once a second.
+    #[arg(long, env = "DECONFLICT_BENCH_ENTITIES", default_value_t = 100_000)]
+    entities: usize,
+    /// W3: fences generated (default entities / 10); demarcation lines
+    /// among them are dropped, the zones kept.
+    #[arg(long)]
+    w3_fences: Option<usize>,
+    /// W3: ticks (seconds of reports) measured after the first.
+    #[arg(long, default_value_t = 10)]
+    w3_ticks: usize,
+    /// A quick run for CI (W1/W2: 2,000 activities, 200 probes, 1 s of W1,
+    /// one W2; W3: 2,000 entities, 2,000 fences, 3 ticks): it proves the harness works
+    /// and that both systems agree, its figures mean little.
     #[arg(long)]
     smoke: bool,
 }
@@ -71,6 +87,10 @@ fn main() -> ExitCode {
         eprintln!("error: --index must be reach-box or max-reach");
         return ExitCode::from(2);
     };
+    let cluster = ClusterOptions {
+        bin_dir: args.pg_bin,
+        shared_buffers: args.shared_buffers,
+    };
     let mut options = RunOptions {
         activities: args.activities,
         probes: args.probes,
@@ -79,31 +99,60 @@ fn main() -> ExitCode {
         w1_duration: Duration::from_secs_f64(args.w1_seconds),
         w2_repeats: args.w2_repeats,
         tolerance_m: args.tolerance_m,
-        cluster: ClusterOptions {
-            bin_dir: args.pg_bin,
-            shared_buffers: args.shared_buffers,
-        },
+        cluster: cluster.clone(),
         index,
         explain: args.explain,
+    };
+    let mut w3 = W3Options {
+        entities: args.entities,
+        fences: args.w3_fences.unwrap_or(args.entities / 10),
+        ticks: args.w3_ticks,
+        seed: args.seed,
+        tolerance_m: args.tolerance_m,
+        cluster,
     };
     if args.smoke {
         options.activities = 2_000;
         options.probes = 200;
         options.w1_duration = Duration::from_secs(1);
         options.w2_repeats = 1;
+        w3.entities = 2_000;
+        // Enough zones that a few entities enter one (zones are sparse).
+        w3.fences = 2_000;
+        w3.ticks = 3;
     }
-    match run(options) {
-        Ok(report) => {
-            println!("{report}");
-            if report.agrees() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+    if w3.entities == 0 || w3.ticks == 0 {
+        eprintln!("error: --entities and --w3-ticks must be at least 1");
+        return ExitCode::from(2);
+    }
+    let mut agrees = true;
+    if args.workload != "w3" {
+        match run(options) {
+            Ok(report) => {
+                println!("{report}");
+                agrees &= report.agrees();
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
             }
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
+    }
+    if args.workload != "w1w2" {
+        match run_w3(w3) {
+            Ok(report) => {
+                println!("{report}");
+                agrees &= report.agrees();
+            }
+            Err(error) => {
+                eprintln!("error: W3: {error}");
+                return ExitCode::from(2);
+            }
         }
+    }
+    if agrees {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
