@@ -19,10 +19,12 @@ What is counted, and why it differs:
   more connected client (what FTS does with position events: it routes
   them to the other clients), counted by that client.
 
-Prints events/s sent and processed (first byte sent to the last event
-counted), the server's CPU time (its whole process tree) per 1,000 events,
-and the ratio. Exit status 0 when every server that ran counted every event
-within the time bound, 1 otherwise, 2 when a server could not start.
+Prints events/s processed (first event sent to the last one counted, or
+to the time bound), the server's CPU time (its whole process tree) per
+1,000 events, and the ratio. Exit status 0 when deconflict processed every
+event within the time bound, 1 when it did not, 2 when it could not run.
+FreeTAKServer not finishing within the bound, or not starting, is a
+result, printed, not a failure.
 
   python3 bench/cot_ingest.py --deconflict target/release/deconflict \\
       [--fts-python /path/to/venv/bin/python] [--connections 4] [--events 25000]
@@ -359,9 +361,11 @@ def main():
         d, f = results["deconflict"], results["FreeTAKServer"]
         print()
         print(f"deconflict ahead by {(d['counted'] / d['elapsed_s']) / max(f['counted'] / f['elapsed_s'], 1e-9):.2f}× in events/s")
-    if any(r is None for r in results.values()):
+    if "deconflict" not in results:
+        return 0
+    if results["deconflict"] is None:
         return 2
-    return 0 if all(r["counted"] >= total for r in ok) else 1
+    return 0 if results["deconflict"]["counted"] >= total else 1
 
 
 if __name__ == "__main__":

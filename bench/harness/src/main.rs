@@ -50,12 +50,32 @@ struct Args {
     /// plain geography, each probe's box grown by its reach plus the largest).
     #[arg(long, default_value = "reach-box", value_parser = ["reach-box", "max-reach"])]
     index: String,
-    /// Print PostgreSQL's plans for W1 and W2.
+    /// Print PostgreSQL's plans for W1, W2 and W3.
     #[arg(long)]
     explain: bool,
-    /// Which workloads run: `all`, `w1w2` or `w3`.
-    #[arg(long, default_value = "all", value_parser = ["all", "w1w2", "w3"])]
+    /// Which workloads run: `all` (W1/W2, W3, and CoT ingest when the
+    /// deconflict binary is there), `w1w2`, `w3` or `cot`.
+    #[arg(long, default_value = "all", value_parser = ["all", "w1w2", "w3", "cot"])]
     workload: String,
+    /// CoT ingest: the deconflict binary (`cargo build --release -p
+    /// deconflict`); default the `deconflict` beside this harness.
+    #[arg(long)]
+    deconflict_bin: Option<PathBuf>,
+    /// CoT ingest: the Python that runs `bench/cot_ingest.py` (needs pytak).
+    #[arg(long, env = "DECONFLICT_BENCH_PYTHON", default_value = "python3")]
+    python: PathBuf,
+    /// CoT ingest: a Python with FreeTAKServer installed; without it, the
+    /// deconflict side only.
+    #[arg(long, env = "DECONFLICT_BENCH_FTS_PYTHON")]
+    fts_python: Option<PathBuf>,
+    /// CoT ingest: sender connections, events per connection, and the time
+    /// bound per server in seconds.
+    #[arg(long, default_value_t = 4)]
+    cot_connections: usize,
+    #[arg(long, default_value_t = 25_000)]
+    cot_events: usize,
+    #[arg(long, default_value_t = 120.0)]
+    cot_seconds: f64,
     /// W3: entities reporting once a second.
     #[arg(long, env = "DECONFLICT_BENCH_ENTITIES", default_value_t = 100_000)]
     entities: usize,
@@ -88,8 +108,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let cluster = ClusterOptions {
-        bin_dir: args.pg_bin,
-        shared_buffers: args.shared_buffers,
+        bin_dir: args.pg_bin.clone(),
+        shared_buffers: args.shared_buffers.clone(),
     };
     let mut options = RunOptions {
         activities: args.activities,
@@ -110,6 +130,7 @@ fn main() -> ExitCode {
         seed: args.seed,
         tolerance_m: args.tolerance_m,
         cluster,
+        explain: args.explain,
     };
     if args.smoke {
         options.activities = 2_000;
@@ -126,7 +147,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut agrees = true;
-    if args.workload != "w3" {
+    if matches!(args.workload.as_str(), "all" | "w1w2") {
         match run(options) {
             Ok(report) => {
                 println!("{report}");
@@ -138,7 +159,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    if args.workload != "w1w2" {
+    if matches!(args.workload.as_str(), "all" | "w3") {
         match run_w3(w3) {
             Ok(report) => {
                 println!("{report}");
@@ -147,6 +168,57 @@ fn main() -> ExitCode {
             Err(error) => {
                 eprintln!("error: W3: {error}");
                 return ExitCode::from(2);
+            }
+        }
+    }
+    if matches!(args.workload.as_str(), "all" | "cot") {
+        let deconflict = args.deconflict_bin.clone().or_else(|| {
+            let beside = std::env::current_exe().ok()?.with_file_name("deconflict");
+            beside.exists().then_some(beside)
+        });
+        match deconflict {
+            // CI's smoke stays deterministic: the ingest needs a built server
+            // binary and pytak, so it runs only when asked for.
+            _ if args.smoke && args.workload == "all" => {
+                eprintln!("CoT ingest skipped in --smoke (run it with --workload cot)");
+            }
+            None if args.workload == "all" => {
+                eprintln!("CoT ingest skipped: no deconflict binary beside this one (cargo build --release -p deconflict, or --deconflict-bin)");
+            }
+            None => {
+                eprintln!("error: --deconflict-bin is needed for --workload cot (no deconflict binary beside this one)");
+                return ExitCode::from(2);
+            }
+            Some(binary) => {
+                let (connections, events) = if args.smoke {
+                    (2, 500)
+                } else {
+                    (args.cot_connections, args.cot_events)
+                };
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../cot_ingest.py");
+                let mut command = std::process::Command::new(&args.python);
+                command
+                    .arg(script)
+                    .arg("--deconflict")
+                    .arg(binary)
+                    .args(["--connections", &connections.to_string()])
+                    .args(["--events", &events.to_string()])
+                    .args(["--seconds", &args.cot_seconds.to_string()]);
+                if let Some(fts) = &args.fts_python {
+                    command.arg("--fts-python").arg(fts);
+                }
+                match command.status() {
+                    Ok(status) if status.success() => {}
+                    Ok(status) if status.code() == Some(1) => agrees = false,
+                    Ok(status) => {
+                        eprintln!("error: {script} ended with {status}");
+                        return ExitCode::from(2);
+                    }
+                    Err(error) => {
+                        eprintln!("error: cannot run {}: {error}", args.python.display());
+                        return ExitCode::from(2);
+                    }
+                }
             }
         }
     }

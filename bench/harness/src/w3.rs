@@ -73,6 +73,8 @@ pub struct W3Options {
     /// A difference farther than this from a threshold fails the run.
     pub tolerance_m: f64,
     pub cluster: ClusterOptions,
+    /// Print PostgreSQL's plans for the proximity and zone queries.
+    pub explain: bool,
 }
 
 /// 2022-10-08T00:00:00Z, as in the engine's W3 bench.
@@ -150,6 +152,7 @@ pub struct W3Report {
     pub proximity_last: usize,
     pub cpa_last: usize,
     pub differences: Vec<W3Difference>,
+    pub plans: Vec<(String, String)>,
     pub load_average: (String, String),
 }
 
@@ -364,7 +367,9 @@ fn run_postgis(
     movement: &Movement,
     fences: &[Fence],
     config: &TrackConfig,
+    plans: Option<&mut Vec<(String, String)>>,
 ) -> Result<(TickFigures, Snapshots, postgres::Client), BenchError> {
+    let mut plans = plans;
     let mut client = cluster.connect()?;
     client.batch_execute(
         "CREATE EXTENSION IF NOT EXISTS postgis;
@@ -442,6 +447,14 @@ fn run_postgis(
                 .map_err(|source| BenchError::io("sending entities", source))?;
             writer.finish()?;
             client.batch_execute("CREATE INDEX ent_geog ON ent USING gist (geog); ANALYZE ent;")?;
+            if let Some(plans) = plans.as_deref_mut() {
+                for (name, sql) in [
+                    ("W3 proximity", proximity_sql(config)),
+                    ("W3 zones", zone_sql(config)),
+                ] {
+                    plans.push((name.into(), crate::postgis::explain(&mut client, &sql)?));
+                }
+            }
         } else {
             client.batch_execute("TRUNCATE pos")?;
             let mut writer = client.copy_in("COPY pos (id, lon, lat) FROM STDIN")?;
@@ -599,7 +612,14 @@ pub fn run_w3(options: W3Options) -> Result<W3Report, BenchError> {
     );
     eprintln!("W3 PostGIS: starting a throwaway cluster");
     let mut cluster = Cluster::start(options.cluster.clone())?;
-    let (postgis, postgis_snapshots, mut client) = run_postgis(&mut cluster, &movement, &fences, &config)?;
+    let mut plans = Vec::new();
+    let (postgis, postgis_snapshots, mut client) = run_postgis(
+        &mut cluster,
+        &movement,
+        &fences,
+        &config,
+        options.explain.then_some(&mut plans),
+    )?;
     eprintln!(
         "W3 PostGIS: tick p50 {:.1} ms, p99 {:.1} ms",
         postgis.p50().as_secs_f64() * 1e3,
@@ -653,6 +673,7 @@ pub fn run_w3(options: W3Options) -> Result<W3Report, BenchError> {
         proximity_last,
         cpa_last,
         differences,
+        plans,
         load_average: (load_before, crate::run::load_average()),
     })
 }
@@ -766,6 +787,44 @@ impl fmt::Display for W3Report {
             self.differences.iter().filter(|d| d.in_band).count(),
             o.tolerance_m,
             if self.agrees() { "AGREE" } else { "DISAGREE" }
-        )
+        )?;
+        for (name, plan) in &self.plans {
+            writeln!(f, "\n{name} plan:\n{plan}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_episode_opens_within_the_limit_and_stays_open_only_within_the_keep_distance() {
+        let previous: BTreeSet<(u32, u32)> = [(1, 2), (3, 4)].into();
+        // Rows are the pairs within the keep distance, `true` within the limit.
+        let rows = vec![((1, 2), false), ((5, 6), true), ((7, 8), false)];
+        let open = hysteresis(&previous, rows);
+        // (1, 2) kept, (5, 6) opened, (7, 8) never opened, (3, 4) beyond reach.
+        assert_eq!(open, [(1, 2), (5, 6)].into());
+    }
+
+    #[test]
+    fn the_band_is_the_engines_heights_as_f32_and_the_ground_spans_up_to_the_ceiling() {
+        let config = TrackConfig::default();
+        assert_eq!(band(None, &config), (false, f64::NEG_INFINITY, 150.0));
+        assert_eq!(band(Some(100.0), &config), (false, f64::NEG_INFINITY, 150.0));
+        let h = 1_234.567_891_234_f64;
+        let held = f64::from(h as f32);
+        assert_ne!(held, h);
+        assert_eq!(band(Some(h), &config), (true, held, held));
+    }
+
+    #[test]
+    fn the_queries_use_constant_tolerances_so_that_the_index_applies() {
+        let sql = proximity_sql(&TrackConfig::default());
+        assert!(sql.contains("ST_DWithin(a.geog, b.geog, 1200.0)"), "{sql}");
+        assert!(sql.contains("ST_DWithin(a.geog, b.geog, 6000.0)"), "{sql}");
+        assert!(zone_sql(&TrackConfig::default()).contains("ST_DWithin(z.geog, e.geog, 50.0)"));
     }
 }
