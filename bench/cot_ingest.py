@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """CoT ingest: deconflict against FreeTAKServer, pytak senders on loopback.
 
-N plain-TCP connections each send M Cursor-on-Target position events, as
-fast as the server takes them (events made with pytak's ``gen_cot_xml``,
-each with its own time so that every one is a new position, spread over
-``--uids`` entities per connection). Each server is started here, in a
-temporary directory, and stopped at the end; the run is bounded by
-``--seconds`` per server and stops by itself.
+N plain-TCP connections each send M Cursor-on-Target position events
+(made with pytak's ``gen_cot_xml``, each with its own time so that every
+one is a new position, spread over
+``--uids`` entities per connection): to deconflict as fast as it takes
+them; to FreeTAKServer at ``--fts-rate`` events/s per connection, because
+FTS reads a connection until it has been idle for 1 ms (or 4 s), parses
+what it got as one document, and drops it all and disconnects the client
+when that ends inside an event, which an unpaced stream always does. Each
+server is started here, in a temporary directory, and stopped at the end;
+the run is bounded by ``--seconds`` per server and stops by itself.
 
 What is counted, and why it differs:
 
@@ -119,14 +123,19 @@ def hello(connection):
     return ET.tostring(event)
 
 
-async def stream(writer, payload):
-    # One event per write, as pytak's sender does.
-    for event in payload:
+async def stream(writer, payload, rate):
+    # One event per write, as pytak's sender does; `rate` events/s when given.
+    started = time.monotonic()
+    for k, event in enumerate(payload):
+        if rate:
+            delay = started + k / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
         writer.write(event)
         await writer.drain()
 
 
-async def run_senders(port, payloads, count, seconds):
+async def run_senders(port, payloads, count, seconds, rate=None):
     """Connects one client per payload and announces each; then, with the
     clock running, streams every payload and polls count() until all have
     arrived or the time is up. Returns (seconds, counted)."""
@@ -140,7 +149,7 @@ async def run_senders(port, payloads, count, seconds):
     base = await count()
     total = sum(len(p) for p in payloads)
     started = time.monotonic()
-    sending = asyncio.gather(*(stream(w, p) for w, p in zip(writers, payloads)))
+    sending = asyncio.gather(*(stream(w, p, rate) for w, p in zip(writers, payloads)))
     counted = 0
     while time.monotonic() - started < seconds:
         counted = await count() - base
@@ -152,6 +161,10 @@ async def run_senders(port, payloads, count, seconds):
         await asyncio.sleep(0.05)
     elapsed = time.monotonic() - started
     sending.cancel()
+    try:
+        await sending
+    except (asyncio.CancelledError, OSError):
+        pass  # stopped at the bound, or the server closed the connection
     for w in writers:
         w.close()
     return elapsed, counted
@@ -289,7 +302,7 @@ def bench_fts(args, payloads):
             async def count_done():
                 return received["events"]
 
-            result = await run_senders(port, payloads, count_done, args.seconds)
+            result = await run_senders(port, payloads, count_done, args.seconds, args.fts_rate or None)
             listener.cancel()
             return result
 
@@ -325,6 +338,8 @@ def main():
     parser.add_argument("--uids", type=int, default=100, help="entities per connection")
     parser.add_argument("--seconds", type=float, default=120, help="time bound per server")
     parser.add_argument("--fts-start-seconds", type=float, default=120)
+    parser.add_argument("--fts-rate", type=float, default=25,
+                        help="events/s per connection sent to FTS (0: as fast as it takes them, which it cannot parse)")
     parser.add_argument("--keep", action="store_true", help="keep FTS's directory and log")
     args = parser.parse_args()
     if pytak is None:
@@ -355,12 +370,17 @@ def main():
             print(f"| {name} | — | could not run | | |")
             continue
         rate = r["counted"] / r["elapsed_s"]
-        print(f"| {name} | {r['counted']:,} of {total:,} ({r['refused']} refused) | {r['what']} | {rate:,.0f} | {1000 * r['cpu_s'] / max(r['counted'], 1):.3f} |")
+        per_1000 = f"{1000 * r['cpu_s'] / r['counted']:.3f}" if r["counted"] else f"— ({r['cpu_s']:.1f} s in all)"
+        print(f"| {name} | {r['counted']:,} of {total:,} in {r['elapsed_s']:.1f} s ({r['refused']} refused) | {r['what']} | {rate:,.0f} | {per_1000} |")
     ok = [r for r in results.values() if r]
     if len(ok) == 2:
         d, f = results["deconflict"], results["FreeTAKServer"]
         print()
-        print(f"deconflict ahead by {(d['counted'] / d['elapsed_s']) / max(f['counted'] / f['elapsed_s'], 1e-9):.2f}× in events/s")
+        if f["counted"]:
+            print(f"deconflict ahead by {(d['counted'] / d['elapsed_s']) / (f['counted'] / f['elapsed_s']):,.0f}× in events/s, "
+                  f"{(f['cpu_s'] / f['counted']) / (d['cpu_s'] / d['counted']):,.0f}× in server CPU per event")
+        else:
+            print("FreeTAKServer handled no event within the bound: no ratio")
     if "deconflict" not in results:
         return 0
     if results["deconflict"] is None:
