@@ -52,7 +52,7 @@ use deconflict_engine::track::{
     TrackWatch,
 };
 use deconflict_engine::Timestamp;
-use deconflict_geodesy::{closest, distance_m, LonLat, Shape};
+use deconflict_geodesy::{closest, distance_m, point_in_region, LonLat, Shape};
 use deconflict_sim::fleet::{Fleet, FleetShape};
 
 use crate::cluster::{Cluster, ClusterOptions};
@@ -513,8 +513,9 @@ fn measure(
 ) -> Result<Vec<W3Difference>, BenchError> {
     let mut out = Vec::new();
     for &(what, (a, b), found_by_deconflict) in found {
-        let (deconflict_m, postgis_m, limit_m, keep_m, vertical_near, vertical_band) = if what == "proximity"
-        {
+        // `in_band`: within the clearing distance but not within the limit,
+        // by deconflict's measure.
+        let (deconflict_m, postgis_m, limit_m, keep_m, vertical_near, in_band) = if what == "proximity" {
             let (pa, pb) = (positions[a as usize].0, positions[b as usize].0);
             let d = distance_m(pa, pb);
             let row = client.query_one(
@@ -527,7 +528,6 @@ fn measure(
             let (v, v_keep) = (config.air_vertical_m, config.air_vertical_m * config.clear_factor);
             let vertical_near =
                 airborne && ((gap - v).abs() <= tolerance_m || (gap - v_keep).abs() <= tolerance_m);
-            let vertical_band = airborne && gap >= v && gap < v_keep;
             let limit = if airborne {
                 config.air_proximity_m
             } else {
@@ -535,13 +535,15 @@ fn measure(
             };
             let keep = limit * config.clear_factor;
             let d_postgis: f64 = row.get(0);
+            let within_limit = d < limit && (!airborne || gap < v);
+            let within_keep = d < keep && (!airborne || gap < v_keep);
             (
                 d,
                 d_postgis,
                 limit,
                 keep,
                 vertical_near,
-                vertical_band && d < keep,
+                within_keep && !within_limit,
             )
         } else {
             let p = positions[a as usize].0;
@@ -559,22 +561,24 @@ fn measure(
                  FROM ent e, zone z WHERE e.id = $1 AND z.id = $2",
                 &[&(a as i32), &(b as i32)],
             )?;
-            (d, row.get::<_, f64>(0), 0.0, config.zone_clear_m, false, false)
+            let outside_within_clearing = !point_in_region(p, region) && d < config.zone_clear_m;
+            (
+                d,
+                row.get::<_, f64>(0),
+                0.0,
+                config.zone_clear_m,
+                false,
+                outside_within_clearing,
+            )
         };
         let near = |threshold: f64| {
             (deconflict_m - threshold).abs() <= tolerance_m || (postgis_m - threshold).abs() <= tolerance_m
         };
-        // Within the keep distance but not within the limit, history decides
-        // whether the episode is open, and the histories differ: deconflict
-        // evaluates a pair whenever either entity reports (the other
-        // extrapolated from its last report), PostGIS once per tick. For a
-        // zone, distances are to the boundary, and the band is either side
-        // of it within the clearing distance.
-        let in_band = if what == "proximity" {
-            (deconflict_m >= limit_m && deconflict_m < keep_m) || vertical_band
-        } else {
-            deconflict_m < keep_m
-        };
+        // In the band, history decides whether the episode is open, and the
+        // histories differ: deconflict evaluates a pair whenever either
+        // entity reports (the other extrapolated from its last report),
+        // PostGIS once per tick. For a zone, the band is outside it but
+        // within the clearing distance of its boundary.
         let explained = near(limit_m) || near(keep_m) || vertical_near || in_band;
         out.push(W3Difference {
             tick,
