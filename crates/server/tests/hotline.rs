@@ -269,8 +269,6 @@ impl HotlineHook for Recorder {
         0
     }
     fn alert(&self, _party: PartyId, _subject: Subject, _step: u16) {}
-    fn preserve_tracks(&self, _incident: IncidentId, _entities: &[String], _from: Timestamp, _to: Timestamp) {
-    }
 }
 
 fn fast_hotline(config: &mut ServerConfig) {
