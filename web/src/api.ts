@@ -622,8 +622,10 @@ export function decodeEvent(message: SseMessage, name: PartyName = samePartyName
       if (type === "message.overdue" && decoded.state === "pending") decoded.state = "overdue";
       return { type, id, message: decoded };
     }
-  } else if (type === "escalation" && typeof record.subject === "object" && record.subject !== null && "message" in record.subject) {
+  } else if ((type === "escalation" || type === "escalation.tak_alert") && typeof record.subject === "object" && record.subject !== null && "message" in record.subject) {
     // An escalation of an unacknowledged message: it is overdue and escalated.
+    // `escalation` reaches the ladder's contact; `escalation.tak_alert`
+    // reaches the party whose ladder alerted its own TAK clients.
     const decoded = decodeMessage({ message: (record.subject as Record<string, unknown>).message, state: "escalated" }, name);
     if (decoded) return { type: "message.overdue", id, message: decoded };
   } else if (type === "lagged") {

@@ -134,6 +134,12 @@ describe("decoders", () => {
     expect(decodeMessage({ body: "no id" })).toBeNull();
   });
 
+  it("reads a TAK escalation step of a message as that message escalated", () => {
+    const data = JSON.stringify({ subject: { message: 12 }, party: 3, step: 0 });
+    expect(decodeEvent({ event: "escalation.tak_alert", data })).toMatchObject({ type: "message.overdue", message: { id: "12", escalated: true } });
+    expect(decodeEvent({ event: "escalation.tak_alert", data: JSON.stringify({ subject: { conflict: 4, party: 3 }, party: 3, step: 0 }) })).toMatchObject({ type: "other" });
+  });
+
   it("maps message states, including escalation", () => {
     expect(decodeMessage({ id: "m", state: "escalated" })).toMatchObject({ state: "overdue", escalated: true });
     expect(decodeMessage({ id: "m", acked_at: "2022-10-08T09:00:00Z", state: "pending" })).toMatchObject({ state: "acked" });
