@@ -168,7 +168,7 @@ impl TrackHistory {
         let gone: Vec<EntityKey> = self
             .rings
             .iter()
-            .filter(|(_, ring)| !ring.back().is_some_and(|p| p.time >= oldest_kept))
+            .filter(|(_, ring)| ring.back().is_none_or(|p| p.time < oldest_kept))
             .map(|(key, _)| key.clone())
             .collect();
         for key in gone {

@@ -140,9 +140,8 @@ pub fn start(
         store,
         Arc::clone(&tak),
         Duration::from_millis(config.tick_interval_ms.max(1)),
-        TrackHistory::new(config.history),
-        Captures::new(config.evidence),
-    );
+    )
+    .with_evidence(TrackHistory::new(config.history), Captures::new(config.evidence));
     std::thread::Builder::new()
         .name("deconflict-tracks".into())
         .spawn(move || task.run(commands))

@@ -159,8 +159,6 @@ impl TrackTask {
         store: Arc<Store>,
         tak: Arc<Mutex<Vec<TakOutbound>>>,
         tick_interval: Duration,
-        history: TrackHistory,
-        captures: Captures,
     ) -> Self {
         Self {
             watch,
@@ -172,10 +170,18 @@ impl TrackTask {
             fence_signature: (Vec::new(), Vec::new()),
             plans: HashMap::new(),
             open: BTreeMap::new(),
-            history,
-            captures,
+            history: TrackHistory::default(),
+            captures: Captures::default(),
             unwritten: EvidenceWrites::default(),
         }
+    }
+
+    /// The recent-history ring and the evidence captures to keep (with
+    /// their limits).
+    pub fn with_evidence(mut self, history: TrackHistory, captures: Captures) -> Self {
+        self.history = history;
+        self.captures = captures;
+        self
     }
 
     pub fn run(mut self, inbox: Receiver<LiveCommand>) {
