@@ -123,6 +123,36 @@ pub struct ServeArgs {
     /// CoT events per second one TAK connection may send (the excess is dropped and counted).
     #[arg(long, env = "DECONFLICT_COT_EVENTS_PER_S", default_value_t = 50.0)]
     cot_events_per_s: f64,
+    /// Incident evidence: the track history kept from this many seconds
+    /// before an incident's time to as many after it.
+    #[arg(long, env = "DECONFLICT_INCIDENT_EVIDENCE_WINDOW_S", default_value_t = 600)]
+    incident_evidence_window_s: u32,
+    /// Incident evidence: units of the incident's parties that report within
+    /// this many metres of its place in the window are involved.
+    #[arg(
+        long,
+        env = "DECONFLICT_INCIDENT_EVIDENCE_RADIUS_M",
+        default_value_t = 5_000.0
+    )]
+    incident_evidence_radius_m: f64,
+    /// Incident evidence: positions one incident keeps at most (beyond: `truncated`).
+    #[arg(
+        long,
+        env = "DECONFLICT_INCIDENT_EVIDENCE_MAX_POINTS",
+        default_value_t = 200_000
+    )]
+    incident_evidence_max_points: usize,
+    /// Recent track history (the source of incident evidence): seconds kept
+    /// back from each unit's newest report. Keep it at least the evidence window.
+    #[arg(long, env = "DECONFLICT_TRACK_HISTORY_AGE_S", default_value_t = 600)]
+    track_history_age_s: u32,
+    /// Recent track history: positions one unit keeps at most.
+    #[arg(long, env = "DECONFLICT_TRACK_HISTORY_PER_ENTITY", default_value_t = 600)]
+    track_history_per_entity: usize,
+    /// Recent track history: positions all units keep together at most
+    /// (beyond: the oldest of all go first).
+    #[arg(long, env = "DECONFLICT_TRACK_HISTORY_TOTAL", default_value_t = 1_000_000)]
+    track_history_total: usize,
 }
 
 impl ServeArgs {
@@ -159,6 +189,13 @@ impl ServeArgs {
         config.live.max_reports_per_request = self.max_reports_per_request;
         config.live.max_pending = self.max_pending_tracks;
         config.live.cot_events_per_s = self.cot_events_per_s;
+        config.hotline.evidence_before_s = self.incident_evidence_window_s;
+        config.hotline.evidence_after_s = self.incident_evidence_window_s;
+        config.live.evidence.radius_m = self.incident_evidence_radius_m;
+        config.live.evidence.max_points_per_incident = self.incident_evidence_max_points;
+        config.live.history.retention_ms = i64::from(self.track_history_age_s) * 1000;
+        config.live.history.max_points_per_entity = self.track_history_per_entity;
+        config.live.history.max_points_total = self.track_history_total;
         config
     }
 }
@@ -232,4 +269,55 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tokio::task::spawn_blocking(move || stopping.driver.stop()).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> ServerConfig {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .serve
+            .config()
+    }
+
+    #[test]
+    fn evidence_and_history_flags_reach_the_config() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.hotline.evidence_before_s, 600);
+        assert_eq!(defaults.hotline.evidence_after_s, 600);
+        assert_eq!(
+            defaults.live.history,
+            deconflict_server::live::history::HistoryLimits::default()
+        );
+        assert_eq!(
+            defaults.live.evidence,
+            deconflict_server::live::evidence::EvidenceConfig::default()
+        );
+        let set = config(&[
+            "--incident-evidence-window-s=90",
+            "--incident-evidence-radius-m=250",
+            "--incident-evidence-max-points=1000",
+            "--track-history-age-s=120",
+            "--track-history-per-entity=7",
+            "--track-history-total=70",
+        ]);
+        assert_eq!(
+            (set.hotline.evidence_before_s, set.hotline.evidence_after_s),
+            (90, 90)
+        );
+        assert_eq!(set.live.evidence.radius_m, 250.0);
+        assert_eq!(set.live.evidence.max_points_per_incident, 1000);
+        assert_eq!(set.live.history.retention_ms, 120_000);
+        assert_eq!(set.live.history.max_points_per_entity, 7);
+        assert_eq!(set.live.history.max_points_total, 70);
+    }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::post;
-use deconflict_engine::{PartyId, Timestamp};
-use deconflict_hotline::{verify_signature, IncidentId, Message, Subject, SIGNATURE_HEADER};
+use deconflict_engine::PartyId;
+use deconflict_hotline::{verify_signature, Message, Subject, SIGNATURE_HEADER};
 use deconflict_server::hotline::HotlineHook;
 use deconflict_server::ServerConfig;
 use futures_util::StreamExt;
@@ -269,8 +269,6 @@ impl HotlineHook for Recorder {
         0
     }
     fn alert(&self, _party: PartyId, _subject: Subject, _step: u16) {}
-    fn preserve_tracks(&self, _incident: IncidentId, _entities: &[String], _from: Timestamp, _to: Timestamp) {
-    }
 }
 
 fn fast_hotline(config: &mut ServerConfig) {

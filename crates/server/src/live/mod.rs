@@ -6,6 +6,8 @@
 //!   activities.
 //! - [`alerts`]: alerts as the contract's JSON events and as TAK alarms.
 //! - [`fences`]: zones as fences.
+//! - [`history`], [`evidence`], [`evidence_store`]: the recent-history ring
+//!   and the incident evidence captured from it (and kept on disk).
 //! - [`hotline`]: the hotline's messages, flash repeats and ladder alerts
 //!   to TAK clients as GeoChat (the `HotlineHook` the service installs).
 //! - this module: the configuration, the handle the handlers use, the TAK
@@ -17,6 +19,8 @@
 //! TAK connection (TCP back-pressure) for CoT.
 
 pub mod alerts;
+pub mod evidence;
+pub mod evidence_store;
 pub mod fences;
 pub mod history;
 pub mod hotline;
@@ -41,6 +45,8 @@ use deconflict_tak::{
 use crate::driver::World;
 use crate::hub::Hub;
 use crate::problem::ApiError;
+use evidence::{Captures, EvidenceConfig};
+use history::{HistoryLimits, TrackHistory};
 
 pub use hotline::TakHotlineHook;
 pub use task::{Accepted, LiveCommand, OwnedReport};
@@ -68,6 +74,10 @@ pub struct LiveConfig {
     pub max_tracks_listed: usize,
     /// Limits of each TAK listener.
     pub tak: TakLimits,
+    /// The recent-history ring incident evidence is copied from.
+    pub history: HistoryLimits,
+    /// Incident evidence: radius, points per incident.
+    pub evidence: EvidenceConfig,
 }
 
 impl Default for LiveConfig {
@@ -81,6 +91,8 @@ impl Default for LiveConfig {
             cot_burst: 200.0,
             max_tracks_listed: 10_000,
             tak: TakLimits::default(),
+            history: HistoryLimits::default(),
+            evidence: EvidenceConfig::default(),
         }
     }
 }
@@ -128,7 +140,8 @@ pub fn start(
         store,
         Arc::clone(&tak),
         Duration::from_millis(config.tick_interval_ms.max(1)),
-    );
+    )
+    .with_evidence(TrackHistory::new(config.history), Captures::new(config.evidence));
     std::thread::Builder::new()
         .name("deconflict-tracks".into())
         .spawn(move || task.run(commands))
@@ -164,6 +177,23 @@ impl LiveHandle {
     /// full the next tick resynchronises all the same.
     pub fn zones_changed(&self) {
         let _ = self.inbox.try_send(LiveCommand::ZonesChanged);
+    }
+
+    /// Asks the track thread to capture an incident's evidence (the
+    /// incident is committed). Never lost while the service runs: when the
+    /// queue is full the command waits for room on a blocking thread; if
+    /// the service stops first, the next start finds the incident without
+    /// a capture and starts it.
+    pub fn capture_evidence(&self, incident: deconflict_hotline::IncidentId) {
+        match self.inbox.try_send(LiveCommand::CaptureEvidence { incident }) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(command)) => {
+                let inbox = self.inbox.clone();
+                std::thread::spawn(move || {
+                    let _ = inbox.send(command);
+                });
+            }
+        }
     }
 
     /// The party of every TAK client that connects from now on (to any

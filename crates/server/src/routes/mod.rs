@@ -58,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send).get(messages::list))
         .route("/v1/messages/{id}/ack", post(messages::ack))
         .route("/v1/incidents", post(incidents::report).get(incidents::list))
+        .route("/v1/incidents/{id}/evidence", get(incidents::evidence))
         .route(
             "/v1/parties/{id}/token",
             post(parties::rotate_token).delete(parties::revoke_token),

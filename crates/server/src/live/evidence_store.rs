@@ -1,0 +1,212 @@
+//! Every SQL statement of incident evidence (migration 4), in one place and
+//! in plain SQL that SQLite and PostgreSQL read alike: the track thread's
+//! writes, its restart, and the reads of `GET /v1/incidents/{id}/evidence`.
+
+use deconflict_engine::{PartyId, Timestamp};
+use deconflict_geodesy::LonLat;
+use deconflict_hotline::{Incident, IncidentId, Record};
+use deconflict_store::rusqlite::{params, Connection, OptionalExtension};
+use deconflict_store::StoreError;
+
+use super::evidence::{CaptureSpec, EvidencePoint, EvidenceWrites};
+use super::history::HistoryPoint;
+
+fn sql(value: u64) -> i64 {
+    value as i64
+}
+
+/// Writes what the captures made (inside one transaction). Idempotent: a
+/// capture already started, or a position already kept, is left as it is,
+/// so writes retried after a failure or repeated by a resumed capture
+/// change nothing.
+pub fn write(conn: &Connection, writes: &EvidenceWrites, now: Timestamp) -> Result<(), StoreError> {
+    for spec in &writes.started {
+        conn.prepare_cached(
+            "INSERT INTO incident_evidence (incident_id, from_ms, to_ms, radius_m, started_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (incident_id) DO NOTHING",
+        )?
+        .execute(params![
+            sql(spec.incident.0),
+            spec.from.unix_ms(),
+            spec.to.unix_ms(),
+            spec.radius_m,
+            now.unix_ms()
+        ])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO incident_evidence_points \
+         (incident_id, party_id, uid, time_ms, lon_deg, lat_deg, alt_m, speed_mps, course_deg) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (incident_id, party_id, uid, time_ms) DO NOTHING",
+    )?;
+    for (incident, kept) in &writes.points {
+        let p = &kept.point;
+        insert.execute(params![
+            sql(incident.0),
+            sql(kept.party.0),
+            kept.uid,
+            p.time.unix_ms(),
+            p.position.lon_deg,
+            p.position.lat_deg,
+            p.alt_m,
+            p.speed_mps,
+            p.course_deg
+        ])?;
+    }
+    for (incident, at, truncated) in &writes.completed {
+        conn.prepare_cached(
+            "UPDATE incident_evidence SET complete = 1, truncated = ?2, completed_at_ms = ?3 \
+             WHERE incident_id = ?1 AND complete = 0",
+        )?
+        .execute(params![sql(incident.0), i32::from(*truncated), at.unix_ms()])?;
+    }
+    Ok(())
+}
+
+fn incident_of(key: &str, text: &str) -> Result<Incident, StoreError> {
+    match serde_json::from_str(text) {
+        Ok(Record::Incident(incident)) => Ok(incident),
+        Ok(_) => Err(StoreError::Rejected(format!(
+            "hotline row {key} is not an incident"
+        ))),
+        Err(e) => Err(StoreError::Rejected(format!(
+            "hotline row {key} does not parse: {e}"
+        ))),
+    }
+}
+
+/// One incident, whoever may see it.
+pub fn incident(conn: &Connection, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+    let key = format!("incident/{}", id.0);
+    let text: Option<String> = conn
+        .prepare_cached("SELECT record FROM hotline_records WHERE key = ?1")?
+        .query_row(params![key], |r| r.get(0))
+        .optional()?;
+    text.map(|t| incident_of(&key, &t)).transpose()
+}
+
+/// A capture pending when the service stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingCapture {
+    pub spec: CaptureSpec,
+    pub involved: Vec<(PartyId, String)>,
+    pub points: usize,
+    pub truncated: bool,
+}
+
+/// What a start finds: captures to resume, and incidents reported whose
+/// capture never started (the service stopped between the incident's
+/// commit and the track thread taking it).
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    pub pending: Vec<PendingCapture>,
+    pub unstarted: Vec<Incident>,
+}
+
+pub fn unfinished(conn: &Connection) -> Result<Unfinished, StoreError> {
+    let mut out = Unfinished::default();
+    let mut stmt = conn.prepare(
+        "SELECT h.key, h.record, e.incident_id, e.from_ms, e.to_ms, e.radius_m, e.truncated \
+         FROM hotline_records h LEFT JOIN incident_evidence e \
+         ON e.incident_id = CAST(substr(h.key, 10) AS BIGINT) \
+         WHERE h.kind = 'incident' AND (e.incident_id IS NULL OR e.complete = 0) ORDER BY h.key",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(0)?;
+        let text: String = row.get(1)?;
+        let incident = incident_of(&key, &text)?;
+        let capture: Option<i64> = row.get(2)?;
+        if capture.is_none() {
+            out.unstarted.push(incident);
+            continue;
+        }
+        let mut spec = CaptureSpec::of(&incident, row.get(5)?);
+        spec.from = Timestamp(row.get(3)?);
+        spec.to = Timestamp(row.get(4)?);
+        let truncated: i64 = row.get(6)?;
+        out.pending.push(PendingCapture {
+            spec,
+            involved: Vec::new(),
+            points: 0,
+            truncated: truncated != 0,
+        });
+    }
+    drop(rows);
+    for capture in &mut out.pending {
+        let mut units = conn.prepare_cached(
+            "SELECT party_id, uid, COUNT(*) FROM incident_evidence_points WHERE incident_id = ?1 \
+             GROUP BY party_id, uid ORDER BY party_id, uid",
+        )?;
+        let mut rows = units.query(params![sql(capture.spec.incident.0)])?;
+        while let Some(row) = rows.next()? {
+            let party: i64 = row.get(0)?;
+            let count: i64 = row.get(2)?;
+            capture.involved.push((PartyId(party as u64), row.get(1)?));
+            capture.points += count as usize;
+        }
+    }
+    Ok(out)
+}
+
+/// A capture as `GET /v1/incidents/{id}/evidence` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvidence {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub radius_m: f64,
+    pub complete: bool,
+    pub truncated: bool,
+    /// By party, uid, then time.
+    pub points: Vec<EvidencePoint>,
+}
+
+/// The capture of an incident, `None` while it has not started.
+pub fn evidence(conn: &Connection, id: IncidentId) -> Result<Option<StoredEvidence>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT from_ms, to_ms, radius_m, complete, truncated FROM incident_evidence WHERE incident_id = ?1",
+        )?
+        .query_row(params![sql(id.0)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, f64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((from, to, radius_m, complete, truncated)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT party_id, uid, time_ms, lon_deg, lat_deg, alt_m, speed_mps, course_deg \
+         FROM incident_evidence_points WHERE incident_id = ?1 ORDER BY party_id, uid, time_ms",
+    )?;
+    let mut rows = stmt.query(params![sql(id.0)])?;
+    let mut points = Vec::new();
+    while let Some(row) = rows.next()? {
+        let party: i64 = row.get(0)?;
+        points.push(EvidencePoint {
+            party: PartyId(party as u64),
+            uid: row.get(1)?,
+            point: HistoryPoint {
+                time: Timestamp(row.get(2)?),
+                position: LonLat::new(row.get(3)?, row.get(4)?),
+                alt_m: row.get(5)?,
+                speed_mps: row.get(6)?,
+                course_deg: row.get(7)?,
+                activity: None,
+            },
+        });
+    }
+    Ok(Some(StoredEvidence {
+        from: Timestamp(from),
+        to: Timestamp(to),
+        radius_m,
+        complete: complete != 0,
+        truncated: truncated != 0,
+        points,
+    }))
+}
