@@ -45,9 +45,15 @@ pub struct ServeArgs {
     /// Requests one token may send in a burst.
     #[arg(long, env = "DECONFLICT_RATE_BURST", default_value_t = 2_000.0)]
     rate_burst: f64,
-    /// Concurrent `/v1/events` streams.
-    #[arg(long, env = "DECONFLICT_MAX_SUBSCRIBERS", default_value_t = 1_000)]
+    /// Concurrent `/v1/events` and `/v1/ws` streams, all parties (beyond: 503).
+    #[arg(long, env = "DECONFLICT_MAX_SUBSCRIBERS", default_value_t = 10_000)]
     max_subscribers: usize,
+    /// Concurrent event streams of one party (beyond: 429).
+    #[arg(long, env = "DECONFLICT_MAX_SUBSCRIBERS_PER_PARTY", default_value_t = 1_000)]
+    max_subscribers_per_party: usize,
+    /// Open HTTP connections (beyond: 503 and closed); each event stream holds one.
+    #[arg(long, env = "DECONFLICT_MAX_CONNECTIONS", default_value_t = 12_000)]
+    max_connections: usize,
     /// Events queued for one slow subscriber before it lags.
     #[arg(long, env = "DECONFLICT_SUBSCRIBER_QUEUE", default_value_t = 1_024)]
     subscriber_queue: usize,
@@ -166,6 +172,8 @@ impl ServeArgs {
         limits.rate_per_s = self.rate_per_s;
         limits.rate_burst = self.rate_burst;
         limits.max_subscribers = self.max_subscribers;
+        limits.max_subscribers_per_party = self.max_subscribers_per_party;
+        limits.max_connections = self.max_connections;
         limits.subscriber_queue = self.subscriber_queue;
         limits.max_pending_commands = self.max_pending_commands;
         limits.max_batch = self.max_batch;
@@ -200,6 +208,39 @@ impl ServeArgs {
     }
 }
 
+/// Descriptors the service holds besides its HTTP connections: SQLite's
+/// files per connection (database, WAL, shared memory), the listeners, the
+/// TAK connections' own limit aside.
+const OTHER_DESCRIPTORS: u64 = 512;
+
+/// Each event stream holds a connection, and the usual soft limit on open
+/// files (1,024) is far below `--max-connections`: raise it to the hard
+/// limit, as any process may, and warn when even that is too low (then
+/// `accept` fails with EMFILE before the limit answers 503).
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open-file limit to its hard limit");
+        }
+    }
+    let needed = max_connections as u64 + OTHER_DESCRIPTORS;
+    if let Some(open_files) = getrlimit(Resource::Nofile).current {
+        if open_files < needed {
+            tracing::warn!(
+                open_files,
+                needed,
+                "the open-file limit is below --max-connections plus {OTHER_DESCRIPTORS}: lower --max-connections or raise the hard limit (ulimit -Hn)"
+            );
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DECONFLICT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -211,6 +252,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         LogFormat::Text => builder.init(),
     }
     let config = args.config();
+    raise_open_file_limit(config.limits.max_connections);
     let cot_tls = args.cot_listen;
     let cot_plain = args.cot_plain_listen.zip(args.cot_plain_party);
     let cot_names = args.cot_server_name.clone();

@@ -19,8 +19,16 @@ pub struct ServiceLimits {
     /// Sustained requests per second per token; bursts up to `rate_burst`.
     pub rate_per_s: f64,
     pub rate_burst: f64,
-    /// Concurrent `/v1/events` streams, all parties together.
+    /// Concurrent `/v1/events` and `/v1/ws` streams, all parties together
+    /// (beyond: 503).
     pub max_subscribers: usize,
+    /// Concurrent streams of one party (beyond: 429), so that one party
+    /// cannot take every slot.
+    pub max_subscribers_per_party: usize,
+    /// Open HTTP connections (each event stream holds one); beyond it a new
+    /// connection is answered 503 and closed. `deconflict serve` raises its
+    /// open-file limit to the hard limit and warns when that is below it.
+    pub max_connections: usize,
     /// Events waiting for one slow subscriber; beyond it events are dropped
     /// and the subscriber is told with a `lagged` event.
     pub subscriber_queue: usize,
@@ -41,7 +49,9 @@ impl Default for ServiceLimits {
             max_activities_per_party: 100_000,
             rate_per_s: 1_000.0,
             rate_burst: 2_000.0,
-            max_subscribers: 1_000,
+            max_subscribers: 10_000,
+            max_subscribers_per_party: 1_000,
+            max_connections: 12_000,
             subscriber_queue: 1_024,
             max_list: 10_000,
             max_log_entries: 1_000,

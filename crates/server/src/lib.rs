@@ -6,6 +6,7 @@
 //! - [`state`]: opening the data directory (admin token, log key, store).
 //! - [`auth`]: tokens, constant-time checks, the caller extractors.
 //! - [`limits`]: per-token request rate.
+//! - [`connections`]: the limit on open HTTP connections.
 //! - [`problem`]: RFC 9457 errors.
 //! - [`driver`]: the one thread that owns the engine, the tree and the
 //!   signer, and commits batches in order (the write path).
@@ -26,6 +27,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod driver;
 pub mod hotline;
 pub mod hub;
@@ -66,6 +68,7 @@ pub async fn serve_router(
     routes::ops::prometheus();
     hotline::start_performer(&state);
     let hub = std::sync::Arc::clone(&state.hub);
+    let listener = connections::LimitedListener::new(listener, state.config.limits.max_connections);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -144,10 +144,10 @@ impl AppState {
                 },
             );
         }
-        let hub = Arc::new(Hub::new(
-            config.limits.max_subscribers,
-            config.limits.subscriber_queue,
-        ));
+        let hub = Arc::new(
+            Hub::new(config.limits.max_subscribers, config.limits.subscriber_queue)
+                .with_max_per_party(config.limits.max_subscribers_per_party),
+        );
         let (hotline_sink, hotline) = crate::hotline::channel(&config.hotline, config.hotline_action_queue);
         let driver = driver::start(DriverSetup {
             store: Arc::clone(&store),

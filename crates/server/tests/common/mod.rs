@@ -2,6 +2,8 @@
 //! with reqwest as a client would.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod sse;
+
 use std::path::Path;
 
 use deconflict_server::{AppState, ServerConfig};
