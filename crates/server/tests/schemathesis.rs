@@ -29,6 +29,12 @@ const EXCLUDED_CHECKS: &[&str] = &[
     // valid-looking data is not a server error or an answer outside the
     // schema, the two things this run is for.
     "positive_data_acceptance",
+    // The one required header of the document is `If-Match` on
+    // `PUT /v1/activities/{id}`; without it the service answers 428
+    // Precondition Required, which RFC 6585 defines for exactly this, but
+    // schemathesis 4.32.5 expects 400/401/403/406/415/422. (Authorization
+    // is a security scheme, checked by `ignored_auth`.)
+    "missing_required_header",
 ];
 
 /// Operations left out, and why: both are streams that never end by
@@ -103,7 +109,11 @@ fn run(server: &Server, name: &str, token: &str, include: Option<&str>, dir: &Pa
         .args(["--seed", &seed.to_string()])
         .args(["--request-timeout", "10"])
         .args(["--generation-database", "none"])
-        .args(["--workers", "2"])
+        // One worker: with two, hypothesis (under schemathesis 4.32.5 on
+        // Python 3.11) parses lambda sources from both threads at once and
+        // fails with "AST constructor recursion depth mismatch", an error
+        // of the tool, not of the API.
+        .args(["--workers", "1"])
         .args(["--report", "junit"])
         .arg("--report-junit-path")
         .arg(&junit)
