@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use deconflict_server::{AppState, ServerConfig};
+use reqwest::header::HeaderValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -159,6 +160,18 @@ pub struct ServeArgs {
     /// (beyond: the oldest of all go first).
     #[arg(long, env = "DECONFLICT_TRACK_HISTORY_TOTAL", default_value_t = 1_000_000)]
     track_history_total: usize,
+    /// Serve HTTPS only, with this certificate chain (PEM, server
+    /// certificate first); needs --tls-key. Answers then carry HSTS.
+    #[arg(long, env = "DECONFLICT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DECONFLICT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A browser origin (scheme://host[:port]) allowed to call the API from
+    /// its pages (CORS); repeat or separate with commas. None: CORS off.
+    #[arg(long, env = "DECONFLICT_CORS_ORIGIN", value_delimiter = ',',
+          value_parser = deconflict_server::routes::security::parse_origin)]
+    cors_origin: Vec<HeaderValue>,
 }
 
 impl ServeArgs {
@@ -204,6 +217,12 @@ impl ServeArgs {
         config.live.history.retention_ms = i64::from(self.track_history_age_s) * 1000;
         config.live.history.max_points_per_entity = self.track_history_per_entity;
         config.live.history.max_points_total = self.track_history_total;
+        config.tls = self
+            .tls_cert
+            .clone()
+            .zip(self.tls_key.clone())
+            .map(|(cert, key)| deconflict_server::tls::TlsFiles { cert, key });
+        config.cors_origins.clone_from(&self.cors_origin);
         config
     }
 }
@@ -253,6 +272,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     let config = args.config();
     raise_open_file_limit(config.limits.max_connections);
+    // Bad TLS files stop the start with the file named, before the data
+    // directory is opened or the port taken.
+    if let Some(files) = &config.tls {
+        deconflict_server::tls::server_config(files)?;
+    }
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let cot_tls = args.cot_listen;
     let cot_plain = args.cot_plain_listen.zip(args.cot_plain_party);
     let cot_names = args.cot_server_name.clone();
@@ -278,7 +303,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         } else {
             println!("admin token: {}", opened.admin_token_path.display());
         }
-        println!("listening on http://{address}");
+        println!("listening on {scheme}://{address}");
         let mut cot_listeners = Vec::new();
         if let Some(addr) = cot_tls {
             let cot = state

@@ -82,6 +82,15 @@ pub struct ServerConfig {
     pub hotline_action_queue: usize,
     /// Live tracks: thresholds, limits, TAK listeners' limits.
     pub live: crate::live::LiveConfig,
+    /// HTTPS instead of HTTP on the listening port (`--tls-cert`,
+    /// `--tls-key`); with it every answer carries HSTS.
+    pub tls: Option<crate::tls::TlsFiles>,
+    pub tls_limits: crate::tls::TlsLimits,
+    /// Browser origins allowed to call the API from another origin (CORS,
+    /// `--cors-origin`), each `scheme://host[:port]` as
+    /// [`crate::routes::security::parse_origin`] checks it. Empty: no CORS
+    /// header is ever sent, so browsers keep other origins out.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl ServerConfig {
@@ -102,6 +111,9 @@ impl ServerConfig {
             hotline: HotlineConfig::default(),
             hotline_action_queue: 4_096,
             live: crate::live::LiveConfig::default(),
+            tls: None,
+            tls_limits: crate::tls::TlsLimits::default(),
+            cors_origins: Vec::new(),
         }
     }
 }

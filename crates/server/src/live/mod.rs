@@ -38,8 +38,8 @@ use deconflict_engine::track::{TrackConfig, TrackWatch};
 use deconflict_engine::PartyId;
 use deconflict_store::Store;
 use deconflict_tak::{
-    CaError, CertificateAuthority, ConnectionId, TakConfig, TakError, TakInbound, TakLimits, TakListener,
-    TakOutbound, TakTransport,
+    CaError, CertificateAuthority, ConnectionId, Revocations, TakConfig, TakError, TakInbound, TakLimits,
+    TakListener, TakOutbound, TakTransport,
 };
 
 use crate::driver::World;
@@ -117,6 +117,9 @@ pub struct LiveHandle {
     /// The party of every TAK client that connects, to any listener.
     connected: tokio::sync::broadcast::Sender<PartyId>,
     ca: Arc<CertificateAuthority>,
+    /// Parties whose TAK certificates issued before their revocation are
+    /// refused, shared by every listener.
+    revocations: Revocations,
     pub config: LiveConfig,
 }
 
@@ -151,6 +154,7 @@ pub fn start(
         tak,
         connected: tokio::sync::broadcast::channel(256).0,
         ca,
+        revocations: Revocations::new(),
         config,
     })
 }
@@ -202,6 +206,26 @@ impl LiveHandle {
         self.connected.subscribe()
     }
 
+    /// A party's token was revoked at `at_unix_ms`: its TAK certificates
+    /// issued until then are refused from now on, by every listener, and
+    /// its open TAK connections are closed. Returns how many were closed.
+    pub fn revoke_party(&self, party: PartyId, at_unix_ms: i64) -> usize {
+        // Record first: a connection registering meanwhile checks the
+        // record after registering, so it is either closed here or refused.
+        self.revocations.revoke(party, at_unix_ms);
+        self.tak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|outbound| outbound.close_party(party))
+            .sum()
+    }
+
+    /// Who is revoked since when (loaded from the store at start).
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
     /// The server's TAK certificate authority (in the data directory).
     pub fn ca(&self) -> &CertificateAuthority {
         &self.ca
@@ -230,6 +254,7 @@ impl LiveHandle {
                 listen_addr,
                 transport,
                 limits: self.config.tak,
+                revocations: self.revocations.clone(),
             },
             events,
         )
