@@ -139,6 +139,28 @@ export interface IncidentCreated {
   receipt?: Receipt;
 }
 
+/** An incident the party reported or is named in (`GET /v1/incidents`). */
+export interface IncidentSummary {
+  id: string;
+  time: string;
+  description: string;
+  /** The reporter, by name once names are known. */
+  reporter: string;
+  location: Point | null;
+}
+
+/** `GET /v1/incidents/{id}/evidence`: the units' tracks as LineStrings
+ *  (`properties.times`) and their positions as Points; `complete` false
+ *  while the window is still open. `text` is the body exactly as served,
+ *  for the download. */
+export interface Evidence {
+  incident: string;
+  complete: boolean;
+  window: { from: string; to: string } | null;
+  collection: FeatureCollection;
+  text: string;
+}
+
 export interface Me {
   name: string;
   kind?: PartyKind;
@@ -386,13 +408,42 @@ export class Api {
     return this.json<IncidentCreated>("POST", "/v1/incidents", { ...incident, lon, lat, description });
   }
 
+  async incidents(): Promise<IncidentSummary[]> {
+    const body = await this.json<{ incidents?: unknown[] } | unknown[]>("GET", "/v1/incidents");
+    const list = Array.isArray(body) ? body : (body?.incidents ?? []);
+    return list.map((raw) => {
+      const r = (raw ?? {}) as Record<string, unknown>;
+      const location = (r.location as Point | undefined) ?? (typeof r.lon === "number" && typeof r.lat === "number" ? { type: "Point" as const, coordinates: [r.lon, r.lat] } : null);
+      const reporter = r.reporter ?? r.party;
+      return {
+        id: String(r.id),
+        time: String(r.time ?? ""),
+        description: String(r.description ?? r.summary ?? ""),
+        reporter: reporter === undefined ? "" : this.partyName(String(reporter)),
+        location,
+      };
+    });
+  }
+
+  async incidentEvidence(id: string): Promise<Evidence> {
+    const response = await this.request("GET", `/v1/incidents/${encodeURIComponent(id)}/evidence`, undefined, "application/geo+json");
+    const text = await response.text();
+    const body = JSON.parse(text) as FeatureCollection & { complete?: boolean; window?: { from: string; to: string } };
+    for (const f of body.features ?? []) {
+      const p = f.properties as Record<string, unknown> | null;
+      if (p && p.party !== undefined && p.party !== null) p.party = this.partyName(String(p.party));
+    }
+    return { incident: id, complete: body.complete === true, window: body.window ?? null, collection: body, text };
+  }
+
   /** `GET /v1/export`: the file exactly as the server says this party may
-   *  see it (need-to-know applied server-side), optionally limited to a
-   *  window `[from, to)`. */
-  async exportFile(format: "geojson" | "kml", window?: { from?: string; to?: string }): Promise<string> {
+   *  see it (need-to-know applied server-side), optionally limited to what
+   *  is on at one instant (`time`, the timeline's) and to a box (`bbox`
+   *  W,S,E,N, the map's view). */
+  async exportFile(format: "geojson" | "kml", scope?: { time?: string; bbox?: [number, number, number, number] }): Promise<string> {
     const query = new URLSearchParams({ format });
-    if (window?.from) query.set("from", window.from);
-    if (window?.to) query.set("to", window.to);
+    if (scope?.time) query.set("time", scope.time);
+    if (scope?.bbox) query.set("bbox", scope.bbox.map((v) => +v.toFixed(6)).join(","));
     const accept = format === "kml" ? "application/vnd.google-earth.kml+xml" : "application/geo+json";
     const response = await this.request("GET", `/v1/export?${query.toString()}`, undefined, accept);
     return response.text();
@@ -571,8 +622,10 @@ export function decodeEvent(message: SseMessage, name: PartyName = samePartyName
       if (type === "message.overdue" && decoded.state === "pending") decoded.state = "overdue";
       return { type, id, message: decoded };
     }
-  } else if (type === "escalation" && typeof record.subject === "object" && record.subject !== null && "message" in record.subject) {
+  } else if ((type === "escalation" || type === "escalation.tak_alert") && typeof record.subject === "object" && record.subject !== null && "message" in record.subject) {
     // An escalation of an unacknowledged message: it is overdue and escalated.
+    // `escalation` reaches the ladder's contact; `escalation.tak_alert`
+    // reaches the party whose ladder alerted its own TAK clients.
     const decoded = decodeMessage({ message: (record.subject as Record<string, unknown>).message, state: "escalated" }, name);
     if (decoded) return { type: "message.overdue", id, message: decoded };
   } else if (type === "lagged") {

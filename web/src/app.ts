@@ -5,7 +5,7 @@
 // one party can leak into the page of another.
 
 import type { LatLng } from "leaflet";
-import type { ActivityFeature, Conflict, History, Me, NewIncident, NewMessage, ZoneFeature } from "./api";
+import type { ActivityFeature, Conflict, History, IncidentSummary, Me, NewIncident, NewMessage, ZoneFeature } from "./api";
 import { Api, ApiError } from "./api";
 import { byId } from "./dom";
 import { download } from "./export";
@@ -14,8 +14,8 @@ import { MapView } from "./map";
 import { renderActivities } from "./panels/activities";
 import { renderAlerts, showToast } from "./panels/alerts";
 import { renderConflicts } from "./panels/conflicts";
-import { renderMessages, setUpHotlineForm, updateHotlineChoices } from "./panels/hotline";
-import { setIncidentLocation, setUpIncidentForm, updateIncidentConflicts } from "./panels/incident";
+import { renderMessages, setUpHotlineForm, showStatus, updateHotlineChoices } from "./panels/hotline";
+import { describeEvidence, renderIncidents, setIncidentLocation, setUpIncidentForm, updateIncidentConflicts } from "./panels/incident";
 import { setUpTabs, type Tabs } from "./tabs";
 import { emptyPicture, reduce, sortedConflicts, sortedMessages, type Action, type Alert, type Picture } from "./state";
 import { clampToRange, conflictsAt, nextPlayStep, plansAt, rangeOf, trackVisibleAt, visibleAt, HOUR_MS, MINUTE_MS, type TimeRange } from "./timeline";
@@ -89,6 +89,8 @@ export class App {
   }
 
   private dispatch(action: Action): void {
+    // A new incident that names us: its evidence is there to look at.
+    if (action.type === "event" && action.event.type === "incident") void this.loadIncidents();
     const before = this.picture.alerts;
     this.picture = reduce(this.picture, action);
     const fresh = this.picture.alerts.filter((a) => !before.includes(a));
@@ -122,6 +124,7 @@ export class App {
     this.updateTimelineRange();
     this.render();
     this.map.fitOnce();
+    void this.loadIncidents();
     if (problems.length > 0) {
       this.dispatch({
         type: "alert.raised",
@@ -325,8 +328,41 @@ export class App {
     }
   }
 
+  private async loadIncidents(): Promise<void> {
+    try {
+      const incidents = await this.session.api.incidents();
+      renderIncidents(incidents, { onShow: (i) => void this.showEvidence(i), onDownload: (i) => void this.downloadEvidence(i) });
+    } catch (error) {
+      showStatus(byId("evidence-status"), `Could not list the incidents: ${error instanceof ApiError ? error.describe() : String(error)}`, true);
+    }
+  }
+
+  /** Draws the incident's track evidence on the map. */
+  private async showEvidence(incident: IncidentSummary): Promise<void> {
+    const status = byId("evidence-status");
+    try {
+      const evidence = await this.session.api.incidentEvidence(incident.id);
+      const place = incident.location ? (incident.location.coordinates as [number, number]) : null;
+      this.map.showEvidence(evidence.collection, place);
+      showStatus(status, describeEvidence(evidence), false);
+    } catch (error) {
+      showStatus(status, `No evidence: ${error instanceof ApiError ? error.describe() : String(error)}`, true);
+    }
+  }
+
+  /** Saves the evidence exactly as the server answered it. */
+  private async downloadEvidence(incident: IncidentSummary): Promise<void> {
+    try {
+      const evidence = await this.session.api.incidentEvidence(incident.id);
+      download(`deconflict-incident-${incident.id.replace(/[^A-Za-z0-9_-]+/g, "-")}-evidence.geojson`, "application/geo+json", evidence.text);
+    } catch (error) {
+      showStatus(byId("evidence-status"), `No evidence: ${error instanceof ApiError ? error.describe() : String(error)}`, true);
+    }
+  }
+
   private async reportIncident(incident: NewIncident): Promise<string> {
     const created = await this.session.api.reportIncident(incident);
+    void this.loadIncidents();
     this.map.showPick(null);
     return created.receipt ? `Reported; logged at index ${created.receipt.log_index}.` : `Reported (incident ${created.id}).`;
   }
@@ -401,11 +437,14 @@ export class App {
   }
 
   /** Downloads the server's export, so the file holds exactly what the
-   *  server lets this party see, not what the page happens to hold. */
+   *  server lets this party see, not what the page happens to hold: what
+   *  the map shows, its area and the timeline's time (all times when the
+   *  timeline shows all). */
   private async exportAs(format: "geojson" | "kml"): Promise<void> {
     const stem = `deconflict-${(this.picture.me ?? "picture").replace(/[^A-Za-z0-9_-]+/g, "-")}-${new Date().toISOString().slice(0, 16).replace(":", "")}`;
     try {
-      const text = await this.session.api.exportFile(format);
+      const time = this.at_ms === null ? undefined : new Date(this.at_ms).toISOString();
+      const text = await this.session.api.exportFile(format, { time, bbox: this.map.viewBox() ?? undefined });
       if (format === "geojson") download(`${stem}.geojson`, "application/geo+json", text);
       else download(`${stem}.kml`, "application/vnd.google-earth.kml+xml", text);
     } catch (error) {

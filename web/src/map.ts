@@ -6,7 +6,7 @@
 
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
-import type { Geometry, Position } from "geojson";
+import type { FeatureCollection, Geometry, Position } from "geojson";
 import { feature, mesh } from "topojson-client";
 import type { GeometryCollection, Topology } from "topojson-specification";
 import countriesTopology from "world-atlas/countries-110m.json";
@@ -74,6 +74,7 @@ export class MapView {
   private readonly activityLayer = L.layerGroup();
   private readonly conflictLayer = L.layerGroup();
   private readonly trackLayer = L.layerGroup();
+  private readonly evidenceLayer = L.layerGroup();
   private readonly activityBounds = new Map<string, L.LatLngBounds>();
   private colours = new PartyColours(null);
   private coloursFor: string | null | undefined = undefined;
@@ -106,6 +107,7 @@ export class MapView {
     this.activityLayer.addTo(this.map);
     this.conflictLayer.addTo(this.map);
     this.trackLayer.addTo(this.map);
+    this.evidenceLayer.addTo(this.map);
     L.control.scale({ imperial: false, position: "bottomright" }).addTo(this.map);
     this.addCursorReadout();
     // The map's box changes with the layout (tablet rotation, panels moving
@@ -301,6 +303,58 @@ export class MapView {
     if (reducedMotion()) this.map.fitBounds(bounds.pad(0.3), { maxZoom: 12, animate: false });
     else this.map.flyToBounds(bounds.pad(0.3), { maxZoom: 12, duration: 0.6 });
     return true;
+  }
+
+  /** Draws an incident's evidence (replacing any shown before): each unit's
+   *  track as a line in its party's colour, each position as a dot whose
+   *  tooltip gives time, altitude, speed and course; the incident's place as
+   *  a ring. Fits the map to it. */
+  showEvidence(collection: FeatureCollection | null, place: [number, number] | null): void {
+    this.evidenceLayer.clearLayers();
+    if (!collection) return;
+    const bounds = L.latLngBounds([]);
+    for (const f of collection.features ?? []) {
+      const p = (f.properties ?? {}) as Record<string, unknown>;
+      const colour = this.colours.colourOf(p.party === undefined ? undefined : String(p.party));
+      if (f.geometry?.type === "LineString") {
+        const line = L.polyline(f.geometry.coordinates.map(ll), { pane: "tracks", color: colour, weight: 3, opacity: 0.9, className: "evidence-line" });
+        line.bindTooltip(`${String(p.uid)} (${String(p.party)})`, { sticky: true });
+        line.addTo(this.evidenceLayer);
+        bounds.extend(line.getBounds());
+      } else if (f.geometry?.type === "Point") {
+        const at = ll(f.geometry.coordinates);
+        const dot = L.circleMarker(at, { pane: "tracks", radius: 3, color: colour, weight: 1, fillColor: colour, fillOpacity: 1, className: "evidence-point" });
+        const readings = [
+          typeof p.alt_m === "number" ? `${Math.round(p.alt_m)} m` : null,
+          typeof p.speed_mps === "number" ? `${p.speed_mps.toFixed(1)} m/s` : null,
+          typeof p.course_deg === "number" ? `${Math.round(p.course_deg)}°` : null,
+        ].filter(Boolean);
+        dot.bindTooltip(`${String(p.uid)} · ${formatTime(String(p.time))}${readings.length ? ` · ${readings.join(" · ")}` : ""}`);
+        dot.addTo(this.evidenceLayer);
+        bounds.extend(at);
+      }
+    }
+    if (place) {
+      const at: L.LatLngTuple = [place[1], place[0]];
+      L.circleMarker(at, { pane: "tracks", radius: 10, color: CONFLICT_COLOUR, weight: 3, fill: false, className: "evidence-place", interactive: false }).addTo(this.evidenceLayer);
+      bounds.extend(at);
+    }
+    if (bounds.isValid()) this.map.fitBounds(bounds.pad(0.2), { maxZoom: 13, animate: !reducedMotion() });
+  }
+
+  /** The map's view as W,S,E,N in degrees for `bbox` queries; null when it
+   *  shows the whole world round (no box would narrow anything). */
+  viewBox(): [number, number, number, number] | null {
+    const b = this.map.getBounds();
+    const south = Math.max(-90, b.getSouth());
+    const north = Math.min(90, b.getNorth());
+    if (b.getEast() - b.getWest() >= 360) return null;
+    // With worldCopyJump the view can sit on a copy of the world: bring both
+    // edges back to [-180, 180]; a box across the antimeridian has W > E.
+    const wrap = (lon: number) => ((((lon + 180) % 360) + 360) % 360) - 180;
+    const west = wrap(b.getWest());
+    const east = b.getEast() - b.getWest() >= 360 ? 180 : wrap(b.getEast());
+    return [west, south, east === -180 ? 180 : east, north];
   }
 
   /** Shows where an incident will be reported. */

@@ -203,11 +203,13 @@ test("an unacknowledged flash message goes overdue and is shown escalated on bot
   await b.page.locator(".toast", { hasText: "Overdue" }).first().waitFor({ timeout: STEP_MS });
   const atA = a.page.locator("#message-list li.message", { hasText: body });
   await atA.locator(".chip-overdue").waitFor({ timeout: STEP_MS });
-  // The mock escalates every overdue message; the real service only along a
-  // ladder the recipient set (PUT /v1/parties/{id}/escalation).
+  // The mock escalates every overdue message and tells both sides; the real
+  // service only along a ladder the recipient set (PUT
+  // /v1/parties/{id}/escalation), and tells the ladder's contacts and, for a
+  // TAK step, the recipient (`escalation.tak_alert`), never the sender.
   if (mock) {
     await atA.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
-    assert.match(await atB.locator(".chip-overdue").textContent(), /escalated/i);
+    await atB.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
   }
   await shot(b, "04b-hotline-overdue.png");
   // Acknowledging late still works, and clears the overdue state.
@@ -333,6 +335,46 @@ test("an incident is reported with a place picked on the map", async () => {
   await page.getByRole("button", { name: "Report incident" }).click();
   await page.locator("#incident-status", { hasText: "Reported" }).waitFor({ timeout: STEP_MS });
   await shot(b, "06-incident.png");
+});
+
+/** The page and incident whose evidence to show: against the demo, its
+ *  scripted incident (patrol and convoy at the junction, with both units
+ *  listed), seen by whichever of the two parties it names; against the mock,
+ *  the one reported above. */
+async function incidentWithEvidence() {
+  const wanted = mock ? /Small-arms fire/ : /al-Malikiyah/;
+  const deadline = Date.now() + ALERT_TIMEOUT_MS;
+  for (;;) {
+    for (const party of [a, b]) {
+      const listed = await fetch(`${baseUrl}/v1/incidents`, { headers: { Authorization: `Bearer ${party.token}` } }).then((r) => r.json());
+      const found = (listed.incidents ?? []).find((i) => wanted.test(String(i.description ?? i.summary)));
+      if (found) return { party, id: String(found.id) };
+    }
+    assert.ok(Date.now() < deadline, `no incident matching ${wanted} for ${a.name} or ${b.name}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+test("an incident's evidence is drawn on the map and downloads as the server's GeoJSON", async () => {
+  const { party, id } = await incidentWithEvidence();
+  const { page } = party;
+  await page.getByRole("tab", { name: "Incident" }).click();
+  const row = page.locator(`#incident-list li[data-incident="${id}"]`);
+  await row.waitFor({ timeout: STEP_MS });
+  await row.getByRole("button", { name: `Show the evidence of incident ${id} on the map` }).click();
+  await page.locator("#evidence-status", { hasText: `Incident ${id}:` }).waitFor({ timeout: STEP_MS });
+  const served = await fetch(`${baseUrl}/v1/incidents/${id}/evidence`, { headers: { Authorization: `Bearer ${party.token}` } }).then((r) => r.json());
+  const lines = served.features.filter((f) => f.geometry.type === "LineString").length;
+  assert.ok(lines > 0, `the evidence of incident ${id} holds tracks: ${JSON.stringify(served).slice(0, 300)}`);
+  assert.equal(await page.locator(".leaflet-tracks-pane path.evidence-line").count(), lines);
+  assert.ok((await page.locator(".leaflet-tracks-pane path.evidence-point").count()) > 0);
+  await page.waitForTimeout(700); // the fit to the evidence
+  await shot(party, "06b-incident-evidence.png");
+  const [file] = await Promise.all([page.waitForEvent("download"), row.getByRole("button", { name: `Download the evidence of incident ${id} as GeoJSON` }).click()]);
+  const saved = JSON.parse(await readFile(await file.path(), "utf8"));
+  assert.equal(saved.type, "FeatureCollection");
+  assert.equal(String(saved.incident), id);
+  assert.ok(saved.features.length >= served.features.length, "the download is the server's evidence");
 });
 
 test("keyboard: the panel tabs move with the arrow keys", async () => {

@@ -319,6 +319,23 @@ export async function startMockServer({ port = 0, demo = true, distDir = DIST_DI
       return json(res, 201, { id: incident.id, receipt: { log_index: logSize - 1, leaf_hash: Buffer.from(`leaf-${logSize}`).toString("base64"), checkpoint: checkpoint() } });
     }
     if (method === "GET" && path === "/v1/incidents") return json(res, 200, { incidents });
+    // Like the real route: the reporter's unit over the window around the
+    // incident, a line and its positions; 404 for an unknown incident.
+    if (method === "GET" && (m = path.match(/^\/v1\/incidents\/([^/]+)\/evidence$/))) {
+      const incident = incidents.find((i) => i.id === decodeURIComponent(m[1]));
+      if (!incident) return problem(res, 404, "Not found", "no such incident");
+      const t = Date.parse(incident.time);
+      const [lon, lat] = incident.location.coordinates;
+      const points = [-300, -120, 0, 120, 300].map((s, i) => ({ time: new Date(t + s * 1000).toISOString(), at: [lon - 0.02 + i * 0.01, lat + (i % 2) * 0.004] }));
+      const unit = { party: incident.party, uid: `${incident.party}-unit-1` };
+      const features = [
+        { type: "Feature", geometry: { type: "LineString", coordinates: points.map((p) => p.at) }, properties: { kind: "track", ...unit, times: points.map((p) => p.time) } },
+        ...points.map((p) => ({ type: "Feature", geometry: { type: "Point", coordinates: p.at }, properties: { kind: "position", ...unit, time: p.time, alt_m: 350, speed_mps: 11.2, course_deg: 80 } })),
+      ];
+      const window = { from: new Date(t - 600_000).toISOString(), to: new Date(t + 600_000).toISOString() };
+      res.writeHead(200, { "Content-Type": "application/geo+json" });
+      return res.end(JSON.stringify({ type: "FeatureCollection", incident: incident.id, window, complete: Date.now() > t + 600_000, truncated: false, features }));
+    }
     if (method === "GET" && path === "/v1/log/checkpoint") {
       res.writeHead(200, { "Content-Type": "text/plain; charset=utf-8" });
       return res.end(checkpoint());

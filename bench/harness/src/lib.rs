@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod postgis;
 pub mod rows;
 pub mod run;
+pub mod w3;
 
 /// Why a run could not finish.
 #[derive(Debug, thiserror::Error)]

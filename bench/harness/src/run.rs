@@ -365,13 +365,13 @@ fn wait_for_exit(pid: i32) {
 }
 
 /// The 1, 5 and 15 minute load averages, or `?` where there is no /proc.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
 }
 
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value);
     let mut out = String::new();
     for (k, c) in digits.chars().enumerate() {

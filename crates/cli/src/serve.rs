@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use deconflict_server::{AppState, ServerConfig};
+use reqwest::header::HeaderValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -53,9 +54,15 @@ pub struct ServeArgs {
     /// Requests one token may send in a burst.
     #[arg(long, env = "DECONFLICT_RATE_BURST", default_value_t = 2_000.0)]
     rate_burst: f64,
-    /// Concurrent `/v1/events` streams.
-    #[arg(long, env = "DECONFLICT_MAX_SUBSCRIBERS", default_value_t = 1_000)]
+    /// Concurrent `/v1/events` and `/v1/ws` streams, all parties (beyond: 503).
+    #[arg(long, env = "DECONFLICT_MAX_SUBSCRIBERS", default_value_t = 10_000)]
     max_subscribers: usize,
+    /// Concurrent event streams of one party (beyond: 429).
+    #[arg(long, env = "DECONFLICT_MAX_SUBSCRIBERS_PER_PARTY", default_value_t = 1_000)]
+    max_subscribers_per_party: usize,
+    /// Open HTTP connections (beyond: 503 and closed); each event stream holds one.
+    #[arg(long, env = "DECONFLICT_MAX_CONNECTIONS", default_value_t = 12_000)]
+    max_connections: usize,
     /// Events queued for one slow subscriber before it lags.
     #[arg(long, env = "DECONFLICT_SUBSCRIBER_QUEUE", default_value_t = 1_024)]
     subscriber_queue: usize,
@@ -131,6 +138,48 @@ pub struct ServeArgs {
     /// CoT events per second one TAK connection may send (the excess is dropped and counted).
     #[arg(long, env = "DECONFLICT_COT_EVENTS_PER_S", default_value_t = 50.0)]
     cot_events_per_s: f64,
+    /// Incident evidence: the track history kept from this many seconds
+    /// before an incident's time to as many after it.
+    #[arg(long, env = "DECONFLICT_INCIDENT_EVIDENCE_WINDOW_S", default_value_t = 600)]
+    incident_evidence_window_s: u32,
+    /// Incident evidence: units of the incident's parties that report within
+    /// this many metres of its place in the window are involved.
+    #[arg(
+        long,
+        env = "DECONFLICT_INCIDENT_EVIDENCE_RADIUS_M",
+        default_value_t = 5_000.0
+    )]
+    incident_evidence_radius_m: f64,
+    /// Incident evidence: positions one incident keeps at most (beyond: `truncated`).
+    #[arg(
+        long,
+        env = "DECONFLICT_INCIDENT_EVIDENCE_MAX_POINTS",
+        default_value_t = 200_000
+    )]
+    incident_evidence_max_points: usize,
+    /// Recent track history (the source of incident evidence): seconds kept
+    /// back from each unit's newest report. Keep it at least the evidence window.
+    #[arg(long, env = "DECONFLICT_TRACK_HISTORY_AGE_S", default_value_t = 600)]
+    track_history_age_s: u32,
+    /// Recent track history: positions one unit keeps at most.
+    #[arg(long, env = "DECONFLICT_TRACK_HISTORY_PER_ENTITY", default_value_t = 600)]
+    track_history_per_entity: usize,
+    /// Recent track history: positions all units keep together at most
+    /// (beyond: the oldest of all go first).
+    #[arg(long, env = "DECONFLICT_TRACK_HISTORY_TOTAL", default_value_t = 1_000_000)]
+    track_history_total: usize,
+    /// Serve HTTPS only, with this certificate chain (PEM, server
+    /// certificate first); needs --tls-key. Answers then carry HSTS.
+    #[arg(long, env = "DECONFLICT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DECONFLICT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A browser origin (scheme://host[:port]) allowed to call the API from
+    /// its pages (CORS); repeat or separate with commas. None: CORS off.
+    #[arg(long, env = "DECONFLICT_CORS_ORIGIN", value_delimiter = ',',
+          value_parser = deconflict_server::routes::security::parse_origin)]
+    cors_origin: Vec<HeaderValue>,
 }
 
 impl ServeArgs {
@@ -147,6 +196,8 @@ impl ServeArgs {
         limits.rate_per_s = self.rate_per_s;
         limits.rate_burst = self.rate_burst;
         limits.max_subscribers = self.max_subscribers;
+        limits.max_subscribers_per_party = self.max_subscribers_per_party;
+        limits.max_connections = self.max_connections;
         limits.subscriber_queue = self.subscriber_queue;
         limits.max_pending_commands = self.max_pending_commands;
         limits.max_batch = self.max_batch;
@@ -170,7 +221,53 @@ impl ServeArgs {
         config.live.max_reports_per_request = self.max_reports_per_request;
         config.live.max_pending = self.max_pending_tracks;
         config.live.cot_events_per_s = self.cot_events_per_s;
+        config.hotline.evidence_before_s = self.incident_evidence_window_s;
+        config.hotline.evidence_after_s = self.incident_evidence_window_s;
+        config.live.evidence.radius_m = self.incident_evidence_radius_m;
+        config.live.evidence.max_points_per_incident = self.incident_evidence_max_points;
+        config.live.history.retention_ms = i64::from(self.track_history_age_s) * 1000;
+        config.live.history.max_points_per_entity = self.track_history_per_entity;
+        config.live.history.max_points_total = self.track_history_total;
+        config.tls = self
+            .tls_cert
+            .clone()
+            .zip(self.tls_key.clone())
+            .map(|(cert, key)| deconflict_server::tls::TlsFiles { cert, key });
+        config.cors_origins.clone_from(&self.cors_origin);
         config
+    }
+}
+
+/// Descriptors the service holds besides its HTTP connections: SQLite's
+/// files per connection (database, WAL, shared memory), the listeners, the
+/// TAK connections' own limit aside.
+const OTHER_DESCRIPTORS: u64 = 512;
+
+/// Each event stream holds a connection, and the usual soft limit on open
+/// files (1,024) is far below `--max-connections`: raise it to the hard
+/// limit, as any process may, and warn when even that is too low (then
+/// `accept` fails with EMFILE before the limit answers 503).
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open-file limit to its hard limit");
+        }
+    }
+    let needed = max_connections as u64 + OTHER_DESCRIPTORS;
+    if let Some(open_files) = getrlimit(Resource::Nofile).current {
+        if open_files < needed {
+            tracing::warn!(
+                open_files,
+                needed,
+                "the open-file limit is below --max-connections plus {OTHER_DESCRIPTORS}: lower --max-connections or raise the hard limit (ulimit -Hn)"
+            );
+        }
     }
 }
 
@@ -185,6 +282,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         LogFormat::Text => builder.init(),
     }
     let config = args.config();
+    raise_open_file_limit(config.limits.max_connections);
+    // Bad TLS files stop the start with the file named, before the data
+    // directory is opened or the port taken.
+    if let Some(files) = &config.tls {
+        deconflict_server::tls::server_config(files)?;
+    }
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let cot_tls = args.cot_listen;
     let cot_plain = args.cot_plain_listen.zip(args.cot_plain_party);
     let cot_names = args.cot_server_name.clone();
@@ -210,7 +314,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         } else {
             println!("admin token: {}", opened.admin_token_path.display());
         }
-        println!("listening on http://{address}");
+        println!("listening on {scheme}://{address}");
         let mut cot_listeners = Vec::new();
         if let Some(addr) = cot_tls {
             let cot = state
@@ -243,4 +347,55 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tokio::task::spawn_blocking(move || stopping.driver.stop()).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> ServerConfig {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .serve
+            .config()
+    }
+
+    #[test]
+    fn evidence_and_history_flags_reach_the_config() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.hotline.evidence_before_s, 600);
+        assert_eq!(defaults.hotline.evidence_after_s, 600);
+        assert_eq!(
+            defaults.live.history,
+            deconflict_server::live::history::HistoryLimits::default()
+        );
+        assert_eq!(
+            defaults.live.evidence,
+            deconflict_server::live::evidence::EvidenceConfig::default()
+        );
+        let set = config(&[
+            "--incident-evidence-window-s=90",
+            "--incident-evidence-radius-m=250",
+            "--incident-evidence-max-points=1000",
+            "--track-history-age-s=120",
+            "--track-history-per-entity=7",
+            "--track-history-total=70",
+        ]);
+        assert_eq!(
+            (set.hotline.evidence_before_s, set.hotline.evidence_after_s),
+            (90, 90)
+        );
+        assert_eq!(set.live.evidence.radius_m, 250.0);
+        assert_eq!(set.live.evidence.max_points_per_incident, 1000);
+        assert_eq!(set.live.history.retention_ms, 120_000);
+        assert_eq!(set.live.history.max_points_per_entity, 7);
+        assert_eq!(set.live.history.max_points_total, 70);
+    }
 }

@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use deconflict_engine::Timestamp;
 use deconflict_server::routes::demo::{DemoParties, DemoParty};
 use deconflict_server::{AppState, ServerConfig};
 use reqwest::{Method, StatusCode};
@@ -286,8 +285,9 @@ pub async fn start(
         );
     }
     // Each armed party's liaison cell escalates as deconfliction lines do:
-    // a missed deadline goes at once to its TAK clients, and a minute later
-    // to the neutral cell, so the day's unanswered flash message escalates.
+    // a missed deadline goes at once to its TAK clients, and a minute of the
+    // scenario's clock later (60 s / speed, at least 1 s) to the neutral
+    // cell, so the day's unanswered flash message escalates.
     let broker_id = scenario
         .parties
         .iter()
@@ -297,7 +297,8 @@ pub async fn start(
         let made = &parties[&party.key];
         let mut ladder = vec![json!({"delay_s": 0, "kind": "tak"})];
         if let Some(broker) = broker_id {
-            ladder.push(json!({"delay_s": 60, "kind": "party", "party": broker}));
+            let delay_s = (60.0 / config.speed.max(f64::MIN_POSITIVE)).round().max(1.0) as u64;
+            ladder.push(json!({"delay_s": delay_s, "kind": "party", "party": broker}));
         }
         client
             .expect(
@@ -382,9 +383,4 @@ pub async fn start(
         shutdown: Some(shutdown),
         serving: Some(serving),
     })
-}
-
-/// The real time of a scenario instant.
-pub fn real_time(demo: &RunningDemo, scenario_time: Timestamp) -> Timestamp {
-    Timestamp(scenario_time.unix_ms() + demo.shift_ms)
 }

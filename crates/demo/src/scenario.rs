@@ -97,6 +97,13 @@ pub enum Step {
         at_place: [f64; 2],
         summary: String,
         description: String,
+        /// The other parties involved (keys); each is told, and may read the
+        /// evidence.
+        #[serde(default)]
+        parties: Vec<String>,
+        /// Units (uids) whose tracks are evidence, wherever they were.
+        #[serde(default)]
+        units: Vec<String>,
     },
 }
 
@@ -219,7 +226,12 @@ impl Scenario {
                 Step::Live { until } => {
                     time(until, &p("until"))?;
                 }
-                Step::Incident { by, .. } => party(by, p("by"))?,
+                Step::Incident { by, parties, .. } => {
+                    party(by, p("by"))?;
+                    for (j, key) in parties.iter().enumerate() {
+                        party(key, format!("/script/{i}/parties/{j}"))?;
+                    }
+                }
             }
             script.push((at, timed.step.clone()));
         }

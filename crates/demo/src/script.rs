@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::scenario::Step;
-use crate::{absent, now_ms, real_time, DemoError, RunningDemo};
+use crate::{absent, now_ms, DemoError, RunningDemo};
 
 /// Live positions are sent every this many scenario seconds…
 const REPORT_EVERY_SCENARIO_S: f64 = 30.0;
@@ -31,6 +31,8 @@ pub struct ScriptOutcome {
     pub messages_sent: usize,
     pub track_reports: usize,
     pub incidents: usize,
+    /// Positions in the incidents' evidence when the script ended.
+    pub evidence_positions: usize,
     /// Receipts that verified offline against the log's public key.
     pub receipts_verified: usize,
     /// The final signed checkpoint.
@@ -116,6 +118,7 @@ pub async fn run_script(
         1.0
     };
     let mut outcome = ScriptOutcome::default();
+    let mut reported: Vec<(String, u64)> = Vec::new();
     let mut messages: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
     let started_ms = now_ms();
     let mut live: Option<tokio::task::JoinHandle<Result<usize, DemoError>>> = None;
@@ -268,14 +271,24 @@ pub async fn run_script(
                 at_place,
                 summary,
                 description,
+                parties,
+                units,
             } => {
                 let party = demo.party(by);
                 // The service's shape (`time`, `lon`, `lat`, `description`);
                 // summary and severity travel in the description.
+                // Its time is now, the real moment the accelerated step
+                // plays: the live units stamp their positions with the real
+                // time too, so the evidence window around it holds their
+                // tracks. (The scenario instant on today's calendar, where
+                // the plans are, is hours ahead: the service refuses an
+                // incident from the future.)
                 let body = json!({
                     "description": format!("{summary} ({severity}): {description}"),
-                    "time": format_rfc3339(real_time(demo, *at)),
+                    "time": format_rfc3339(Timestamp(now_ms())),
                     "lon": at_place[0], "lat": at_place[1],
+                    "parties": parties.iter().map(|key| demo.party(key).id).collect::<Vec<_>>(),
+                    "entities": units,
                 });
                 let answer = demo
                     .client
@@ -289,10 +302,19 @@ pub async fn run_script(
                     outcome.skipped.push("incident".into());
                 } else {
                     narrate(format!(
-                        "{when} {} reports an incident: {summary} ({})",
-                        party.name, answer.status
+                        "{when} {} reports an incident: {summary} ({}{})",
+                        party.name,
+                        answer.status,
+                        if answer.status.is_success() {
+                            String::new()
+                        } else {
+                            format!(": {}", answer.body)
+                        }
                     ));
                     outcome.incidents += usize::from(answer.status.is_success());
+                    if let Some(id) = answer.body["id"].as_u64() {
+                        reported.push((party.token.clone(), id));
+                    }
                 }
             }
         }
@@ -307,6 +329,49 @@ pub async fn run_script(
         if outcome.track_reports == 0 {
             narrate("live tracks skipped: this server has no /v1/tracks yet".into());
         }
+    }
+    // The track history the service keeps around each incident.
+    for (token, id) in reported {
+        let path = format!("/v1/incidents/{id}/evidence");
+        // The capture starts on the track thread just after the incident
+        // commits (`radius_m` is null until then): ask again briefly.
+        let mut answer = demo.client.call(Method::GET, &path, &token, None).await?;
+        for _ in 0..100 {
+            if !answer.body["radius_m"].is_null() || !answer.status.is_success() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            answer = demo.client.call(Method::GET, &path, &token, None).await?;
+        }
+        if absent(&answer) {
+            outcome.skipped.push("incident evidence".into());
+            continue;
+        }
+        let features = answer.body["features"].as_array().cloned().unwrap_or_default();
+        let positions: Vec<&Value> = features
+            .iter()
+            .filter(|f| f["properties"]["kind"] == "position")
+            .collect();
+        let mut tracks: Vec<&str> = positions
+            .iter()
+            .filter_map(|f| f["properties"]["uid"].as_str())
+            .collect();
+        tracks.dedup();
+        let positions = positions.len();
+        narrate(format!(
+            "incident {id} evidence: {positions} positions of {} ({}; GET {path})",
+            if tracks.is_empty() {
+                "no unit".to_owned()
+            } else {
+                tracks.join(", ")
+            },
+            if answer.body["complete"] == true {
+                "complete"
+            } else {
+                "still capturing until the window ends"
+            },
+        ));
+        outcome.evidence_positions += positions;
     }
     verify_log(demo, &mut outcome, narrate).await?;
     Ok(outcome)

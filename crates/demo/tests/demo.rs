@@ -163,6 +163,15 @@ async fn the_demo_day_on_the_real_service() {
         .unwrap()
         .iter()
         .any(|c| ids(c).contains(&demo.activities["us-convoy"])));
+    // The incident keeps both units' tracks as evidence (listed by uid).
+    assert_eq!(outcome.incidents, 1, "{lines:#?}");
+    assert!(outcome.evidence_positions >= 2, "{outcome:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("evidence:") && l.contains("US-CONVOY-1") && l.contains("RU-PATROL-1")),
+        "{lines:#?}"
+    );
     // Every receipt of the loading verifies offline against the log key.
     assert_eq!(outcome.receipts_verified, demo.receipts.len());
     assert!(outcome.receipts_verified >= 9);

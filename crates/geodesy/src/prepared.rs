@@ -362,17 +362,22 @@ enum Verdict {
     Undecided,
 }
 
-/// The pair of pieces where the upper bound was reached, and the closest
-/// points of their chords.
+/// The pair of pieces (or of whole edges) where the upper bound was
+/// reached, and the closest points of their chords.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Witness {
-    /// Edge index and piece (start, end) point indices in each shape.
+    /// Edge index and piece (start, end) point indices in each shape; a
+    /// whole edge is the piece `(first, last)`.
     edge_a: usize,
     piece_a: (usize, usize),
     s: f64,
+    /// How far the piece's chord strays from the geodesic (its sagitta,
+    /// or the edge's capsule radius for a whole edge).
+    sag_a_m: f64,
     edge_b: usize,
     piece_b: (usize, usize),
     t: f64,
+    sag_b_m: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -380,6 +385,10 @@ struct Bracket {
     lower_m: f64,
     upper_m: f64,
     witness: Option<Witness>,
+    /// Set when the bracket stopped early: two whole edges proven within
+    /// the overlap distance of each other (the bounds are then not
+    /// computed).
+    overlap: Option<Witness>,
 }
 
 /// A list kept on the stack up to `N` items, on the heap beyond: the
@@ -432,13 +441,19 @@ impl<T: Copy + Default, const N: usize> Scratch<T, N> {
 
 /// Bounds on the distance between the boundaries (or paths, or points) of
 /// two prepared shapes, refined only where they can matter below `limit_m`.
-fn bracket(a: &Prepared, b: &Prepared, limit_m: f64) -> Bracket {
-    bracket_pruned::<true>(a, b, limit_m)
+///
+/// With `overlap_m` (the sum of the buffers) it stops at the first pair of
+/// whole edges proven no farther apart than that, and returns them as
+/// `overlap`: the footprints then overlap, the gap is 0 and any common
+/// point will do, so the rest of the bracket would be wasted. Pass
+/// `NEG_INFINITY` for the full bracket.
+fn bracket(a: &Prepared, b: &Prepared, limit_m: f64, overlap_m: f64) -> Bracket {
+    bracket_pruned::<true>(a, b, limit_m, overlap_m)
 }
 
 /// [`bracket`], with (`PRUNE`) or without the piece-against-edge pruning,
 /// which must not change the result (tested).
-fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -> Bracket {
+fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, overlap_m: f64) -> Bracket {
     let mut lower_m = f64::INFINITY;
     let apart_m = norm(sub(a.centre, b.centre)) - a.radius_m - b.radius_m;
     if apart_m >= limit_m {
@@ -446,6 +461,7 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -
             lower_m: apart_m,
             upper_m: f64::INFINITY,
             witness: None,
+            overlap: None,
         };
     }
     // Edges whose spheres come within the limit of the other shape's sphere:
@@ -477,12 +493,41 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -
         let ea = &a.edges[i];
         for &j in near_b.as_slice() {
             let eb = &b.edges[j];
-            let (c, _, _) = segment_closest(
+            let (c, s, t) = segment_closest(
                 a.points[ea.first],
                 a.points[ea.last],
                 b.points[eb.first],
                 b.points[eb.last],
             );
+            // Each chord point is within its edge's capsule radius of the
+            // edge (as for a piece), so the edges are at most
+            // `arc(c + radii)` apart; the plain sum is checked first
+            // because `arc` is never below its argument.
+            // It must also be below the limit, which a caller may set
+            // below the buffers.
+            let reach_m = c + ea.radius_m + eb.radius_m + 2e-6;
+            let upper_m = if reach_m <= overlap_m {
+                geodesic_upper_m(reach_m)
+            } else {
+                f64::INFINITY
+            };
+            if upper_m <= overlap_m && upper_m < limit_m {
+                return Bracket {
+                    lower_m: 0.0,
+                    upper_m,
+                    witness: None,
+                    overlap: Some(Witness {
+                        edge_a: i,
+                        piece_a: (ea.first, ea.last),
+                        s,
+                        sag_a_m: ea.radius_m,
+                        edge_b: j,
+                        piece_b: (eb.first, eb.last),
+                        t,
+                        sag_b_m: eb.radius_m,
+                    }),
+                };
+            }
             let bound_m = c - ea.radius_m - eb.radius_m;
             if bound_m < limit_m {
                 pairs.push((bound_m, i, j));
@@ -535,9 +580,11 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -
                         edge_a: i,
                         piece_a,
                         s,
+                        sag_a_m: sag_a,
                         edge_b: j,
                         piece_b,
                         t,
+                        sag_b_m: b.sagitta_m[piece_b.0],
                     });
                 }
             }
@@ -548,6 +595,7 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64) -
         lower_m: lower_m.max(0.0),
         upper_m,
         witness,
+        overlap: None,
     }
 }
 
@@ -564,11 +612,11 @@ fn fast(a: &Buffered, b: &Buffered, limit_m: f64) -> Verdict {
         return Verdict::Undecided;
     }
     let buffers_m = a.buffer_m + b.buffer_m;
-    let bracket = bracket(pa, pb, limit_m);
     // Nesting: one probe per connected part of each boundary (see the
     // module documentation). A probe inside is a common point at distance
     // 0; if none is inside, either the boundaries come close (settled
     // below, by the bracket or the exact path) or the shapes are not nested.
+    // It needs no bracket, so it comes first and spares one.
     for (inner, outer) in [
         (pa, rings_of(&b.shape).map(|r| (pb, r))),
         (pb, rings_of(&a.shape).map(|r| (pa, r))),
@@ -580,6 +628,17 @@ fn fast(a: &Buffered, b: &Buffered, limit_m: f64) -> Verdict {
                 location: p,
             });
         }
+    }
+    // Overlapping footprints (`D ≤ buffers`, below any limit) need only
+    // one proven common point: the first pair of edges close enough gives
+    // it. Should no common point be proven cheaply there, the full bracket
+    // decides as if this had not been tried.
+    let mut bracket = bracket(pa, pb, limit_m, buffers_m);
+    if let Some(witness) = bracket.overlap {
+        if let Some(location) = overlap_location(a, b, &witness) {
+            return Verdict::Near(Separation { gap_m: 0.0, location });
+        }
+        bracket = self::bracket(pa, pb, limit_m, f64::NEG_INFINITY);
     }
     if bracket.lower_m >= limit_m {
         return Verdict::Apart;
@@ -647,7 +706,7 @@ fn witness_points(pa: &Prepared, pb: &Prepared, w: &Witness) -> (V3, V3) {
 fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
     let (pa, pb) = (a.prepared, b.prepared);
     let (xa, xb) = witness_points(pa, pb, w);
-    let (sag_a, sag_b) = (pa.sagitta_m[w.piece_a.0], pb.sagitta_m[w.piece_b.0]);
+    let (sag_a, sag_b) = (w.sag_a_m, w.sag_b_m);
     // Within `buffer` of the base shape: the chord point `x` is within `sag`
     // of a point of the shape, and `arc` bounds the geodesic by the chord.
     let within = |p: V3, x: V3, sag_m: f64, buffer_m: f64| {
@@ -739,8 +798,9 @@ mod tests {
             let (route_a, route_b) = (path(start_a, legs_a), path(start_b, legs_b));
             let pa = Prepared::new(&Shape::Path(&route_a));
             let pb = Prepared::new(&Shape::Path(&route_b));
-            prop_assert_eq!(bracket_pruned::<true>(&pa, &pb, limit_m), bracket_pruned::<false>(&pa, &pb, limit_m));
-            prop_assert_eq!(bracket_pruned::<true>(&pb, &pa, limit_m), bracket_pruned::<false>(&pb, &pa, limit_m));
+            let full = f64::NEG_INFINITY;
+            prop_assert_eq!(bracket_pruned::<true>(&pa, &pb, limit_m, full), bracket_pruned::<false>(&pa, &pb, limit_m, full));
+            prop_assert_eq!(bracket_pruned::<true>(&pb, &pa, limit_m, full), bracket_pruned::<false>(&pb, &pa, limit_m, full));
         }
     }
 }

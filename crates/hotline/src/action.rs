@@ -39,8 +39,11 @@ pub enum Action {
         payload: Vec<u8>,
         signature: String,
     },
-    /// Keep the track history of `entities` over `[from, to]` as evidence of
-    /// the incident. `to` may be in the future: keep what arrives until then.
+    /// Keep the track history of the units involved in the incident over
+    /// `[from, to]` as evidence: the `entities` listed, and whatever else the
+    /// driver's rule finds (the service adds the incident's parties' units
+    /// near its place or on its activities). `to` may be in the future: keep
+    /// what arrives until then. Made for every incident.
     PreserveTracks {
         incident: IncidentId,
         entities: Vec<String>,

@@ -54,14 +54,14 @@ impl Hotline {
             messages: spec.messages,
             entities: spec.entities,
         };
-        if !incident.entities.is_empty() {
-            self.actions.push_back(Action::PreserveTracks {
-                incident: incident.id,
-                entities: incident.entities.clone(),
-                from: incident.evidence_from,
-                to: incident.evidence_to,
-            });
-        }
+        // Always: the units involved are also found by place and linked
+        // activity, not only by the uids listed.
+        self.actions.push_back(Action::PreserveTracks {
+            incident: incident.id,
+            entities: incident.entities.clone(),
+            from: incident.evidence_from,
+            to: incident.evidence_to,
+        });
         for &party in incident.parties.iter().filter(|&&p| p != incident.reporter) {
             self.actions.push_back(Action::Notify {
                 to: party,

@@ -1225,7 +1225,7 @@ fn an_incident_keeps_the_track_history_around_it() {
 }
 
 #[test]
-fn the_evidence_window_is_configurable_and_needs_entities() {
+fn the_evidence_window_is_configurable_and_kept_with_or_without_entities() {
     let config = HotlineConfig {
         evidence_before_s: 60,
         evidence_after_s: 30,
@@ -1235,10 +1235,13 @@ fn the_evidence_window_is_configurable_and_needs_entities() {
     h.hotline
         .report_incident(h.now, incident(1, US, vec![RU]))
         .unwrap();
-    assert!(h
-        .drain()
-        .iter()
-        .all(|a| !matches!(a, Action::PreserveTracks { .. })));
+    // Without uids the driver still captures the parties' units near the place.
+    assert!(h.drain().contains(&Action::PreserveTracks {
+        incident: IncidentId(1),
+        entities: vec![],
+        from: at_s(-180),
+        to: at_s(-90),
+    }));
     let spec = IncidentSpec {
         entities: vec!["uid".into()],
         ..incident(2, US, vec![RU])

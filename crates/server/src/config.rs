@@ -19,8 +19,16 @@ pub struct ServiceLimits {
     /// Sustained requests per second per token; bursts up to `rate_burst`.
     pub rate_per_s: f64,
     pub rate_burst: f64,
-    /// Concurrent `/v1/events` streams, all parties together.
+    /// Concurrent `/v1/events` and `/v1/ws` streams, all parties together
+    /// (beyond: 503).
     pub max_subscribers: usize,
+    /// Concurrent streams of one party (beyond: 429), so that one party
+    /// cannot take every slot.
+    pub max_subscribers_per_party: usize,
+    /// Open HTTP connections (each event stream holds one); beyond it a new
+    /// connection is answered 503 and closed. `deconflict serve` raises its
+    /// open-file limit to the hard limit and warns when that is below it.
+    pub max_connections: usize,
     /// Events waiting for one slow subscriber; beyond it events are dropped
     /// and the subscriber is told with a `lagged` event.
     pub subscriber_queue: usize,
@@ -41,7 +49,9 @@ impl Default for ServiceLimits {
             max_activities_per_party: 100_000,
             rate_per_s: 1_000.0,
             rate_burst: 2_000.0,
-            max_subscribers: 1_000,
+            max_subscribers: 10_000,
+            max_subscribers_per_party: 1_000,
+            max_connections: 12_000,
             subscriber_queue: 1_024,
             max_list: 10_000,
             max_log_entries: 1_000,
@@ -76,6 +86,15 @@ pub struct ServerConfig {
     pub hotline_action_queue: usize,
     /// Live tracks: thresholds, limits, TAK listeners' limits.
     pub live: crate::live::LiveConfig,
+    /// HTTPS instead of HTTP on the listening port (`--tls-cert`,
+    /// `--tls-key`); with it every answer carries HSTS.
+    pub tls: Option<crate::tls::TlsFiles>,
+    pub tls_limits: crate::tls::TlsLimits,
+    /// Browser origins allowed to call the API from another origin (CORS,
+    /// `--cors-origin`), each `scheme://host[:port]` as
+    /// [`crate::routes::security::parse_origin`] checks it. Empty: no CORS
+    /// header is ever sent, so browsers keep other origins out.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl ServerConfig {
@@ -98,6 +117,9 @@ impl ServerConfig {
             hotline: HotlineConfig::default(),
             hotline_action_queue: 4_096,
             live: crate::live::LiveConfig::default(),
+            tls: None,
+            tls_limits: crate::tls::TlsLimits::default(),
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -9,11 +9,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::http::StatusCode;
 use deconflict_engine::PartyId;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::model::{render_conflict, ConflictRecord, Viewer};
+use crate::problem::ApiError;
 
 /// A committed change, as published.
 #[derive(Debug, Clone)]
@@ -42,11 +44,29 @@ struct Subscriber {
     dropped: Arc<AtomicU64>,
 }
 
-/// Refused subscription: the limit of concurrent subscribers is reached.
+/// Refused subscription: a limit of concurrent subscribers is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{limit} event streams are open, the limit")]
-pub struct TooManySubscribers {
-    pub limit: usize,
+pub enum TooManySubscribers {
+    /// All parties' streams together (the service's capacity: 503).
+    #[error("{limit} event streams are open, the limit (--max-subscribers); try again later")]
+    Total { limit: usize },
+    /// This party's streams (one party cannot take every slot: 429).
+    #[error(
+        "this party has {limit} event streams open, the limit (--max-subscribers-per-party); close one first"
+    )]
+    Party { limit: usize },
+}
+
+impl From<TooManySubscribers> for ApiError {
+    /// 503 when the service is full, 429 when the caller's party is; both
+    /// say which flag sets the limit.
+    fn from(refused: TooManySubscribers) -> Self {
+        let (status, slug) = match refused {
+            TooManySubscribers::Total { .. } => (StatusCode::SERVICE_UNAVAILABLE, "subscribers"),
+            TooManySubscribers::Party { .. } => (StatusCode::TOO_MANY_REQUESTS, "subscribers-per-party"),
+        };
+        ApiError::new(status, slug, refused.to_string()).with_retry_after(5)
+    }
 }
 
 #[derive(Debug)]
@@ -54,6 +74,7 @@ pub struct Hub {
     subscribers: Mutex<Vec<Subscriber>>,
     next_id: AtomicU64,
     max_subscribers: usize,
+    max_per_party: usize,
     queue_len: usize,
 }
 
@@ -87,17 +108,33 @@ impl Hub {
             subscribers: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             max_subscribers,
+            max_per_party: max_subscribers,
             queue_len: queue_len.max(1),
         }
     }
 
+    /// Limits each party to `max_per_party` concurrent streams (without
+    /// it, one party may take them all).
+    pub fn with_max_per_party(mut self, max_per_party: usize) -> Self {
+        self.max_per_party = max_per_party;
+        self
+    }
+
     pub fn subscribe(self: &Arc<Self>, viewer: Viewer) -> Result<Subscription, TooManySubscribers> {
-        let mut subscribers = self.subscribers.lock().map_err(|_| TooManySubscribers {
+        let full = TooManySubscribers::Total {
             limit: self.max_subscribers,
-        })?;
+        };
+        let mut subscribers = self.subscribers.lock().map_err(|_| full)?;
         if subscribers.len() >= self.max_subscribers {
-            return Err(TooManySubscribers {
-                limit: self.max_subscribers,
+            return Err(full);
+        }
+        let of_party = subscribers
+            .iter()
+            .filter(|s| s.viewer.party == viewer.party)
+            .count();
+        if of_party >= self.max_per_party {
+            return Err(TooManySubscribers::Party {
+                limit: self.max_per_party,
             });
         }
         let (queue, events) = mpsc::channel(self.queue_len);
@@ -301,7 +338,7 @@ mod tests {
         let slow = hub.subscribe(viewer(1, false)).unwrap();
         assert_eq!(
             hub.subscribe(viewer(2, false)).unwrap_err(),
-            TooManySubscribers { limit: 1 }
+            TooManySubscribers::Total { limit: 1 }
         );
         hub.publish(&[
             event([1, 2], 1),
@@ -313,5 +350,28 @@ mod tests {
         drop(slow);
         assert_eq!(hub.subscriber_count(), 0);
         assert!(hub.subscribe(viewer(2, false)).is_ok(), "a slot freed up");
+    }
+
+    #[test]
+    fn one_party_cannot_take_every_stream() {
+        let hub = Arc::new(Hub::new(3, 2).with_max_per_party(2));
+        let _first = hub.subscribe(viewer(1, false)).unwrap();
+        let second = hub.subscribe(viewer(1, false)).unwrap();
+        let refused = hub.subscribe(viewer(1, false)).unwrap_err();
+        assert_eq!(refused, TooManySubscribers::Party { limit: 2 });
+        assert_eq!(ApiError::from(refused).status(), StatusCode::TOO_MANY_REQUESTS);
+        let _other = hub
+            .subscribe(viewer(2, false))
+            .expect("another party has its own share");
+        assert_eq!(
+            ApiError::from(hub.subscribe(viewer(3, false)).unwrap_err()).status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the total is the service's"
+        );
+        drop(second);
+        assert!(
+            hub.subscribe(viewer(1, false)).is_err(),
+            "the total is still reached"
+        );
     }
 }

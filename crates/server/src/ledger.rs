@@ -301,6 +301,10 @@ pub struct PartyRow {
     pub name: String,
     pub kind: String,
     pub token_hash: [u8; 32],
+    /// The party's latest token revocation (Unix ms): its TAK certificates
+    /// issued up to then are refused. The party stays (its data, and a
+    /// token rotated afterwards, still work).
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// A stored, live activity.
@@ -348,10 +352,27 @@ pub fn set_token_hash(db: &mut Db<'_>, id: PartyId, token_hash: [u8; 32]) -> Res
     Ok(changed == 1)
 }
 
-/// Every party that has not been revoked.
+/// Revokes party `id`'s token: stores the digest of a token nobody holds
+/// and the revocation's time (which refuses its TAK certificates issued
+/// until then). False when no such party exists.
+pub fn revoke_token(
+    db: &mut Db<'_>,
+    id: PartyId,
+    token_hash: [u8; 32],
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    let changed = db.execute(
+        "UPDATE parties SET token_hash = ?1, revoked_at_ms = ?2 WHERE id = ?3",
+        params![&token_hash[..], at_ms, sql_u64(id.0)],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Every party, revoked ones included (a revoked party keeps its data and
+/// comes back when the admin rotates it a new token).
 pub fn parties(db: &mut Db<'_>) -> Result<Vec<PartyRow>, StoreError> {
     db.query_map(
-        "SELECT id, name, kind, token_hash FROM parties WHERE revoked_at_ms IS NULL ORDER BY id",
+        "SELECT id, name, kind, token_hash, revoked_at_ms FROM parties ORDER BY id",
         params![],
         |row| {
             Ok(PartyRow {
@@ -362,6 +383,7 @@ pub fn parties(db: &mut Db<'_>) -> Result<Vec<PartyRow>, StoreError> {
                     .get_blob(3)?
                     .try_into()
                     .map_err(|_| StoreError::Rejected("a stored token hash is not 32 bytes".into()))?,
+                revoked_at_ms: row.get_opt_i64(4)?,
             })
         },
     )

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deconflict_audit::{NoteSigner, NoteVerifier};
-use deconflict_engine::Engine;
+use deconflict_engine::{Engine, PartyId};
 use deconflict_store::{Store, StoreError};
 use rand::RngCore;
 
@@ -134,7 +134,12 @@ impl AppState {
 
         let store = Arc::new(Store::open_database(&config.database, config.store.clone())?);
         let directory = Directory::new(token_hash(&admin_token));
-        for party in store.read(ledger::parties)? {
+        let parties = store.read(ledger::parties)?;
+        let revoked: Vec<(PartyId, i64)> = parties
+            .iter()
+            .filter_map(|p| p.revoked_at_ms.map(|at| (p.id, at)))
+            .collect();
+        for party in parties {
             directory.add(
                 party.token_hash,
                 PartyInfo {
@@ -144,10 +149,10 @@ impl AppState {
                 },
             );
         }
-        let hub = Arc::new(Hub::new(
-            config.limits.max_subscribers,
-            config.limits.subscriber_queue,
-        ));
+        let hub = Arc::new(
+            Hub::new(config.limits.max_subscribers, config.limits.subscriber_queue)
+                .with_max_per_party(config.limits.max_subscribers_per_party),
+        );
         let (hotline_sink, hotline) = crate::hotline::channel(&config.hotline, config.hotline_action_queue);
         let driver = driver::start(DriverSetup {
             store: Arc::clone(&store),
@@ -168,6 +173,9 @@ impl AppState {
             Arc::clone(&hub),
             Arc::clone(&store),
         )?;
+        for (party, at_ms) in revoked {
+            live.revocations().revoke(party, at_ms);
+        }
         let state = AppState(Arc::new(Inner {
             rate: RateLimiter::new(config.limits.rate_per_s, config.limits.rate_burst),
             validator: Engine::new(config.engine.clone()),

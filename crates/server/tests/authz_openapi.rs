@@ -70,6 +70,7 @@ struct Fixture {
     red_secret_activity: u64,
     red_green_conflict: u64,
     red_to_green_message: u64,
+    red_green_incident: u64,
     next_lon: f64,
 }
 
@@ -164,6 +165,7 @@ impl Fixture {
             red_secret_activity: secret,
             red_green_conflict,
             red_to_green_message: message["id"].as_u64().unwrap(),
+            red_green_incident: incident["id"].as_u64().unwrap(),
             next_lon: 30.0,
         }
     }
@@ -275,6 +277,20 @@ async fn fill(method: &str, path: &str, op: &Value, f: &mut Fixture, s: &Server)
             ),
             right_token: blue,
         },
+        ("get", "/v1/incidents/{id}/evidence") => {
+            let report = json!({"time": now_rfc3339(), "lon": lon, "lat": 37.0, "parties": [f.red.id],
+                "description": "blue's incident"});
+            let (status, incident) = s
+                .call(Method::POST, "/v1/incidents", Some(&blue), Some(report))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{incident}");
+            Filled {
+                own_id: incident["id"].as_u64(),
+                others_id: Some(f.red_green_incident),
+                body: None,
+                right_token: blue,
+            }
+        }
         ("post", "/v1/tracks") => Filled {
             own_id: None,
             others_id: None,

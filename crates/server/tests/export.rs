@@ -162,6 +162,36 @@ async fn geojson_export_holds_exactly_what_each_party_may_see() {
         "the exclusion box starts on 2 January"
     );
 
+    // An instant (the web map's timeline) and the map's box: what is on
+    // then and there; windows are half-open, so an activity ending at the
+    // instant is not on, one starting at it is.
+    let at = |body: &str| -> Value { serde_json::from_str(body).unwrap() };
+    let (status, _, body) = export(
+        &w.server,
+        &w.broker,
+        "?time=2030-01-01T09:30:00Z&bbox=41,36.9,42,37.2",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let then = at(&body);
+    assert_eq!(ids(&layer(&then, "activity")), vec![w.blue_secret, w.red_secret]);
+    assert_eq!(layer(&then, "conflict").len(), 1);
+    assert_eq!(layer(&then, "zone").len(), 0, "both zones are outside the box");
+    let (_, _, body) = export(&w.server, &w.broker, "?time=2030-01-01T10:00:00Z").await;
+    let ten = at(&body);
+    assert_eq!(
+        ids(&layer(&ten, "activity")),
+        vec![w.red_secret],
+        "blue's patrol ended at 10:00"
+    );
+    assert_eq!(layer(&ten, "conflict").len(), 0);
+    let (_, _, body) = export(&w.server, &w.broker, "?time=2030-01-01T12:00:00Z").await;
+    assert_eq!(ids(&layer(&at(&body), "activity")), vec![w.blue_shared]);
+    // Blue asking for the same instant sees only what blue may see.
+    let (_, _, body) = export(&w.server, &w.blue.1, "?time=2030-01-01T09:30:00Z").await;
+    let blues = at(&body);
+    assert_eq!(ids(&layer(&blues, "activity")), vec![w.blue_secret]);
+
     w.server.stop().await;
 }
 }
@@ -262,6 +292,17 @@ async fn export_refuses_bad_queries_and_more_than_the_list_limit() {
     let (status, _, body) = export(&w.server, &w.red.1, "?from=yesterday").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(pointer(&body), "/query/from");
+    let (status, _, body) = export(&w.server, &w.red.1, "?time=noon").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(pointer(&body), "/query/time");
+    let (status, _, body) = export(
+        &w.server,
+        &w.red.1,
+        "?time=2030-01-01T09:00:00Z&from=2030-01-01T08:00:00Z",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(pointer(&body), "/query/time");
     let (status, _, body) = export(&w.server, &w.red.1, "?bbox=1,2,3").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(pointer(&body), "/query/bbox");

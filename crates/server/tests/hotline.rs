@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::post;
-use deconflict_engine::{PartyId, Timestamp};
-use deconflict_hotline::{verify_signature, IncidentId, Message, Subject, SIGNATURE_HEADER};
+use deconflict_engine::PartyId;
+use deconflict_hotline::{verify_signature, Message, Subject, SIGNATURE_HEADER};
 use deconflict_server::hotline::HotlineHook;
 use deconflict_server::ServerConfig;
 use futures_util::StreamExt;
@@ -21,7 +21,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use common::sse::Events;
 use common::{patrol, start, Server};
+
+/// How long a test waits for an event it expects.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
 
 const SECRET: &str = "a-webhook-secret-of-32-bytes-ok!";
 
@@ -30,57 +34,6 @@ async fn ack_message(server: &Server, id: impl std::fmt::Display, token: &str) -
     server
         .call(Method::POST, &format!("/v1/messages/{id}/ack"), Some(token), None)
         .await
-}
-
-/// An open `/v1/events` stream, read event by event.
-struct Events {
-    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(server: &Server, token: &str) -> Events {
-        let response = server
-            .client
-            .get(format!("{}/v1/events", server.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        Events {
-            stream: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event of type `kind` (others are skipped), within 10 s.
-    async fn next(&mut self, kind: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = "";
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(rest) = line.strip_prefix("event:") {
-                        event = rest.trim();
-                    } else if let Some(rest) = line.strip_prefix("data:") {
-                        data.push_str(rest.trim());
-                    }
-                }
-                if event == kind {
-                    return serde_json::from_str(&data).unwrap();
-                }
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .unwrap_or_else(|_| panic!("no {kind} event within 10 s"))
-                .expect("the stream stays open")
-                .unwrap();
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
 }
 
 async fn send(server: &Server, token: &str, body: Value) -> (StatusCode, Value) {
@@ -136,7 +89,7 @@ async fn a_message_is_delivered_over_sse_acknowledged_and_listed_for_those_conce
     assert!(sent["receipt"]["checkpoint"].is_string(), "{sent}");
     let id = sent["id"].as_u64().unwrap();
 
-    let delivered = red_events.next("message").await;
+    let delivered = red_events.expect("message", EVENT_WAIT).await;
     assert_eq!(delivered["id"], id);
     assert_eq!(
         delivered["body"],
@@ -161,7 +114,7 @@ async fn a_message_is_delivered_over_sse_acknowledged_and_listed_for_those_conce
     assert_eq!(status, StatusCode::OK, "{acked}");
     assert_eq!(acked["state"], "acknowledged");
     assert_eq!(acked["already_acked"], false);
-    let heard = blue_events.next("message.acked").await;
+    let heard = blue_events.expect("message.acked", EVENT_WAIT).await;
     assert_eq!(heard["message"], id);
     assert_eq!(heard["to"], red);
     let (status, again) = ack_message(&server, id, &red_token).await;
@@ -226,13 +179,13 @@ async fn conflict_acknowledgements_reach_the_other_party_and_late_ones_are_overd
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let acked = blue_events.next("conflict.acked").await;
+    let acked = blue_events.expect("conflict.acked", EVENT_WAIT).await;
     assert_eq!(
         acked,
         json!({"conflict": conflict, "party": red, "acked_at": acked["acked_at"]})
     );
     // Blue never acknowledges: after a second, both hear it.
-    let overdue = blue_events.next("conflict.overdue").await;
+    let overdue = blue_events.expect("conflict.overdue", EVENT_WAIT).await;
     assert_eq!(overdue["conflict"], conflict);
     assert_ne!(overdue["party"], red);
     server.stop().await;
@@ -271,8 +224,6 @@ impl HotlineHook for Recorder {
         0
     }
     fn alert(&self, _party: PartyId, _subject: Subject, _step: u16) {}
-    fn preserve_tracks(&self, _incident: IncidentId, _entities: &[String], _from: Timestamp, _to: Timestamp) {
-    }
 }
 
 fn fast_hotline(config: &mut ServerConfig) {
@@ -321,9 +272,9 @@ async fn a_missed_flash_message_is_overdue_then_escalated_by_signed_webhooks_wit
     assert_eq!(status, StatusCode::CREATED, "{sent}");
     let id = sent["id"].as_u64().unwrap();
     assert_eq!(sent["ack_within_s"], 1);
-    assert_eq!(red_events.next("message.flash").await["repeat"], 0);
+    assert_eq!(red_events.expect("message.flash", EVENT_WAIT).await["repeat"], 0);
     for events in [&mut blue_events, &mut red_events] {
-        let overdue = events.next("message.overdue").await;
+        let overdue = events.expect("message.overdue", EVENT_WAIT).await;
         assert_eq!(overdue["message"], id);
         assert_eq!(overdue["priority"], "flash");
     }
@@ -365,7 +316,10 @@ async fn a_missed_flash_message_is_overdue_then_escalated_by_signed_webhooks_wit
     // Acknowledging stops everything; the sender hears it.
     let (status, _) = ack_message(&server, id, &red_token).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(blue_events.next("message.acked").await["message"], id);
+    assert_eq!(
+        blue_events.expect("message.acked", EVENT_WAIT).await["message"],
+        id
+    );
     server.stop().await;
 }
 }
@@ -563,7 +517,10 @@ async fn redelivered_when_a_stream_opens(open: impl AsyncFnOnce(&Server, &str) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_while_away_is_delivered_when_an_event_stream_opens() {
     redelivered_when_a_stream_opens(async |server: &Server, token: &str| {
-        Events::open(server, token).await.next("message").await
+        Events::open(server, token)
+            .await
+            .expect("message", EVENT_WAIT)
+            .await
     })
     .await;
 }

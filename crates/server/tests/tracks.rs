@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use common::sse::Events;
 use common::{start, Server};
 
 /// The report time: the clock, but always after the previous report's.
@@ -37,71 +38,6 @@ fn now_rfc3339() -> String {
 
 fn report(uid: &str, lon: f64, lat: f64, speed_mps: f64, course_deg: f64) -> Value {
     json!({"uid": uid, "time": now_rfc3339(), "lon": lon, "lat": lat, "speed_mps": speed_mps, "course_deg": course_deg})
-}
-
-/// An SSE reader: yields `(event type, data)` pairs.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(server: &Server, token: &str) -> Events {
-        let response = server
-            .client
-            .get(format!("{}/v1/events", server.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        Events {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    async fn next(&mut self) -> (String, Value) {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut kind = String::new();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(k) = line.strip_prefix("event:") {
-                        kind = k.trim().to_owned();
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        data.push_str(d.trim());
-                    }
-                }
-                if kind.is_empty() {
-                    continue; // keep-alive comment
-                }
-                return (kind, serde_json::from_str(&data).unwrap_or(Value::Null));
-            }
-            let chunk = self
-                .response
-                .chunk()
-                .await
-                .unwrap()
-                .expect("the stream stays open");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// The first event of `kind`, within `within`.
-    async fn expect(&mut self, kind: &str, within: Duration) -> Value {
-        tokio::time::timeout(within, async {
-            loop {
-                let (k, data) = self.next().await;
-                if k == kind {
-                    return data;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {kind} event within {within:?}"))
-    }
 }
 
 async fn post_tracks(server: &Server, token: &str, reports: Vec<Value>) -> (StatusCode, Value) {

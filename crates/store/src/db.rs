@@ -419,18 +419,23 @@ impl Row<'_> {
         Ok(self.get_i64(i)?.max(0) as u64)
     }
 
-    pub fn get_f64(&self, i: usize) -> Result<f64, StoreError> {
+    pub fn get_opt_f64(&self, i: usize) -> Result<Option<f64>, StoreError> {
         match self.0 {
             RowInner::Sqlite(row) => Ok(row.get(i)?),
             RowInner::Postgres(row) => {
                 use postgres::types::Type;
                 match row.columns().get(i).map(|c| c.type_().clone()) {
                     Some(Type::FLOAT8) => Ok(row.try_get(i)?),
-                    Some(Type::FLOAT4) => Ok(f64::from(row.try_get::<_, f32>(i)?)),
+                    Some(Type::FLOAT4) => Ok(row.try_get::<_, Option<f32>>(i)?.map(f64::from)),
                     _ => Err(pg_error(row, i, "a float")),
                 }
             }
         }
+    }
+
+    pub fn get_f64(&self, i: usize) -> Result<f64, StoreError> {
+        self.get_opt_f64(i)?
+            .ok_or_else(|| StoreError::Rejected(format!("column {i} is NULL, not a float")))
     }
 
     /// A boolean: PostgreSQL's `BOOLEAN`, or an integer (SQLite's `TRUE`

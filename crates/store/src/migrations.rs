@@ -10,6 +10,35 @@
 use crate::db::Db;
 use crate::{params, Backend, StoreError};
 
+/// Migration 4 on both backends, incident evidence (issue 5): one row per capture (its window, the
+/// radius it used, whether it is closed) and the positions it kept. Plain
+/// types that mean the same in SQLite and PostgreSQL; booleans as 0/1.
+const INCIDENT_EVIDENCE: &str = r#"
+    CREATE TABLE incident_evidence (
+        incident_id BIGINT NOT NULL PRIMARY KEY,
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT NOT NULL,
+        radius_m DOUBLE PRECISION NOT NULL,
+        complete SMALLINT NOT NULL DEFAULT 0 CHECK (complete IN (0, 1)),
+        -- 1 when --incident-evidence-max-points cut the capture short.
+        truncated SMALLINT NOT NULL DEFAULT 0 CHECK (truncated IN (0, 1)),
+        started_at_ms BIGINT NOT NULL,
+        completed_at_ms BIGINT
+    );
+    CREATE TABLE incident_evidence_points (
+        incident_id BIGINT NOT NULL REFERENCES incident_evidence (incident_id),
+        party_id BIGINT NOT NULL,
+        uid TEXT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        lon_deg DOUBLE PRECISION NOT NULL,
+        lat_deg DOUBLE PRECISION NOT NULL,
+        alt_m DOUBLE PRECISION,
+        speed_mps DOUBLE PRECISION,
+        course_deg DOUBLE PRECISION,
+        PRIMARY KEY (incident_id, party_id, uid, time_ms)
+    );
+    "#;
+
 /// SQLite's migrations, in order; `SQLITE_MIGRATIONS[i]` takes the schema from version
 /// `i` to `i + 1`. Never edit a released migration: add one.
 pub const SQLITE_MIGRATIONS: &[&str] = &[
@@ -157,6 +186,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     CREATE INDEX hotline_records_from ON hotline_records (kind, party_from);
     CREATE INDEX hotline_records_to ON hotline_records (kind, party_to);
     "#,
+    // 4: incident evidence.
+    INCIDENT_EVIDENCE,
 ];
 
 /// PostgreSQL's migrations: the same schema as [`SQLITE_MIGRATIONS`],
@@ -289,6 +320,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     CREATE INDEX hotline_records_from ON hotline_records (kind, party_from);
     CREATE INDEX hotline_records_to ON hotline_records (kind, party_to);
     "#,
+    // 4: the same as SQLite's.
+    INCIDENT_EVIDENCE,
 ];
 
 /// The migrations of `backend`.

@@ -154,6 +154,7 @@ fn bench_tls_loopback(c: &mut Criterion) {
                 listen_addr: "127.0.0.1:0".parse().unwrap(),
                 transport: TakTransport::Tls(ca.tls_server_config(&server_credentials).unwrap()),
                 limits: TakLimits::default(),
+                revocations: Default::default(),
             },
             events,
         )

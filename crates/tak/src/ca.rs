@@ -15,8 +15,9 @@
 //!   serve as a server's, and the server's cannot log in as a party.
 //!
 //! Keys are ECDSA P-256 (what `ring` can generate; every TAK client and
-//! Python's `ssl` accept it). No revocation list yet: to cut a party off,
-//! the driver refuses its id.
+//! Python's `ssl` accept it). To cut a party off, the listener refuses its
+//! certificates issued before the revocation ([`crate::Revocations`], by
+//! [`certificate_issued_at`]).
 
 use std::fs;
 use std::io::Write as _;
@@ -511,6 +512,13 @@ pub fn party_of_certificate(der: &[u8]) -> Result<PartyId, PartyCertError> {
         }
     }
     found.ok_or(PartyCertError::NoPartyUri)
+}
+
+/// When a certificate of this CA was issued, Unix seconds: its `notBefore`
+/// is set that long before issue ([`CLOCK_SKEW_ALLOWANCE`]).
+pub fn certificate_issued_at(der: &[u8]) -> Result<i64, PartyCertError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| PartyCertError::Unparseable)?;
+    Ok(cert.validity().not_before.timestamp() + CLOCK_SKEW_ALLOWANCE.whole_seconds())
 }
 
 /// Creates `path` (never overwriting), private to the owner if `private`.

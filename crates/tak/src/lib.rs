@@ -20,6 +20,7 @@
 //!         listen_addr: "0.0.0.0:8089".parse()?,
 //!         transport: TakTransport::Tls(ca.tls_server_config(&server)?),
 //!         limits: TakLimits::default(),
+//!         revocations: deconflict_tak::Revocations::new(),
 //!     },
 //!     events,
 //! )
@@ -51,10 +52,13 @@
 mod ca;
 mod listener;
 mod outbound;
+mod revocation;
 
 pub use ca::{
-    party_of_certificate, CaError, CertificateAuthority, ClientCredentials, CredentialFiles, PartyCertError,
-    Pkcs12Encryption, ServerCredentials, DEFAULT_LEAF_VALIDITY_DAYS, MAX_PARTY_NAME_CHARS, PARTY_URI_PREFIX,
+    certificate_issued_at, party_of_certificate, CaError, CertificateAuthority, ClientCredentials,
+    CredentialFiles, PartyCertError, Pkcs12Encryption, ServerCredentials, DEFAULT_LEAF_VALIDITY_DAYS,
+    MAX_PARTY_NAME_CHARS, PARTY_URI_PREFIX,
 };
 pub use listener::{TakConfig, TakError, TakInbound, TakLimits, TakListener, TakStats, TakTransport};
 pub use outbound::{ConnectionId, CotBytes, Delivery, TakOutbound};
+pub use revocation::Revocations;

@@ -13,12 +13,13 @@ use deconflict_formats::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::ca::{party_of_certificate, PartyCertError};
+use crate::ca::{certificate_issued_at, party_of_certificate, PartyCertError};
 use crate::outbound::{ConnectionId, CotBytes, Registry, TakOutbound};
+use crate::revocation::Revocations;
 
 /// How clients authenticate.
 #[derive(Debug, Clone)]
@@ -74,6 +75,10 @@ pub struct TakConfig {
     pub listen_addr: SocketAddr,
     pub transport: TakTransport,
     pub limits: TakLimits,
+    /// Parties whose certificates issued before their revocation are
+    /// refused (TLS only: the plain listener has no certificate). Shared:
+    /// a revocation recorded after the listener started applies at once.
+    pub revocations: Revocations,
 }
 
 /// One event from a TAK client, with who sent it.
@@ -105,6 +110,8 @@ pub(crate) struct Stats {
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) handshakes_failed: AtomicU64,
+    pub(crate) certificates_revoked: AtomicU64,
+    pub(crate) connections_closed_revoked: AtomicU64,
     pub(crate) events_received: AtomicU64,
     pub(crate) events_rejected: AtomicU64,
     pub(crate) frames_skipped: AtomicU64,
@@ -123,6 +130,11 @@ pub struct TakStats {
     /// TLS handshakes that failed or timed out, and certificates that name
     /// no party.
     pub handshakes_failed: u64,
+    /// Connections refused because their certificate's party was revoked
+    /// after it was issued.
+    pub certificates_revoked: u64,
+    /// Open connections closed by [`TakOutbound::close_party`].
+    pub connections_closed_revoked: u64,
     /// Events handed to the driver.
     pub events_received: u64,
     /// Framed documents that did not parse as CoT.
@@ -140,6 +152,8 @@ impl Stats {
             connections_accepted: get(&self.connections_accepted),
             connections_refused: get(&self.connections_refused),
             handshakes_failed: get(&self.handshakes_failed),
+            certificates_revoked: get(&self.certificates_revoked),
+            connections_closed_revoked: get(&self.connections_closed_revoked),
             events_received: get(&self.events_received),
             events_rejected: get(&self.events_rejected),
             frames_skipped: get(&self.frames_skipped),
@@ -160,6 +174,7 @@ struct Shared {
     inbound: mpsc::Sender<TakInbound>,
     registry: Arc<Registry>,
     stats: Arc<Stats>,
+    revocations: Revocations,
 }
 
 /// A running listener. Dropping it stops accepting and closes every
@@ -217,6 +232,7 @@ impl TakListener {
             inbound,
             registry: Arc::new(Registry::new(limits.max_connections_per_party)),
             stats: Arc::clone(&stats),
+            revocations: config.revocations,
         });
         let outbound = TakOutbound {
             registry: Arc::clone(&shared.registry),
@@ -308,14 +324,23 @@ async fn accept_loop(
             (Some(acceptor), _) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    if let Some((stream, party)) = handshake(acceptor, tcp, peer, &shared).await {
-                        serve(stream, party, connection, shared, shutdown, permit).await;
+                    if let Some((stream, party, issued_at)) = handshake(acceptor, tcp, peer, &shared).await {
+                        serve(
+                            stream,
+                            party,
+                            Some(issued_at),
+                            connection,
+                            shared,
+                            shutdown,
+                            permit,
+                        )
+                        .await;
                     }
                 });
             }
             (None, TakTransport::PlainLoopback { party }) => {
                 let party = *party;
-                connections.spawn(serve(tcp, party, connection, shared, shutdown, permit));
+                connections.spawn(serve(tcp, party, None, connection, shared, shutdown, permit));
             }
             (None, TakTransport::Tls(_)) => unreachable!("a TLS transport always has an acceptor"),
         }
@@ -330,12 +355,14 @@ async fn accept_loop(
     }
 }
 
+/// The TLS handshake: the stream, the party its certificate names, and
+/// when that certificate was issued (Unix seconds).
 async fn handshake(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, PartyId)> {
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, PartyId, i64)> {
     let stream = match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -356,9 +383,16 @@ async fn handshake(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .ok_or(PartyCertError::NoPartyUri)
-        .and_then(|cert| party_of_certificate(cert));
+        .and_then(|cert| Ok((party_of_certificate(cert)?, certificate_issued_at(cert)?)));
     match party {
-        Ok(party) => Some((stream, party)),
+        Ok((party, issued_at)) => {
+            if !shared.revocations.admits(party, issued_at) {
+                Stats::bump(&shared.stats.certificates_revoked);
+                tracing::info!(%peer, ?party, "CoT client certificate refused: the party was revoked after it was issued");
+                return None;
+            }
+            Some((stream, party, issued_at))
+        }
         Err(error) => {
             Stats::bump(&shared.stats.handshakes_failed);
             tracing::info!(%peer, %error, "CoT client certificate names no party");
@@ -372,6 +406,7 @@ async fn handshake(
 async fn serve<S>(
     stream: S,
     party: PartyId,
+    issued_at: Option<i64>,
     connection: ConnectionId,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -381,7 +416,11 @@ async fn serve<S>(
 {
     let limits = shared.limits;
     let (queue, queued) = mpsc::channel::<CotBytes>(limits.outbound_queue_len);
-    let Some(registration) = shared.registry.register(party, connection, queue.clone()) else {
+    let close = Arc::new(Notify::new());
+    let Some(registration) = shared
+        .registry
+        .register(party, connection, queue.clone(), Arc::clone(&close))
+    else {
         Stats::bump(&shared.stats.connections_refused);
         tracing::warn!(
             ?party,
@@ -389,6 +428,15 @@ async fn serve<S>(
         );
         return;
     };
+    // Checked again once registered: a revocation between the handshake
+    // and the registration closed the party's connections without this
+    // one, so it must see the revocation here.
+    if let Some(issued_at) = issued_at {
+        if !shared.revocations.admits(party, issued_at) {
+            Stats::bump(&shared.stats.certificates_revoked);
+            return;
+        }
+    }
     Stats::bump(&shared.stats.connections_accepted);
     tracing::debug!(?party, ?connection, "CoT client connected");
     let (mut reader, writer) = tokio::io::split(stream);
@@ -399,6 +447,11 @@ async fn serve<S>(
     'connection: loop {
         let read = tokio::select! {
             _ = shutdown.changed() => break,
+            () = close.notified() => {
+                Stats::bump(&shared.stats.connections_closed_revoked);
+                tracing::info!(?party, ?connection, "CoT connection closed: the party was revoked");
+                break;
+            }
             read = tokio::time::timeout(limits.read_idle_timeout, reader.read(&mut chunk)) => read,
         };
         let n = match read {
@@ -433,6 +486,11 @@ async fn serve<S>(
                     };
                     let sent = tokio::select! {
                         _ = shutdown.changed() => break 'connection,
+                        () = close.notified() => {
+                            Stats::bump(&shared.stats.connections_closed_revoked);
+                            tracing::info!(?party, ?connection, "CoT connection closed: the party was revoked");
+                            break 'connection;
+                        }
                         sent = shared.inbound.send(inbound) => sent,
                     };
                     if sent.is_err() {

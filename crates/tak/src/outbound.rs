@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use deconflict_engine::PartyId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::listener::Stats;
 
@@ -25,8 +25,16 @@ pub struct ConnectionId(pub u64);
 /// One CoT document, shared by every connection it is queued on.
 pub type CotBytes = Arc<[u8]>;
 
-/// The outgoing queues of each party's open connections.
-type Queues = BTreeMap<PartyId, Vec<(ConnectionId, mpsc::Sender<CotBytes>)>>;
+/// One open connection: its outgoing queue, and the signal that closes it.
+#[derive(Debug)]
+struct Open {
+    connection: ConnectionId,
+    queue: mpsc::Sender<CotBytes>,
+    close: Arc<Notify>,
+}
+
+/// The open connections of each party.
+type Queues = BTreeMap<PartyId, Vec<Open>>;
 
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -54,7 +62,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let mut parties = self.registry.lock();
         if let Some(connections) = parties.get_mut(&self.party) {
-            connections.retain(|(id, _)| *id != self.connection);
+            connections.retain(|open| open.connection != self.connection);
             if connections.is_empty() {
                 parties.remove(&self.party);
             }
@@ -78,12 +86,14 @@ impl Registry {
     }
 
     /// Adds a connection of `party`, or `None` if the party already has its
-    /// maximum number of connections.
+    /// maximum number of connections. `close` is notified when the
+    /// connection must end ([`TakOutbound::close_party`]).
     pub(crate) fn register(
         self: &Arc<Self>,
         party: PartyId,
         connection: ConnectionId,
         queue: mpsc::Sender<CotBytes>,
+        close: Arc<Notify>,
     ) -> Option<Registration> {
         let mut parties = self.lock();
         let connections = parties.entry(party).or_default();
@@ -93,7 +103,11 @@ impl Registry {
             }
             return None;
         }
-        connections.push((connection, queue));
+        connections.push(Open {
+            connection,
+            queue,
+            close,
+        });
         drop(parties);
         // No receiver is not an error: nobody waits for connections.
         let _ = self.connected.send(party);
@@ -129,8 +143,8 @@ impl TakOutbound {
     pub fn send_to_party(&self, party: PartyId, document: CotBytes) -> Delivery {
         let parties = self.registry.lock();
         let mut delivery = Delivery::default();
-        for (_, queue) in parties.get(&party).into_iter().flatten() {
-            match queue.try_send(Arc::clone(&document)) {
+        for open in parties.get(&party).into_iter().flatten() {
+            match open.queue.try_send(Arc::clone(&document)) {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.dropped += 1,
             }
@@ -149,6 +163,21 @@ impl TakOutbound {
     /// receive (it is registered, so [`Self::send_to_party`] reaches it).
     pub fn connected(&self) -> tokio::sync::broadcast::Receiver<PartyId> {
         self.registry.connected.subscribe()
+    }
+
+    /// Closes every open connection of `party` (its revocation): each stops
+    /// reading at once, and closes after what is queued for it is written.
+    /// Returns how many were told. To keep the party from reconnecting, its
+    /// certificates must also be refused ([`crate::Revocations`]).
+    pub fn close_party(&self, party: PartyId) -> usize {
+        let parties = self.registry.lock();
+        let connections = parties.get(&party).map_or(&[][..], Vec::as_slice);
+        for open in connections {
+            // Stores a permit when the connection is not waiting yet, so a
+            // close never goes unseen.
+            open.close.notify_one();
+        }
+        connections.len()
     }
 
     /// How many connections `party` has open now.
@@ -172,7 +201,10 @@ mod tests {
     fn a_full_queue_drops_the_newest_and_counts_it() {
         let out = outbound(4);
         let (tx, mut rx) = mpsc::channel(2);
-        let _registration = out.registry.register(PartyId(1), ConnectionId(1), tx).unwrap();
+        let _registration = out
+            .registry
+            .register(PartyId(1), ConnectionId(1), tx, Arc::default())
+            .unwrap();
         let doc = |text: &str| -> CotBytes { Arc::from(text.as_bytes()) };
         assert_eq!(
             out.send_to_party(PartyId(1), doc("a")),
@@ -203,31 +235,56 @@ mod tests {
     }
 
     #[test]
+    fn closing_a_party_signals_each_of_its_connections_and_no_other() {
+        let out = outbound(4);
+        let channel = || mpsc::channel::<CotBytes>(1).0;
+        let closes: Vec<Arc<Notify>> = (0..3).map(|_| Arc::default()).collect();
+        let _a = out
+            .registry
+            .register(PartyId(1), ConnectionId(1), channel(), Arc::clone(&closes[0]))
+            .unwrap();
+        let _b = out
+            .registry
+            .register(PartyId(1), ConnectionId(2), channel(), Arc::clone(&closes[1]))
+            .unwrap();
+        let _c = out
+            .registry
+            .register(PartyId(2), ConnectionId(3), channel(), Arc::clone(&closes[2]))
+            .unwrap();
+        assert_eq!(out.close_party(PartyId(1)), 2);
+        assert_eq!(out.close_party(PartyId(9)), 0);
+        // The signal is kept for a connection that was not waiting yet.
+        let signalled = |close: &Notify| std::pin::pin!(close.notified()).enable();
+        assert!(signalled(&closes[0]) && signalled(&closes[1]));
+        assert!(!signalled(&closes[2]), "party 2 was not closed");
+    }
+
+    #[test]
     fn connections_per_party_are_capped_and_released() {
         let out = outbound(2);
         let channel = || mpsc::channel::<CotBytes>(1).0;
         let first = out
             .registry
-            .register(PartyId(1), ConnectionId(1), channel())
+            .register(PartyId(1), ConnectionId(1), channel(), Arc::default())
             .unwrap();
         let _second = out
             .registry
-            .register(PartyId(1), ConnectionId(2), channel())
+            .register(PartyId(1), ConnectionId(2), channel(), Arc::default())
             .unwrap();
         assert!(out
             .registry
-            .register(PartyId(1), ConnectionId(3), channel())
+            .register(PartyId(1), ConnectionId(3), channel(), Arc::default())
             .is_none());
         assert!(out
             .registry
-            .register(PartyId(2), ConnectionId(4), channel())
+            .register(PartyId(2), ConnectionId(4), channel(), Arc::default())
             .is_some());
         assert_eq!(out.connections_of(PartyId(1)), 2);
         drop(first);
         let mut connected = out.connected();
         let _third = out
             .registry
-            .register(PartyId(3), ConnectionId(6), channel())
+            .register(PartyId(3), ConnectionId(6), channel(), Arc::default())
             .unwrap();
         assert_eq!(
             connected.try_recv().unwrap(),
@@ -236,13 +293,13 @@ mod tests {
         );
         assert!(out
             .registry
-            .register(PartyId(3), ConnectionId(7), channel())
+            .register(PartyId(3), ConnectionId(7), channel(), Arc::default())
             .is_some());
         assert_eq!(connected.try_recv().unwrap(), PartyId(3));
         assert_eq!(out.connections_of(PartyId(1)), 1);
         assert!(out
             .registry
-            .register(PartyId(1), ConnectionId(5), channel())
+            .register(PartyId(1), ConnectionId(5), channel(), Arc::default())
             .is_some());
     }
 }

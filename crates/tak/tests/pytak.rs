@@ -58,6 +58,7 @@ async fn pytak_round_trip(
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             transport: TakTransport::Tls(ca.tls_server_config(&server_credentials).unwrap()),
             limits: TakLimits::default(),
+            revocations: Default::default(),
         },
         events,
     )

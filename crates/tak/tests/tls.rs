@@ -42,6 +42,7 @@ async fn start_with_channel(limits: TakLimits, channel_len: usize) -> Server {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             transport: TakTransport::Tls(ca.tls_server_config(&server_credentials).unwrap()),
             limits,
+            revocations: Default::default(),
         },
         events,
     )
@@ -304,6 +305,7 @@ async fn plain_tcp_is_refused_off_loopback_and_bound_to_its_party_on_it() {
             listen_addr: "0.0.0.0:0".parse().unwrap(),
             transport: TakTransport::PlainLoopback { party: PartyId(9) },
             limits: TakLimits::default(),
+            revocations: Default::default(),
         },
         events.clone(),
     )
@@ -315,6 +317,7 @@ async fn plain_tcp_is_refused_off_loopback_and_bound_to_its_party_on_it() {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             transport: TakTransport::PlainLoopback { party: PartyId(9) },
             limits: TakLimits::default(),
+            revocations: Default::default(),
         },
         events,
     )

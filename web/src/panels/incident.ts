@@ -2,8 +2,9 @@
 // how serious, and which conflict it concerns. The server logs it, and the
 // receipt's log index is shown so the report can be proved later.
 
-import type { Conflict, NewIncident } from "../api";
-import { byId, h } from "../dom";
+import type { Conflict, Evidence, IncidentSummary, NewIncident } from "../api";
+import { byId, h, replaceKeepingFocus } from "../dom";
+import { formatTime } from "../format";
 import { showStatus } from "./hotline";
 
 export interface IncidentActions {
@@ -66,4 +67,46 @@ export function updateIncidentConflicts(conflicts: Conflict[]): void {
   const chosen = select.value;
   select.replaceChildren(h("option", { value: "" }, "None"), ...conflicts.map((c) => h("option", { value: c.id }, `#${c.id} ${c.parties[0]} × ${c.parties[1]}`)));
   select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
+}
+
+export interface EvidenceActions {
+  onShow(incident: IncidentSummary): void;
+  onDownload(incident: IncidentSummary): void;
+}
+
+/** The incidents this party reported or is named in, each with the track
+ *  evidence the server keeps around it: shown on the map, or downloaded as
+ *  the server's GeoJSON. */
+export function renderIncidents(incidents: IncidentSummary[], actions: EvidenceActions): void {
+  const list = byId("incident-list");
+  if (incidents.length === 0) {
+    replaceKeepingFocus(list, [h("li", { class: "empty" }, "No incidents concern this party yet.")]);
+    return;
+  }
+  replaceKeepingFocus(
+    list,
+    [...incidents].reverse().map((incident) =>
+      h(
+        "li",
+        { class: "row", "data-incident": incident.id },
+        h("div", { class: "row-main" },
+          h("strong", {}, `#${incident.id} `),
+          h("span", {}, incident.description),
+          h("div", { class: "muted small" }, `${incident.time ? formatTime(incident.time) : ""}${incident.reporter ? ` · reported by ${incident.reporter}` : ""}`),
+        ),
+        h("button", { type: "button", class: "btn btn-small", "data-key": `ev-show-${incident.id}`, "aria-label": `Show the evidence of incident ${incident.id} on the map`, onclick: () => actions.onShow(incident) }, "Evidence"),
+        h("button", { type: "button", class: "btn btn-small", "data-key": `ev-get-${incident.id}`, "aria-label": `Download the evidence of incident ${incident.id} as GeoJSON`, onclick: () => actions.onDownload(incident) }, "GeoJSON"),
+      ),
+    ),
+  );
+}
+
+/** What the map now shows of an incident's evidence. */
+export function describeEvidence(evidence: Evidence): string {
+  const features = evidence.collection.features ?? [];
+  const units = new Set(features.filter((f) => f.properties?.kind === "position").map((f) => `${f.properties?.party}/${f.properties?.uid}`));
+  const positions = features.filter((f) => f.properties?.kind === "position").length;
+  const window = evidence.window ? ` from ${formatTime(evidence.window.from)} to ${formatTime(evidence.window.to)}` : "";
+  const state = evidence.complete ? "complete" : "still capturing";
+  return `Incident ${evidence.incident}: ${units.size} unit${units.size === 1 ? "" : "s"}, ${positions} position${positions === 1 ? "" : "s"}${window} (${state}).`;
 }

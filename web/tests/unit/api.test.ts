@@ -134,6 +134,12 @@ describe("decoders", () => {
     expect(decodeMessage({ body: "no id" })).toBeNull();
   });
 
+  it("reads a TAK escalation step of a message as that message escalated", () => {
+    const data = JSON.stringify({ subject: { message: 12 }, party: 3, step: 0 });
+    expect(decodeEvent({ event: "escalation.tak_alert", data })).toMatchObject({ type: "message.overdue", message: { id: "12", escalated: true } });
+    expect(decodeEvent({ event: "escalation.tak_alert", data: JSON.stringify({ subject: { conflict: 4, party: 3 }, party: 3, step: 0 }) })).toMatchObject({ type: "other" });
+  });
+
   it("maps message states, including escalation", () => {
     expect(decodeMessage({ id: "m", state: "escalated" })).toMatchObject({ state: "overdue", escalated: true });
     expect(decodeMessage({ id: "m", acked_at: "2022-10-08T09:00:00Z", state: "pending" })).toMatchObject({ state: "acked" });
@@ -198,17 +204,44 @@ describe("decodeConflict with a withheld activity", () => {
 });
 
 describe("Api.exportFile", () => {
-  it("downloads the server's GET /v1/export with the token, format and window, unchanged", async () => {
+  it("downloads the server's GET /v1/export with the token, format, time and box, unchanged", async () => {
     const seen: { url: string; auth: string | null }[] = [];
     const fetchLike: FetchLike = async (url, init) => {
       seen.push({ url: String(url), auth: new Headers(init?.headers).get("Authorization") });
       return new Response("<kml>as the server wrote it</kml>", { status: 200, headers: { "Content-Type": "application/vnd.google-earth.kml+xml" } });
     };
     const api = new Api("tok", "", fetchLike);
-    const text = await api.exportFile("kml", { from: "2022-10-08T06:00:00Z" });
+    const text = await api.exportFile("kml", { time: "2022-10-08T06:00:00Z", bbox: [41.1234567, 36.5, 42, 37.25] });
     expect(text).toBe("<kml>as the server wrote it</kml>");
     expect(seen).toHaveLength(1);
-    expect(seen[0].url).toContain("/v1/export?format=kml&from=2022-10-08T06%3A00%3A00Z");
+    expect(seen[0].url).toContain("/v1/export?format=kml&time=2022-10-08T06%3A00%3A00Z&bbox=41.123457%2C36.5%2C42%2C37.25");
     expect(seen[0].auth).toBe("Bearer tok");
+    await api.exportFile("geojson");
+    expect(seen[1].url).toMatch(/\/v1\/export\?format=geojson$/);
+  });
+});
+
+describe("Api.incidentEvidence", () => {
+  it("reads the evidence, names the parties and keeps the body as served for the download", async () => {
+    const body = JSON.stringify({
+      type: "FeatureCollection", incident: 3, complete: false, window: { from: "2022-10-08T12:25:00Z", to: "2022-10-08T12:45:00Z" },
+      features: [
+        { type: "Feature", geometry: { type: "LineString", coordinates: [[42, 37], [42.1, 37.1]] }, properties: { kind: "track", party: 2, uid: "u", times: ["a", "b"] } },
+        { type: "Feature", geometry: { type: "Point", coordinates: [42, 37] }, properties: { kind: "position", party: 2, uid: "u", time: "2022-10-08T12:30:00Z" } },
+      ],
+    });
+    const seen: string[] = [];
+    const fetchLike: FetchLike = async (url) => {
+      seen.push(String(url));
+      return new Response(body, { status: 200, headers: { "Content-Type": "application/geo+json" } });
+    };
+    const api = new Api("tok", "", fetchLike);
+    api.learnParty(2, "ru");
+    const evidence = await api.incidentEvidence("3");
+    expect(seen[0]).toContain("/v1/incidents/3/evidence");
+    expect(evidence.complete).toBe(false);
+    expect(evidence.window?.to).toBe("2022-10-08T12:45:00Z");
+    expect(evidence.collection.features.map((f) => f.properties?.party)).toEqual(["ru", "ru"]);
+    expect(evidence.text).toBe(body);
   });
 });

@@ -26,7 +26,7 @@ use axum::http::StatusCode;
 use deconflict_engine::{PartyId, Timestamp};
 use deconflict_formats::format_rfc3339;
 use deconflict_hotline::{
-    Action, CallKey, Contact, ErrorClass, Event, Hotline, HotlineConfig, HotlineError, Incident, IncidentId,
+    Action, CallKey, Contact, ErrorClass, Event, Hotline, HotlineConfig, HotlineError, Incident,
     IncidentSpec, LadderStep, Link, Message, MessageId, MessageSpec, PartyContacts, Priority, Record,
     RestoreError, Subject, SIGNATURE_HEADER,
 };
@@ -374,8 +374,6 @@ pub trait HotlineHook: Send + Sync {
     fn repeat_flash(&self, party: PartyId, message: &Message, repeat: u32) -> usize;
     /// A ladder step: alert `party`'s TAK clients that `subject` is overdue.
     fn alert(&self, party: PartyId, subject: Subject, step: u16);
-    /// Keep the track history of `entities` over `[from, to]` for `incident`.
-    fn preserve_tracks(&self, incident: IncidentId, entities: &[String], from: Timestamp, to: Timestamp);
 }
 
 /// The performer's side: the queue's receiving end (taken once by
@@ -576,10 +574,11 @@ fn perform(state: &AppState, work: Work) {
             from,
             to,
         } => {
-            if let Some(hook) = state.hotline.hook() {
-                hook.preserve_tracks(incident, &entities, from, to);
-            }
-            tracing::info!(incident = incident.0, entities = entities.len(), %from, %to, "incident evidence window");
+            // The track thread reads the committed incident (its uids,
+            // activities, parties, place and window) and captures its
+            // evidence from the recent-history ring and later reports.
+            state.live.capture_evidence(incident);
+            tracing::info!(incident = incident.0, entities = entities.len(), %from, %to, "incident evidence capture");
         }
     }
 }

@@ -1,15 +1,19 @@
 //! Recent track history per entity, kept by the track thread so an
 //! incident can copy the positions around its time as evidence.
 //!
-//! Bounded twice: points older than `retention_ms` (measured against the
-//! newest report time of the entity, never a clock read) are dropped, and
-//! no entity keeps more than `max_points_per_entity`. Memory: a point is
-//! 32 bytes (time + lon + lat + alt), so the default 600 points cost about
-//! 19 KiB per entity, ~190 MiB at 10 000 entities in the worst case.
+//! Bounded three ways, each a `serve` flag: points older than `retention_ms`
+//! (measured against the newest report time of the entity, never a clock
+//! read; `--track-history-age-s`) are dropped, no entity keeps more than
+//! `max_points_per_entity` (`--track-history-per-entity`), and all rings
+//! together hold at most `max_points_total` (`--track-history-total`): past
+//! it the oldest point of all goes first, so the freshest history, the one
+//! a new incident needs, is what stays. Memory: a point is about 72 bytes
+//! (time, position, altitude, speed, course, linked activity), so the
+//! default total of 1 000 000 points is about 70 MiB at most.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use deconflict_engine::{PartyId, Timestamp};
+use deconflict_engine::{ActivityId, PartyId, Timestamp};
 use deconflict_geodesy::LonLat;
 
 /// The limits of [`TrackHistory`].
@@ -19,14 +23,20 @@ pub struct HistoryLimits {
     pub retention_ms: i64,
     /// The most points one entity keeps; the oldest go first.
     pub max_points_per_entity: usize,
+    /// The most points all entities keep together; the oldest of all go
+    /// first.
+    pub max_points_total: usize,
 }
 
 impl Default for HistoryLimits {
     fn default() -> Self {
-        // The incident evidence window defaults to ±10 min.
+        // The incident evidence window defaults to ±10 min: the ring holds
+        // the 10 min before an incident is reported. 600 points is one
+        // report a second for 10 min.
         Self {
             retention_ms: 10 * 60 * 1000,
             max_points_per_entity: 600,
+            max_points_total: 1_000_000,
         }
     }
 }
@@ -37,34 +47,95 @@ pub struct HistoryPoint {
     pub time: Timestamp,
     pub position: LonLat,
     pub alt_m: Option<f64>,
+    pub speed_mps: Option<f64>,
+    pub course_deg: Option<f64>,
+    /// The activity the unit said it executes in this report.
+    pub activity: Option<ActivityId>,
 }
+
+type EntityKey = (PartyId, String);
 
 /// The ring of recent positions of every entity, keyed by (party, uid).
 #[derive(Debug, Default)]
 pub struct TrackHistory {
     limits: HistoryLimits,
-    rings: HashMap<(PartyId, String), VecDeque<HistoryPoint>>,
+    rings: HashMap<EntityKey, VecDeque<HistoryPoint>>,
+    /// The oldest point of every ring, ordered: the global limit drops the
+    /// first of these. Kept exactly in step with the rings' fronts.
+    fronts: BTreeSet<(Timestamp, EntityKey)>,
+    total: usize,
 }
 
 impl TrackHistory {
     pub fn new(limits: HistoryLimits) -> Self {
         Self {
             limits,
-            rings: HashMap::new(),
+            ..Self::default()
         }
+    }
+
+    pub fn limits(&self) -> HistoryLimits {
+        self.limits
     }
 
     /// Keeps an applied report. Reports arrive in time order per entity
     /// (the watch ignores older ones), so the ring stays sorted.
     pub fn record(&mut self, party: PartyId, uid: &str, point: HistoryPoint) {
-        let ring = self.rings.entry((party, uid.to_owned())).or_default();
+        if self.limits.max_points_per_entity == 0 || self.limits.max_points_total == 0 {
+            return;
+        }
+        let key = (party, uid.to_owned());
+        let ring = self.rings.entry(key.clone()).or_default();
+        let front_before = ring.front().map(|p| p.time);
         ring.push_back(point);
+        self.total += 1;
         let oldest_kept = point.time.plus_ms(-self.limits.retention_ms);
-        while ring.front().is_some_and(|p| p.time < oldest_kept) {
+        while ring.len() > 1 && ring.front().is_some_and(|p| p.time < oldest_kept) {
             ring.pop_front();
+            self.total -= 1;
         }
         while ring.len() > self.limits.max_points_per_entity {
             ring.pop_front();
+            self.total -= 1;
+        }
+        let front_after = ring.front().map(|p| p.time);
+        self.refront(&key, front_before, front_after);
+        while self.total > self.limits.max_points_total {
+            self.drop_oldest();
+        }
+    }
+
+    /// Moves `key`'s entry in `fronts` from `before` to `after`.
+    fn refront(&mut self, key: &EntityKey, before: Option<Timestamp>, after: Option<Timestamp>) {
+        if before == after {
+            return;
+        }
+        if let Some(before) = before {
+            self.fronts.remove(&(before, key.clone()));
+        }
+        if let Some(after) = after {
+            self.fronts.insert((after, key.clone()));
+        }
+    }
+
+    /// Drops the oldest point of all rings (the global limit).
+    fn drop_oldest(&mut self) {
+        let Some((time, key)) = self.fronts.pop_first() else {
+            return;
+        };
+        let Some(ring) = self.rings.get_mut(&key) else {
+            return;
+        };
+        debug_assert_eq!(ring.front().map(|p| p.time), Some(time));
+        ring.pop_front();
+        self.total -= 1;
+        match ring.front() {
+            Some(next) => {
+                self.fronts.insert((next.time, key));
+            }
+            None => {
+                self.rings.remove(&key);
+            }
         }
     }
 
@@ -81,26 +152,56 @@ impl TrackHistory {
             .unwrap_or_default()
     }
 
+    /// Every entity of `party` with its kept points, in no particular order.
+    pub fn entities_of(&self, party: PartyId) -> impl Iterator<Item = (&str, &VecDeque<HistoryPoint>)> {
+        self.rings
+            .iter()
+            .filter(move |((p, _), _)| *p == party)
+            .map(|((_, uid), ring)| (uid.as_str(), ring))
+    }
+
     /// Drops the rings whose newest point is older than the retention at
     /// `now` (the driver's tick time), so entities that went away do not
     /// keep memory.
     pub fn prune(&mut self, now: Timestamp) {
         let oldest_kept = now.plus_ms(-self.limits.retention_ms);
-        self.rings
-            .retain(|_, ring| ring.back().is_some_and(|p| p.time >= oldest_kept));
+        let gone: Vec<EntityKey> = self
+            .rings
+            .iter()
+            .filter(|(_, ring)| ring.back().is_none_or(|p| p.time < oldest_kept))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            self.remove(&key);
+        }
     }
 
     /// Drops an entity the watch let go of.
     pub fn forget(&mut self, party: PartyId, uid: &str) {
-        self.rings.remove(&(party, uid.to_owned()));
+        self.remove(&(party, uid.to_owned()));
     }
 
+    fn remove(&mut self, key: &EntityKey) {
+        if let Some(ring) = self.rings.remove(key) {
+            self.total -= ring.len();
+            if let Some(front) = ring.front() {
+                self.fronts.remove(&(front.time, key.clone()));
+            }
+        }
+    }
+
+    /// Entities with a ring.
     pub fn len(&self) -> usize {
         self.rings.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.rings.is_empty()
+    }
+
+    /// Points kept, all entities together.
+    pub fn points(&self) -> usize {
+        self.total
     }
 }
 
@@ -113,43 +214,96 @@ mod tests {
             time: Timestamp::from_unix_s(s),
             position: LonLat::new(5.0, 52.0),
             alt_m: None,
+            speed_mps: None,
+            course_deg: None,
+            activity: None,
         }
     }
 
+    fn limits(retention_s: i64, per_entity: usize, total: usize) -> HistoryLimits {
+        HistoryLimits {
+            retention_ms: retention_s * 1000,
+            max_points_per_entity: per_entity,
+            max_points_total: total,
+        }
+    }
+
+    fn all(h: &TrackHistory, party: u64, uid: &str) -> Vec<HistoryPoint> {
+        h.between(
+            PartyId(party),
+            uid,
+            Timestamp::from_unix_s(0),
+            Timestamp::from_unix_s(10_000),
+        )
+    }
+
+    /// The bookkeeping agrees with the rings after every change.
+    fn check(h: &TrackHistory) {
+        let counted: usize = h.rings.values().map(VecDeque::len).sum();
+        assert_eq!(h.total, counted);
+        assert_eq!(h.fronts.len(), h.rings.len());
+        for (key, ring) in &h.rings {
+            assert!(h.fronts.contains(&(ring.front().unwrap().time, key.clone())));
+        }
+        assert!(h.total <= h.limits.max_points_total);
+    }
+
     #[test]
-    fn drops_points_older_than_retention() {
-        let mut h = TrackHistory::new(HistoryLimits {
-            retention_ms: 60_000,
-            max_points_per_entity: 100,
-        });
+    fn drops_points_older_than_the_age_limit() {
+        let mut h = TrackHistory::new(limits(60, 100, 1_000));
         for s in [0, 30, 61, 90] {
             h.record(PartyId(1), "a", point(s));
+            check(&h);
         }
-        let kept = h.between(
-            PartyId(1),
-            "a",
-            Timestamp::from_unix_s(0),
-            Timestamp::from_unix_s(100),
-        );
-        assert_eq!(kept, vec![point(30), point(61), point(90)]);
+        assert_eq!(all(&h, 1, "a"), vec![point(30), point(61), point(90)]);
     }
 
     #[test]
     fn caps_points_per_entity() {
-        let mut h = TrackHistory::new(HistoryLimits {
-            retention_ms: 1_000_000,
-            max_points_per_entity: 2,
-        });
+        let mut h = TrackHistory::new(limits(1_000, 2, 1_000));
         for s in 0..5 {
             h.record(PartyId(1), "a", point(s));
+            check(&h);
         }
-        let kept = h.between(
-            PartyId(1),
-            "a",
-            Timestamp::from_unix_s(0),
-            Timestamp::from_unix_s(10),
-        );
-        assert_eq!(kept, vec![point(3), point(4)]);
+        assert_eq!(all(&h, 1, "a"), vec![point(3), point(4)]);
+    }
+
+    #[test]
+    fn caps_points_in_total_dropping_the_oldest_of_all() {
+        let mut h = TrackHistory::new(limits(1_000, 100, 4));
+        h.record(PartyId(1), "a", point(10));
+        h.record(PartyId(2), "b", point(5));
+        h.record(PartyId(1), "a", point(20));
+        h.record(PartyId(2), "b", point(25));
+        check(&h);
+        assert_eq!(h.points(), 4);
+        // The fifth point pushes out b's point at 5 s, the oldest of all.
+        h.record(PartyId(1), "a", point(30));
+        check(&h);
+        assert_eq!(all(&h, 2, "b"), vec![point(25)]);
+        assert_eq!(all(&h, 1, "a"), vec![point(10), point(20), point(30)]);
+        // Then a's at 10 s, then a's at 20 s; b's last point stays.
+        h.record(PartyId(3), "c", point(31));
+        h.record(PartyId(3), "c", point(32));
+        check(&h);
+        assert_eq!(all(&h, 1, "a"), vec![point(30)]);
+        assert_eq!(all(&h, 2, "b"), vec![point(25)]);
+        // A ring emptied by the total limit goes: b's at 25 s is next.
+        h.record(PartyId(3), "c", point(33));
+        check(&h);
+        assert!(all(&h, 2, "b").is_empty());
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.points(), 4);
+    }
+
+    #[test]
+    fn zero_limits_keep_nothing() {
+        for limits in [limits(600, 0, 100), limits(600, 100, 0)] {
+            let mut h = TrackHistory::new(limits);
+            h.record(PartyId(1), "a", point(1));
+            assert!(h.is_empty());
+            check(&h);
+        }
     }
 
     #[test]
@@ -174,11 +328,15 @@ mod tests {
                 Timestamp::from_unix_s(99)
             )
             .is_empty());
+        assert_eq!(h.entities_of(PartyId(2)).count(), 1);
         h.forget(PartyId(1), "a");
+        check(&h);
         assert_eq!(h.len(), 1);
         h.prune(Timestamp::from_unix_s(20 + 600));
         assert_eq!(h.len(), 1);
         h.prune(Timestamp::from_unix_s(21 + 600));
+        check(&h);
         assert!(h.is_empty());
+        assert_eq!(h.points(), 0);
     }
 }

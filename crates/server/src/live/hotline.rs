@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use deconflict_engine::{PartyId, Timestamp};
 use deconflict_formats::CotChat;
-use deconflict_hotline::{IncidentId, Message, Subject};
+use deconflict_hotline::{Message, Subject};
 use deconflict_tak::TakOutbound;
 
 use crate::driver::now_ms;
@@ -110,11 +110,5 @@ impl HotlineHook for TakHotlineHook {
             format!("escalation-{uid}-s{step}"),
             format!("ESCALATION (step {step}): your party has not acknowledged {what}; acknowledge it on the hotline"),
         );
-    }
-
-    fn preserve_tracks(&self, incident: IncidentId, entities: &[String], from: Timestamp, to: Timestamp) {
-        // The evidence window is recorded with the incident (its row and
-        // audit leaf); the track thread keeps no history to copy from.
-        tracing::info!(incident = incident.0, entities = entities.len(), %from, %to, "incident evidence window");
     }
 }

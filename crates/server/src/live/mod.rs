@@ -6,6 +6,8 @@
 //!   activities.
 //! - [`alerts`]: alerts as the contract's JSON events and as TAK alarms.
 //! - [`fences`]: zones as fences.
+//! - [`history`], [`evidence`], [`evidence_store`]: the recent-history ring
+//!   and the incident evidence captured from it (and kept on disk).
 //! - [`hotline`]: the hotline's messages, flash repeats and ladder alerts
 //!   to TAK clients as GeoChat (the `HotlineHook` the service installs).
 //! - this module: the configuration, the handle the handlers use, the TAK
@@ -17,6 +19,8 @@
 //! TAK connection (TCP back-pressure) for CoT.
 
 pub mod alerts;
+pub mod evidence;
+pub mod evidence_store;
 pub mod fences;
 pub mod history;
 pub mod hotline;
@@ -34,13 +38,15 @@ use deconflict_engine::track::{TrackConfig, TrackWatch};
 use deconflict_engine::PartyId;
 use deconflict_store::Store;
 use deconflict_tak::{
-    CaError, CertificateAuthority, ConnectionId, TakConfig, TakError, TakInbound, TakLimits, TakListener,
-    TakOutbound, TakTransport,
+    CaError, CertificateAuthority, ConnectionId, Revocations, TakConfig, TakError, TakInbound, TakLimits,
+    TakListener, TakOutbound, TakTransport,
 };
 
 use crate::driver::World;
 use crate::hub::Hub;
 use crate::problem::ApiError;
+use evidence::{Captures, EvidenceConfig};
+use history::{HistoryLimits, TrackHistory};
 
 pub use hotline::TakHotlineHook;
 pub use task::{Accepted, LiveCommand, OwnedReport};
@@ -68,6 +74,10 @@ pub struct LiveConfig {
     pub max_tracks_listed: usize,
     /// Limits of each TAK listener.
     pub tak: TakLimits,
+    /// The recent-history ring incident evidence is copied from.
+    pub history: HistoryLimits,
+    /// Incident evidence: radius, points per incident.
+    pub evidence: EvidenceConfig,
 }
 
 impl Default for LiveConfig {
@@ -81,6 +91,8 @@ impl Default for LiveConfig {
             cot_burst: 200.0,
             max_tracks_listed: 10_000,
             tak: TakLimits::default(),
+            history: HistoryLimits::default(),
+            evidence: EvidenceConfig::default(),
         }
     }
 }
@@ -105,6 +117,9 @@ pub struct LiveHandle {
     /// The party of every TAK client that connects, to any listener.
     connected: tokio::sync::broadcast::Sender<PartyId>,
     ca: Arc<CertificateAuthority>,
+    /// Parties whose TAK certificates issued before their revocation are
+    /// refused, shared by every listener.
+    revocations: Revocations,
     pub config: LiveConfig,
 }
 
@@ -128,7 +143,8 @@ pub fn start(
         store,
         Arc::clone(&tak),
         Duration::from_millis(config.tick_interval_ms.max(1)),
-    );
+    )
+    .with_evidence(TrackHistory::new(config.history), Captures::new(config.evidence));
     std::thread::Builder::new()
         .name("deconflict-tracks".into())
         .spawn(move || task.run(commands))
@@ -138,6 +154,7 @@ pub fn start(
         tak,
         connected: tokio::sync::broadcast::channel(256).0,
         ca,
+        revocations: Revocations::new(),
         config,
     })
 }
@@ -166,10 +183,47 @@ impl LiveHandle {
         let _ = self.inbox.try_send(LiveCommand::ZonesChanged);
     }
 
+    /// Asks the track thread to capture an incident's evidence (the
+    /// incident is committed). Never lost while the service runs: when the
+    /// queue is full the command waits for room on a blocking thread; if
+    /// the service stops first, the next start finds the incident without
+    /// a capture and starts it.
+    pub fn capture_evidence(&self, incident: deconflict_hotline::IncidentId) {
+        match self.inbox.try_send(LiveCommand::CaptureEvidence { incident }) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(command)) => {
+                let inbox = self.inbox.clone();
+                std::thread::spawn(move || {
+                    let _ = inbox.send(command);
+                });
+            }
+        }
+    }
+
     /// The party of every TAK client that connects from now on (to any
     /// listener started with [`Self::listen_cot`]).
     pub fn tak_connected(&self) -> tokio::sync::broadcast::Receiver<PartyId> {
         self.connected.subscribe()
+    }
+
+    /// A party's token was revoked at `at_unix_ms`: its TAK certificates
+    /// issued until then are refused from now on, by every listener, and
+    /// its open TAK connections are closed. Returns how many were closed.
+    pub fn revoke_party(&self, party: PartyId, at_unix_ms: i64) -> usize {
+        // Record first: a connection registering meanwhile checks the
+        // record after registering, so it is either closed here or refused.
+        self.revocations.revoke(party, at_unix_ms);
+        self.tak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|outbound| outbound.close_party(party))
+            .sum()
+    }
+
+    /// Who is revoked since when (loaded from the store at start).
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// The server's TAK certificate authority (in the data directory).
@@ -200,6 +254,7 @@ impl LiveHandle {
                 listen_addr,
                 transport,
                 limits: self.config.tak,
+                revocations: self.revocations.clone(),
             },
             events,
         )

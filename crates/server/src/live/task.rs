@@ -22,6 +22,7 @@ use deconflict_engine::track::{
 use deconflict_engine::{ActivityId, PartyId, Timestamp, ZoneId, ZoneKind};
 use deconflict_formats::format_rfc3339;
 use deconflict_geodesy::{GeoBounds, LonLat};
+use deconflict_hotline::IncidentId;
 use deconflict_store::Store;
 use deconflict_tak::{TakInbound, TakOutbound};
 use serde_json::{json, Value};
@@ -34,14 +35,19 @@ use crate::model::Viewer;
 use crate::problem::{ApiError, FieldProblem};
 
 use super::alerts::{alert_json, cot_cleared, cot_opened};
+use super::evidence::{CaptureSpec, Captures, EvidenceWrites};
+use super::evidence_store;
 use super::fences::{fence_of_zone, is_active};
-use super::history::{HistoryLimits, HistoryPoint, TrackHistory};
+use super::history::{HistoryPoint, TrackHistory};
 
 fn point_of(report: &PositionReport<'_>) -> HistoryPoint {
     HistoryPoint {
         time: report.time,
         position: report.position,
         alt_m: report.alt_m,
+        speed_mps: report.speed_mps,
+        course_deg: report.course_deg,
+        activity: report.activity,
     }
 }
 
@@ -100,6 +106,11 @@ pub enum LiveCommand {
     },
     /// A zone was created: resynchronise the fences now, not at the next tick.
     ZonesChanged,
+    /// An incident was committed: capture its evidence (the incident is
+    /// read from the store, where it is by now).
+    CaptureEvidence {
+        incident: IncidentId,
+    },
 }
 
 /// An open episode, remembered for visibility and for the CoT cancel.
@@ -125,6 +136,11 @@ pub(crate) struct TrackTask {
     open: BTreeMap<AlertId, OpenAlert>,
     /// Recent positions per entity, for incident evidence.
     pub history: TrackHistory,
+    /// Incident evidence being captured.
+    captures: Captures,
+    /// Evidence writes not committed yet (a failed write is retried at the
+    /// next tick).
+    unwritten: EvidenceWrites,
 }
 
 impl std::fmt::Debug for TrackTask {
@@ -154,24 +170,42 @@ impl TrackTask {
             fence_signature: (Vec::new(), Vec::new()),
             plans: HashMap::new(),
             open: BTreeMap::new(),
-            history: TrackHistory::new(HistoryLimits::default()),
+            history: TrackHistory::default(),
+            captures: Captures::default(),
+            unwritten: EvidenceWrites::default(),
         }
     }
 
+    /// The recent-history ring and the evidence captures to keep (with
+    /// their limits).
+    pub fn with_evidence(mut self, history: TrackHistory, captures: Captures) -> Self {
+        self.history = history;
+        self.captures = captures;
+        self
+    }
+
     pub fn run(mut self, inbox: Receiver<LiveCommand>) {
+        self.resume_captures(Timestamp(now_ms()));
         let mut next_tick = Instant::now();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match inbox.recv_timeout(wait) {
                 Ok(command) => self.handle(command),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Positions kept since the last tick go to disk; the
+                    // captures still pending resume at the next start.
+                    self.flush_evidence(Timestamp(now_ms()));
+                    return;
+                }
             }
             if Instant::now() >= next_tick {
                 let now = Timestamp(now_ms());
                 self.watch.handle_tick(now);
                 self.sync(now);
                 self.publish();
+                self.captures.handle_tick(now);
+                self.flush_evidence(now);
                 metrics::gauge!("deconflict_live_entities").set(self.watch.len() as f64);
                 next_tick = Instant::now() + self.tick_interval;
             }
@@ -213,7 +247,7 @@ impl TrackTask {
                 match self.watch.handle_report(now, &report) {
                     Ok(outcome) => {
                         if outcome == ReportOutcome::Applied {
-                            self.history.record(report.party, report.uid, point_of(&report));
+                            self.remember(report.party, report.uid, point_of(&report));
                         }
                         metrics::counter!("deconflict_track_reports_total", "source" => "cot").increment(1)
                     }
@@ -237,6 +271,79 @@ impl TrackTask {
                 let now = Timestamp(now_ms());
                 self.sync(now);
                 self.publish();
+            }
+            LiveCommand::CaptureEvidence { incident } => {
+                let now = Timestamp(now_ms());
+                match self.store.read(move |conn| {
+                    Ok((
+                        evidence_store::incident(conn, incident)?,
+                        evidence_store::evidence(conn, incident)?.is_some(),
+                    ))
+                }) {
+                    // Started already (a resumed or repeated command): nothing to do.
+                    Ok((Some(_), true)) => {}
+                    Ok((Some(found), false)) => {
+                        let spec = CaptureSpec::of(&found, self.captures.config().radius_m);
+                        self.captures.start(now, spec, &self.history);
+                        self.flush_evidence(now);
+                    }
+                    Ok((None, _)) => tracing::warn!(incident = incident.0, "no such incident to capture"),
+                    // The next start finds it without a capture and starts it.
+                    Err(error) => tracing::warn!(incident = incident.0, %error, "cannot read the incident"),
+                }
+            }
+        }
+    }
+
+    /// Keeps an applied report in the ring and in the pending captures.
+    fn remember(&mut self, party: PartyId, uid: &str, point: HistoryPoint) {
+        self.history.record(party, uid, point);
+        self.captures.on_report(party, uid, &point, &self.history);
+    }
+
+    /// At start: captures pending at the last stop resume (with the units
+    /// and positions they had, closing at the first tick if their window
+    /// is over); incidents whose capture never started start now, from an
+    /// empty ring.
+    fn resume_captures(&mut self, now: Timestamp) {
+        match self.store.read(evidence_store::unfinished) {
+            Ok(found) => {
+                for pending in found.pending {
+                    self.captures
+                        .resume(pending.spec, pending.involved, pending.points, pending.truncated);
+                }
+                let radius_m = self.captures.config().radius_m;
+                for incident in found.unstarted {
+                    self.captures
+                        .start(now, CaptureSpec::of(&incident, radius_m), &self.history);
+                }
+                self.captures.handle_tick(now);
+                self.flush_evidence(now);
+            }
+            Err(error) => tracing::error!(%error, "cannot read unfinished incident evidence"),
+        }
+    }
+
+    /// Commits the captures' writes; on failure they wait for the next tick.
+    fn flush_evidence(&mut self, now: Timestamp) {
+        let mut writes = self.captures.take_writes();
+        writes.prepend(std::mem::take(&mut self.unwritten));
+        if writes.is_empty() {
+            return;
+        }
+        let kept = writes.points.len();
+        let shared = Arc::new(writes);
+        let batch = Arc::clone(&shared);
+        match self
+            .store
+            .write(move |conn| evidence_store::write(conn, &batch, now))
+        {
+            Ok(()) => {
+                metrics::counter!("deconflict_evidence_points_total").increment(kept as u64);
+            }
+            Err(error) => {
+                tracing::warn!(%error, points = kept, "incident evidence not written; retried at the next tick");
+                self.unwritten = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
             }
         }
     }
@@ -287,8 +394,7 @@ impl TrackTask {
         for (i, report) in reports.iter().enumerate() {
             match self.watch.handle_report(now, &report.as_report(party)) {
                 Ok(ReportOutcome::Applied) => {
-                    self.history
-                        .record(party, &report.uid, point_of(&report.as_report(party)));
+                    self.remember(party, &report.uid, point_of(&report.as_report(party)));
                     accepted.accepted += 1
                 }
                 Ok(_) => accepted.ignored += 1,

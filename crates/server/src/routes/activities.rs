@@ -303,8 +303,12 @@ pub async fn list(
         after: query
             .get("after")
             .map(|a| {
+                // Ids are SQLite integers: one above i64::MAX names no
+                // activity (and the schema says int64).
                 a.parse::<u64>()
-                    .map_err(|_| query_problem("after", "must be an activity id"))
+                    .ok()
+                    .filter(|after| i64::try_from(*after).is_ok())
+                    .ok_or_else(|| query_problem("after", "must be an activity id"))
             })
             .transpose()?
             .unwrap_or(0),
@@ -388,7 +392,7 @@ fn if_match(headers: &HeaderMap) -> Result<u64, ApiError> {
 #[utoipa::path(put, path = "/v1/activities/{id}", tag = "activities",
     params(("id" = u64, Path), ("If-Match" = String, Header, description = "the current version")),
     request_body(content = Object, description = "a GeoJSON Feature"),
-    responses((status = 200, description = "`{id, version, conflicts, receipt}`"), (status = 403), (status = 404), (status = 412), (status = 422), (status = 428)),
+    responses((status = 200, description = "`{id, version, conflicts, receipt}`"), (status = 401), (status = 403), (status = 404), (status = 412), (status = 422), (status = 428)),
     security(("bearer" = [])))]
 pub async fn update(
     party: Party,
@@ -415,7 +419,7 @@ pub async fn update(
 /// Cancels an activity; its conflicts resolve.
 #[utoipa::path(delete, path = "/v1/activities/{id}", tag = "activities",
     params(("id" = u64, Path)),
-    responses((status = 200, description = "`{id, version, conflicts: [], receipt}`"), (status = 403), (status = 404)),
+    responses((status = 200, description = "`{id, version, conflicts: [], receipt}`"), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn cancel(
     party: Party,

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
@@ -22,17 +21,10 @@ use crate::state::AppState;
 /// (data: `{dropped}`) when this subscriber was too slow and events were
 /// dropped: re-read `GET /v1/conflicts`.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    responses((status = 200, description = "text/event-stream"), (status = 401), (status = 503, description = "the subscriber limit is reached")),
+    responses((status = 200, description = "text/event-stream"), (status = 401), (status = 429, description = "the party's stream limit is reached"), (status = 503, description = "the subscriber limit is reached")),
     security(("bearer" = [])))]
 pub async fn stream(party: Party, State(state): State<AppState>) -> Result<Response, ApiError> {
-    let subscription = state.hub.subscribe(party.viewer()).map_err(|error| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "subscribers",
-            format!("{error} (--max-subscribers); try again later"),
-        )
-        .with_retry_after(5)
-    })?;
+    let subscription = state.hub.subscribe(party.viewer())?;
     // Subscribed first, so that what was never delivered reaches this stream.
     crate::hotline::stream_opened(&state, party.viewer().party);
     let events = stream::unfold(subscription, |mut sub: Subscription| async move {

@@ -1,5 +1,8 @@
-//! `GET /v1/export?format=geojson|kml[&bbox=&from=&to=]`: exactly what the
-//! caller may see, as one file to open in a GIS or Google Earth.
+//! `GET /v1/export?format=geojson|kml[&bbox=&from=&to=|&time=]`: exactly
+//! what the caller may see, as one file to open in a GIS or Google Earth.
+//! `time` is an instant (the web map's timeline): what is on at that
+//! instant, the window `[time, time + 1 ms)`; it cannot be combined with
+//! `from` or `to`.
 //!
 //! What it holds is what the other routes show the caller, read in one
 //! store transaction: its activities and the `full` ones of others (all for
@@ -93,7 +96,8 @@ impl Scope {
     params(("format" = Option<String>, Query, description = "geojson (default) or kml"),
         ("bbox" = Option<String>, Query, description = "W,S,E,N: only what meets this box"),
         ("from" = Option<String>, Query, description = "RFC 3339: only what is still on at or after this instant"),
-        ("to" = Option<String>, Query, description = "RFC 3339: only what starts before this instant")),
+        ("to" = Option<String>, Query, description = "RFC 3339: only what starts before this instant"),
+        ("time" = Option<String>, Query, description = "RFC 3339: only what is on at this instant (not with from or to)")),
     responses((status = 200, description = "a GeoJSON FeatureCollection (`properties.layer`: activity, zone, conflict) or a KML 2.2 document; disks as their circumscribed 64-gon, corridors as centrelines with `corridor_m` in ExtendedData"),
         (status = 401), (status = 422, description = "a bad query parameter, or more than --max-list activities or conflicts match")),
     security(("bearer" = [])))]
@@ -110,10 +114,21 @@ pub async fn export(
         }
     };
     let time = |name: &str| query_time(&query, name);
+    let (from_ms, to_ms) = match time("time")? {
+        Some(_) if query.contains_key("from") || query.contains_key("to") => {
+            return Err(query_problem(
+                "time",
+                "an instant: give either time, or from and to, not both",
+            ))
+        }
+        // On at the instant: starts at or before it, ends after it.
+        Some(at) => (Some(at), Some(at.saturating_add(1))),
+        None => (time("from")?, time("to")?),
+    };
     let scope = Scope {
         bbox: query.get("bbox").map(|b| parse_bbox(b)).transpose()?,
-        from_ms: time("from")?,
-        to_ms: time("to")?,
+        from_ms,
+        to_ms,
     };
     let max_list = state.config.limits.max_list;
     let viewer = party.viewer();

@@ -1,22 +1,24 @@
 //! Incidents (issue 5): reported by a party, listed for the reporter and
-//! the parties named (all, for a broker).
+//! the parties named (all, for a broker), with the track history captured
+//! around them as evidence (`live/evidence.rs`).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deconflict_engine::{ActivityId, PartyId};
-use deconflict_formats::parse_rfc3339;
-use deconflict_hotline::{IncidentId, IncidentSpec, MessageId};
+use deconflict_formats::{format_rfc3339, parse_rfc3339};
+use deconflict_hotline::{Incident, IncidentId, IncidentSpec, MessageId};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
 use crate::hotline::{render_incident, store as hotline_store, HotlineCommand};
+use crate::live::evidence_store::{self, StoredEvidence};
 use crate::problem::{ApiError, FieldProblem};
 use crate::routes::messages::problem;
-use crate::routes::{answer, blocking, receipt, JsonBody};
+use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
 fn id_list(body: &Value, field: &str, errors: &mut Vec<FieldProblem>) -> Vec<u64> {
@@ -145,4 +147,103 @@ pub async fn list(party: Party, State(state): State<AppState>) -> Result<Respons
         blocking(move || store.read(move |conn| hotline_store::incidents_for(conn, &viewer, limit))).await?;
     let incidents: Vec<Value> = found.iter().map(render_incident).collect();
     Ok(Json(json!({ "incidents": incidents })).into_response())
+}
+
+/// The track history of the units involved in an incident, as a GeoJSON
+/// FeatureCollection: a `LineString` per unit (`properties.times`: the time
+/// of each vertex) and each position as a `Point` Feature (`time`, `party`,
+/// `uid`, `alt_m`, `speed_mps`, `course_deg`). Foreign members say what it
+/// covers: `incident`, `window` `{from, to}`, `radius_m`, and `complete`
+/// (false while the window has not passed: positions still come in) and
+/// `truncated` (`--incident-evidence-max-points` cut it). Readable by the
+/// incident's reporter, the parties it names and brokers; anyone else gets
+/// the 404 of a missing incident.
+#[utoipa::path(get, path = "/v1/incidents/{id}/evidence", tag = "hotline", params(("id" = u64, Path)),
+    responses((status = 200, description = "GeoJSON FeatureCollection (`application/geo+json`) with `complete`", content_type = "application/geo+json"),
+        (status = 401), (status = 404, description = "no such incident, or not the caller's")),
+    security(("bearer" = [])))]
+pub async fn evidence(
+    party: Party,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = IncidentId(path_id(&id, "incident")?);
+    let viewer = party.viewer();
+    let store = std::sync::Arc::clone(&state.store);
+    let (incident, stored) = blocking(move || {
+        store.read(move |conn| {
+            let Some(incident) = evidence_store::incident(conn, id)? else {
+                return Ok((None, None));
+            };
+            if !(viewer.broker
+                || incident.reporter == viewer.party
+                || incident.parties.contains(&viewer.party))
+            {
+                return Ok((None, None));
+            }
+            let stored = evidence_store::evidence(conn, id)?;
+            Ok((Some(incident), stored))
+        })
+    })
+    .await?;
+    let Some(incident) = incident else {
+        return Err(ApiError::not_found("incident"));
+    };
+    let body = evidence_geojson(&incident, stored.as_ref());
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/geo+json")],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// The capture as GeoJSON (a capture not started yet is empty and not
+/// complete).
+fn evidence_geojson(incident: &Incident, stored: Option<&StoredEvidence>) -> Value {
+    let (from, to) = stored.map_or((incident.evidence_from, incident.evidence_to), |s| (s.from, s.to));
+    let mut features = Vec::new();
+    let points = stored.map_or(&[][..], |s| s.points.as_slice());
+    // Points come sorted by party, uid, time: one run per unit.
+    for unit in points.chunk_by(|a, b| a.party == b.party && a.uid == b.uid) {
+        let first = &unit[0];
+        if unit.len() >= 2 {
+            features.push(json!({
+                "type": "Feature",
+                "id": format!("{}/{}", first.party.0, first.uid),
+                "geometry": {"type": "LineString", "coordinates":
+                    unit.iter().map(|e| json!([e.point.position.lon_deg, e.point.position.lat_deg])).collect::<Vec<_>>()},
+                "properties": {
+                    "kind": "track",
+                    "party": first.party.0,
+                    "uid": &first.uid,
+                    "times": unit.iter().map(|e| format_rfc3339(e.point.time)).collect::<Vec<_>>(),
+                },
+            }));
+        }
+        for e in unit {
+            let p = &e.point;
+            features.push(json!({
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [p.position.lon_deg, p.position.lat_deg]},
+                "properties": {
+                    "kind": "position",
+                    "party": e.party.0,
+                    "uid": &e.uid,
+                    "time": format_rfc3339(p.time),
+                    "alt_m": p.alt_m,
+                    "speed_mps": p.speed_mps,
+                    "course_deg": p.course_deg,
+                },
+            }));
+        }
+    }
+    json!({
+        "type": "FeatureCollection",
+        "incident": incident.id.0,
+        "window": {"from": format_rfc3339(from), "to": format_rfc3339(to)},
+        "radius_m": stored.map(|s| s.radius_m),
+        "complete": stored.is_some_and(|s| s.complete),
+        "truncated": stored.is_some_and(|s| s.truncated),
+        "features": features,
+    })
 }

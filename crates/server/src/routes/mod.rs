@@ -14,6 +14,7 @@ pub mod me;
 pub mod messages;
 pub mod ops;
 pub mod parties;
+pub mod security;
 pub mod tracks;
 pub mod web;
 pub mod ws;
@@ -39,7 +40,7 @@ use crate::state::AppState;
 /// The service's router over `state`: testable with `oneshot`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
-    Router::new()
+    let router = Router::new()
         .route("/v1/parties", post(parties::create))
         .route("/v1/activities", post(activities::create).get(activities::list))
         .route("/v1/activities/check", post(activities::check))
@@ -58,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send).get(messages::list))
         .route("/v1/messages/{id}/ack", post(messages::ack))
         .route("/v1/incidents", post(incidents::report).get(incidents::list))
+        .route("/v1/incidents/{id}/evidence", get(incidents::evidence))
         .route(
             "/v1/parties/{id}/token",
             post(parties::rotate_token).delete(parties::revoke_token),
@@ -80,8 +82,8 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(track))
-        .with_state(state)
+        .layer(middleware::from_fn(track));
+    security::layer(router, &state.config).with_state(state)
 }
 
 /// Request latency by route, and a log line per request (never the

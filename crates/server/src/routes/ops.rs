@@ -79,7 +79,7 @@ impl Modify for BearerAuth {
     paths(
         routes::parties::create, routes::parties::rotate_token, routes::parties::revoke_token,
         routes::messages::send, routes::messages::list, routes::messages::ack,
-        routes::incidents::report, routes::incidents::list, routes::escalation::set,
+        routes::incidents::report, routes::incidents::list, routes::incidents::evidence, routes::escalation::set,
         routes::activities::create, routes::activities::check, routes::activities::list,
         routes::activities::get_one, routes::activities::update, routes::activities::cancel,
         routes::conflicts::list, routes::conflicts::get_one, routes::conflicts::ack, routes::conflicts::resolve,

@@ -122,7 +122,7 @@ pub async fn rotate_token(
 ) -> Result<Response, ApiError> {
     let id = PartyId(path_id(&id, "party")?);
     let token = new_token();
-    replace_token(&state, id, token_hash(&token)).await?;
+    replace_token(&state, id, token_hash(&token), None).await?;
     tracing::info!(party = id.0, "party token rotated");
     Ok(Json(json!({ "id": id.0, "token": token })).into_response())
 }
@@ -130,7 +130,9 @@ pub async fn rotate_token(
 /// Revokes party `id`'s token: 204. The party keeps its activities,
 /// conflicts and messages, but no token reaches them until the admin
 /// rotates a new one (`POST /v1/parties/{id}/token`). Like a rotation, the
-/// old token answers 401 at once and the party's event streams end.
+/// old token answers 401 at once and the party's event streams end; and
+/// the party's TAK connections are closed and its TAK certificates issued
+/// until now refused (the admin issues new ones after a rotation).
 #[utoipa::path(delete, path = "/v1/parties/{id}/token", tag = "parties", params(("id" = u64, Path)),
     responses((status = 204, description = "revoked"), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
@@ -142,20 +144,44 @@ pub async fn revoke_token(
     let id = PartyId(path_id(&id, "party")?);
     // The digest of a token nobody is ever shown: no token matches it, and
     // the column stays unique and 32 bytes as every party's does.
-    replace_token(&state, id, token_hash(&new_token())).await?;
-    tracing::info!(party = id.0, "party token revoked");
+    let at_ms = unix_ms();
+    replace_token(&state, id, token_hash(&new_token()), Some(at_ms)).await?;
+    let closed = state.live.revoke_party(id, at_ms);
+    tracing::info!(
+        party = id.0,
+        tak_connections_closed = closed,
+        "party token revoked"
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Commits the new digest, then swaps it in memory and ends the party's
-/// streams: the old token stops working only once the change is durable, so
-/// a failed commit (503) leaves the old token as the store has it.
-async fn replace_token(state: &AppState, id: PartyId, digest: [u8; 32]) -> Result<(), ApiError> {
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// Commits the new digest (and, for a revocation, its time), then swaps it
+/// in memory and ends the party's streams: the old token stops working only
+/// once the change is durable, so a failed commit (503) leaves the old
+/// token as the store has it.
+async fn replace_token(
+    state: &AppState,
+    id: PartyId,
+    digest: [u8; 32],
+    revoked_at_ms: Option<i64>,
+) -> Result<(), ApiError> {
     if state.directory.party(id).is_none() {
         return Err(ApiError::not_found("party"));
     }
     let store = std::sync::Arc::clone(&state.store);
-    let found = blocking(move || store.write(move |conn| ledger::set_token_hash(conn, id, digest))).await?;
+    let found = blocking(move || {
+        store.write(move |conn| match revoked_at_ms {
+            Some(at_ms) => ledger::revoke_token(conn, id, digest, at_ms),
+            None => ledger::set_token_hash(conn, id, digest),
+        })
+    })
+    .await?;
     if !found || !state.directory.replace_token(id, digest) {
         return Err(ApiError::not_found("party"));
     }

@@ -271,7 +271,10 @@ pub async fn list(
 
 /// Issues a TAK client certificate for party `id` from the server's CA:
 /// 201 `{party, cert_pem, key_pem, ca_pem}`. The key is not kept: each call
-/// issues a new certificate (the old ones stay valid until they expire).
+/// issues a new certificate (the old ones stay valid until they expire or
+/// the party's token is revoked). Right after a revocation the answer waits
+/// for the next second: a certificate issued in the revocation's second
+/// would be refused with the revoked ones (X.509 times have whole seconds).
 #[utoipa::path(post, path = "/v1/parties/{id}/tak-certificate", tag = "parties",
     responses((status = 201, description = "`{party, cert_pem, key_pem, ca_pem}`"), (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
@@ -285,6 +288,15 @@ pub async fn tak_certificate(
         .directory
         .party(id)
         .ok_or_else(|| ApiError::not_found("party"))?;
+    if let Some(after_ms) = state.live.revocations().issue_after_ms(id) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
+        if now_ms < after_ms {
+            // At most a second; the clock is the server's own.
+            tokio::time::sleep(std::time::Duration::from_millis((after_ms - now_ms) as u64)).await;
+        }
+    }
     let issuing = state.clone();
     let credentials =
         tokio::task::spawn_blocking(move || issuing.live.ca().issue_client(info.id, &info.name))

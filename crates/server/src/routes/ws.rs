@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
@@ -22,21 +21,14 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/v1/ws", tag = "events",
-    responses((status = 101, description = "WebSocket: one JSON text message per event"), (status = 401), (status = 503, description = "the subscriber limit is reached")),
+    responses((status = 101, description = "WebSocket: one JSON text message per event"), (status = 401), (status = 429, description = "the party's stream limit is reached"), (status = 503, description = "the subscriber limit is reached")),
     security(("bearer" = [])))]
 pub async fn upgrade(
     party: Party,
     State(state): State<AppState>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let subscription = state.hub.subscribe(party.viewer()).map_err(|error| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "subscribers",
-            format!("{error} (--max-subscribers); try again later"),
-        )
-        .with_retry_after(5)
-    })?;
+    let subscription = state.hub.subscribe(party.viewer())?;
     // Subscribed first, so that what was never delivered reaches this stream.
     crate::hotline::stream_opened(&state, party.viewer().party);
     Ok(ws.on_upgrade(move |socket| pump(socket, subscription)))
