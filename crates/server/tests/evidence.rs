@@ -107,7 +107,7 @@ async fn report_incident(s: &Server, token: &str, body: Value) -> u64 {
     incident["id"].as_u64().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends! {
 async fn evidence_holds_the_window_before_and_after_for_the_parties_only_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), configure).await;
@@ -230,4 +230,5 @@ async fn evidence_holds_the_window_before_and_after_for_the_parties_only_and_sur
         "{resumed}"
     );
     s.stop().await;
+}
 }
