@@ -369,9 +369,13 @@ mod tests {
             "the total is the service's"
         );
         drop(second);
-        assert!(
-            hub.subscribe(viewer(1, false)).is_err(),
-            "the total is still reached"
+        let _again = hub
+            .subscribe(viewer(1, false))
+            .expect("a closed stream frees its party's slot and the service's");
+        assert_eq!(
+            hub.subscribe(viewer(2, false)).unwrap_err(),
+            TooManySubscribers::Total { limit: 3 },
+            "the total is reached again"
         );
     }
 }
