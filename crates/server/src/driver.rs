@@ -221,14 +221,64 @@ pub struct ChangeOutcome {
     pub conflicts: Vec<(ConflictRecord, [bool; 2])>,
 }
 
-/// A validated activity with what is stored alongside.
+/// A validated activity with what is stored alongside, encoded by the
+/// handler so that the driver only copies bytes.
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub activity: Activity,
-    /// The Feature as it will be stored (its `id` is set by the driver).
-    pub feature: Value,
+    /// The Feature as its row stores it (JSON text, without `id`: readers
+    /// add it from the row's id column).
+    pub feature_text: String,
+    /// The same Feature in RFC 8785 canonical form, as its log leaf embeds
+    /// it (see [`activity_leaf_bytes`]).
+    pub feature_canonical: Vec<u8>,
     pub sharing: Sharing,
     pub bounds: GeoBounds,
+}
+
+/// The exact bytes `LeafEvent { kind, at_ms, payload: {"activity": id,
+/// "feature": <feature>, "party": party, "version": version} }.encode()`
+/// gives, assembled from the Feature's canonical form instead of
+/// re-encoding (and cloning) the Feature on the driver's thread: RFC 8785
+/// sorts members and writes each value canonically on its own, so an
+/// object's canonical form is its sorted members' canonical forms joined.
+/// `kind` is one of the service's own ASCII names (no escaping needed).
+pub fn activity_leaf_bytes(
+    kind: &str,
+    at_ms: i64,
+    id: u64,
+    party: u64,
+    version: u64,
+    feature_canonical: &[u8],
+) -> Result<Vec<u8>, deconflict_audit::Error> {
+    // The limits LeafEvent::encode and canonical_json enforce.
+    const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+    if kind.is_empty()
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return Err(deconflict_audit::Error::Encoding(format!("event kind {kind:?}")));
+    }
+    if at_ms.unsigned_abs() > MAX_SAFE_INTEGER || id.max(party).max(version) > MAX_SAFE_INTEGER {
+        return Err(deconflict_audit::Error::Encoding(
+            "an integer beyond 2^53 in an activity leaf".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(feature_canonical.len() + 128);
+    out.extend_from_slice(
+        format!("{{\"at_ms\":{at_ms},\"kind\":\"{kind}\",\"payload\":{{\"activity\":{id},\"feature\":")
+            .as_bytes(),
+    );
+    out.extend_from_slice(feature_canonical);
+    out.extend_from_slice(
+        format!(
+            ",\"party\":{party},\"version\":{version}}},\"v\":{}}}",
+            deconflict_audit::leaf::LEAF_VERSION
+        )
+        .as_bytes(),
+    );
+    Ok(out)
 }
 
 #[derive(Debug)]
@@ -959,6 +1009,12 @@ impl Driver {
             payload,
         }
         .encode()?;
+        self.append_leaf(batch, bytes, readers)
+    }
+
+    /// Appends one leaf of already encoded `bytes` and queues its rows.
+    /// Returns its index.
+    fn append_leaf(&mut self, batch: &mut Batch, bytes: Vec<u8>, readers: Vec<u64>) -> Result<u64, Fatal> {
         let appended = self.ledger.tree.append(&bytes)?;
         batch.rows.push(Row::Leaf {
             index: appended.index,
@@ -1175,15 +1231,11 @@ impl Driver {
     }
 
     fn activity_row(&self, batch: &Batch, id: ActivityId, version: u64, submission: &Submission) -> Row {
-        let mut feature = submission.feature.clone();
-        if let Some(object) = feature.as_object_mut() {
-            object.insert("id".into(), json!(id.0));
-        }
         Row::Activity(ActivityRow {
             id,
             party: submission.activity.party,
             version,
-            feature: feature.to_string(),
+            feature: submission.feature_text.clone(),
             at_ms: batch.now_ms,
             sharing: submission.sharing.as_str(),
             start_ms: submission.activity.window.start.unix_ms(),
@@ -1192,13 +1244,26 @@ impl Driver {
         })
     }
 
-    fn activity_payload(id: ActivityId, version: u64, submission: &Submission) -> Value {
-        json!({
-            "activity": id.0,
-            "party": submission.activity.party.0,
-            "version": version,
-            "feature": submission.feature,
-        })
+    /// The leaf of an activity's new version (`activity.notified` or
+    /// `activity.updated`).
+    fn activity_leaf(
+        &mut self,
+        batch: &mut Batch,
+        kind: &str,
+        id: ActivityId,
+        version: u64,
+        submission: &Submission,
+    ) -> Result<u64, Fatal> {
+        let bytes = activity_leaf_bytes(
+            kind,
+            batch.now_ms,
+            id.0,
+            submission.activity.party.0,
+            version,
+            &submission.feature_canonical,
+        )?;
+        let readers = Self::readers(submission.activity.party, submission.sharing);
+        self.append_leaf(batch, bytes, readers)
     }
 
     /// Finds a live activity `viewer` may change: 404 when they may not see
@@ -1282,7 +1347,6 @@ impl Driver {
                     return Ok(());
                 }
                 let id = ActivityId(self.ledger.next_activity);
-                let payload = Self::activity_payload(id, 1, &submission);
                 match world.engine.handle_notify(now, id, submission.activity.clone()) {
                     Ok(_) => {}
                     Err(EngineError::Capacity { limit }) => {
@@ -1309,12 +1373,7 @@ impl Driver {
                     },
                 );
                 self.count(party, 1);
-                let index = self.leaf(
-                    batch,
-                    "activity.notified",
-                    &payload,
-                    Self::readers(party, submission.sharing),
-                )?;
+                let index = self.activity_leaf(batch, "activity.notified", id, 1, &submission)?;
                 batch.rows.push(self.activity_row(batch, id, 1, &submission));
                 self.drain(world, batch)?;
                 self.settle_zones(world, batch, id, Some(&submission.activity), "cancelled")?;
@@ -1355,7 +1414,6 @@ impl Driver {
                     return Ok(());
                 }
                 let version = meta.version + 1;
-                let payload = Self::activity_payload(id, version, &submission);
                 match world.engine.handle_update(now, id, submission.activity.clone()) {
                     Ok(()) => {}
                     Err(EngineError::UnknownActivity(_)) => {
@@ -1374,12 +1432,9 @@ impl Driver {
                         sharing: submission.sharing,
                     },
                 );
-                let index = self.leaf(
-                    batch,
-                    "activity.updated",
-                    &payload,
-                    Self::readers(meta.party, submission.sharing),
-                )?;
+                // The activity's party never changes: the submission's is
+                // the owner's (Self::owned checked it).
+                let index = self.activity_leaf(batch, "activity.updated", id, version, &submission)?;
                 batch
                     .rows
                     .push(self.activity_row(batch, id, version, &submission));
@@ -1590,6 +1645,42 @@ mod tests {
     use deconflict_audit::{inclusion_proof, MemoryStore};
 
     use super::*;
+
+    /// The spliced activity leaf is byte for byte the leaf LeafEvent
+    /// encodes, for Features whose numbers and strings JCS rewrites.
+    #[test]
+    fn activity_leaf_bytes_equal_the_encoded_leaf() {
+        let features = [
+            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [5000.0, -0.0]},
+                   "properties": {"kind": "site", "radius_m": 1e21, "sharing": "full", "name": "é\u{1F600}\"\\<\n"}}),
+            json!({"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[13.1, 52.5], [13.123456789012345, 52.6]]},
+                   "properties": {"z": null, "a": [1, 2.5e-7, true], "client_id": "x-1", "\u{e9}": 1}}),
+            json!({}),
+        ];
+        for feature in &features {
+            let canonical = deconflict_audit::canonical_json(feature).unwrap();
+            for (kind, at_ms, id, party, version) in [
+                ("activity.notified", 1_790_000_000_123_i64, 1_u64, 7_u64, 1_u64),
+                ("activity.updated", -5, (1 << 53) - 1, 0, 12),
+            ] {
+                let payload = json!({"activity": id, "party": party, "version": version, "feature": feature});
+                let expected = LeafEvent {
+                    kind,
+                    at_ms,
+                    payload: &payload,
+                }
+                .encode()
+                .unwrap();
+                let spliced = activity_leaf_bytes(kind, at_ms, id, party, version, &canonical).unwrap();
+                assert_eq!(
+                    String::from_utf8(spliced).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+            }
+        }
+        assert!(activity_leaf_bytes("activity.notified", 0, 1 << 53, 1, 1, b"{}").is_err());
+        assert!(activity_leaf_bytes("a\"b", 0, 1, 1, 1, b"{}").is_err());
+    }
 
     /// For batches of every size from every starting size, the batch's own
     /// nodes give each of its entries the same proof as the full store.

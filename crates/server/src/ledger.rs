@@ -199,6 +199,10 @@ fn write_row(db: &mut Db<'_>, row: &Row) -> Result<(), StoreError> {
                 )?;
             }
         }
+        // A low node is recomputed from its leaves when read (see
+        // [`STORED_NODE_MIN_LEVEL`]); the batch still carries it for the
+        // receipts built from memory.
+        Row::Node { id, .. } if id.level < STORED_NODE_MIN_LEVEL => {}
         Row::Node { id, hash } => {
             db.execute(
                 "INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
@@ -265,8 +269,17 @@ fn write_conflict(db: &mut Db<'_>, c: &ConflictRecord) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Reads stored node hashes for proofs and the signer. (`HashReader`
-/// takes `&self`; a database connection reads through `&mut`.)
+/// Tree nodes below this level are not stored: a proof recomputes one from
+/// its at most `2^(STORED_NODE_MIN_LEVEL - 1)` leaf hashes in `log_leaves`
+/// (one range read), so an append writes ~`2^(1 - STORED_NODE_MIN_LEVEL)`
+/// node rows instead of ~2 (level 0 was a copy of the leaf hash). Rows of
+/// lower levels written before this change are left in place and unused.
+pub const STORED_NODE_MIN_LEVEL: u8 = 4;
+
+/// Reads node hashes for proofs and the signer: stored rows from level
+/// [`STORED_NODE_MIN_LEVEL`] up, lower ones folded from their leaf hashes.
+/// (`HashReader` takes `&self`; a database connection reads through
+/// `&mut`.)
 #[derive(Debug)]
 pub struct NodeReader<'d, 'c>(std::cell::RefCell<&'d mut Db<'c>>);
 
@@ -283,6 +296,9 @@ impl HashReader for NodeReader<'_, '_> {
         let mut db = self.0.borrow_mut();
         ids.iter()
             .map(|id| {
+                if id.level < STORED_NODE_MIN_LEVEL {
+                    return low_node_hash(&mut db, *id);
+                }
                 let blob = db.query_opt(
                     "SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2",
                     params![id.level, sql_u64(id.index)],
@@ -292,6 +308,38 @@ impl HashReader for NodeReader<'_, '_> {
             })
             .collect()
     }
+}
+
+/// The hash of the perfect subtree `id` (below
+/// [`STORED_NODE_MIN_LEVEL`]) folded from its stored leaf hashes; `None`
+/// when one of its leaves is missing (the node is not complete) or a stored
+/// leaf hash is malformed.
+fn low_node_hash(db: &mut Db<'_>, id: NodeId) -> Result<Option<Hash>, StoreError> {
+    let width = 1u64 << id.level;
+    let first = id.index.saturating_mul(width);
+    let mut level: Vec<Hash> = Vec::with_capacity(width as usize);
+    let mut malformed = false;
+    db.query_each(
+        "SELECT leaf_hash FROM log_leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        params![sql_u64(first), sql_u64(first.saturating_add(width))],
+        |row| {
+            match Hash::from_slice(&row.get_blob(0)?) {
+                Ok(hash) => level.push(hash),
+                Err(_) => malformed = true,
+            }
+            Ok(!malformed)
+        },
+    )?;
+    if malformed || level.len() as u64 != width {
+        return Ok(None);
+    }
+    while level.len() > 1 {
+        level = level
+            .chunks_exact(2)
+            .map(|pair| deconflict_audit::node_hash(&pair[0], &pair[1]))
+            .collect();
+    }
+    Ok(level.pop())
 }
 
 /// A stored party.
@@ -721,8 +769,9 @@ pub enum LogDefect {
 
 /// Rebuilds the tree from every stored leaf (re-hashing each leaf's bytes)
 /// and checks it against the latest signed head `signed`: same size, same
-/// root, and stored nodes that agree with the leaves (every leaf node and
-/// the frontier the driver appends to). One pass over the leaves.
+/// root, and stored nodes that agree with the leaves (the frontier the
+/// driver appends to; nodes below [`STORED_NODE_MIN_LEVEL`] are read from
+/// the leaves themselves). One pass over the leaves.
 ///
 /// The outer error is the database's; the inner one names the defect.
 pub fn rebuild_log(
@@ -776,18 +825,8 @@ pub fn rebuild_log(
         }
         Some(_) => {}
     }
-    // The leaves hold; now the nodes proofs are served from.
-    let leaf_node = db.query_opt(
-        "SELECT l.idx FROM log_leaves l LEFT JOIN log_nodes n ON n.level = 0 AND n.idx = l.idx \
-         WHERE n.hash IS DISTINCT FROM l.leaf_hash ORDER BY l.idx LIMIT 1",
-        params![],
-        |r| get_u64(r, 0),
-    )?;
-    if let Some(index) = leaf_node {
-        return Ok(Err(LogDefect::NodeMismatch {
-            node: NodeId::leaf(index),
-        }));
-    }
+    // The leaves hold; now the nodes proofs are served from (those below
+    // STORED_NODE_MIN_LEVEL are folded from the leaves just checked).
     let ids = deconflict_audit::Tree::frontier_ids(leaves);
     let stored = NodeReader::new(db).node_hashes(&ids)?;
     for ((id, stored), rebuilt) in ids.iter().zip(stored).zip(tree.frontier()) {

@@ -22,9 +22,32 @@ use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
 /// Parses and validates a Feature in the handler (in parallel, off the
-/// driver), and normalises what is stored: the client's own `id` moves to
-/// `properties.client_id`; `version` and `party` are the service's.
-fn submission(state: &AppState, party: &PartyInfo, mut feature: Value) -> Result<Submission, ApiError> {
+/// driver), normalises what is stored (the client's own `id` moves to
+/// `properties.client_id`; `version` and `party` are the service's) and
+/// encodes it once, here rather than on the driver's thread: the text of
+/// its row and the canonical form its log leaf embeds.
+fn submission(state: &AppState, party: &PartyInfo, feature: Value) -> Result<Submission, ApiError> {
+    let valid = validated(state, party, feature)?;
+    let canonical = deconflict_audit::canonical_json(&valid.feature)
+        .map_err(|error| ApiError::field("", format!("cannot be logged: {error}")))?;
+    Ok(Submission {
+        activity: valid.activity,
+        feature_text: valid.feature.to_string(),
+        feature_canonical: canonical,
+        sharing: valid.sharing,
+        bounds: valid.bounds,
+    })
+}
+
+/// A Feature that validated, normalised (see [`submission`]).
+struct Validated {
+    activity: deconflict_engine::Activity,
+    sharing: deconflict_formats::Sharing,
+    bounds: GeoBounds,
+    feature: Value,
+}
+
+fn validated(state: &AppState, party: &PartyInfo, mut feature: Value) -> Result<Validated, ApiError> {
     let parsed = activity_from_feature(&feature, party.id, "")?;
     let activity = parsed.validate(&state.validator)?;
     if activity.window.ended_by(Timestamp(now_ms())) {
@@ -45,11 +68,11 @@ fn submission(state: &AppState, party: &PartyInfo, mut feature: Value) -> Result
             }
         }
     }
-    Ok(Submission {
+    Ok(Validated {
         activity,
-        feature,
         sharing: parsed.sharing,
         bounds,
+        feature,
     })
 }
 
@@ -203,12 +226,12 @@ pub async fn check(
     State(state): State<AppState>,
     JsonBody(feature): JsonBody,
 ) -> Result<Response, ApiError> {
-    let submission = submission(&state, &party.0, feature)?;
+    let activity = validated(&state, &party.0, feature)?.activity;
     let driver = state.driver.clone();
     let viewer = party.viewer();
     let found = tokio::task::spawn_blocking(move || {
         let world = driver.world();
-        world.check(Timestamp(now_ms()), &submission.activity)
+        world.check(Timestamp(now_ms()), &activity)
     })
     .await
     .map_err(|e| ApiError::unavailable(&e))?;
