@@ -72,6 +72,18 @@ pub struct ServeArgs {
     /// Commands committed together at most.
     #[arg(long, env = "DECONFLICT_MAX_BATCH", default_value_t = 1_024)]
     max_batch: usize,
+    /// Several `serve` processes on one PostgreSQL database: how often each
+    /// reads the log head to publish what the others appended to its event
+    /// streams (10 ms to 60 s).
+    #[arg(long, env = "DECONFLICT_POLL_INTERVAL_MS", default_value_t = deconflict_server::multinode::DEFAULT_POLL_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(
+              deconflict_server::multinode::MIN_POLL_INTERVAL_MS as i64..=deconflict_server::multinode::MAX_POLL_INTERVAL_MS as i64))]
+    poll_interval_ms: u64,
+    /// Several `serve` processes on one PostgreSQL database: times in a row
+    /// other nodes may commit first before this node refuses its waiting
+    /// writes with 503 (each time it catches up and redoes them).
+    #[arg(long, env = "DECONFLICT_MAX_REDOS", default_value_t = deconflict_server::multinode::DEFAULT_MAX_REDOS)]
+    max_redos: u32,
     /// Features in one `GET /v1/activities` page.
     #[arg(long, env = "DECONFLICT_MAX_LIST", default_value_t = 10_000)]
     max_list: usize,
@@ -201,6 +213,8 @@ impl ServeArgs {
         limits.subscriber_queue = self.subscriber_queue;
         limits.max_pending_commands = self.max_pending_commands;
         limits.max_batch = self.max_batch;
+        config.poll_interval_ms = self.poll_interval_ms;
+        config.max_redos = self.max_redos;
         limits.max_list = self.max_list;
         limits.max_log_entries = self.max_log_entries;
         config.engine.limits.max_vertices = self.max_vertices;

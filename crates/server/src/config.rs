@@ -78,6 +78,15 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// How often ended activities are let go (and their conflicts resolved).
     pub tick_interval_ms: u64,
+    /// How often each node reads the log head of a PostgreSQL database
+    /// several `serve` processes share, to publish what the others
+    /// appended to its streams (`--poll-interval-ms`, within
+    /// [`crate::multinode::MIN_POLL_INTERVAL_MS`]..=
+    /// [`crate::multinode::MAX_POLL_INTERVAL_MS`]).
+    pub poll_interval_ms: u64,
+    /// Catch-ups in a row (other nodes committing first) after which a
+    /// node refuses its waiting commands with 503 (`--max-redos`).
+    pub max_redos: u32,
     /// The hotline's deadlines, retries and limits (issue 5).
     pub hotline: HotlineConfig,
     /// Committed batches of hotline actions (deliveries, notifications,
@@ -114,6 +123,8 @@ impl ServerConfig {
                 ..StoreConfig::default()
             },
             tick_interval_ms: 1_000,
+            poll_interval_ms: crate::multinode::DEFAULT_POLL_INTERVAL_MS,
+            max_redos: crate::multinode::DEFAULT_MAX_REDOS,
             hotline: HotlineConfig::default(),
             hotline_action_queue: 4_096,
             live: crate::live::LiveConfig::default(),

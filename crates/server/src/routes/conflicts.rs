@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
@@ -85,7 +84,7 @@ async fn act(state: AppState, party: Party, id: String, resolve: bool) -> Result
         Some((record, _)) if record.visible_to(&viewer) => {}
         _ => return Err(ApiError::not_found("conflict")),
     }
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     let command = if resolve {
         Command::Resolve {
             viewer,

@@ -7,7 +7,6 @@ use axum::Json;
 use deconflict_engine::PartyId;
 use deconflict_hotline::{Contact, LadderStep, PartyContacts};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::Caller;
 use crate::driver::Command;
@@ -98,7 +97,7 @@ pub async fn set(
         }
     }
     let contacts = parse_ladder(&body)?;
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state
         .driver
         .submit(Command::Hotline(HotlineCommand::SetEscalation {

@@ -10,7 +10,6 @@ use deconflict_engine::{ActivityId, PartyId};
 use deconflict_formats::{format_rfc3339, parse_rfc3339};
 use deconflict_hotline::{Incident, IncidentId, IncidentSpec, MessageId};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
@@ -110,7 +109,7 @@ pub async fn report(
     else {
         return Err(ApiError::invalid("the incident is not valid", errors));
     };
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Hotline(HotlineCommand::Report {
         viewer,
         spec: IncidentSpec {

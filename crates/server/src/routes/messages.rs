@@ -9,7 +9,6 @@ use axum::Json;
 use deconflict_engine::PartyId;
 use deconflict_hotline::{ConflictId, IncidentId, Link, MessageId, MessageSpec, Priority};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
@@ -116,7 +115,7 @@ pub async fn send(
         (None, Some(i)) => Some(Link::Incident(IncidentId(i))),
         (None, None) => None,
     };
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Hotline(HotlineCommand::Send {
         viewer,
         spec: MessageSpec {
@@ -164,7 +163,7 @@ pub async fn ack(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id, "message")?;
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Hotline(HotlineCommand::Ack {
         viewer: party.viewer(),
         message: id,

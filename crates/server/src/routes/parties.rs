@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deconflict_engine::PartyId;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::{new_token, token_hash, Admin};
 use crate::driver::Command;
@@ -75,7 +74,7 @@ pub async fn create(
     };
     let token = new_token();
     let digest = token_hash(&token);
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::CreateParty {
         name,
         kind,
