@@ -77,7 +77,7 @@ pub struct ServeArgs {
     /// streams (10 ms to 60 s).
     #[arg(long, env = "DECONFLICT_POLL_INTERVAL_MS", default_value_t = deconflict_server::multinode::DEFAULT_POLL_INTERVAL_MS,
           value_parser = clap::value_parser!(u64).range(
-              deconflict_server::multinode::MIN_POLL_INTERVAL_MS as i64..=deconflict_server::multinode::MAX_POLL_INTERVAL_MS as i64))]
+              deconflict_server::multinode::MIN_POLL_INTERVAL_MS..=deconflict_server::multinode::MAX_POLL_INTERVAL_MS))]
     poll_interval_ms: u64,
     /// Several `serve` processes on one PostgreSQL database: times in a row
     /// other nodes may commit first before this node refuses its waiting
