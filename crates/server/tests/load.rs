@@ -538,10 +538,8 @@ async fn a_consumer_that_never_reads_delays_no_one_and_is_told_what_it_lost() {
         )
         .await;
         let latency = sent.elapsed();
-        if first_drop_at_write.is_none() {
-            if server.metric("deconflict_events_dropped_total").await > 0 {
-                first_drop_at_write = Some(writes);
-            }
+        if first_drop_at_write.is_none() && server.metric("deconflict_events_dropped_total").await > 0 {
+            first_drop_at_write = Some(writes);
         }
         match first_drop_at_write {
             None => before_lag.push(latency),
