@@ -224,6 +224,9 @@ test("an unacknowledged flash message goes overdue and is shown escalated on bot
   if (mock) {
     await atA.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
   } else if (ladderSet) {
+    // The escalation names the message by id only; B's page tells it from
+    // what it knows of the message.
+    await b.page.locator(".toast", { hasText: `acknowledge the message from ${a.name} — escalated` }).first().waitFor({ timeout: STEP_MS });
     // The sender is not on B's ladder: its page shows the message overdue,
     // not escalated (nothing told it more).
     assert.equal((await atA.locator(".chip-overdue").textContent())?.trim(), "Overdue");
