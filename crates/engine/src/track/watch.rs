@@ -22,8 +22,8 @@ use super::fence::{Fence, FenceId, FenceRule, HeldFence};
 use super::grid::{CellBox, Grid};
 use super::hash::StableHashMap;
 use super::kinematics::{
-    chord_m, closest_approach, exact_at, geodesic_at_most_m, inverse, pair_bounds, Band, Motion, PairBounds,
-    Tangent,
+    chord_m, closest_approach, exact_at, geodesic_at_most_m, inverse, pair_bounds, pair_lower_bound_m,
+    Approach, Band, Motion, PairBounds, Tangent,
 };
 use super::plan::{HeldPlan, Plan};
 use super::report::PositionReport;
@@ -200,6 +200,18 @@ impl Prepared {
             tangent: self.kin.tangent,
         }
     }
+}
+
+/// A closest approach of a pair that a batch's gathering computed ahead of
+/// `check_pair`, in one of the two forms `check_pair` asks for: `kept` (an
+/// open `cpa` episode, the reporting entity first) or not (a new one, the
+/// lower slot first), with the straight models' closest instant as hint.
+#[derive(Debug, Clone, Copy)]
+struct Foreseen {
+    other: u32,
+    kept: bool,
+    hint_ms: i64,
+    approach: Approach,
 }
 
 /// The altitude layers a pair query reads: one or two ranges.
@@ -963,20 +975,26 @@ impl TrackWatch {
             return false;
         }
         let (from, to) = (now.unix_ms(), now.unix_ms() + self.config.cpa_look_ahead_ms);
-        pair_bounds(&ka.tangent, &kb.tangent, from, to).lower_m < rule.limit_m
+        // `lower_m` is never NaN (a `max` with 0), so this is exactly the
+        // negation of `check_pair`'s `lower_m >= limit_m`.
+        pair_lower_bound_m(&ka.tangent, &kb.tangent, from, to) < rule.limit_m
     }
 
     fn check_pairs(&mut self, now: Timestamp, slot: u32) {
         self.gather_pairs(now, slot);
         let candidates = std::mem::take(&mut self.candidates);
         for &other in &candidates {
-            self.check_pair(now, slot, other);
+            self.check_pair(now, slot, other, None);
         }
         self.candidates = candidates;
     }
 
     /// Opens, keeps or clears the `proximity` and `cpa` episodes of a pair.
-    fn check_pair(&mut self, now: Timestamp, slot: u32, other: u32) {
+    ///
+    /// `foreseen` is a closest approach a batch computed ahead for this
+    /// pair: used when it is the one this call needs (same form, same
+    /// instant hint; the batch computed it from the same two states).
+    fn check_pair(&mut self, now: Timestamp, slot: u32, other: u32, foreseen: Option<&Foreseen>) {
         let (ka, kb) = (&self.kin[slot as usize], &self.kin[other as usize]);
         let rule = self.rule(ka, kb);
         let a = self.entity(slot);
@@ -1063,7 +1081,13 @@ impl TrackWatch {
                 let keep = rule.vertical_within(factor)
                     && (ahead.upper_m < keep_m
                         || (ahead.lower_m < keep_m
-                            && closest_approach(&ma, &mb, from, to, ahead.straight_time_ms).distance_m
+                            && foreseen
+                                .filter(|f| f.kept && f.hint_ms == ahead.straight_time_ms)
+                                .map_or_else(
+                                    || closest_approach(&ma, &mb, from, to, ahead.straight_time_ms),
+                                    |f| f.approach,
+                                )
+                                .distance_m
                                 < keep_m));
                 if !keep {
                     self.close_pair(now, slot, other, AlertKind::Cpa, id, ClearReason::Separated);
@@ -1074,7 +1098,12 @@ impl TrackWatch {
                 && !within_now
                 && (ma.speed_mps() > 0.0 || mb.speed_mps() > 0.0) =>
             {
-                let approach = closest_approach(&m_lo, &m_hi, from, to, ahead.straight_time_ms);
+                let approach = foreseen
+                    .filter(|f| !f.kept && f.hint_ms == ahead.straight_time_ms)
+                    .map_or_else(
+                        || closest_approach(&m_lo, &m_hi, from, to, ahead.straight_time_ms),
+                        |f| f.approach,
+                    );
                 if approach.distance_m < rule.limit_m && approach.time_ms > from {
                     let tracks = [self.entity(lo).key.clone(), self.entity(hi).key.clone()];
                     let detail = AlertDetail::Cpa {

@@ -64,9 +64,20 @@ struct Step {
 struct Gathered {
     pairs: Vec<u32>,
     fences: Vec<u32>,
-    /// Per step: (step, end of its pairs, end of its fences); each starts
-    /// where the previous ends.
-    spans: Vec<(u32, u32, u32)>,
+    /// Sorted by the other entity's slot per step.
+    foreseen: Vec<Foreseen>,
+    /// Per step: (step, end of its pairs, of its fences, of its foreseen
+    /// approaches); each starts where the previous ends.
+    spans: Vec<(u32, u32, u32, u32)>,
+}
+
+/// Where one step's findings are in its thread's `Gathered`.
+#[derive(Debug, Clone, Default)]
+struct Span {
+    thread: usize,
+    pairs: Range<usize>,
+    fences: Range<usize>,
+    foreseen: Range<usize>,
 }
 
 /// The read-only view of a run the gathering threads share.
@@ -74,6 +85,8 @@ struct Run<'a> {
     watch: &'a TrackWatch,
     now: Timestamp,
     prepared: &'a [Prepared],
+    /// Per step, the entity's slot.
+    slots: &'a [u32],
     /// Per slot, the step of the entity's report in this run (`NOT_IN_RUN`).
     step_of: &'a [u32],
     /// The new filings of the entities whose filing the run changes.
@@ -139,35 +152,43 @@ impl TrackWatch {
             let filed = prepared[i as usize].filed;
             (filed.south, filed.west, i)
         });
+        let slots: Vec<u32> = steps.iter().map(|step| step.slot).collect();
         let run = Run {
             watch: self,
             now,
             prepared: &prepared,
+            slots: &slots,
             step_of: &step_of,
             refiled: &refiled,
         };
         let cell_chunks: Vec<&[u32]> = by_cell.chunks(by_cell.len().div_ceil(threads).max(1)).collect();
         let gathered = in_parallel(&cell_chunks, |chunk| run.gather(chunk));
 
-        let mut spans: Vec<(usize, Range<usize>, Range<usize>)> = vec![(0, 0..0, 0..0); steps.len()];
+        let mut spans: Vec<Span> = vec![Span::default(); steps.len()];
         for (thread, found) in gathered.iter().enumerate() {
-            let (mut pairs, mut fences) = (0, 0);
-            for &(step, pairs_end, fences_end) in &found.spans {
-                let (pairs_end, fences_end) = (pairs_end as usize, fences_end as usize);
-                spans[step as usize] = (thread, pairs..pairs_end, fences..fences_end);
-                (pairs, fences) = (pairs_end, fences_end);
+            let (mut pairs, mut fences, mut foreseen) = (0, 0, 0);
+            for &(step, pairs_end, fences_end, foreseen_end) in &found.spans {
+                let ends = (pairs_end as usize, fences_end as usize, foreseen_end as usize);
+                spans[step as usize] = Span {
+                    thread,
+                    pairs: pairs..ends.0,
+                    fences: fences..ends.1,
+                    foreseen: foreseen..ends.2,
+                };
+                (pairs, fences, foreseen) = ends;
             }
         }
-        for ((step, prepared), (thread, pairs, fences)) in steps.iter().zip(&prepared).zip(spans) {
+        for ((step, prepared), span) in steps.iter().zip(&prepared).zip(spans) {
             let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
-            self.check_pairs_among(now, slot, &gathered[thread].pairs[pairs]);
-            self.check_fences(
+            let found = &gathered[span.thread];
+            self.check_pairs_among(
                 now,
                 slot,
-                prepared.previous.as_ref(),
-                &gathered[thread].fences[fences],
+                &found.pairs[span.pairs],
+                &found.foreseen[span.foreseen],
             );
+            self.check_fences(now, slot, prepared.previous.as_ref(), &found.fences[span.fences]);
             self.check_plan(now, slot);
         }
         end
@@ -234,8 +255,8 @@ impl TrackWatch {
     }
 
     /// `check_pairs` on the gathered pairs `may_open` passed, plus the
-    /// entity's open episodes.
-    fn check_pairs_among(&mut self, now: Timestamp, slot: u32, gathered: &[u32]) {
+    /// entity's open episodes, with the approaches the gathering foresaw.
+    fn check_pairs_among(&mut self, now: Timestamp, slot: u32, gathered: &[u32], foreseen: &[Foreseen]) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         candidates.extend_from_slice(gathered);
@@ -243,7 +264,11 @@ impl TrackWatch {
         candidates.sort_unstable();
         candidates.dedup();
         for &other in &candidates {
-            self.check_pair(now, slot, other);
+            let ahead = foreseen
+                .binary_search_by_key(&other, |f| f.other)
+                .ok()
+                .map(|at| &foreseen[at]);
+            self.check_pair(now, slot, other, ahead);
         }
         self.candidates = candidates;
     }
@@ -262,6 +287,18 @@ impl Run<'_> {
         let mut out = Gathered::default();
         for (query, &i) in steps.iter().enumerate() {
             let p = &self.prepared[i as usize];
+            let (slot, ma) = (self.slots[i as usize], p.motion());
+            // The entity's open `cpa` episodes before the run (a new entity
+            // has none): `check_pair` will most likely need their kept form.
+            let open_cpa: Vec<u32> = match watch.entities.get(slot as usize).and_then(Option::as_ref) {
+                Some(entity) if p.previous.is_some() => entity
+                    .pairs
+                    .iter()
+                    .filter(|&&(_, kind, _)| kind == AlertKind::Cpa)
+                    .map(|&(other, _, _)| other)
+                    .collect(),
+                _ => Vec::new(),
+            };
             let (cells, layers) = watch.pair_query(self.now, &p.motion(), &p.kin);
             found.clear();
             watch.grid.for_each(cells, layers.as_slice(), |b| {
@@ -297,12 +334,27 @@ impl Run<'_> {
                 } else {
                     &watch.kin[b as usize]
                 };
-                if kb.party != p.kin.party && watch.may_open(self.now, &p.kin, kb) {
+                if kb.party == p.kin.party {
+                    continue;
+                }
+                let may_open = watch.may_open(self.now, &p.kin, kb);
+                if may_open {
                     out.pairs.push(b);
                 }
+                let kept = open_cpa.contains(&b);
+                if may_open || kept {
+                    let mb = if changed {
+                        self.prepared[step as usize].motion()
+                    } else {
+                        watch.motion(b)
+                    };
+                    self.foresee((slot, &ma, &p.kin), (b, &mb, kb), kept, &mut out.foreseen);
+                }
             }
-            let pairs_start = out.spans.last().map_or(0, |s| s.1 as usize);
+            let (pairs_start, foreseen_start) =
+                out.spans.last().map_or((0, 0), |s| (s.1 as usize, s.3 as usize));
             out.pairs[pairs_start..].sort_unstable();
+            out.foreseen[foreseen_start..].sort_unstable_by_key(|f| f.other);
             watch.fences_near_with(
                 p.kin.party,
                 p.origin,
@@ -311,10 +363,60 @@ impl Run<'_> {
                 (&mut fence_seen, query as u32 + 1),
                 &mut out.fences,
             );
-            out.spans
-                .push((i, out.pairs.len() as u32, out.fences.len() as u32));
+            out.spans.push((
+                i,
+                out.pairs.len() as u32,
+                out.fences.len() as u32,
+                out.foreseen.len() as u32,
+            ));
         }
         out
+    }
+}
+
+impl Run<'_> {
+    /// The closest approach `check_pair` will most likely ask for, if its
+    /// bounds say it will ask: the same conditions, the same call.
+    fn foresee(
+        &self,
+        (slot, ma, ka): (u32, &Motion, &Kin),
+        (other, mb, kb): (u32, &Motion, &Kin),
+        kept: bool,
+        out: &mut Vec<Foreseen>,
+    ) {
+        let watch = self.watch;
+        let rule = watch.rule(ka, kb);
+        let (from, to) = (
+            self.now.unix_ms(),
+            self.now.unix_ms() + watch.config.cpa_look_ahead_ms,
+        );
+        let ahead = pair_bounds(&ka.tangent, &kb.tangent, from, to);
+        let approach = if kept {
+            // `check_pair` keeps an open episode on the bounds alone unless
+            // they straddle the clearing distance.
+            let keep_m = rule.limit_m * watch.config.clear_factor;
+            (rule.vertical_within(watch.config.clear_factor)
+                && ahead.upper_m >= keep_m
+                && ahead.lower_m < keep_m)
+                .then(|| closest_approach(ma, mb, from, to, ahead.straight_time_ms))
+        } else if (ma.speed_mps() > 0.0 || mb.speed_mps() > 0.0)
+            // Not for a pair surely within the limits now: `check_pair`
+            // does not open `cpa` for it.
+            && pair_bounds(&ka.tangent, &kb.tangent, from, from).upper_m >= rule.limit_m
+        {
+            let (lo, hi) = if slot < other { (ma, mb) } else { (mb, ma) };
+            Some(closest_approach(lo, hi, from, to, ahead.straight_time_ms))
+        } else {
+            None
+        };
+        if let Some(approach) = approach {
+            out.push(Foreseen {
+                other,
+                kept,
+                hint_ms: ahead.straight_time_ms,
+                approach,
+            });
+        }
     }
 }
 
