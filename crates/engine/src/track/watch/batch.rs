@@ -31,7 +31,11 @@
 //!    whether a pair without an open episode passes `check_pair`'s first
 //!    tests (`may_open`). The pairs that do not are exactly those for which
 //!    `check_pair` would return at once. The fences near each report depend
-//!    only on its own state.
+//!    only on its own state. The gathering also computes the closest
+//!    approaches `check_pair` will most likely ask for (`Foreseen`: a pure
+//!    function of the same two states; `check_pair` uses one only when it
+//!    is the call it would make, the same form and the same instant hint),
+//!    so that the exact CPA search runs on the threads too.
 //! 3. **Apply** (in order): each report is applied and `check_pair` runs on
 //!    its gathered pairs plus its open episodes (the same calls, minus
 //!    those that would have returned at once, in the same slot order),
