@@ -34,7 +34,7 @@ use deconflict_audit::Receipt;
 use deconflict_store::StoreError;
 use serde_json::Value;
 
-use crate::driver::Committed;
+use crate::driver::{Command, Committed, Reply};
 use crate::ledger::NodeReader;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -230,6 +230,17 @@ pub async fn receipt<T>(state: &AppState, committed: &Committed<T>) -> Result<Va
     })
     .await?;
     serde_json::to_value(receipt).map_err(|e| ApiError::unavailable(&e))
+}
+
+/// Hands a command to the driver and waits until it is committed (or
+/// refused): `make` builds the command around the reply channel.
+pub async fn commit<T>(
+    state: &AppState,
+    make: impl FnOnce(Reply<T>) -> Command,
+) -> Result<Committed<T>, ApiError> {
+    let (reply, wait) = tokio::sync::oneshot::channel();
+    state.driver.submit(make(reply))?;
+    answer(wait).await
 }
 
 /// Waits for the driver's answer.
