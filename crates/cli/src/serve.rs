@@ -39,6 +39,14 @@ pub struct ServeArgs {
     /// Largest request body in bytes (larger: 413).
     #[arg(long, env = "DECONFLICT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Bytes of an oversized body read (and discarded) before answering
+    /// 413, so that a client still sending reads the answer; a longer body's
+    /// connection is closed with the rest unread.
+    #[arg(long, env = "DECONFLICT_BODY_DRAIN_BYTES", default_value_t = 1 << 20)]
+    body_drain_bytes: usize,
+    /// How long reading an oversized body's rest may take at most.
+    #[arg(long, env = "DECONFLICT_BODY_DRAIN_MS", default_value_t = 1_000)]
+    body_drain_ms: u64,
     /// Positions in one footprint, all rings counted.
     #[arg(long, env = "DECONFLICT_MAX_VERTICES", default_value_t = 2_000)]
     max_vertices: usize,
@@ -204,6 +212,8 @@ impl ServeArgs {
         config.log_name.clone_from(&self.log_name);
         let limits = &mut config.limits;
         limits.max_body_bytes = self.max_body_bytes;
+        limits.body_drain_bytes = self.body_drain_bytes;
+        limits.body_drain_ms = self.body_drain_ms;
         limits.max_activities_per_party = self.max_activities_per_party;
         limits.rate_per_s = self.rate_per_s;
         limits.rate_burst = self.rate_burst;

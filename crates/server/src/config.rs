@@ -14,6 +14,14 @@ use deconflict_store::{Database, StoreConfig};
 pub struct ServiceLimits {
     /// Request bodies above this are refused with 413.
     pub max_body_bytes: usize,
+    /// Bytes of an oversized body read and discarded before the 413 is
+    /// sent (at most, and for at most `body_drain_ms`): a client still
+    /// sending then reads the answer instead of a reset. A body that runs
+    /// past `max_body_bytes + body_drain_bytes` is answered 413 at once
+    /// and its connection closed with the rest unread.
+    pub body_drain_bytes: usize,
+    /// How long reading an oversized body's rest may take at most.
+    pub body_drain_ms: u64,
     /// Activities one party may hold at once (live, not cancelled or ended).
     pub max_activities_per_party: usize,
     /// Sustained requests per second per token; bursts up to `rate_burst`.
@@ -46,6 +54,8 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 20,
+            body_drain_bytes: 1 << 20,
+            body_drain_ms: 1_000,
             max_activities_per_party: 100_000,
             rate_per_s: 1_000.0,
             rate_burst: 2_000.0,

@@ -15,7 +15,7 @@ use crate::ledger;
 use crate::model::{render_conflict, ConflictState};
 use crate::problem::{ApiError, FieldProblem};
 use crate::routes::activities::parse_query;
-use crate::routes::{answer, blocking, path_id, receipt};
+use crate::routes::{blocking, commit, path_id, receipt};
 use crate::state::AppState;
 
 /// `{conflicts: [Conflict]}` involving the caller, optionally in one state.
@@ -84,22 +84,22 @@ async fn act(state: AppState, party: Party, id: String, resolve: bool) -> Result
         Some((record, _)) if record.visible_to(&viewer) => {}
         _ => return Err(ApiError::not_found("conflict")),
     }
-    let (reply, wait) = crate::driver::reply_channel();
-    let command = if resolve {
-        Command::Resolve {
-            viewer,
-            conflict: id,
-            reply,
+    let committed = commit(&state, |reply| {
+        if resolve {
+            Command::Resolve {
+                viewer,
+                conflict: id,
+                reply,
+            }
+        } else {
+            Command::Ack {
+                viewer,
+                conflict: id,
+                reply,
+            }
         }
-    } else {
-        Command::Ack {
-            viewer,
-            conflict: id,
-            reply,
-        }
-    };
-    state.driver.submit(command)?;
-    let committed = answer(wait).await?;
+    })
+    .await?;
     let receipt = receipt(&state, &committed).await?;
     let (record, full) = &committed.value;
     Ok(Json(json!({
