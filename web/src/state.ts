@@ -111,6 +111,13 @@ export function mergeMessage(previous: Message | undefined, next: Message): Mess
   };
 }
 
+/** The alert for a late message, from our side of it. */
+function overdueTitle(m: Message, incoming: boolean): string {
+  const escalated = m.escalated ? " — escalated" : "";
+  if (m.from === "" && m.to === "") return `Message ${m.id} overdue${escalated}`;
+  return incoming ? `Overdue: acknowledge the message from ${m.from}${escalated}` : `No acknowledgement from ${m.to}${escalated}`;
+}
+
 /** A resolved conflict stays resolved unless the server reopens it with an
  *  `open` state in a later update (a new overlap gets a new event anyway). */
 function mergeConflict(previous: Conflict | undefined, next: Conflict): Conflict {
@@ -192,8 +199,10 @@ function applyEvent(state: Picture, event: LiveEvent, received_at: string): Pict
     case "message":
     case "message.acked":
     case "message.overdue": {
-      const m = event.message;
-      const next = reduce(state, { type: "message.changed", message: m });
+      const next = reduce(state, { type: "message.changed", message: event.message });
+      // A change that names the message by id only (an escalation step)
+      // carries no sides: what we know of the message says who it was from.
+      const m = next.messages[event.message.id] ?? event.message;
       const incoming = state.me !== null ? m.to === state.me : m.from !== state.me;
       if (event.type === "message" && incoming) {
         return pushAlert(next, {
@@ -212,7 +221,7 @@ function applyEvent(state: Picture, event: LiveEvent, received_at: string): Pict
         return pushAlert(next, {
           kind: event.type,
           severity: "critical",
-          title: incoming ? `Overdue: acknowledge the message from ${m.from}` : `No acknowledgement from ${m.to}${m.escalated ? " — escalated" : ""}`,
+          title: overdueTitle(m, incoming),
           detail: m.body,
           time: received_at,
           message_id: m.id,

@@ -191,6 +191,20 @@ test("an unacknowledged flash message goes overdue and is shown escalated on bot
   // the test does not wait minutes; the pages must show what follows.
   const ackWithin = Number(process.env.DECONFLICT_OVERDUE_S ?? 2);
   const body = `Flash: confirm your patrol has halted (e2e ${Date.now()})`;
+  // The real service escalates along the ladder the recipient set: here one
+  // immediate step that alerts B's own TAK clients, which B's page hears as
+  // `escalation.tak_alert` (the demo's ladders for armed parties start with
+  // the same step; set here so that any B has it). Tokens given without
+  // ids: no ladder to set.
+  const ladderSet = !mock && b.id !== undefined;
+  if (ladderSet) {
+    const ladder = await fetch(`${baseUrl}/v1/parties/${b.id}/escalation`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${b.token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ escalation: [{ delay_s: 0, kind: "tak" }] }),
+    });
+    assert.equal(ladder.status, 200, await ladder.text());
+  }
   const sent = await fetch(`${baseUrl}/v1/messages`, {
     method: "POST",
     headers: { Authorization: `Bearer ${a.token}`, "Content-Type": "application/json" },
@@ -204,12 +218,18 @@ test("an unacknowledged flash message goes overdue and is shown escalated on bot
   const atA = a.page.locator("#message-list li.message", { hasText: body });
   await atA.locator(".chip-overdue").waitFor({ timeout: STEP_MS });
   // The mock escalates every overdue message and tells both sides; the real
-  // service only along a ladder the recipient set (PUT
-  // /v1/parties/{id}/escalation), and tells the ladder's contacts and, for a
-  // TAK step, the recipient (`escalation.tak_alert`), never the sender.
+  // service tells the ladder's contacts and, for a TAK step, the recipient,
+  // never the sender.
+  if (mock || ladderSet) await atB.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
   if (mock) {
     await atA.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
-    await atB.locator(".chip-overdue", { hasText: "escalated" }).waitFor({ timeout: STEP_MS });
+  } else if (ladderSet) {
+    // The escalation names the message by id only; B's page tells it from
+    // what it knows of the message.
+    await b.page.locator(".toast", { hasText: `acknowledge the message from ${a.name} — escalated` }).first().waitFor({ timeout: STEP_MS });
+    // The sender is not on B's ladder: its page shows the message overdue,
+    // not escalated (nothing told it more).
+    assert.equal((await atA.locator(".chip-overdue").textContent())?.trim(), "Overdue");
   }
   await shot(b, "04b-hotline-overdue.png");
   // Acknowledging late still works, and clears the overdue state.

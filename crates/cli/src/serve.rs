@@ -39,6 +39,14 @@ pub struct ServeArgs {
     /// Largest request body in bytes (larger: 413).
     #[arg(long, env = "DECONFLICT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Bytes of an oversized body read (and discarded) before answering
+    /// 413, so that a client still sending reads the answer; a longer body's
+    /// connection is closed with the rest unread.
+    #[arg(long, env = "DECONFLICT_BODY_DRAIN_BYTES", default_value_t = 1 << 20)]
+    body_drain_bytes: usize,
+    /// How long reading an oversized body's rest may take at most.
+    #[arg(long, env = "DECONFLICT_BODY_DRAIN_MS", default_value_t = 1_000)]
+    body_drain_ms: u64,
     /// Positions in one footprint, all rings counted.
     #[arg(long, env = "DECONFLICT_MAX_VERTICES", default_value_t = 2_000)]
     max_vertices: usize,
@@ -72,6 +80,18 @@ pub struct ServeArgs {
     /// Commands committed together at most.
     #[arg(long, env = "DECONFLICT_MAX_BATCH", default_value_t = 1_024)]
     max_batch: usize,
+    /// Several `serve` processes on one PostgreSQL database: how often each
+    /// reads the log head to publish what the others appended to its event
+    /// streams (10 ms to 60 s).
+    #[arg(long, env = "DECONFLICT_POLL_INTERVAL_MS", default_value_t = deconflict_server::multinode::DEFAULT_POLL_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(
+              deconflict_server::multinode::MIN_POLL_INTERVAL_MS..=deconflict_server::multinode::MAX_POLL_INTERVAL_MS))]
+    poll_interval_ms: u64,
+    /// Several `serve` processes on one PostgreSQL database: times in a row
+    /// other nodes may commit first before this node refuses its waiting
+    /// writes with 503 (each time it catches up and redoes them).
+    #[arg(long, env = "DECONFLICT_MAX_REDOS", default_value_t = deconflict_server::multinode::DEFAULT_MAX_REDOS)]
+    max_redos: u32,
     /// Features in one `GET /v1/activities` page.
     #[arg(long, env = "DECONFLICT_MAX_LIST", default_value_t = 10_000)]
     max_list: usize,
@@ -192,6 +212,8 @@ impl ServeArgs {
         config.log_name.clone_from(&self.log_name);
         let limits = &mut config.limits;
         limits.max_body_bytes = self.max_body_bytes;
+        limits.body_drain_bytes = self.body_drain_bytes;
+        limits.body_drain_ms = self.body_drain_ms;
         limits.max_activities_per_party = self.max_activities_per_party;
         limits.rate_per_s = self.rate_per_s;
         limits.rate_burst = self.rate_burst;
@@ -201,6 +223,8 @@ impl ServeArgs {
         limits.subscriber_queue = self.subscriber_queue;
         limits.max_pending_commands = self.max_pending_commands;
         limits.max_batch = self.max_batch;
+        config.poll_interval_ms = self.poll_interval_ms;
+        config.max_redos = self.max_redos;
         limits.max_list = self.max_list;
         limits.max_log_entries = self.max_log_entries;
         config.engine.limits.max_vertices = self.max_vertices;

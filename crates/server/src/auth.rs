@@ -82,6 +82,16 @@ impl Directory {
         bool::from(stored.ct_eq(&digest)).then(|| Caller::Party(party.clone()))
     }
 
+    /// Replaces every party's token with what the store holds now (several
+    /// nodes on one database: a party created, rotated or revoked through
+    /// another node). A party whose token digest changed loses the old one.
+    pub fn reload(&self, stored: impl IntoIterator<Item = ([u8; 32], PartyInfo)>) {
+        let fresh: HashMap<[u8; 32], PartyInfo> = stored.into_iter().collect();
+        if let Ok(mut parties) = self.parties.write() {
+            *parties = fresh;
+        }
+    }
+
     pub fn party(&self, id: PartyId) -> Option<PartyInfo> {
         let parties = self.parties.read().ok()?;
         parties.values().find(|p| p.id == id).cloned()
@@ -116,10 +126,13 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
-        let caller = state
-            .directory
-            .identify(token)
-            .ok_or_else(ApiError::unauthorized)?;
+        let caller = match state.directory.identify(token) {
+            Some(caller) => caller,
+            // A party created through another node on the same database.
+            None => crate::multinode::identify_from_store(state, token)
+                .await
+                .ok_or_else(ApiError::unauthorized)?,
+        };
         state.rate.check(caller.rate_key())?;
         Ok(caller)
     }

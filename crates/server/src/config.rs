@@ -14,6 +14,14 @@ use deconflict_store::{Database, StoreConfig};
 pub struct ServiceLimits {
     /// Request bodies above this are refused with 413.
     pub max_body_bytes: usize,
+    /// Bytes of an oversized body read and discarded before the 413 is
+    /// sent (at most, and for at most `body_drain_ms`): a client still
+    /// sending then reads the answer instead of a reset. A body that runs
+    /// past `max_body_bytes + body_drain_bytes` is answered 413 at once
+    /// and its connection closed with the rest unread.
+    pub body_drain_bytes: usize,
+    /// How long reading an oversized body's rest may take at most.
+    pub body_drain_ms: u64,
     /// Activities one party may hold at once (live, not cancelled or ended).
     pub max_activities_per_party: usize,
     /// Sustained requests per second per token; bursts up to `rate_burst`.
@@ -46,6 +54,8 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 20,
+            body_drain_bytes: 1 << 20,
+            body_drain_ms: 1_000,
             max_activities_per_party: 100_000,
             rate_per_s: 1_000.0,
             rate_burst: 2_000.0,
@@ -78,6 +88,15 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// How often ended activities are let go (and their conflicts resolved).
     pub tick_interval_ms: u64,
+    /// How often each node reads the log head of a PostgreSQL database
+    /// several `serve` processes share, to publish what the others
+    /// appended to its streams (`--poll-interval-ms`, within
+    /// [`crate::multinode::MIN_POLL_INTERVAL_MS`]..=
+    /// [`crate::multinode::MAX_POLL_INTERVAL_MS`]).
+    pub poll_interval_ms: u64,
+    /// Catch-ups in a row (other nodes committing first) after which a
+    /// node refuses its waiting commands with 503 (`--max-redos`).
+    pub max_redos: u32,
     /// The hotline's deadlines, retries and limits (issue 5).
     pub hotline: HotlineConfig,
     /// Committed batches of hotline actions (deliveries, notifications,
@@ -114,6 +133,8 @@ impl ServerConfig {
                 ..StoreConfig::default()
             },
             tick_interval_ms: 1_000,
+            poll_interval_ms: crate::multinode::DEFAULT_POLL_INTERVAL_MS,
+            max_redos: crate::multinode::DEFAULT_MAX_REDOS,
             hotline: HotlineConfig::default(),
             hotline_action_queue: 4_096,
             live: crate::live::LiveConfig::default(),

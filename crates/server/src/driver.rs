@@ -26,7 +26,7 @@
 //! committer to drain, and rebuilds engine, tree and signer from the store:
 //! the state is again exactly what was committed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -39,7 +39,7 @@ use deconflict_engine::{
 };
 use deconflict_formats::{activity_from_feature, Sharing};
 use deconflict_geodesy::GeoBounds;
-use deconflict_store::{Store, StoreError};
+use deconflict_store::{Backend, Store, StoreError};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -210,7 +210,57 @@ pub struct Committed<T> {
     pub head: Arc<SignedHead>,
 }
 
-pub type Reply<T> = oneshot::Sender<Result<Committed<T>, ApiError>>;
+/// Where a command's answer goes. A command is kept (cloned) until its
+/// batch commits, because the batch may lose the race to another node on
+/// the same database and then be redone (see `crate::multinode`); every
+/// clone shares one slot, so the command is answered once, by whichever
+/// copy answers first, and a redo skips a command already answered.
+pub struct Reply<T>(Arc<std::sync::Mutex<Option<ReplySender<T>>>>);
+
+type ReplySender<T> = oneshot::Sender<Result<Committed<T>, ApiError>>;
+
+/// A command's reply slot and the handler's end.
+pub fn reply_channel<T>() -> (Reply<T>, oneshot::Receiver<Result<Committed<T>, ApiError>>) {
+    let (sender, receiver) = oneshot::channel();
+    (Reply(Arc::new(std::sync::Mutex::new(Some(sender)))), receiver)
+}
+
+impl<T> Reply<T> {
+    /// Answers, unless a copy answered already (then gives `answer` back).
+    pub fn send(self, answer: Result<Committed<T>, ApiError>) -> Result<(), Result<Committed<T>, ApiError>> {
+        let sender = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match sender {
+            Some(sender) => sender.send(answer),
+            None => Err(answer),
+        }
+    }
+
+    /// Whether the command was answered (refused, or its batch committed).
+    pub fn answered(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
+    }
+}
+
+impl<T> Clone for Reply<T> {
+    fn clone(&self) -> Self {
+        Reply(Arc::clone(&self.0))
+    }
+}
+
+impl<T> std::fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("answered", &self.answered())
+            .finish()
+    }
+}
 
 /// An activity change's outcome: the activity's id and version, and its
 /// conflicts after the change.
@@ -281,7 +331,7 @@ pub fn activity_leaf_bytes(
     Ok(out)
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Command {
     CreateParty {
         name: String,
@@ -516,6 +566,13 @@ pub struct DriverSetup {
     pub hotline: deconflict_hotline::HotlineConfig,
     /// Where committed hotline actions go (the performer).
     pub hotline_sink: HotlineSink,
+    /// How often the driver reads the log head to pick up what other
+    /// nodes on the same PostgreSQL database appended (`--poll-interval-ms`;
+    /// SQLite has one node and is not polled).
+    pub poll_interval_ms: u64,
+    /// Catch-ups in a row, without a commit of this node's own, after
+    /// which its waiting commands are refused (`--max-redos`).
+    pub max_redos: u32,
 }
 
 impl std::fmt::Debug for DriverSetup {
@@ -532,7 +589,27 @@ impl std::fmt::Debug for DriverSetup {
 type Stale = Vec<Subject>;
 
 fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), StartError> {
-    let snap = setup.store.read(move |conn| ledger::load(conn, now))?;
+    let note_signer = NoteSigner::parse(&setup.log_key)?;
+    // One read transaction: another node on the same database may commit
+    // meanwhile, and the rows, the leaves and the signed head must be of
+    // one instant.
+    let (snap, signer, rebuilt, hotline_records, head) = setup.store.read(|conn| {
+        let snap = ledger::load(conn, now)?;
+        let signer = match &snap.last_checkpoint {
+            Some(note) => CheckpointSigner::resume(note_signer.clone(), note),
+            None => Ok(CheckpointSigner::new(note_signer.clone())),
+        };
+        let signer = match signer {
+            Ok(signer) => signer,
+            Err(error) => return Ok(Err(error)),
+        };
+        // The stored leaves must reproduce the head signed last, or the
+        // next head would be inconsistent with one already issued.
+        let rebuilt = ledger::rebuild_log(conn, signer.last_signed())?;
+        let hotline_records = crate::hotline::store::load_records(conn)?;
+        let head = crate::multinode::log_head(conn)?;
+        Ok(Ok((snap, signer, rebuilt, hotline_records, head)))
+    })??;
     let validator = Engine::new(setup.engine.clone());
     let mut held = Vec::with_capacity(snap.activities.len());
     let mut metas = HashMap::with_capacity(snap.activities.len());
@@ -570,19 +647,21 @@ fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), Star
         zones,
     };
 
-    let note_signer = NoteSigner::parse(&setup.log_key)?;
-    let signer = match &snap.last_checkpoint {
-        Some(note) => CheckpointSigner::resume(note_signer, note)?,
-        None => CheckpointSigner::new(note_signer),
-    };
-    // The stored leaves must reproduce the head signed last, or the next
-    // head would be inconsistent with one already issued: refuse to start.
-    let signed = signer.last_signed().cloned();
-    let tree = setup
-        .store
-        .read(move |conn| ledger::rebuild_log(conn, signed.as_ref()))?
-        .map_err(StartError::LogTampered)?;
+    // Refuse to start on a log that does not match its signed head.
+    let tree = rebuilt.map_err(StartError::LogTampered)?;
     debug_assert_eq!(tree.size(), snap.log_size);
+    if head != tree.size() {
+        // Only an edit of the database parts them (each batch moves both).
+        tracing::warn!(
+            head,
+            leaves = tree.size(),
+            "the log head disagrees with the stored leaves; moving it to the leaves"
+        );
+        let leaves = tree.size();
+        setup
+            .store
+            .write(move |db| crate::multinode::repair_head(db, head, leaves))?;
+    }
 
     // What is in conflict now, by subject, to match against the store.
     let mut current: HashSet<Subject> = world
@@ -612,7 +691,6 @@ fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), Star
         live.insert(record.subject, record);
     }
     let suppressed = current.into_iter().filter(|s| !live.contains_key(s)).collect();
-    let hotline_records = setup.store.read(crate::hotline::store::load_records)?;
     let hotline = HotlineState::restore(
         setup.hotline.clone(),
         hotline_records,
@@ -653,14 +731,16 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
     let poisoned = Arc::new(AtomicBool::new(false));
     let committed_size = Arc::new(AtomicU64::new(ledger.tree.size()));
     let reconciling = Arc::new(AtomicBool::new(false));
+    let lost_race = Arc::new(AtomicBool::new(false));
     {
         let store = Arc::clone(&setup.store);
         let hub = Arc::clone(&setup.hub);
         let poisoned = Arc::clone(&poisoned);
         let committed_size = Arc::clone(&committed_size);
+        let lost_race = Arc::clone(&lost_race);
         std::thread::Builder::new()
             .name("deconflict-committer".into())
-            .spawn(move || commit_loop(job_inbox, store, hub, poisoned, committed_size))
+            .spawn(move || commit_loop(job_inbox, store, hub, poisoned, lost_race, committed_size))
             .map_err(|e| StartError::Store(StoreError::CommitFailed(e.to_string())))?;
     }
     let handle = DriverHandle {
@@ -669,9 +749,17 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         reconciling: Arc::clone(&reconciling),
         queue_limit: setup.max_pending,
     };
+    // Only PostgreSQL is shared by several nodes; SQLite keeps no copies.
+    let shared_database = setup.store.backend() == Backend::Postgres;
     let mut driver = Driver {
         failures_in_a_row: 0,
         rebuilt_at_size: 0,
+        redos_in_a_row: 0,
+        in_flight: VecDeque::new(),
+        keep_for_redo: shared_database,
+        next_poll: shared_database
+            .then(|| std::time::Instant::now() + Duration::from_millis(setup.poll_interval_ms)),
+        lost_race,
         setup,
         world,
         ledger,
@@ -692,6 +780,7 @@ fn commit_loop(
     store: Arc<Store>,
     hub: Arc<Hub>,
     poisoned: Arc<AtomicBool>,
+    lost_race: Arc<AtomicBool>,
     committed_size: Arc<AtomicU64>,
 ) {
     while let Ok(job) = jobs.recv() {
@@ -728,6 +817,20 @@ fn commit_loop(
                         }
                         hub.publish(&events);
                     }
+                    Err(error)
+                        if error.is_lost_race()
+                            || (lost_race.load(Ordering::Acquire) && poisoned.load(Ordering::Acquire)) =>
+                    {
+                        // Another node committed first (or this batch was
+                        // built on one that lost): nothing is answered; the
+                        // driver catches up and redoes the commands, which
+                        // it kept. Dropping the completions answers nobody.
+                        metrics::counter!("deconflict_batches_lost_race_total").increment(1);
+                        tracing::debug!(%error, first_index, "a batch lost the race to another node; redoing it");
+                        lost_race.store(true, Ordering::Release);
+                        poisoned.store(true, Ordering::Release);
+                        drop(completions);
+                    }
                     Err(error) => {
                         poisoned.store(true, Ordering::Release);
                         tracing::error!(%error, first_index, "a batch failed to commit; the driver will rebuild from the store");
@@ -745,9 +848,28 @@ fn commit_loop(
 /// it doubles up to 64 times this.
 const REBUILD_BACKOFF_MS: u64 = 25;
 
+/// A batch handed to the committer, with copies of its commands in case
+/// it loses the race to another node and must be redone.
+struct InFlight {
+    end_size: u64,
+    commands: Vec<Command>,
+}
+
 struct Driver {
     /// Failed commits since the last one that succeeded.
     failures_in_a_row: u32,
+    /// Catch-ups since this node last committed a batch of its own.
+    redos_in_a_row: u32,
+    /// Batches not yet known to be committed, oldest first (empty unless
+    /// `keep_for_redo`).
+    in_flight: VecDeque<InFlight>,
+    /// Whether other nodes may write the database (PostgreSQL): commands
+    /// are then kept until their batch commits.
+    keep_for_redo: bool,
+    /// When to read the log head next (`None`: never, SQLite).
+    next_poll: Option<std::time::Instant>,
+    /// Set by the committer with `poisoned` when a batch lost the race.
+    lost_race: Arc<AtomicBool>,
     /// The log size at the last rebuild: a larger committed size since
     /// means a commit succeeded.
     rebuilt_at_size: u64,
@@ -772,6 +894,24 @@ fn completion<T: Send + 'static>(reply: Reply<T>, value: T, log_index: u64) -> C
             head,
         }));
     })
+}
+
+impl Command {
+    /// Whether the command was answered already (refused at once, or its
+    /// batch committed): a redo skips it. Commands without an answer (the
+    /// performer's reports) never are.
+    fn answered(&self) -> bool {
+        match self {
+            Command::CreateParty { reply, .. } => reply.answered(),
+            Command::Notify { reply, .. } | Command::Update { reply, .. } | Command::Cancel { reply, .. } => {
+                reply.answered()
+            }
+            Command::Ack { reply, .. } | Command::Resolve { reply, .. } => reply.answered(),
+            Command::CreateZone { reply, .. } => reply.answered(),
+            Command::Stop { .. } => false,
+            Command::Hotline(command) => command.answered(),
+        }
+    }
 }
 
 fn fail_command(command: Command, error: ApiError) {
@@ -805,9 +945,16 @@ impl Driver {
         let tick = Duration::from_millis(self.setup.tick_interval_ms.max(10));
         loop {
             if self.poisoned.load(Ordering::Acquire) {
-                self.reconcile();
+                if self.lost_race.load(Ordering::Acquire) {
+                    self.catch_up();
+                } else {
+                    self.reconcile();
+                }
             }
-            let wait = self.hotline_wait(tick);
+            let mut wait = self.hotline_wait(tick);
+            if let Some(next_poll) = self.next_poll {
+                wait = wait.min(next_poll.saturating_duration_since(std::time::Instant::now()));
+            }
             let mut commands = match inbox.recv_timeout(wait) {
                 Ok(command) => vec![command],
                 Err(RecvTimeoutError::Timeout) => Vec::new(),
@@ -822,8 +969,9 @@ impl Driver {
             let stop = commands.iter().position(|c| matches!(c, Command::Stop { .. }));
             let after_stop = stop.map(|at| commands.split_off(at));
             self.run_batch(commands, Vec::new());
+            self.poll_log();
             if let Some(rest) = after_stop {
-                self.flush();
+                self.flush_redoing();
                 for command in rest {
                     fail_command(command, ApiError::unavailable(&"the service is stopping"));
                 }
@@ -833,11 +981,119 @@ impl Driver {
         self.flush();
     }
 
+    /// Waits until every accepted command is answered, redoing what lost
+    /// the race to another node (before stopping).
+    fn flush_redoing(&mut self) {
+        self.flush();
+        while self.poisoned.load(Ordering::Acquire) && self.lost_race.load(Ordering::Acquire) {
+            self.catch_up();
+            self.flush();
+        }
+    }
+
     /// Waits until the committer has answered every batch handed to it.
     fn flush(&self) {
         let (done, wait) = mpsc::channel();
         if self.jobs.send(Job::Barrier(done)).is_ok() {
             let _ = wait.recv();
+        }
+    }
+
+    /// Another node appended to the log (a batch of ours lost the race, or
+    /// the poll saw the head move): rebuilds from the store, which holds
+    /// their leaves, publishes their events here, and redoes the commands
+    /// of our batches that did not commit against that state.
+    fn catch_up(&mut self) {
+        self.flush();
+        let committed = self.committed_size.load(Ordering::Acquire);
+        if committed > self.rebuilt_at_size {
+            self.redos_in_a_row = 0;
+        }
+        let redo: Vec<Command> = self
+            .in_flight
+            .drain(..)
+            .filter(|b| b.end_size > committed)
+            .flat_map(|b| b.commands)
+            .filter(|c| !c.answered())
+            .collect();
+        if !redo.is_empty() {
+            self.redos_in_a_row += 1;
+            metrics::counter!("deconflict_redone_commands_total").increment(redo.len() as u64);
+        }
+        match restore(&self.setup, now_ms()) {
+            Ok((world, ledger, stale)) => {
+                *self
+                    .world
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = world;
+                self.ledger = ledger;
+                let size = self.ledger.tree.size();
+                self.committed_size.store(size, Ordering::Release);
+                self.rebuilt_at_size = size;
+                self.lost_race.store(false, Ordering::Release);
+                self.poisoned.store(false, Ordering::Release);
+                metrics::counter!("deconflict_catch_ups_total").increment(1);
+                // What the others appended, announced here too.
+                let store = Arc::clone(&self.setup.store);
+                match store.read(|db| crate::multinode::events_between(db, committed, size)) {
+                    Ok(events) => self.setup.hub.publish(&events),
+                    Err(error) => tracing::warn!(%error, "cannot read other nodes' events"),
+                }
+                if self.redos_in_a_row > self.setup.max_redos {
+                    self.redos_in_a_row = 0;
+                    let error = ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "contention",
+                        format!(
+                            "other nodes on the database committed first {} times in a row \
+                             (--max-redos): nothing was changed; try again",
+                            self.setup.max_redos
+                        ),
+                    )
+                    .with_retry_after(1);
+                    for command in redo {
+                        fail_command(command, error.clone());
+                    }
+                    return;
+                }
+                let mut redo = redo.into_iter().peekable();
+                let mut stale = Some(stale);
+                while redo.peek().is_some() || stale.as_ref().is_some_and(|s| !s.is_empty()) {
+                    let chunk: Vec<Command> = redo.by_ref().take(self.setup.max_batch.max(1)).collect();
+                    self.run_batch(chunk, stale.take().unwrap_or_default());
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot catch up from the store; rebuilding");
+                for command in redo {
+                    fail_command(command, ApiError::unavailable(&error));
+                }
+                // Still poisoned: the next turn rebuilds as after a failure.
+                self.lost_race.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// Every `poll_interval_ms` on a shared database: catches up when
+    /// another node has appended to the log, so that its events reach this
+    /// node's streams and this node's next batch is built on its state.
+    fn poll_log(&mut self) {
+        let Some(next_poll) = self.next_poll else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if now < next_poll {
+            return;
+        }
+        self.next_poll = Some(now + Duration::from_millis(self.setup.poll_interval_ms));
+        self.flush();
+        if self.poisoned.load(Ordering::Acquire) {
+            return; // the next turn catches up or rebuilds
+        }
+        match self.setup.store.read(crate::multinode::log_head) {
+            Ok(head) if head > self.ledger.tree.size() => self.catch_up(),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot read the log head"),
         }
     }
 
@@ -859,6 +1115,9 @@ impl Driver {
             std::thread::sleep(Duration::from_millis(REBUILD_BACKOFF_MS << exponent));
         }
         self.failures_in_a_row += 1;
+        // Every command of a failed batch was answered with the error.
+        self.in_flight.clear();
+        self.lost_race.store(false, Ordering::Release);
         loop {
             match restore(&self.setup, now_ms()) {
                 Ok((world, ledger, stale)) => {
@@ -890,6 +1149,15 @@ impl Driver {
     }
 
     fn run_batch(&mut self, commands: Vec<Command>, stale: Stale) {
+        let committed = self.committed_size.load(Ordering::Acquire);
+        while self.in_flight.front().is_some_and(|b| b.end_size <= committed) {
+            self.in_flight.pop_front();
+        }
+        let kept = if self.keep_for_redo {
+            commands.clone()
+        } else {
+            Vec::new()
+        };
         let now_ms = now_ms();
         let start_tree = self.ledger.tree.clone();
         let mut batch = Batch {
@@ -974,6 +1242,12 @@ impl Driver {
             }),
             batch_nodes: BatchNodes::new(&start_tree, &batch.rows),
         });
+        if self.keep_for_redo {
+            self.in_flight.push_back(InFlight {
+                end_size,
+                commands: kept,
+            });
+        }
         let job = Job::Commit {
             first_index: batch.first_index,
             end_size,

@@ -76,18 +76,29 @@ fn sql_u64(value: u64) -> i64 {
     value as i64
 }
 
-/// Writes a batch. Refuses (rolling back) unless the log in the database
-/// ends exactly where the batch's first leaf goes: the tree the driver
-/// appended to must be the tree on disk, so a batch built on top of one
-/// that failed can never commit.
+/// Writes a batch. Its first statement moves the one-row log head from
+/// `first_index` (the size the batch was built on) to the batch's end: a
+/// compare-and-swap. It refuses (rolling back) with
+/// [`StoreError::LostRace`] unless the log in the database ends exactly
+/// where the batch's first leaf goes: the tree the driver appended to must
+/// be the tree on disk, so a batch built on top of one that failed can
+/// never commit, and when several `serve` processes share the database
+/// only one of two batches built on the same log commits; the other node
+/// catches up and redoes its commands (see `crate::multinode`). Swapping
+/// first takes the head row's lock at once, so the loser waits for the
+/// winner's commit and then fails the swap rather than writing rows for
+/// nothing.
 pub fn write_batch(db: &mut Db<'_>, first_index: u64, rows: &[Row]) -> Result<(), StoreError> {
-    let stored = db.query_one(
-        "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves",
-        params![],
-        |r| r.get_i64(0),
+    let leaves = rows.iter().filter(|row| matches!(row, Row::Leaf { .. })).count() as u64;
+    let swapped = db.execute(
+        "UPDATE log_head SET size = ?2 WHERE id = 1 AND size = ?1",
+        params![sql_u64(first_index), sql_u64(first_index + leaves)],
     )?;
-    if stored != sql_u64(first_index) {
-        return Err(StoreError::Rejected(format!(
+    if swapped != 1 {
+        let stored = db.query_one("SELECT size FROM log_head WHERE id = 1", params![], |r| {
+            r.get_i64(0)
+        })?;
+        return Err(StoreError::LostRace(format!(
             "the log on disk has {stored} entries, the batch starts at {first_index}"
         )));
     }

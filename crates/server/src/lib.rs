@@ -37,6 +37,7 @@ pub mod ledger;
 pub mod limits;
 pub mod live;
 pub mod model;
+pub mod multinode;
 pub mod problem;
 pub mod routes;
 pub mod state;
@@ -80,6 +81,7 @@ pub async fn serve_router(
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
     routes::ops::prometheus();
     hotline::start_performer(&state);
+    multinode::spawn_directory_reload(&state);
     let hub = std::sync::Arc::clone(&state.hub);
     let shutdown = async move {
         shutdown.await;

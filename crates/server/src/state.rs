@@ -40,6 +40,13 @@ pub struct Inner {
     pub live: crate::live::LiveHandle,
 }
 
+impl AppState {
+    /// A reference that does not keep the service alive (background tasks).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Inner;
 
@@ -62,6 +69,8 @@ pub enum OpenError {
     Driver(#[from] StartError),
     #[error("{0}")]
     Live(#[from] crate::live::LiveError),
+    #[error(transparent)]
+    PollInterval(#[from] crate::multinode::PollIntervalOutOfRange),
 }
 
 /// What opening a data directory made on first start.
@@ -113,6 +122,7 @@ impl AppState {
     /// Opens (creating on first start) the data directory and starts the
     /// driver on it.
     pub fn open(config: ServerConfig) -> Result<(AppState, Opened), OpenError> {
+        crate::multinode::check_poll_interval(config.poll_interval_ms)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let admin_token_path = dir.join("admin.token");
@@ -165,6 +175,8 @@ impl AppState {
             tick_interval_ms: config.tick_interval_ms,
             hotline: config.hotline.clone(),
             hotline_sink,
+            poll_interval_ms: config.poll_interval_ms,
+            max_redos: config.max_redos,
         })?;
         let live = crate::live::start(
             config.live.clone(),

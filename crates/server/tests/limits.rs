@@ -1,6 +1,8 @@
 //! Every limit a client can reach answers as documented, against the real
 //! service on 127.0.0.1 port 0 (issue 9, item 7): request bodies (413, at
-//! the exact boundary, on every route that takes a JSON body), the per-token rate (429, per
+//! the exact boundary, on every route that takes a JSON body, and for a
+//! chunked body that never says its length, read by a client still sending
+//! it), the per-token rate (429, per
 //! token, and served again after `Retry-After`), event streams per party
 //! (429) and in total (503), and open connections (503 problem+json from
 //! the listener, the open ones still served). `tests/matrix.rs` has the
@@ -12,7 +14,8 @@ use std::time::Duration;
 
 use common::sse::{raw_events, request_raw, Refused};
 use common::{patrol, start, Server};
-use reqwest::StatusCode;
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,10 +29,10 @@ async fn post_raw(
     token: &str,
     body: impl Into<reqwest::Body>,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    // A new client each time: after a 413 the server closes the connection
-    // (the body was not read), and a pooled connection could be reused
-    // before the client sees that close.
-    let response = reqwest::Client::new()
+    // The server's pooled client: a refused body is read to its end (within
+    // `--body-drain-bytes`), so the connection stays usable after a 413.
+    let response = server
+        .client
         .post(format!("{}{path}", server.url))
         .bearer_auth(token)
         .header("content-type", "application/json")
@@ -66,6 +69,9 @@ fn padded_to(mut feature: Value, bytes: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_413_on_every_route_however_it_is_sent() {
     const LIMIT: usize = 2_048;
+    // The chunked body: 32 times the limit, well within the drain.
+    const CHUNKS: usize = 64;
+    const CHUNK_BYTES: usize = 1_024;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |config| config.limits.max_body_bytes = LIMIT).await;
     let (_, blue) = server.party("blue", "military").await;
@@ -92,21 +98,30 @@ async fn a_body_over_the_limit_is_413_on_every_route_however_it_is_sent() {
         assert_problem(&headers, &body, "too-large", "--max-body-bytes");
     }
 
-    // Only the one at the limit was written. Asked on a new connection:
-    // the server closes a connection whose oversized body it did not read,
-    // and a pooled one may be reused by the client before it sees the close
-    // (a broken pipe on the next request, a client-side race).
-    let listed: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/activities", server.url))
-        .bearer_auth(&blue)
-        .send()
-        .await
-        .expect("the server answers")
-        .json()
-        .await
-        .unwrap();
+    // A chunked body says no length up front: refused all the same once it
+    // passes the limit, and the client, still sending, reads the answer
+    // (the server reads the rest before answering, see `--body-drain-bytes`).
+    let chunks = futures_util::stream::iter(0..CHUNKS).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; CHUNK_BYTES]))
+    });
+    let (status, headers, body) = post_raw(
+        &server,
+        "/v1/activities",
+        &blue,
+        reqwest::Body::wrap_stream(chunks),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_problem(&headers, &body, "too-large", "--max-body-bytes");
+
+    // Only the one at the limit was written (asked on the pooled connection).
+    let (status, listed) = server
+        .call(Method::GET, "/v1/activities", Some(&blue), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["features"].as_array().unwrap().len(), 1, "{listed}");
-    println!("413: 1 body at the limit of {LIMIT} bytes taken; {LIMIT} + 1 refused on 6 routes");
+    println!("413: 1 body at the limit of {LIMIT} bytes taken; {LIMIT} + 1 refused on 6 routes; a chunked body of {} KiB sent 1 KiB per ms refused and the answer read", CHUNKS * CHUNK_BYTES / 1024);
     server.stop().await;
 }
 
@@ -277,5 +292,147 @@ async fn connections_over_the_limit_are_answered_503_and_the_open_ones_served() 
     assert!(taken, "a closed connection's slot is freed");
     println!("connections: {LIMIT} open and served, the next answered 503 problem+json and closed, a freed slot taken again");
     drop(open);
+    server.stop().await;
+}
+
+/// Reads one HTTP/1.1 answer with a `content-length` from `stream`: its
+/// status and its text (head and body).
+async fn read_answer(stream: &mut TcpStream) -> std::io::Result<(u16, String)> {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .to_ascii_lowercase()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return Ok((status, text));
+            }
+        }
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "closed before the whole answer: {:?}",
+                    String::from_utf8_lossy(&answer)
+                ),
+            ));
+        }
+        answer.extend_from_slice(&buffer[..n]);
+    }
+}
+
+/// The head of a chunked `POST /v1/activities` as `token`.
+fn chunked_head(token: &str) -> String {
+    format!(
+        "POST /v1/activities HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+}
+
+/// `count` chunks of `bytes` spaces each, in HTTP/1.1 chunked coding.
+fn chunks_of_spaces(count: usize, bytes: usize) -> Vec<u8> {
+    let mut coded = Vec::new();
+    for _ in 0..count {
+        coded.extend_from_slice(format!("{bytes:x}\r\n").as_bytes());
+        coded.extend(std::iter::repeat_n(b' ', bytes));
+        coded.extend_from_slice(b"\r\n");
+    }
+    coded
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_is_read_within_the_drain_limits_and_no_further() {
+    const LIMIT: usize = 2_048;
+    const DRAIN_BYTES: usize = 16 * 1024;
+    const DRAIN_MS: u64 = 300;
+    const WAIT: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |config| {
+        config.limits.max_body_bytes = LIMIT;
+        config.limits.body_drain_bytes = DRAIN_BYTES;
+        config.limits.body_drain_ms = DRAIN_MS;
+    })
+    .await;
+    let (_, blue) = server.party("blue", "military").await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+
+    // Within the drain: read to its end, answered 413, and the connection
+    // serves the next request (nothing of the body was left unread).
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let mut request = chunked_head(&blue).into_bytes();
+    request.extend(chunks_of_spaces(8, 1_024));
+    request.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let (status, answer) = tokio::time::timeout(WAIT, read_answer(&mut stream))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("--max-body-bytes"), "{answer}");
+    assert_eq!(
+        healthz_on(&mut stream).await.0,
+        200,
+        "the same connection serves on"
+    );
+
+    // A sender that stalls past the limit: answered once the drain time is
+    // up, then the connection is closed (its body never ended).
+    let mut stalled = TcpStream::connect(&address).await.unwrap();
+    let mut request = chunked_head(&blue).into_bytes();
+    request.extend(chunks_of_spaces(3, 1_024));
+    stalled.write_all(&request).await.unwrap();
+    let sent = std::time::Instant::now();
+    let (status, answer) = tokio::time::timeout(WAIT, read_answer(&mut stalled))
+        .await
+        .expect("answered")
+        .unwrap();
+    let stalled_wait = sent.elapsed();
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        stalled_wait >= Duration::from_millis(DRAIN_MS),
+        "the rest was waited for ({stalled_wait:?})"
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, stalled.read_to_end(&mut rest))
+        .await
+        .expect("closed");
+    assert!(
+        matches!(closed, Ok(0)) || closed.is_err(),
+        "closed after the answer: {closed:?} {rest:?}"
+    );
+    server.stop().await;
+
+    // Past the drain's bytes: answered without waiting out the drain time
+    // (here longer than the test waits), however long the body goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |config| {
+        config.limits.max_body_bytes = LIMIT;
+        config.limits.body_drain_bytes = DRAIN_BYTES;
+        config.limits.body_drain_ms = 60_000;
+    })
+    .await;
+    let (_, blue) = server.party("blue", "military").await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut endless = TcpStream::connect(&address).await.unwrap();
+    let mut request = chunked_head(&blue).into_bytes();
+    request.extend(chunks_of_spaces((LIMIT + DRAIN_BYTES) / 1_024 + 4, 1_024));
+    endless.write_all(&request).await.unwrap();
+    let (status, answer) = tokio::time::timeout(WAIT, read_answer(&mut endless))
+        .await
+        .expect("answered before the drain time (60 s): the byte bound holds")
+        .unwrap();
+    assert_eq!(status, 413, "{answer}");
+    println!(
+        "body drain: a chunked 8 KiB body over a {LIMIT}-byte limit read to its end, answered 413, the connection kept; a sender stalled past the limit answered after {} ms (drain time {DRAIN_MS} ms) and closed; one past the {DRAIN_BYTES}-byte drain answered at once",
+        stalled_wait.as_millis()
+    );
     server.stop().await;
 }

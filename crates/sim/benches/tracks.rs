@@ -11,6 +11,9 @@
 //! per live entity.
 //!
 //! `DECONFLICT_TRACK_CELL_M` overrides the index's cell size (tuning).
+//! A tick hands the second's reports to `handle_reports` as one batch on
+//! `DECONFLICT_TRACK_THREADS` threads (default 2); `DECONFLICT_TRACK_BATCH=0`
+//! calls `handle_report` on each report instead (the path before batches).
 //!
 //! `cargo bench -p deconflict-sim --bench tracks`
 
@@ -54,6 +57,17 @@ fn thread_cpu() -> Duration {
         .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
+/// Time all of this process's threads have spent on a CPU (a batch's
+/// worker threads have ended by the time it is read).
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+fn batched() -> bool {
+    std::env::var("DECONFLICT_TRACK_BATCH").map_or(true, |v| v != "0")
+}
+
 /// 2022-10-08T00:00:00Z, as in the engine workload.
 const START_MS: i64 = 1_665_187_200_000;
 
@@ -67,21 +81,32 @@ struct Run {
 impl Run {
     /// One second: the fleet moves (not timed), then every entity reports
     /// and the watch ticks (timed), then the alerts are drained (timed).
-    /// Returns the wall-clock time and the thread's CPU time.
-    fn tick(&mut self) -> (Duration, Duration) {
+    /// Returns the wall-clock time, this thread's CPU time and the
+    /// process's (all threads) CPU time.
+    fn tick(&mut self) -> (Duration, Duration, Duration) {
         self.fleet.step(1_000);
         self.now = self.now.plus_ms(1_000);
         let now = self.now;
         let reports: Vec<PositionReport> = self.fleet.reports(now).collect();
-        let (started, cpu_started) = (Instant::now(), thread_cpu());
-        for report in &reports {
-            self.watch.handle_report(now, report).expect("valid report");
+        let (started, cpu_started, process_started) = (Instant::now(), thread_cpu(), process_cpu());
+        if batched() {
+            for outcome in self.watch.handle_reports(now, &reports) {
+                outcome.expect("valid report");
+            }
+        } else {
+            for report in &reports {
+                self.watch.handle_report(now, report).expect("valid report");
+            }
         }
         self.watch.handle_tick(now);
         while self.watch.poll_alert().is_some() {
             self.alerts += 1;
         }
-        (started.elapsed(), thread_cpu().saturating_sub(cpu_started))
+        (
+            started.elapsed(),
+            thread_cpu().saturating_sub(cpu_started),
+            process_cpu().saturating_sub(process_started),
+        )
     }
 }
 
@@ -90,6 +115,9 @@ fn build(n: usize) -> Run {
     let fences = fleet.fences(n / 10);
     let before_mib = resident_mib();
     let mut config = TrackConfig::default();
+    if let Ok(threads) = std::env::var("DECONFLICT_TRACK_THREADS") {
+        config.batch_threads = threads.parse().expect("DECONFLICT_TRACK_THREADS is a number");
+    }
     if let Ok(cell_m) = std::env::var("DECONFLICT_TRACK_CELL_M") {
         config.grid_cell_m = cell_m.parse().expect("DECONFLICT_TRACK_CELL_M is a number");
     }
@@ -135,17 +163,31 @@ fn tracks_benches(c: &mut Criterion) {
             2
         };
         let alerts_before = run.alerts;
-        let (mut wall, mut cpu): (Vec<Duration>, Vec<Duration>) = (0..ticks).map(|_| run.tick()).unzip();
+        let (mut wall, mut cpu, mut all_cpu) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ticks {
+            let (w, c, a) = run.tick();
+            wall.push(w);
+            cpu.push(c);
+            all_cpu.push(a);
+        }
         wall.sort_unstable();
         cpu.sort_unstable();
+        all_cpu.sort_unstable();
         eprintln!(
-            "W3 {n} entities: tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; {:?}",
+            "W3 {n} entities ({}): tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of the calling thread p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of all threads p50 {:.1} ms, p99 {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; {:?}",
+            if batched() {
+                format!("batches on up to {} threads", run.watch.config().batch_threads)
+            } else {
+                "report by report".to_owned()
+            },
             percentile(&wall, 0.5),
             percentile(&wall, 0.99),
             percentile(&wall, 1.0),
             percentile(&cpu, 0.5),
             percentile(&cpu, 0.99),
             percentile(&cpu, 1.0),
+            percentile(&all_cpu, 0.5),
+            percentile(&all_cpu, 0.99),
             (run.alerts - alerts_before) as f64 / ticks as f64,
             run.watch.open_alerts(),
             run.watch.entity_bytes() as f64 / n as f64,

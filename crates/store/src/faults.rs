@@ -79,6 +79,7 @@ impl Faults {
         let disk_full = self.0.disk_full.load(Ordering::Acquire);
         Some(CommitFailure {
             disk_full,
+            lost_race: false,
             reason: if disk_full {
                 "injected fault: database or disk is full".into()
             } else {

@@ -39,6 +39,21 @@ const INCIDENT_EVIDENCE: &str = r#"
     );
     "#;
 
+/// Migration 5 on both backends, the log head (issue 8 part 2): one row
+/// holding the audit log's size, which every batch's transaction moves
+/// from the size it was built on to its own end with a compare-and-swap
+/// (`UPDATE … WHERE size = ?`). Two `serve` processes on one database
+/// cannot both append at the same index: the second swap finds 0 rows (or
+/// PostgreSQL fails it with `40001`) and that node catches up and redoes
+/// its batch. Starts at the stored log's size.
+const LOG_HEAD: &str = r#"
+    CREATE TABLE log_head (
+        id BIGINT NOT NULL PRIMARY KEY CHECK (id = 1),
+        size BIGINT NOT NULL CHECK (size >= 0)
+    );
+    INSERT INTO log_head (id, size) SELECT 1, COALESCE(MAX(idx) + 1, 0) FROM log_leaves;
+    "#;
+
 /// SQLite's migrations, in order; `SQLITE_MIGRATIONS[i]` takes the schema from version
 /// `i` to `i + 1`. Never edit a released migration: add one.
 pub const SQLITE_MIGRATIONS: &[&str] = &[
@@ -188,6 +203,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     "#,
     // 4: incident evidence.
     INCIDENT_EVIDENCE,
+    // 5: the log head several nodes swap.
+    LOG_HEAD,
 ];
 
 /// PostgreSQL's migrations: the same schema as [`SQLITE_MIGRATIONS`],
@@ -322,6 +339,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     "#,
     // 4: the same as SQLite's.
     INCIDENT_EVIDENCE,
+    // 5: the same as SQLite's.
+    LOG_HEAD,
 ];
 
 /// The migrations of `backend`.

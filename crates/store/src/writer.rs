@@ -102,6 +102,11 @@ pub enum StoreError {
     /// reason for the caller; its savepoint was rolled back.
     #[error("{0}")]
     Rejected(String),
+    /// Another writer on the same database committed first (a lost
+    /// compare-and-swap, or PostgreSQL's serialization failure `40001`):
+    /// nothing of this transaction was written; redo it on the new state.
+    #[error("another writer committed first, nothing was written: {0}")]
+    LostRace(String),
 }
 
 impl StoreError {
@@ -115,12 +120,30 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether another writer on the same database won: the transaction was
+    /// rolled back because of a concurrent commit (PostgreSQL's
+    /// serialization failure or deadlock, or a lost compare-and-swap), and
+    /// redoing it against the new state will do.
+    pub fn is_lost_race(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            StoreError::LostRace(_) => true,
+            StoreError::Postgres(error) => matches!(
+                error.code(),
+                Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Why a batch's transaction did not commit.
 #[derive(Debug, Clone)]
 pub(crate) struct CommitFailure {
     pub(crate) disk_full: bool,
+    /// A concurrent commit won (see [`StoreError::is_lost_race`]).
+    pub(crate) lost_race: bool,
     pub(crate) reason: String,
 }
 
@@ -128,6 +151,7 @@ impl CommitFailure {
     fn of(error: &StoreError) -> Self {
         CommitFailure {
             disk_full: error.is_disk_full(),
+            lost_race: error.is_lost_race(),
             reason: error.to_string(),
         }
     }
@@ -135,6 +159,8 @@ impl CommitFailure {
     fn to_error(&self) -> StoreError {
         if self.disk_full {
             StoreError::DiskFull(self.reason.clone())
+        } else if self.lost_race {
+            StoreError::LostRace(self.reason.clone())
         } else {
             StoreError::CommitFailed(self.reason.clone())
         }
@@ -493,6 +519,7 @@ fn write_loop(mut conn: WriterConn, queue: Receiver<Job>, max_batch: usize, faul
                 let failure = if db.poisoned {
                     Some(CommitFailure {
                         disk_full: false,
+                        lost_race: false,
                         reason: "a write left the transaction in an unknown state".into(),
                     })
                 } else {

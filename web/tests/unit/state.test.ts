@@ -88,6 +88,20 @@ describe("messages", () => {
     expect(s.alerts.map((a) => a.title)).toEqual(["No acknowledgement from US Forces — escalated", "US Forces acknowledged your message"]);
   });
 
+  it("an escalation that names the message by id is told from what we know of it", () => {
+    // `escalation.tak_alert` reaches the recipient with the message id only.
+    const idOnly = { ...message("m-2", { state: "overdue", escalated: true }), from: "", to: "", body: "" };
+    const s = withEvents(
+      emptyPicture("US Forces"),
+      { type: "event", received_at: now, event: { type: "message", message: message("m-2") } },
+      { type: "event", received_at: now, event: { type: "message.overdue", message: idOnly } },
+    );
+    expect(s.messages["m-2"]).toMatchObject({ from: "Russian Forces", body: "Delaying by one hour", state: "overdue", escalated: true });
+    expect(s.alerts[0].title).toBe("Overdue: acknowledge the message from Russian Forces — escalated");
+    const unknown = reduce(emptyPicture("US Forces"), { type: "event", received_at: now, event: { type: "message.overdue", message: { ...idOnly, id: "m-9" } } });
+    expect(unknown.alerts[0].title).toBe("Message m-9 overdue — escalated");
+  });
+
   it("mergeMessage keeps escalation and the acknowledgement time", () => {
     const merged = mergeMessage(message("m", { escalated: true, state: "overdue" }), message("m", { state: "pending" }));
     expect(merged).toMatchObject({ state: "overdue", escalated: true });

@@ -74,6 +74,12 @@ pub struct TrackConfig {
     /// far beyond the look-ahead, so that it needs refiling only this often
     /// when it stops reporting. Default 10 s.
     pub refile_every_ms: i64,
+    /// Threads [`TrackWatch::handle_reports`](super::TrackWatch::handle_reports)
+    /// may use for the work of a batch that reads but does not change the
+    /// watch (the candidates of every report); at most one per 1,024 reports
+    /// runs. The alerts do not depend on it. From 1 to 64; default 2, the
+    /// cores the W3 budget gives the engine.
+    pub batch_threads: usize,
 }
 
 impl Default for TrackConfig {
@@ -99,6 +105,7 @@ impl Default for TrackConfig {
             grid_cell_m: 25_000.0,
             altitude_layer_m: 500.0,
             refile_every_ms: 10_000,
+            batch_threads: 2,
         }
     }
 }
@@ -145,6 +152,12 @@ impl TrackConfig {
                     min: 100.0,
                     max: 1_000_000.0,
                 },
+            });
+        }
+        if !(1..=64).contains(&self.batch_threads) {
+            return Err(TrackError::Config {
+                field: "batch_threads",
+                problem: ConfigProblem::OutOfRange { min: 1.0, max: 64.0 },
             });
         }
         let durations = [

@@ -22,11 +22,13 @@ use super::fence::{Fence, FenceId, FenceRule, HeldFence};
 use super::grid::{CellBox, Grid};
 use super::hash::StableHashMap;
 use super::kinematics::{
-    chord_m, closest_approach, exact_at, geodesic_at_most_m, inverse, pair_bounds, Band, Motion, PairBounds,
-    Tangent,
+    chord_m, closest_approach, exact_at, geodesic_at_most_m, inverse, pair_bounds, pair_lower_bound_m,
+    Approach, Band, Motion, PairBounds, Tangent,
 };
 use super::plan::{HeldPlan, Plan};
 use super::report::PositionReport;
+
+mod batch;
 
 /// Where an entity's velocity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +155,90 @@ impl Kin {
 
     fn alt(&self) -> Option<f64> {
         (!self.alt_m.is_nan()).then_some(f64::from(self.alt_m))
+    }
+}
+
+/// New entities a batch has admitted but not inserted yet: they count
+/// against the limits of the reports after them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    party: usize,
+    all: usize,
+}
+
+/// A report that will change its entity (`admit` decided so).
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    existing: Option<u32>,
+    checked: super::report::CheckedReport,
+    plan_kind: Option<ActivityKind>,
+}
+
+/// An entity's state after an admitted report (`prepare`), before it is applied.
+#[derive(Debug, Clone, Copy)]
+struct Prepared {
+    kin: Kin,
+    origin: LonLat,
+    course_deg: f32,
+    velocity: VelocitySource,
+    layer: u16,
+    stale_ms: i64,
+    /// The cells the entity's swept box is filed under after the report.
+    filed: CellBox,
+    /// Whether `filed` or `layer` differ from the entity's filing before
+    /// the report (always for a new entity).
+    refiled: bool,
+    /// The entity's model before the report.
+    previous: Option<Motion>,
+}
+
+impl Prepared {
+    fn motion(&self) -> Motion {
+        Motion {
+            origin: self.origin,
+            course_deg: self.course_deg,
+            tangent: self.kin.tangent,
+        }
+    }
+}
+
+/// A closest approach of a pair that a batch's gathering computed ahead of
+/// `check_pair`, in one of the two forms `check_pair` asks for: `kept` (an
+/// open `cpa` episode, the reporting entity first) or not (a new one, the
+/// lower slot first), with the straight models' closest instant as hint.
+#[derive(Debug, Clone, Copy)]
+struct Foreseen {
+    other: u32,
+    kept: bool,
+    hint_ms: i64,
+    approach: Approach,
+}
+
+/// The altitude layers a pair query reads: one or two ranges.
+#[derive(Debug, Clone)]
+struct Layers {
+    ranges: [RangeInclusive<u16>; 2],
+    len: usize,
+}
+
+impl Layers {
+    fn one(range: RangeInclusive<u16>) -> Self {
+        Self {
+            // Never read: `len` is 1.
+            ranges: [range.clone(), range],
+            len: 1,
+        }
+    }
+
+    fn two(first: RangeInclusive<u16>, second: RangeInclusive<u16>) -> Self {
+        Self {
+            ranges: [first, second],
+            len: 2,
+        }
+    }
+
+    fn as_slice(&self) -> &[RangeInclusive<u16>] {
+        &self.ranges[..self.len]
     }
 }
 
@@ -511,30 +597,53 @@ impl TrackWatch {
         report: &PositionReport,
     ) -> Result<ReportOutcome, TrackError> {
         self.handle_tick(now);
+        let existing = self.slot_of(report.party, report.uid);
+        let admitted = match self.admit(now, report, existing, Pending::default())? {
+            Ok(admitted) => admitted,
+            Err(ignored) => return Ok(ignored),
+        };
+        let prepared = self.prepare(now, report, &admitted);
+        let slot = self.apply(now, report, existing, &prepared);
+        self.check_pairs(now, slot);
+        let found = self.fences_near(slot, prepared.previous.as_ref());
+        self.check_fences(now, slot, prepared.previous.as_ref(), &found);
+        self.check_plan(now, slot);
+        Ok(ReportOutcome::Applied)
+    }
+
+    fn slot_of(&self, party: PartyId, uid: &str) -> Option<u32> {
+        self.parties.get(&party).and_then(|p| p.by_uid.get(uid)).copied()
+    }
+
+    /// Decides what becomes of a report (refused, ignored or applied) and
+    /// counts it, changing nothing else. `pending` are the new entities a
+    /// batch admitted before this report but has not inserted yet.
+    fn admit(
+        &mut self,
+        now: Timestamp,
+        report: &PositionReport,
+        existing: Option<u32>,
+        pending: Pending,
+    ) -> Result<Result<Admitted, ReportOutcome>, TrackError> {
         let checked = report.check(now, &self.config)?;
-        let existing = self
-            .parties
-            .get(&report.party)
-            .and_then(|p| p.by_uid.get(report.uid))
-            .copied();
         if let Some(slot) = existing {
             let current_ms = self.kin[slot as usize].tangent.time_ms;
             if report.time.unix_ms() < current_ms {
                 self.stats.out_of_order += 1;
-                return Ok(ReportOutcome::OutOfOrder);
+                return Ok(Err(ReportOutcome::OutOfOrder));
             }
             if report.time.unix_ms() == current_ms {
                 self.stats.duplicates += 1;
-                return Ok(ReportOutcome::Duplicate);
+                return Ok(Err(ReportOutcome::Duplicate));
             }
         } else {
-            if self.party_len(report.party) >= self.config.max_entities_per_party {
+            if self.party_len(report.party) + pending.party >= self.config.max_entities_per_party {
                 return Err(TrackError::PartyCapacity {
                     party: report.party,
                     limit: self.config.max_entities_per_party,
                 });
             }
-            if self.live >= self.config.max_entities {
+            if self.live + pending.all >= self.config.max_entities {
                 return Err(TrackError::Capacity {
                     limit: self.config.max_entities,
                 });
@@ -553,18 +662,29 @@ impl TrackWatch {
         };
         if checked.stale_ms <= now.unix_ms() {
             self.stats.stale_on_arrival += 1;
-            return Ok(ReportOutcome::StaleOnArrival);
+            return Ok(Err(ReportOutcome::StaleOnArrival));
         }
         if report.activity.is_some() && plan_kind.is_none() {
             self.stats.unknown_plan += 1;
         }
         self.stats.applied += 1;
+        Ok(Ok(Admitted {
+            existing,
+            checked,
+            plan_kind,
+        }))
+    }
 
-        let previous = existing.map(|slot| self.motion(slot));
-        let (speed_mps, course_deg, velocity) = self.velocity(report, &checked, previous.as_ref());
+    /// The entity's state after an admitted report, computed from its state
+    /// before and the report alone (so a batch can compute it for all its
+    /// reports before applying any).
+    fn prepare(&self, now: Timestamp, report: &PositionReport, admitted: &Admitted) -> Prepared {
+        let checked = &admitted.checked;
+        let previous = admitted.existing.map(|slot| self.motion(slot));
+        let (speed_mps, course_deg, velocity) = self.velocity(report, checked, previous.as_ref());
         let motion = Motion::new(report.position, report.time.unix_ms(), speed_mps, course_deg);
         let airborne = checked.alt_m.is_some_and(|h| h > self.config.ground_ceiling_m)
-            || plan_kind == Some(ActivityKind::Flight);
+            || admitted.plan_kind == Some(ActivityKind::Flight);
         let alt_m = checked.alt_m.map_or(f32::NAN, |h| h as f32);
         let layer = if !airborne {
             GROUND_LAYER
@@ -573,6 +693,38 @@ impl TrackWatch {
         } else {
             UNKNOWN_HEIGHT_LAYER
         };
+        let filed = self.swept_cells(now, &motion);
+        let refiled = admitted.existing.is_none_or(|slot| {
+            let entity = self.entity(slot);
+            entity.filed != Some(filed) || entity.layer != layer
+        });
+        Prepared {
+            kin: Kin {
+                tangent: motion.tangent,
+                party: report.party,
+                alt_m,
+                airborne,
+            },
+            origin: motion.origin,
+            course_deg: motion.course_deg,
+            velocity,
+            layer,
+            stale_ms: checked.stale_ms,
+            filed,
+            refiled,
+            previous,
+        }
+    }
+
+    /// Makes a prepared report the entity's state (creating the entity on
+    /// its first report) and files it in the index; returns its slot.
+    fn apply(
+        &mut self,
+        now: Timestamp,
+        report: &PositionReport,
+        existing: Option<u32>,
+        prepared: &Prepared,
+    ) -> u32 {
         let slot = match existing {
             Some(slot) => {
                 let old_link = self.entity(slot).link;
@@ -588,27 +740,19 @@ impl TrackWatch {
                         );
                     }
                 }
-                self.kin[slot as usize] = Kin {
-                    tangent: motion.tangent,
-                    party: report.party,
-                    alt_m,
-                    airborne,
-                };
+                self.kin[slot as usize] = prepared.kin;
                 let entity = self.entity_mut(slot);
-                entity.origin = motion.origin;
-                entity.course_deg = motion.course_deg;
-                entity.velocity = velocity;
-                entity.stale_ms = checked.stale_ms;
+                entity.origin = prepared.origin;
+                entity.course_deg = prepared.course_deg;
+                entity.velocity = prepared.velocity;
+                entity.stale_ms = prepared.stale_ms;
                 entity.link = report.activity;
                 slot
             }
-            None => self.insert(report, motion, alt_m, velocity, airborne, checked.stale_ms, layer),
+            None => self.insert(report, prepared),
         };
-        self.refile(now, slot, layer);
-        self.check_pairs(now, slot);
-        self.check_fences(now, slot, previous.as_ref());
-        self.check_plan(now, slot);
-        Ok(ReportOutcome::Applied)
+        self.refile_to(now, slot, prepared.layer, prepared.filed);
+        slot
     }
 
     /// A fresh number for deduplicating one query's results.
@@ -657,40 +801,25 @@ impl TrackWatch {
         (0.0, 0.0, VelocitySource::Unknown)
     }
 
-    #[allow(clippy::too_many_arguments)] // the parts of one new entity, kept apart for readability
-    fn insert(
-        &mut self,
-        report: &PositionReport,
-        motion: Motion,
-        alt_m: f32,
-        velocity: VelocitySource,
-        airborne: bool,
-        stale_ms: i64,
-        layer: u16,
-    ) -> u32 {
+    fn insert(&mut self, report: &PositionReport, prepared: &Prepared) -> u32 {
         let uid: Arc<str> = Arc::from(report.uid);
         let entity = Entity {
             key: TrackKey {
                 party: report.party,
                 uid: uid.clone(),
             },
-            origin: motion.origin,
-            course_deg: motion.course_deg,
-            velocity,
-            layer,
-            stale_ms,
+            origin: prepared.origin,
+            course_deg: prepared.course_deg,
+            velocity: prepared.velocity,
+            layer: prepared.layer,
+            stale_ms: prepared.stale_ms,
             refile_ms: i64::MAX,
             wake_ms: i64::MAX,
             filed: None,
             link: report.activity,
             pairs: Vec::new(),
         };
-        let kin = Kin {
-            tangent: motion.tangent,
-            party: report.party,
-            alt_m,
-            airborne,
-        };
+        let kin = prepared.kin;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.entities[slot as usize] = Some(entity);
@@ -713,11 +842,10 @@ impl TrackWatch {
         slot
     }
 
-    /// Files an entity's swept box after a report (its layer may change).
-    fn refile(&mut self, now: Timestamp, slot: u32, layer: u16) {
+    /// Files an entity's swept box `new_box` after a report (its layer may change).
+    fn refile_to(&mut self, now: Timestamp, slot: u32, layer: u16, new_box: CellBox) {
         let old = self.entity(slot);
         let (old_box, old_layer) = (old.filed, old.layer);
-        let new_box = self.swept_cells(now, slot);
         if old_box != Some(new_box) || old_layer != layer {
             if let Some(old_box) = old_box {
                 self.grid.remove(old_box, old_layer, slot);
@@ -744,13 +872,13 @@ impl TrackWatch {
     /// Refiles without a report (the box ran out).
     fn file(&mut self, now: Timestamp, slot: u32) {
         let layer = self.entity(slot).layer;
-        self.refile(now, slot, layer);
+        let new_box = self.swept_cells(now, &self.motion(slot));
+        self.refile_to(now, slot, layer, new_box);
     }
 
     /// The cells of the path the entity may take from its report to the end
     /// of the look-ahead after its next refiling.
-    fn swept_cells(&self, now: Timestamp, slot: u32) -> CellBox {
-        let motion = self.motion(slot);
+    fn swept_cells(&self, now: Timestamp, motion: &Motion) -> CellBox {
         let until = now.unix_ms() + self.config.refile_every_ms + self.config.cpa_look_ahead_ms;
         let from = motion.time_ms().min(now.unix_ms());
         self.grid.cell_box(&motion.swept_bounds(from, until))
@@ -776,44 +904,47 @@ impl TrackWatch {
         }
     }
 
-    /// Gathers, sorted, the entities the index puts within alert reach of
-    /// `slot`'s swept path, plus those it has open episodes with.
-    fn gather_pairs(&mut self, now: Timestamp, slot: u32) {
-        let query = self.next_query();
+    /// The cells and layers that hold every entity within alert reach of
+    /// an entity's path over the look-ahead: every other entity's filed box
+    /// holds its own path over the same interval.
+    fn pair_query(&self, now: Timestamp, motion: &Motion, kin: &Kin) -> (CellBox, Layers) {
         let c = &self.config;
-        let entity = self.entity(slot);
         let ceiling = c.ground_ceiling_m;
         let vertical_reach = c.air_vertical_m * c.clear_factor;
-        // This entity's path over the look-ahead; every other entity's filed
-        // box holds its own path over the same interval.
-        let swept = self
-            .motion(slot)
-            .swept_bounds(now.unix_ms(), now.unix_ms() + c.cpa_look_ahead_ms);
+        let swept = motion.swept_bounds(now.unix_ms(), now.unix_ms() + c.cpa_look_ahead_ms);
         // One box for every layer: the ground rule's reach is smaller, and
         // the bounds dismiss the extra candidates in a few flops.
         let cells = self.grid.cell_box(&swept.expanded_m(c.max_reach_m()));
-        let kin = &self.kin[slot as usize];
         let band = kin.band(ceiling);
-        let mut layers: Vec<RangeInclusive<u16>> = Vec::with_capacity(2);
-        if !kin.airborne {
-            layers.push(GROUND_LAYER..=self.layer_of(band.max_m + vertical_reach));
+        let layers = if !kin.airborne {
+            Layers::one(GROUND_LAYER..=self.layer_of(band.max_m + vertical_reach))
         } else if let Some(h) = kin.alt() {
             let first = if h - vertical_reach < ceiling {
                 GROUND_LAYER
             } else {
                 UNKNOWN_HEIGHT_LAYER
             };
-            layers.push(first..=UNKNOWN_HEIGHT_LAYER);
-            layers.push(self.layer_of(h - vertical_reach)..=self.layer_of(h + vertical_reach));
+            Layers::two(
+                first..=UNKNOWN_HEIGHT_LAYER,
+                self.layer_of(h - vertical_reach)..=self.layer_of(h + vertical_reach),
+            )
         } else {
-            layers.push(GROUND_LAYER..=u16::MAX);
-        }
-        let party = entity.key.party;
+            Layers::one(GROUND_LAYER..=u16::MAX)
+        };
+        (cells, layers)
+    }
+
+    /// Gathers, sorted, the entities the index puts within alert reach of
+    /// `slot`'s swept path, plus those it has open episodes with.
+    fn gather_pairs(&mut self, now: Timestamp, slot: u32) {
+        let query = self.next_query();
+        let (cells, layers) = self.pair_query(now, &self.motion(slot), &self.kin[slot as usize]);
+        let party = self.kin[slot as usize].party;
         let mut found = std::mem::take(&mut self.candidates);
         found.clear();
         // The grid holds only live entities, so their `kin` is current.
         let (seen, kin) = (&mut self.seen, &self.kin);
-        self.grid.for_each(cells, &layers, |other| {
+        self.grid.for_each(cells, layers.as_slice(), |other| {
             if seen[other as usize] != query {
                 seen[other as usize] = query;
                 if kin[other as usize].party != party {
@@ -835,17 +966,35 @@ impl TrackWatch {
         self.candidates = found;
     }
 
+    /// Whether a pair with no open episode gets past `check_pair`'s first
+    /// tests (the same tests, in the same order): a batch gathers only such
+    /// pairs, and `check_pair` returns at once for the others.
+    fn may_open(&self, now: Timestamp, ka: &Kin, kb: &Kin) -> bool {
+        let rule = self.rule(ka, kb);
+        if !rule.vertical_within(1.0) {
+            return false;
+        }
+        let (from, to) = (now.unix_ms(), now.unix_ms() + self.config.cpa_look_ahead_ms);
+        // `lower_m` is never NaN (a `max` with 0), so this is exactly the
+        // negation of `check_pair`'s `lower_m >= limit_m`.
+        pair_lower_bound_m(&ka.tangent, &kb.tangent, from, to) < rule.limit_m
+    }
+
     fn check_pairs(&mut self, now: Timestamp, slot: u32) {
         self.gather_pairs(now, slot);
         let candidates = std::mem::take(&mut self.candidates);
         for &other in &candidates {
-            self.check_pair(now, slot, other);
+            self.check_pair(now, slot, other, None);
         }
         self.candidates = candidates;
     }
 
     /// Opens, keeps or clears the `proximity` and `cpa` episodes of a pair.
-    fn check_pair(&mut self, now: Timestamp, slot: u32, other: u32) {
+    ///
+    /// `foreseen` is a closest approach a batch computed ahead for this
+    /// pair: used when it is the one this call needs (same form, same
+    /// instant hint; the batch computed it from the same two states).
+    fn check_pair(&mut self, now: Timestamp, slot: u32, other: u32, foreseen: Option<&Foreseen>) {
         let (ka, kb) = (&self.kin[slot as usize], &self.kin[other as usize]);
         let rule = self.rule(ka, kb);
         let a = self.entity(slot);
@@ -932,7 +1081,13 @@ impl TrackWatch {
                 let keep = rule.vertical_within(factor)
                     && (ahead.upper_m < keep_m
                         || (ahead.lower_m < keep_m
-                            && closest_approach(&ma, &mb, from, to, ahead.straight_time_ms).distance_m
+                            && foreseen
+                                .filter(|f| f.kept && f.hint_ms == ahead.straight_time_ms)
+                                .map_or_else(
+                                    || closest_approach(&ma, &mb, from, to, ahead.straight_time_ms),
+                                    |f| f.approach,
+                                )
+                                .distance_m
                                 < keep_m));
                 if !keep {
                     self.close_pair(now, slot, other, AlertKind::Cpa, id, ClearReason::Separated);
@@ -943,7 +1098,12 @@ impl TrackWatch {
                 && !within_now
                 && (ma.speed_mps() > 0.0 || mb.speed_mps() > 0.0) =>
             {
-                let approach = closest_approach(&m_lo, &m_hi, from, to, ahead.straight_time_ms);
+                let approach = foreseen
+                    .filter(|f| !f.kept && f.hint_ms == ahead.straight_time_ms)
+                    .map_or_else(
+                        || closest_approach(&m_lo, &m_hi, from, to, ahead.straight_time_ms),
+                        |f| f.approach,
+                    );
                 if approach.distance_m < rule.limit_m && approach.time_ms > from {
                     let tracks = [self.entity(lo).key.clone(), self.entity(hi).key.clone()];
                     let detail = AlertDetail::Cpa {
@@ -964,23 +1124,47 @@ impl TrackWatch {
 
     // ----- fences ---------------------------------------------------------
 
-    fn check_fences(&mut self, now: Timestamp, slot: u32, previous: Option<&Motion>) {
-        let entity = self.entity(slot);
-        let (party, here) = (entity.key.party, entity.origin);
+    /// The fences binding the entity's party whose box meets the path from
+    /// its previous report to this one, sorted.
+    fn fences_near(&mut self, slot: u32, previous: Option<&Motion>) -> Vec<u32> {
+        let query = self.next_query();
+        let mut seen = std::mem::take(&mut self.fence_seen);
+        let kin = &self.kin[slot as usize];
+        let mut found = Vec::new();
+        self.fences_near_with(
+            kin.party,
+            self.entity(slot).origin,
+            kin.tangent.ecef,
+            previous,
+            (&mut seen, query),
+            &mut found,
+        );
+        self.fence_seen = seen;
+        found
+    }
+
+    /// [`fences_near`](Self::fences_near) for an entity at `here` (Earth-centred
+    /// `here_ecef`), with the caller's deduplication marks and query number;
+    /// appends to `found`, sorting what it appends.
+    fn fences_near_with(
+        &self,
+        party: PartyId,
+        here: LonLat,
+        here_ecef: super::kinematics::V3,
+        previous: Option<&Motion>,
+        (seen, query): (&mut [u32], u32),
+        found: &mut Vec<u32>,
+    ) {
+        let start = found.len();
         let moved = previous.filter(|p| p.origin != here);
         // The geodesic from the previous position stays within its length of
         // that position; its length is bounded from the chord (Schur).
         let reach = match moved {
-            Some(p) => bounds(&Shape::Point(p.origin)).expanded_m(geodesic_at_most_m(chord_m(
-                p.tangent.ecef,
-                self.kin[slot as usize].tangent.ecef,
-            ))),
+            Some(p) => bounds(&Shape::Point(p.origin))
+                .expanded_m(geodesic_at_most_m(chord_m(p.tangent.ecef, here_ecef))),
             None => bounds(&Shape::Point(here)),
         };
-        let moved = moved.map(|p| p.origin);
-        let mut found: Vec<u32> = Vec::new();
-        let query = self.next_query();
-        let (seen, fences, boxes) = (&mut self.fence_seen, &self.fences, &self.fence_reach);
+        let (fences, boxes) = (&self.fences, &self.fence_reach);
         self.fence_grid
             .for_each(self.fence_grid.cell_box(&reach), &[0..=0], |f| {
                 if seen[f as usize] != query {
@@ -992,9 +1176,25 @@ impl TrackWatch {
                     }
                 }
             });
-        found.sort_unstable();
+        found[start..].sort_unstable();
+    }
+
+    /// Opens and clears the zone episodes of an entity that just reported,
+    /// given the fences near its path (`fences_near`).
+    fn check_fences(&mut self, now: Timestamp, slot: u32, previous: Option<&Motion>, found: &[u32]) {
+        let entity = self.entity(slot);
+        let here = entity.origin;
+        let moved = previous.filter(|p| p.origin != here);
+        let reach = match moved {
+            Some(p) => bounds(&Shape::Point(p.origin)).expanded_m(geodesic_at_most_m(chord_m(
+                p.tangent.ecef,
+                self.kin[slot as usize].tangent.ecef,
+            ))),
+            None => bounds(&Shape::Point(here)),
+        };
+        let moved = moved.map(|p| p.origin);
         let here_box = bounds(&Shape::Point(here));
-        for &fence in &found {
+        for &fence in found {
             let held = self.fences[fence as usize].as_ref().expect("a held fence");
             let open = self.zone_alerts.get(&(slot, fence)).copied();
             match &held.fence.rule {

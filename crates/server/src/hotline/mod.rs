@@ -39,7 +39,7 @@ use crate::problem::{ApiError, FieldProblem};
 use crate::state::AppState;
 
 /// What handlers (and the performer) ask of the hotline, through the driver.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum HotlineCommand {
     /// `spec.id` and `spec.from` are set by the driver.
     Send {
@@ -75,6 +75,19 @@ pub enum HotlineCommand {
 }
 
 impl HotlineCommand {
+    /// Whether the command was answered already (a redo skips it).
+    pub fn answered(&self) -> bool {
+        match self {
+            HotlineCommand::Send { reply, .. } => reply.answered(),
+            HotlineCommand::Ack { reply, .. } => reply.answered(),
+            HotlineCommand::Report { reply, .. } => reply.answered(),
+            HotlineCommand::SetEscalation { reply, .. } => reply.answered(),
+            HotlineCommand::Delivered { .. }
+            | HotlineCommand::StreamOpened { .. }
+            | HotlineCommand::WebhookOutcome { .. } => false,
+        }
+    }
+
     /// Answers a command the driver will not run.
     pub fn fail(self, error: ApiError) {
         match self {

@@ -391,10 +391,15 @@ impl TrackTask {
             self.ensure_plan(activity);
         }
         let mut accepted = Accepted::default();
-        for (i, report) in reports.iter().enumerate() {
-            match self.watch.handle_report(now, &report.as_report(party)) {
+        // One call for the request's reports: the engine gathers their
+        // candidates in cell order (on `batch_threads` threads), with the
+        // same outcomes and alerts as one report at a time.
+        let built: Vec<PositionReport<'_>> = reports.iter().map(|r| r.as_report(party)).collect();
+        let outcomes = self.watch.handle_reports(now, &built);
+        for (i, (report, outcome)) in built.iter().zip(outcomes).enumerate() {
+            match outcome {
                 Ok(ReportOutcome::Applied) => {
-                    self.remember(party, &report.uid, point_of(&report.as_report(party)));
+                    self.remember(party, report.uid, point_of(report));
                     accepted.accepted += 1
                 }
                 Ok(_) => accepted.ignored += 1,

@@ -140,7 +140,7 @@ pub async fn create(
         return create_many(&state, &party, feature).await;
     }
     let submission = submission(&state, &party.0, feature)?;
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Notify {
         viewer: party.viewer(),
         submission: Box::new(submission),
@@ -187,7 +187,7 @@ async fn create_many(state: &AppState, party: &Party, mut collection: Value) -> 
                 }
                 error
             })?;
-            let (reply, wait) = oneshot::channel();
+            let (reply, wait) = crate::driver::reply_channel();
             state.driver.submit(Command::Notify {
                 viewer,
                 submission: Box::new(submission),
@@ -427,7 +427,7 @@ pub async fn update(
     let id = path_id(&id, "activity")?;
     let version = if_match(&headers)?;
     let submission = submission(&state, &party.0, feature)?;
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Update {
         viewer: party.viewer(),
         id,
@@ -450,7 +450,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id, "activity")?;
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Cancel {
         viewer: party.viewer(),
         id,

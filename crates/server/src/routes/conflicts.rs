@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
@@ -16,7 +15,7 @@ use crate::ledger;
 use crate::model::{render_conflict, ConflictState};
 use crate::problem::{ApiError, FieldProblem};
 use crate::routes::activities::parse_query;
-use crate::routes::{answer, blocking, path_id, receipt};
+use crate::routes::{blocking, commit, path_id, receipt};
 use crate::state::AppState;
 
 /// `{conflicts: [Conflict]}` involving the caller, optionally in one state.
@@ -85,22 +84,22 @@ async fn act(state: AppState, party: Party, id: String, resolve: bool) -> Result
         Some((record, _)) if record.visible_to(&viewer) => {}
         _ => return Err(ApiError::not_found("conflict")),
     }
-    let (reply, wait) = oneshot::channel();
-    let command = if resolve {
-        Command::Resolve {
-            viewer,
-            conflict: id,
-            reply,
+    let committed = commit(&state, |reply| {
+        if resolve {
+            Command::Resolve {
+                viewer,
+                conflict: id,
+                reply,
+            }
+        } else {
+            Command::Ack {
+                viewer,
+                conflict: id,
+                reply,
+            }
         }
-    } else {
-        Command::Ack {
-            viewer,
-            conflict: id,
-            reply,
-        }
-    };
-    state.driver.submit(command)?;
-    let committed = answer(wait).await?;
+    })
+    .await?;
     let receipt = receipt(&state, &committed).await?;
     let (record, full) = &committed.value;
     Ok(Json(json!({

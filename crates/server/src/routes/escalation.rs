@@ -7,14 +7,13 @@ use axum::Json;
 use deconflict_engine::PartyId;
 use deconflict_hotline::{Contact, LadderStep, PartyContacts};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::Caller;
 use crate::driver::Command;
 use crate::hotline::{render_ladder, HotlineCommand};
 use crate::problem::{ApiError, FieldProblem};
 use crate::routes::messages::problem;
-use crate::routes::{answer, path_id, receipt, JsonBody};
+use crate::routes::{commit, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
 fn text(step: &Value, field: &str, at: &str, errors: &mut Vec<FieldProblem>) -> Option<String> {
@@ -98,15 +97,14 @@ pub async fn set(
         }
     }
     let contacts = parse_ladder(&body)?;
-    let (reply, wait) = oneshot::channel();
-    state
-        .driver
-        .submit(Command::Hotline(HotlineCommand::SetEscalation {
+    let committed = commit(&state, |reply| {
+        Command::Hotline(HotlineCommand::SetEscalation {
             party: PartyId(id),
             contacts,
             reply,
-        }))?;
-    let committed = answer(wait).await?;
+        })
+    })
+    .await?;
     let receipt = receipt(&state, &committed).await?;
     Ok(Json(json!({
         "party": id,

@@ -10,7 +10,6 @@ use deconflict_engine::{ActivityId, PartyId};
 use deconflict_formats::{format_rfc3339, parse_rfc3339};
 use deconflict_hotline::{Incident, IncidentId, IncidentSpec, MessageId};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
@@ -18,7 +17,7 @@ use crate::hotline::{render_incident, store as hotline_store, HotlineCommand};
 use crate::live::evidence_store::{self, StoredEvidence};
 use crate::problem::{ApiError, FieldProblem};
 use crate::routes::messages::problem;
-use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
+use crate::routes::{blocking, commit, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
 fn id_list(body: &Value, field: &str, errors: &mut Vec<FieldProblem>) -> Vec<u64> {
@@ -110,24 +109,22 @@ pub async fn report(
     else {
         return Err(ApiError::invalid("the incident is not valid", errors));
     };
-    let (reply, wait) = oneshot::channel();
-    state.driver.submit(Command::Hotline(HotlineCommand::Report {
-        viewer,
-        spec: IncidentSpec {
-            id: IncidentId(0),
-            reporter: viewer.party,
-            occurred_at,
-            lon_deg: lon,
-            lat_deg: lat,
-            parties: parties.into_iter().map(PartyId).collect(),
-            description,
-            activities: activities.into_iter().map(ActivityId).collect(),
-            messages: messages.into_iter().map(MessageId).collect(),
-            entities,
-        },
-        reply,
-    }))?;
-    let committed = answer(wait).await?;
+    let spec = IncidentSpec {
+        id: IncidentId(0),
+        reporter: viewer.party,
+        occurred_at,
+        lon_deg: lon,
+        lat_deg: lat,
+        parties: parties.into_iter().map(PartyId).collect(),
+        description,
+        activities: activities.into_iter().map(ActivityId).collect(),
+        messages: messages.into_iter().map(MessageId).collect(),
+        entities,
+    };
+    let committed = commit(&state, |reply| {
+        Command::Hotline(HotlineCommand::Report { viewer, spec, reply })
+    })
+    .await?;
     let receipt = receipt(&state, &committed).await?;
     let mut out = render_incident(&committed.value);
     out["receipt"] = receipt;

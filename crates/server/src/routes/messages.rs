@@ -9,14 +9,13 @@ use axum::Json;
 use deconflict_engine::PartyId;
 use deconflict_hotline::{ConflictId, IncidentId, Link, MessageId, MessageSpec, Priority};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
 use crate::hotline::{render_message, store as hotline_store, HotlineCommand};
 use crate::ledger;
 use crate::problem::{ApiError, FieldProblem};
-use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
+use crate::routes::{blocking, commit, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
 pub(crate) fn problem(pointer: &str, message: impl Into<String>) -> FieldProblem {
@@ -116,21 +115,22 @@ pub async fn send(
         (None, Some(i)) => Some(Link::Incident(IncidentId(i))),
         (None, None) => None,
     };
-    let (reply, wait) = oneshot::channel();
-    state.driver.submit(Command::Hotline(HotlineCommand::Send {
-        viewer,
-        spec: MessageSpec {
-            id: MessageId(0),
-            from: viewer.party,
-            to: PartyId(to),
-            priority,
-            body: text,
-            ack_within_s,
-            link,
-        },
-        reply,
-    }))?;
-    let committed = answer(wait).await?;
+    let committed = commit(&state, |reply| {
+        Command::Hotline(HotlineCommand::Send {
+            viewer,
+            spec: MessageSpec {
+                id: MessageId(0),
+                from: viewer.party,
+                to: PartyId(to),
+                priority,
+                body: text,
+                ack_within_s,
+                link,
+            },
+            reply,
+        })
+    })
+    .await?;
     let receipt = receipt(&state, &committed).await?;
     let mut out = render_message(&committed.value);
     out["receipt"] = receipt;
@@ -164,13 +164,14 @@ pub async fn ack(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = path_id(&id, "message")?;
-    let (reply, wait) = oneshot::channel();
-    state.driver.submit(Command::Hotline(HotlineCommand::Ack {
-        viewer: party.viewer(),
-        message: id,
-        reply,
-    }))?;
-    let committed = answer(wait).await?;
+    let committed = commit(&state, |reply| {
+        Command::Hotline(HotlineCommand::Ack {
+            viewer: party.viewer(),
+            message: id,
+            reply,
+        })
+    })
+    .await?;
     let receipt = receipt(&state, &committed).await?;
     let (message, again) = &committed.value;
     let mut out = render_message(message);

@@ -20,7 +20,9 @@ pub mod web;
 pub mod ws;
 pub mod zones;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
@@ -32,7 +34,7 @@ use deconflict_audit::Receipt;
 use deconflict_store::StoreError;
 use serde_json::Value;
 
-use crate::driver::Committed;
+use crate::driver::{Command, Committed, Reply};
 use crate::ledger::NodeReader;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -118,18 +120,80 @@ impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.config.limits.max_body_bytes;
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(limit)
-            } else {
-                ApiError::bad_request(format!("cannot read the body: {rejection}"))
-            }
-        })?;
+        let limits = &state.config.limits;
+        let drain = Drain {
+            bytes: limits.body_drain_bytes,
+            within: Duration::from_millis(limits.body_drain_ms),
+        };
+        let bytes = read_body(request, limits.max_body_bytes, drain).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|error| ApiError::field("", format!("not valid JSON: {error}")))
     }
+}
+
+/// How much of an oversized body is read and discarded before the 413.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    bytes: usize,
+    within: Duration,
+}
+
+/// Reads a body of at most `limit` bytes. Beyond it the answer is 413, but
+/// first the rest is read and discarded (at most `drain.bytes` past the
+/// limit, for at most `drain.within`): closing a connection with unread
+/// bytes sends a reset, which can destroy the answer before a client still
+/// sending reads it, and a chunked body has no length to refuse up front.
+/// A body drained to its end also leaves the connection usable. A body
+/// longer than that is answered at once; its connection is then closed.
+async fn read_body(request: Request, limit: usize, drain: Drain) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let mut body = request.into_body().into_data_stream();
+    let unreadable = |error: axum::Error| ApiError::bad_request(format!("cannot read the body: {error}"));
+    if let Some(length) = declared.filter(|&length| length > limit as u64) {
+        // Too long by its own account: read the rest only if it can all be
+        // read (else the connection closes with bytes unread anyway).
+        if length - limit as u64 <= drain.bytes as u64 {
+            discard(
+                &mut body,
+                usize::try_from(length).unwrap_or(usize::MAX),
+                drain.within,
+            )
+            .await;
+        }
+        return Err(ApiError::too_large(limit));
+    }
+    let mut read = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if read.len() + chunk.len() > limit {
+            let past_limit = read.len() + chunk.len() - limit;
+            discard(&mut body, drain.bytes.saturating_sub(past_limit), drain.within).await;
+            return Err(ApiError::too_large(limit));
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(read))
+}
+
+/// Reads and drops what is left of `body`: about `budget` bytes at most
+/// (the chunk that crosses it is read too, and one more read tells whether
+/// the body ended there), for at most `within`.
+async fn discard(body: &mut axum::body::BodyDataStream, budget: usize, within: Duration) {
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(within, async {
+        while drained <= budget {
+            match body.next().await {
+                Some(Ok(chunk)) => drained = drained.saturating_add(chunk.len()),
+                Some(Err(_)) | None => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs blocking store work off the async workers.
@@ -166,6 +230,17 @@ pub async fn receipt<T>(state: &AppState, committed: &Committed<T>) -> Result<Va
     })
     .await?;
     serde_json::to_value(receipt).map_err(|e| ApiError::unavailable(&e))
+}
+
+/// Hands a command to the driver and waits until it is committed (or
+/// refused): `make` builds the command around the reply channel.
+pub async fn commit<T>(
+    state: &AppState,
+    make: impl FnOnce(Reply<T>) -> Command,
+) -> Result<Committed<T>, ApiError> {
+    let (reply, wait) = crate::driver::reply_channel();
+    state.driver.submit(make(reply))?;
+    answer(wait).await
 }
 
 /// Waits for the driver's answer.

@@ -7,14 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deconflict_engine::PartyId;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::{new_token, token_hash, Admin};
 use crate::driver::Command;
 use crate::ledger;
 use crate::model::PartyKind;
 use crate::problem::{ApiError, FieldProblem};
-use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
+use crate::routes::{blocking, commit, path_id, receipt, JsonBody};
 use crate::state::AppState;
 
 /// Longest party name, in characters.
@@ -75,14 +74,13 @@ pub async fn create(
     };
     let token = new_token();
     let digest = token_hash(&token);
-    let (reply, wait) = oneshot::channel();
-    state.driver.submit(Command::CreateParty {
+    let committed = commit(&state, |reply| Command::CreateParty {
         name,
         kind,
         token_hash: digest,
         reply,
-    })?;
-    let committed = answer(wait).await?;
+    })
+    .await?;
     let party = committed.value.clone();
     state.directory.add(digest, party.clone());
     tracing::info!(party = party.id.0, name = %party.name, kind = party.kind.as_str(), "party created");

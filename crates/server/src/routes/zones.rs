@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deconflict_engine::{PartyId, ZoneId};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::auth::Party;
 use crate::driver::Command;
@@ -40,7 +39,7 @@ pub async fn create(
     if let Some(object) = feature.as_object_mut() {
         object.remove("id");
     }
-    let (reply, wait) = oneshot::channel();
+    let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::CreateZone {
         viewer: party.viewer(),
         zone: Box::new(zone),
