@@ -8,11 +8,14 @@
 //!
 //! A failure names its seed; `DECONFLICT_SEED=<seed>` replays it.
 
+mod tracks_support;
+
 use deconflict_engine::track::*;
 use deconflict_engine::{ActivityId, ActivityKind, PartyId, TimeWindow, Timestamp};
 use deconflict_geodesy::LonLat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tracks_support::{offset, square_around};
 
 const S: i64 = 1_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -27,21 +30,6 @@ struct Mover {
     alt_m: Option<f64>,
     activity: Option<ActivityId>,
     silent_from_ms: i64,
-}
-
-fn offset(p: LonLat, east_m: f64, north_m: f64) -> LonLat {
-    LonLat::new(
-        p.lon_deg + east_m / (111_320.0 * p.lat_deg.to_radians().cos()),
-        p.lat_deg + north_m / 110_950.0,
-    )
-}
-
-fn square(centre: LonLat, half_m: f64) -> Vec<Vec<LonLat>> {
-    let c = [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0)];
-    vec![c
-        .iter()
-        .map(|&(e, n)| offset(centre, e * half_m, n * half_m))
-        .collect()]
 }
 
 const ORIGIN: LonLat = LonLat {
@@ -84,11 +72,11 @@ fn fences(rng: &mut ChaCha8Rng, side_m: f64) -> Vec<Fence> {
             let centre = offset(ORIGIN, rng.gen_range(0.0..side_m), rng.gen_range(0.0..side_m));
             let rule = match id % 3 {
                 0 => FenceRule::Exclusion {
-                    region: square(centre, rng.gen_range(500.0..4_000.0)),
+                    region: square_around(centre, rng.gen_range(500.0..4_000.0)),
                     bound: parties(rng),
                 },
                 1 => FenceRule::Protected {
-                    region: square(centre, rng.gen_range(300.0..2_000.0)),
+                    region: square_around(centre, rng.gen_range(300.0..2_000.0)),
                 },
                 _ => FenceRule::Demarcation {
                     line: vec![

@@ -17,6 +17,7 @@ use deconflict_engine::{PartyId, Timestamp};
 use deconflict_geodesy::{closest, distance_m, point_in_region, LonLat, Shape};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tracks_support::{offset, square_around};
 
 const S: i64 = 1_000;
 const DURATION_MS: i64 = 400 * S;
@@ -32,21 +33,6 @@ struct Mover {
     alt_m: Option<f64>,
     next_report_ms: i64,
     silent_from_ms: i64,
-}
-
-fn offset(p: LonLat, east_m: f64, north_m: f64) -> LonLat {
-    LonLat::new(
-        p.lon_deg + east_m / (111_320.0 * p.lat_deg.to_radians().cos()),
-        p.lat_deg + north_m / 110_950.0,
-    )
-}
-
-fn square(centre: LonLat, half_m: f64) -> Vec<Vec<LonLat>> {
-    let c = [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0)];
-    vec![c
-        .iter()
-        .map(|&(e, n)| offset(centre, e * half_m, n * half_m))
-        .collect()]
 }
 
 fn fleet(rng: &mut ChaCha8Rng) -> (Vec<Mover>, Vec<Fence>) {
@@ -88,11 +74,11 @@ fn fleet(rng: &mut ChaCha8Rng) -> (Vec<Mover>, Vec<Fence>) {
         let owner = PartyId(rng.gen_range(0..PARTIES));
         let rule = match id % 3 {
             0 => FenceRule::Exclusion {
-                region: square(centre, rng.gen_range(500.0..3_000.0)),
+                region: square_around(centre, rng.gen_range(500.0..3_000.0)),
                 bound: parties(rng),
             },
             1 => FenceRule::Protected {
-                region: square(centre, rng.gen_range(300.0..2_000.0)),
+                region: square_around(centre, rng.gen_range(300.0..2_000.0)),
             },
             _ => FenceRule::Demarcation {
                 line: vec![

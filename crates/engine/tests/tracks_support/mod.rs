@@ -17,6 +17,24 @@ pub fn at(east_m: f64, north_m: f64) -> LonLat {
     LonLat::new(LON + east_m / (111_320.0 * LAT.to_radians().cos()), lat)
 }
 
+/// The point `east_m` east and `north_m` north of `p` (the same flat
+/// approximation as [`at`], about any point).
+pub fn offset(p: LonLat, east_m: f64, north_m: f64) -> LonLat {
+    LonLat::new(
+        p.lon_deg + east_m / (111_320.0 * p.lat_deg.to_radians().cos()),
+        p.lat_deg + north_m / METRES_PER_DEG_LAT,
+    )
+}
+
+/// A closed square ring `half_m` metres each way around `centre`.
+pub fn square_around(centre: LonLat, half_m: f64) -> Vec<Vec<LonLat>> {
+    let corners = [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0)];
+    vec![corners
+        .iter()
+        .map(|&(e, n)| offset(centre, e * half_m, n * half_m))
+        .collect()]
+}
+
 pub fn watch() -> TrackWatch {
     TrackWatch::new(TrackConfig::default()).unwrap()
 }
