@@ -103,6 +103,16 @@ async fn listed(server: &Server, broker: &str) -> (BTreeSet<(u64, u64)>, Vec<u64
 }
 
 /// A counter of the process: both nodes run in it, so both nodes' sum.
+/// The hashes of a proof answer (`{proof: [base64, …]}`).
+fn proof_hashes(answer: &Value) -> Vec<Hash> {
+    answer["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect()
+}
+
 fn metric(name: &str) -> u64 {
     let text = deconflict_server::routes::ops::prometheus()
         .map(|handle| handle.render())
@@ -289,12 +299,7 @@ async fn two_nodes_on_one_database_find_every_conflict_once_in_one_log() {
                 &broker,
             )
             .await;
-            let proof: Vec<Hash> = proof["proof"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
-                .collect();
+            let proof = proof_hashes(&proof);
             verify_growth(&old, &final_note, &proof, &verifier)
                 .unwrap_or_else(|e| panic!("the head of size {size} forked from the final one: {e}"));
         }
@@ -308,12 +313,7 @@ async fn two_nodes_on_one_database_find_every_conflict_once_in_one_log() {
                 &broker,
             )
             .await;
-            let proof: Vec<Hash> = proof["proof"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
-                .collect();
+            let proof = proof_hashes(&proof);
             let receipt: Receipt = serde_json::from_value(answer["receipt"].clone()).unwrap();
             deconflict_audit::verify_inclusion(
                 &receipt.leaf_hash,
