@@ -1022,16 +1022,8 @@ impl Driver {
         }
         match restore(&self.setup, now_ms()) {
             Ok((world, ledger, stale)) => {
-                *self
-                    .world
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = world;
-                self.ledger = ledger;
-                let size = self.ledger.tree.size();
-                self.committed_size.store(size, Ordering::Release);
-                self.rebuilt_at_size = size;
+                let size = self.install_rebuilt(world, ledger);
                 self.lost_race.store(false, Ordering::Release);
-                self.poisoned.store(false, Ordering::Release);
                 metrics::counter!("deconflict_catch_ups_total").increment(1);
                 // What the others appended, announced here too.
                 let store = Arc::clone(&self.setup.store);
@@ -1097,6 +1089,22 @@ impl Driver {
         }
     }
 
+    /// Puts a state rebuilt from the store in place of ours (the engine's
+    /// world, the ledger, the committed size) and clears the poison;
+    /// returns the log size it holds.
+    fn install_rebuilt(&mut self, world: World, ledger: Ledger) -> u64 {
+        *self
+            .world
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = world;
+        self.ledger = ledger;
+        let size = self.ledger.tree.size();
+        self.committed_size.store(size, Ordering::Release);
+        self.rebuilt_at_size = size;
+        self.poisoned.store(false, Ordering::Release);
+        size
+    }
+
     /// Waits for the committer to drain, then rebuilds everything from the
     /// store: afterwards the state is exactly what was committed.
     fn reconcile(&mut self) {
@@ -1121,15 +1129,7 @@ impl Driver {
         loop {
             match restore(&self.setup, now_ms()) {
                 Ok((world, ledger, stale)) => {
-                    *self
-                        .world
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = world;
-                    self.ledger = ledger;
-                    self.committed_size
-                        .store(self.ledger.tree.size(), Ordering::Release);
-                    self.rebuilt_at_size = self.ledger.tree.size();
-                    self.poisoned.store(false, Ordering::Release);
+                    self.install_rebuilt(world, ledger);
                     self.reconciling.store(false, Ordering::Release);
                     tracing::warn!(
                         log_size = self.ledger.tree.size(),
