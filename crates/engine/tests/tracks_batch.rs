@@ -15,7 +15,7 @@ use deconflict_engine::{ActivityId, ActivityKind, PartyId, TimeWindow, Timestamp
 use deconflict_geodesy::LonLat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tracks_support::{offset, square_around};
+use tracks_support::{offset, random_fence_rule};
 
 const S: i64 = 1_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -66,27 +66,10 @@ fn mover(rng: &mut ChaCha8Rng, i: usize, now_ms: i64, side_m: f64) -> Mover {
 }
 
 fn fences(rng: &mut ChaCha8Rng, side_m: f64) -> Vec<Fence> {
-    let parties = |rng: &mut ChaCha8Rng| (0..3).map(|_| PartyId(rng.gen_range(0..PARTIES))).collect();
     (0..30u64)
         .map(|id| {
             let centre = offset(ORIGIN, rng.gen_range(0.0..side_m), rng.gen_range(0.0..side_m));
-            let rule = match id % 3 {
-                0 => FenceRule::Exclusion {
-                    region: square_around(centre, rng.gen_range(500.0..4_000.0)),
-                    bound: parties(rng),
-                },
-                1 => FenceRule::Protected {
-                    region: square_around(centre, rng.gen_range(300.0..2_000.0)),
-                },
-                _ => FenceRule::Demarcation {
-                    line: vec![
-                        offset(centre, 0.0, -9_000.0),
-                        centre,
-                        offset(centre, 3_000.0, 9_000.0),
-                    ],
-                    bound: parties(rng),
-                },
-            };
+            let rule = random_fence_rule(rng, id, centre, 500.0..4_000.0, 9_000.0, (3, PARTIES));
             Fence {
                 id: FenceId(id),
                 owner: PartyId(rng.gen_range(0..PARTIES)),

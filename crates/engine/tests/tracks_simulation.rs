@@ -10,14 +10,14 @@
 
 mod tracks_support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use deconflict_engine::track::*;
 use deconflict_engine::{PartyId, Timestamp};
 use deconflict_geodesy::{closest, distance_m, point_in_region, LonLat, Shape};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tracks_support::{offset, square_around};
+use tracks_support::{offset, random_fence_rule};
 
 const S: i64 = 1_000;
 const DURATION_MS: i64 = 400 * S;
@@ -61,9 +61,6 @@ fn fleet(rng: &mut ChaCha8Rng) -> (Vec<Mover>, Vec<Fence>) {
             }
         })
         .collect();
-    let parties = |rng: &mut ChaCha8Rng| -> BTreeSet<PartyId> {
-        (0..2).map(|_| PartyId(rng.gen_range(0..PARTIES))).collect()
-    };
     let mut fences = Vec::new();
     for id in 0..6u64 {
         let centre = offset(
@@ -72,23 +69,7 @@ fn fleet(rng: &mut ChaCha8Rng) -> (Vec<Mover>, Vec<Fence>) {
             rng.gen_range(2_000.0..23_000.0),
         );
         let owner = PartyId(rng.gen_range(0..PARTIES));
-        let rule = match id % 3 {
-            0 => FenceRule::Exclusion {
-                region: square_around(centre, rng.gen_range(500.0..3_000.0)),
-                bound: parties(rng),
-            },
-            1 => FenceRule::Protected {
-                region: square_around(centre, rng.gen_range(300.0..2_000.0)),
-            },
-            _ => FenceRule::Demarcation {
-                line: vec![
-                    offset(centre, 0.0, -8_000.0),
-                    centre,
-                    offset(centre, 3_000.0, 8_000.0),
-                ],
-                bound: parties(rng),
-            },
-        };
+        let rule = random_fence_rule(rng, id, centre, 500.0..3_000.0, 8_000.0, (2, PARTIES));
         fences.push(Fence {
             id: FenceId(id),
             owner,

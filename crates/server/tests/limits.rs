@@ -218,28 +218,9 @@ async fn healthz_on(stream: &mut TcpStream) -> (u16, String) {
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buffer).await.unwrap();
-        assert!(n > 0, "the connection was closed before the answer");
-        answer.extend_from_slice(&buffer[..n]);
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length: usize = head
-                .to_ascii_lowercase()
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if body.len() >= length {
-                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-                return (status, text);
-            }
-        }
-    }
+    read_answer(stream)
+        .await
+        .expect("the connection was closed before the answer")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

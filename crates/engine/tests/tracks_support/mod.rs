@@ -5,6 +5,8 @@
 use deconflict_engine::track::*;
 use deconflict_engine::{PartyId, Timestamp};
 use deconflict_geodesy::LonLat;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 pub const LON: f64 = 41.0;
 pub const LAT: f64 = 36.0;
@@ -33,6 +35,43 @@ pub fn square_around(centre: LonLat, half_m: f64) -> Vec<Vec<LonLat>> {
         .iter()
         .map(|&(e, n)| offset(centre, e * half_m, n * half_m))
         .collect()]
+}
+
+/// The rule of seeded fence number `id` around `centre`, cycling through
+/// the three kinds: an exclusion square (half-side drawn from
+/// `exclusion_half_m`) binding `bound_parties` drawn parties, a protected
+/// square (half-side 300–2,000 m), a bent demarcation line reaching
+/// `line_reach_m` north and south. Draws from `rng` in a fixed order so a
+/// seed replays.
+pub fn random_fence_rule(
+    rng: &mut ChaCha8Rng,
+    id: u64,
+    centre: LonLat,
+    exclusion_half_m: std::ops::Range<f64>,
+    line_reach_m: f64,
+    bound_parties: (u64, u64),
+) -> FenceRule {
+    let (count, parties) = bound_parties;
+    let bound = |rng: &mut ChaCha8Rng| -> std::collections::BTreeSet<PartyId> {
+        (0..count).map(|_| PartyId(rng.gen_range(0..parties))).collect()
+    };
+    match id % 3 {
+        0 => FenceRule::Exclusion {
+            region: square_around(centre, rng.gen_range(exclusion_half_m)),
+            bound: bound(rng),
+        },
+        1 => FenceRule::Protected {
+            region: square_around(centre, rng.gen_range(300.0..2_000.0)),
+        },
+        _ => FenceRule::Demarcation {
+            line: vec![
+                offset(centre, 0.0, -line_reach_m),
+                centre,
+                offset(centre, 3_000.0, line_reach_m),
+            ],
+            bound: bound(rng),
+        },
+    }
 }
 
 pub fn watch() -> TrackWatch {
