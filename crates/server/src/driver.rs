@@ -1020,17 +1020,17 @@ impl Driver {
             self.redos_in_a_row += 1;
             metrics::counter!("deconflict_redone_commands_total").increment(redo.len() as u64);
         }
+        let started = std::time::Instant::now();
         match restore(&self.setup, now_ms()) {
             Ok((world, ledger, stale)) => {
                 let size = self.install_rebuilt(world, ledger);
                 self.lost_race.store(false, Ordering::Release);
                 metrics::counter!("deconflict_catch_ups_total").increment(1);
+                // A catch-up rebuilds from the whole store: its cost grows
+                // with the live rows and the log (docs/DATABASES.md).
+                metrics::histogram!("deconflict_catch_up_seconds").record(started.elapsed().as_secs_f64());
                 // What the others appended, announced here too.
-                let store = Arc::clone(&self.setup.store);
-                match store.read(|db| crate::multinode::events_between(db, committed, size)) {
-                    Ok(events) => self.setup.hub.publish(&events),
-                    Err(error) => tracing::warn!(%error, "cannot read other nodes' events"),
-                }
+                self.announce_from_log(committed, size);
                 if self.redos_in_a_row > self.setup.max_redos {
                     self.redos_in_a_row = 0;
                     let error = ApiError::new(
@@ -1089,6 +1089,32 @@ impl Driver {
         }
     }
 
+    /// Announces to this node's streams what the leaves `[from, to)` say,
+    /// in log order: conflict events to the hub, the hotline's deliveries
+    /// and notifications to the performer. Those leaves were committed by
+    /// other nodes (or by a batch of ours whose commit answered an error
+    /// yet happened), so nothing here has announced them. Called with the
+    /// state rebuilt at `to`, each leaf once.
+    fn announce_from_log(&self, from: u64, to: u64) {
+        if from >= to {
+            return;
+        }
+        let hotline = &self.ledger.hotline.machine;
+        match self
+            .setup
+            .store
+            .read(|db| crate::multinode::announced_between(db, from, to, hotline))
+        {
+            Ok(announced) => {
+                self.setup.hub.publish(&announced.events);
+                if !announced.work.is_empty() {
+                    self.setup.hotline_sink.send(announced.work);
+                }
+            }
+            Err(error) => tracing::warn!(%error, from, to, "cannot read other nodes' events"),
+        }
+    }
+
     /// Puts a state rebuilt from the store in place of ours (the engine's
     /// world, the ledger, the committed size) and clears the poison;
     /// returns the log size it holds.
@@ -1126,10 +1152,12 @@ impl Driver {
         // Every command of a failed batch was answered with the error.
         self.in_flight.clear();
         self.lost_race.store(false, Ordering::Release);
+        let committed = self.committed_size.load(Ordering::Acquire);
         loop {
             match restore(&self.setup, now_ms()) {
                 Ok((world, ledger, stale)) => {
-                    self.install_rebuilt(world, ledger);
+                    let size = self.install_rebuilt(world, ledger);
+                    self.announce_from_log(committed, size);
                     self.reconciling.store(false, Ordering::Release);
                     tracing::warn!(
                         log_size = self.ledger.tree.size(),

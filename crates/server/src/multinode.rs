@@ -14,18 +14,31 @@
 //!   commands wait meanwhile (nothing is answered until its batch commits).
 //! - **Events on any node.** Each node polls the log head every
 //!   `--poll-interval-ms`; when another node has appended, it catches up
-//!   the same way and publishes the conflict events of those leaves to its
-//!   hub with their log index as the SSE id.
+//!   the same way and announces what those leaves say, once per node, in
+//!   log order ([`announced_between`]): their conflict events go to its
+//!   hub with their log index as the SSE id, and the hotline's deliveries
+//!   and notifications, derived from the hotline leaves ([`hotline_work`]),
+//!   go to its performer, which pushes them to this node's streams and TAK
+//!   clients and reports a delivery as on the committing node. Webhook
+//!   calls and evidence capture are performed once, by the committing node.
 //! - **Timers once.** Hotline deadlines and activity ends are evaluated by
 //!   every node's driver, but what they change is written through the same
 //!   swap and their actions are performed only after the commit: the node
 //!   that loses redoes its batch on the winner's state, where the deadline
 //!   has already fired, so it fires once.
 
+use deconflict_engine::Timestamp;
+use deconflict_hotline::{
+    Action, ConflictParty, Contact, Event as HotlineEvent, Hotline, Phase, Priority, Record, RecordKey,
+    Subject as HotlineSubject,
+};
 use deconflict_store::{params, Db, StoreError};
+use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 
 use crate::auth::{token_hash, Caller};
+use crate::hotline::Work;
 use crate::hub::HubEvent;
 use crate::ledger;
 use crate::model::{finding_from_json, ConflictState, PartyInfo, PartyKind, Subject};
@@ -90,30 +103,301 @@ pub fn repair_head(db: &mut Db<'_>, seen: u64, leaves: u64) -> Result<(), StoreE
     }
 }
 
-/// The conflict events of the leaves `[from, to)`, which other nodes
-/// wrote, as this node's hub publishes them: the conflict as that leaf
-/// recorded it, with the time it opened and its sides' sharing read from
-/// the conflict's row.
-pub fn events_between(db: &mut Db<'_>, from: u64, to: u64) -> Result<Vec<HubEvent>, StoreError> {
+/// What the leaves `[from, to)`, which other nodes wrote, announce to this
+/// node's parties: the conflict events for the hub (in log order, the log
+/// index as SSE id) and the hotline's deliveries and notifications for the
+/// performer (in log order).
+#[derive(Debug, Default)]
+pub struct Announced {
+    pub events: Vec<HubEvent>,
+    pub work: Vec<Work>,
+}
+
+/// Reads the leaves `[from, to)` and derives what they announce: the
+/// conflict as each conflict leaf recorded it (with the time it opened and
+/// its sides' sharing read from the conflict's row), and the hotline's
+/// party-facing actions from each hotline leaf ([`HotlineReplay`], looked
+/// up in `hotline`, the machine rebuilt at `to`).
+pub fn announced_between(
+    db: &mut Db<'_>,
+    from: u64,
+    to: u64,
+    hotline: &Hotline,
+) -> Result<Announced, StoreError> {
     let leaves = db.query_map(
         "SELECT idx, leaf FROM log_leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
         params![sql_u64(from), sql_u64(to)],
         |row| Ok((row.get_u64(0)?, row.get_blob(1)?)),
     )?;
-    let mut events = Vec::new();
+    let mut announced = Announced::default();
+    let mut replay = HotlineReplay::default();
     for (index, bytes) in leaves {
         let Ok(leaf) = serde_json::from_slice::<Value>(&bytes) else {
             continue;
         };
+        announced.work.extend(replay.work(&leaf, hotline));
         let Some(kind) = event_kind(&leaf) else {
             continue;
         };
         let Some(event) = conflict_event(db, kind, index, &leaf)? else {
             continue;
         };
-        events.push(event);
+        announced.events.push(event);
     }
-    Ok(events)
+    Ok(announced)
+}
+
+/// Derives, leaf by leaf in log order, the actions of the hotline machine
+/// that reach parties (deliveries, notifications, CoT repeats and ladder
+/// alerts) which the node that wrote the leaves performed on its own
+/// streams, so that this node performs them on its streams too. Each
+/// hotline leaf is one record of one machine transition, stamped with its
+/// batch's time; the transition shows in the record: compared with the
+/// record of the same row earlier in the range (one batch may change a row
+/// twice at the same time: a flash message's repeat falls due with its
+/// deadline), or, for the first, by the time field equal to the leaf's
+/// `at_ms` (which the leaf's kind names) or the ladder step it moved past.
+/// A range always holds whole batches (a batch commits all its leaves or
+/// none).
+///
+/// Never derived: webhook calls and evidence capture (done once, by the
+/// node that committed them) and redeliveries (`message.redelivery`: they
+/// answer a stream that opened on the committing node; a stream opening
+/// here gets its own). `hotline` is the machine rebuilt after the range; it
+/// names the sides of a ladder's subject, as the committing machine did.
+#[derive(Debug, Default)]
+pub struct HotlineReplay {
+    /// The last record of each row seen in the range.
+    last: HashMap<RecordKey, Record>,
+}
+
+impl HotlineReplay {
+    /// The actions `leaf` announces (none for a leaf that is not a
+    /// hotline record).
+    pub fn work(&mut self, leaf: &Value, hotline: &Hotline) -> Vec<Work> {
+        let (Some(kind), Some(at_ms), Some(payload)) = (
+            leaf.get("kind").and_then(Value::as_str),
+            leaf.get("at_ms").and_then(Value::as_i64),
+            leaf.get("payload"),
+        ) else {
+            return Vec::new();
+        };
+        // Not a record (a repeated acknowledgement, a redelivery, a
+        // conflict leaf): nothing of the hotline's to announce.
+        let Ok(record) = Record::deserialize(payload) else {
+            return Vec::new();
+        };
+        let prior = self.last.insert(record.key(), record.clone());
+        hotline_work(kind, Timestamp(at_ms), record, prior, hotline)
+    }
+}
+
+fn hotline_work(
+    kind: &str,
+    now: Timestamp,
+    record: Record,
+    prior: Option<Record>,
+    hotline: &Hotline,
+) -> Vec<Work> {
+    let mut work = Vec::new();
+    match record {
+        Record::Message(message) => {
+            let (id, from, to) = (message.id, message.from, message.to);
+            let (sent, acked, overdue, repeated) = match &prior {
+                Some(Record::Message(before)) => (
+                    false,
+                    before.acked_at.is_none() && message.acked_at.is_some(),
+                    before.overdue_at.is_none() && message.overdue_at.is_some(),
+                    message.cot_sends > before.cot_sends,
+                ),
+                _ => (
+                    kind == "message.sent",
+                    kind == "message.acknowledged",
+                    kind == "message.overdue",
+                    // A flash repeat: `cot_sends` counts the sends so far.
+                    kind == "message.repeated" && message.cot_sends > 0,
+                ),
+            };
+            if sent {
+                work.push(Work {
+                    action: Action::Deliver { message: id, to },
+                    message: Some(message.clone()),
+                });
+                if message.priority == Priority::Flash {
+                    work.push(Work {
+                        action: Action::RepeatCot {
+                            party: to,
+                            message: id,
+                            repeat: 0,
+                        },
+                        message: Some(message.clone()),
+                    });
+                }
+            }
+            if acked {
+                notify(
+                    &mut work,
+                    from,
+                    HotlineEvent::MessageAcked {
+                        message: id,
+                        from,
+                        to,
+                        acked_at: message.acked_at.unwrap_or(now),
+                    },
+                );
+            }
+            if let (true, Some(deadline)) = (overdue, message.deadline()) {
+                for side in [from, to] {
+                    notify(
+                        &mut work,
+                        side,
+                        HotlineEvent::MessageOverdue {
+                            message: id,
+                            from,
+                            to,
+                            priority: message.priority,
+                            deadline,
+                        },
+                    );
+                }
+            }
+            if repeated && !sent {
+                work.push(Work {
+                    action: Action::RepeatCot {
+                        party: to,
+                        message: id,
+                        repeat: message.cot_sends - 1,
+                    },
+                    message: Some(message),
+                });
+            }
+        }
+        Record::ConflictAck(row) => {
+            let before = match &prior {
+                Some(Record::ConflictAck(before)) => Some(before),
+                _ => None,
+            };
+            // Whether `party`'s field moved in this record: unset before
+            // it, or, first in the range, set to the leaf's time.
+            let moved =
+                |party: PartyId, at: Option<Timestamp>, field: fn(&ConflictParty) -> Option<Timestamp>| {
+                    match before {
+                        Some(before) => {
+                            at.is_some()
+                                && before
+                                    .parties
+                                    .iter()
+                                    .find(|p| p.party == party)
+                                    .is_some_and(|p| field(p).is_none())
+                        }
+                        None => at == Some(now),
+                    }
+                };
+            let everyone = row.party_ids();
+            for acked in row
+                .parties
+                .iter()
+                .filter(|p| moved(p.party, p.acked_at, |p| p.acked_at))
+            {
+                for &other in everyone.iter().filter(|&&p| p != acked.party) {
+                    notify(
+                        &mut work,
+                        other,
+                        HotlineEvent::ConflictAcked {
+                            conflict: row.conflict,
+                            party: acked.party,
+                            acked_at: acked.acked_at.unwrap_or(now),
+                        },
+                    );
+                }
+            }
+            if row.deadline_fired {
+                for late in row
+                    .parties
+                    .iter()
+                    .filter(|p| moved(p.party, p.overdue_at, |p| p.overdue_at))
+                {
+                    for &to in &everyone {
+                        notify(
+                            &mut work,
+                            to,
+                            HotlineEvent::ConflictOverdue {
+                                conflict: row.conflict,
+                                party: late.party,
+                                deadline: row.deadline,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Record::Escalation(escalation) => {
+            let (subject, party) = (escalation.subject, escalation.party);
+            // A ladder is written waiting at step k > 0, or exhausted, only
+            // when the step before was just worked.
+            let worked = match escalation.phase {
+                Phase::Waiting { step, .. } => step.checked_sub(1),
+                Phase::Exhausted { .. } => u16::try_from(escalation.steps.len())
+                    .ok()
+                    .and_then(|n| n.checked_sub(1)),
+                _ => None,
+            };
+            let contact =
+                worked.and_then(|step| Some((step, &escalation.steps.get(usize::from(step))?.contact)));
+            match contact {
+                Some((step, Contact::Party { party: contact })) => notify(
+                    &mut work,
+                    *contact,
+                    HotlineEvent::Escalated {
+                        subject,
+                        party,
+                        step,
+                        deadline: escalation.deadline,
+                    },
+                ),
+                Some((step, Contact::Tak)) => work.push(Work {
+                    action: Action::AlertCot { party, subject, step },
+                    message: None,
+                }),
+                // The webhook was called by the committing node.
+                Some((_, Contact::Webhook { .. })) | None => {}
+            }
+            if matches!(escalation.phase, Phase::Exhausted { .. }) {
+                let sides = match subject {
+                    HotlineSubject::Message(id) => hotline
+                        .message(id)
+                        .map(|m| vec![m.from, m.to])
+                        .unwrap_or_default(),
+                    HotlineSubject::Conflict { conflict, party } => hotline
+                        .conflict_ack(conflict)
+                        .map(|c| c.party_ids())
+                        .unwrap_or_else(|| vec![party]),
+                };
+                for side in sides {
+                    notify(
+                        &mut work,
+                        side,
+                        HotlineEvent::EscalationExhausted { subject, party },
+                    );
+                }
+            }
+        }
+        Record::Incident(incident) => {
+            for &to in incident.parties.iter().filter(|&&p| p != incident.reporter) {
+                notify(
+                    &mut work,
+                    to,
+                    HotlineEvent::Incident {
+                        incident: incident.id,
+                        reporter: incident.reporter,
+                        occurred_at: incident.occurred_at,
+                    },
+                );
+            }
+        }
+        Record::Party { .. } | Record::ConflictRemoved(_) | Record::EscalationRemoved(_) => {}
+    }
+    work
 }
 
 /// The event a conflict leaf announces, as the driver that wrote it
@@ -134,6 +418,14 @@ fn event_kind(leaf: &Value) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// A hotline event for one party, as the machine's `Action::Notify`.
+fn notify(work: &mut Vec<Work>, to: PartyId, event: HotlineEvent) {
+    work.push(Work {
+        action: Action::Notify { to, event },
+        message: None,
+    });
 }
 
 fn conflict_event(
@@ -301,6 +593,169 @@ mod tests {
         let refused = check_poll_interval(MIN_POLL_INTERVAL_MS - 1).unwrap_err();
         assert!(refused.to_string().contains("--poll-interval-ms"), "{refused}");
         assert!(check_poll_interval(MAX_POLL_INTERVAL_MS + 1).is_err());
+    }
+
+    use deconflict_engine::ActivityId as EngineActivity;
+    use deconflict_hotline::{
+        ConflictId, HotlineConfig, IncidentId, IncidentSpec, LadderStep, MessageId, MessageSpec,
+        PartyContacts,
+    };
+
+    /// Runs a real hotline machine through messages (routine and flash),
+    /// acknowledgements, missed deadlines, a conflict's acknowledgements,
+    /// ladders of every contact kind (a webhook that fails once) and an
+    /// incident; after every call, turns each record into its leaf as the
+    /// driver writes it, and checks that the actions derived from the
+    /// leaves are exactly the machine's party-facing actions, in order.
+    #[test]
+    fn the_leaves_give_the_hotline_actions_that_reach_parties() {
+        let (us, ru, hq) = (PartyId(1), PartyId(2), PartyId(3));
+        let mut machine = Hotline::restore(HotlineConfig::default(), Vec::new()).unwrap();
+        let ladder = PartyContacts {
+            escalation: vec![
+                LadderStep {
+                    delay_s: 0,
+                    contact: Contact::Webhook {
+                        url: "https://hq.example/hook".into(),
+                        secret: "s3cret-s3cret-s3cret-s3cret".into(),
+                    },
+                },
+                LadderStep {
+                    delay_s: 5,
+                    contact: Contact::Party { party: hq },
+                },
+                LadderStep {
+                    delay_s: 5,
+                    contact: Contact::Tak,
+                },
+            ],
+        };
+        machine.set_party(hq, PartyContacts::default()).unwrap();
+        machine.set_party(us, ladder.clone()).unwrap();
+        machine.set_party(ru, ladder).unwrap();
+
+        let t0 = 1_900_000_000_000;
+        let mut checked = std::collections::BTreeMap::<String, usize>::new();
+        let mut failed_once = false;
+        let mut compare = |machine: &mut Hotline, now: i64| -> Vec<Action> {
+            let mut derived = Vec::new();
+            // One call's records are one batch: a replay per batch.
+            let mut replay = HotlineReplay::default();
+            while let Some(record) = machine.poll_record() {
+                let (kind, payload, _) = crate::hotline::leaf_of(&record, Timestamp(now));
+                let bytes = deconflict_audit::LeafEvent {
+                    kind,
+                    at_ms: now,
+                    payload: &payload,
+                }
+                .encode()
+                .unwrap();
+                let leaf: Value = serde_json::from_slice(&bytes).unwrap();
+                derived.extend(replay.work(&leaf, machine).into_iter().map(|w| w.action));
+            }
+            let actions: Vec<Action> = std::iter::from_fn(|| machine.poll_action()).collect();
+            let reaching: Vec<Action> = actions
+                .iter()
+                .filter(|a| !matches!(a, Action::CallWebhook { .. } | Action::PreserveTracks { .. }))
+                .cloned()
+                .collect();
+            assert_eq!(derived, reaching, "at {now}");
+            for action in &reaching {
+                let name = match action {
+                    Action::Notify { event, .. } => event.type_name(),
+                    Action::Deliver { .. } => "deliver",
+                    Action::RepeatCot { .. } => "repeat_cot",
+                    Action::AlertCot { .. } => "alert_cot",
+                    _ => "other",
+                };
+                *checked.entry(name.to_owned()).or_default() += 1;
+            }
+            actions
+        };
+        let message = |id: u64, from: PartyId, to: PartyId, priority: Priority| MessageSpec {
+            id: MessageId(id),
+            from,
+            to,
+            priority,
+            body: format!("message {id}"),
+            ack_within_s: Some(60),
+            link: None,
+        };
+        let mut now = t0;
+        machine
+            .send(Timestamp(now), message(1, us, ru, Priority::Routine))
+            .unwrap();
+        compare(&mut machine, now);
+        machine
+            .send(Timestamp(now), message(2, ru, us, Priority::Flash))
+            .unwrap();
+        compare(&mut machine, now);
+        machine
+            .require_conflict_ack(Timestamp(now), ConflictId(7), &[us, ru])
+            .unwrap();
+        compare(&mut machine, now);
+        now += 1_000;
+        machine.delivered(Timestamp(now), MessageId(1)).unwrap();
+        compare(&mut machine, now);
+        machine.conflict_acked(Timestamp(now), ConflictId(7), ru).unwrap();
+        compare(&mut machine, now);
+        machine
+            .report_incident(
+                Timestamp(now),
+                IncidentSpec {
+                    id: IncidentId(1),
+                    reporter: us,
+                    occurred_at: Timestamp(now - 120_000),
+                    lon_deg: 41.23,
+                    lat_deg: 36.78,
+                    parties: vec![us, ru, hq],
+                    description: "Warning shots near the oil field".into(),
+                    activities: vec![EngineActivity(11)],
+                    messages: vec![MessageId(1)],
+                    entities: vec![],
+                },
+            )
+            .unwrap();
+        compare(&mut machine, now);
+        // Time runs: flash repeats, both messages' deadlines, the
+        // conflict's, and the ladders to their end; the webhook's first
+        // call fails, its retry succeeds.
+        for _ in 0..2_000 {
+            now += 1_000;
+            if now == t0 + 90_000 {
+                machine.ack(Timestamp(now), MessageId(2), us).unwrap();
+                compare(&mut machine, now);
+            }
+            machine.handle_tick(Timestamp(now));
+            for action in compare(&mut machine, now) {
+                if let Action::CallWebhook { call, .. } = action {
+                    if failed_once {
+                        machine.webhook_succeeded(Timestamp(now), call);
+                    } else {
+                        machine.webhook_failed(Timestamp(now), call);
+                        failed_once = true;
+                    }
+                    compare(&mut machine, now);
+                }
+            }
+        }
+        for kind in [
+            "deliver",
+            "repeat_cot",
+            "alert_cot",
+            "message.acked",
+            "message.overdue",
+            "conflict.acked",
+            "conflict.overdue",
+            "escalation",
+            "escalation.exhausted",
+            "incident",
+        ] {
+            assert!(
+                checked.contains_key(kind),
+                "never exercised: {kind} ({checked:?})"
+            );
+        }
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! conflicts a brute-force comparison of every pair of the final activities
 //! finds (none missed at the instant both nodes commit, none twice); both
 //! nodes list the same; every receipt, from either node, verifies in one
-//! log whose heads never fork; and a party's stream on one node sees the
-//! conflicts notified through the other.
+//! log whose heads never fork; a party's stream on one node sees the
+//! conflicts notified through the other; and hotline messages and their
+//! acknowledgements reach the parties' streams on whichever node they are
+//! connected to.
 //!
 //! PostgreSQL only (SQLite has one node): skipped with a printed reason
 //! without `DECONFLICT_TEST_DATABASE_URL`, failed then under
@@ -114,13 +116,18 @@ fn proof_hashes(answer: &Value) -> Vec<Hash> {
 }
 
 fn metric(name: &str) -> u64 {
+    metric_f64(name) as u64
+}
+
+/// The same, unrounded (a histogram's `_sum` in seconds).
+fn metric_f64(name: &str) -> f64 {
     let text = deconflict_server::routes::ops::prometheus()
         .map(|handle| handle.render())
         .unwrap_or_default();
     text.lines()
         .filter(|line| line.starts_with(name))
         .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum::<f64>()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -451,6 +458,174 @@ async fn a_node_behind_redoes_its_write_on_the_winners_state() {
         a.stop().await;
         b.stop().await;
         c.stop().await;
+    })
+    .await;
+}
+
+/// A party's hotline events reach its stream on whichever node it is
+/// connected to: a message sent through node A reaches the recipient's
+/// stream on node B (which reports the delivery: A lists it delivered),
+/// the acknowledgement made through B reaches the sender's stream on A,
+/// each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hotline_events_reach_the_parties_on_either_node() {
+    if !common::postgres_available("multinode::hotline_events") {
+        return;
+    }
+    common::with_backend(Backend::Postgres, async {
+        let dir = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+        let fast = |config: &mut deconflict_server::ServerConfig| config.poll_interval_ms = 50;
+        let a = start(&dir_a, fast).await;
+        second_node_dir(&dir_a, &dir_b);
+        let b = start(&dir_b, fast).await;
+        let (blue, blue_token) = a.party("blue", "military").await;
+        // Created through A, so that A accepts a message to it at once (B
+        // finds red's token in the database on first use).
+        let (red, red_token) = a.party("red", "military").await;
+        // Each party connected to one node only.
+        let mut blue_on_a = Events::open(&a, &blue_token).await;
+        let mut red_on_b = Events::open(&b, &red_token).await;
+
+        let (status, sent) = a
+            .call(
+                Method::POST,
+                "/v1/messages",
+                Some(&blue_token),
+                Some(json!({"to": red, "body": "hold at the bridge", "priority": "priority"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{sent}");
+        let id = sent["id"].as_u64().unwrap();
+        let wait = Duration::from_secs(10);
+        let got = red_on_b.expect("message", wait).await;
+        assert_eq!(got["id"].as_u64(), Some(id), "{got}");
+        assert_eq!(got["from"].as_u64(), Some(blue), "{got}");
+        assert_eq!(got["body"], "hold at the bridge", "{got}");
+
+        // Node B reported the delivery; node A, caught up, lists it.
+        let mut delivered = Value::Null;
+        for _ in 0..200 {
+            let listed = get(&a, "/v1/messages", &blue_token).await;
+            delivered = listed["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"].as_u64() == Some(id))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if delivered["state"] == "delivered" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(delivered["state"], "delivered", "{delivered}");
+
+        // The acknowledgement through B reaches the sender on A.
+        let (status, acked) = b
+            .call(
+                Method::POST,
+                &format!("/v1/messages/{id}/ack"),
+                Some(&red_token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{acked}");
+        let told = blue_on_a.expect("message.acked", wait).await;
+        assert_eq!(told["message"].as_u64(), Some(id), "{told}");
+        assert_eq!(told["to"].as_u64(), Some(red), "{told}");
+
+        // Once per node: a second message on B's stream is the next
+        // `message` event there, not a repeat of the first.
+        let (status, second) = a
+            .call(
+                Method::POST,
+                "/v1/messages",
+                Some(&blue_token),
+                Some(json!({"to": red, "body": "second", "priority": "routine"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{second}");
+        let next = red_on_b.expect("message", wait).await;
+        assert_eq!(next["id"], second["id"], "{next}");
+
+        drop((blue_on_a, red_on_b));
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
+
+/// What a catch-up costs as the store grows (it rebuilds from the whole
+/// store: every live activity re-validated, every leaf re-hashed). A
+/// measurement, not a check: node A files 0, 2,000 and 10,000 activities of
+/// one party (no conflicts), then node B, which never polled, writes once,
+/// loses the race and catches up; the time is B's
+/// `deconflict_catch_up_seconds`. `cargo test -p deconflict-server --test
+/// multinode -- --ignored catch_up_cost` (figures in docs/DATABASES.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that prints figures, not a check"]
+async fn catch_up_cost_at_store_sizes() {
+    if !common::postgres_available("multinode::catch_up_cost") {
+        return;
+    }
+    common::with_backend(Backend::Postgres, async {
+        let dir = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+        let a = start(&dir_a, |config| {
+            config.limits.rate_per_s = 100_000.0;
+            config.limits.rate_burst = 100_000.0;
+        })
+        .await;
+        second_node_dir(&dir_a, &dir_b);
+        let slow = deconflict_server::multinode::MAX_POLL_INTERVAL_MS;
+        let b = start(&dir_b, |config| config.poll_interval_ms = slow).await;
+        let (_, blue) = a.party("blue", "military").await;
+        let (_, red) = a.party("red", "military").await;
+        let mut filed = 0_usize;
+        for (round, target) in [0_usize, 2_000, 10_000].into_iter().enumerate() {
+            while filed < target {
+                // One degree apart: none of them meets another.
+                let features: Vec<Value> = (filed..(filed + 100).min(target))
+                    .map(|i| {
+                        let (lon, lat) = (-170.0 + (i % 300) as f64, -60.0 + (i / 300) as f64);
+                        json!({
+                            "type": "Feature",
+                            "geometry": {"type": "LineString", "coordinates": [[lon, lat], [lon, lat + 0.05]]},
+                            "properties": {
+                                "kind": "patrol", "name": format!("seed {i}"), "start": "2030-01-01T08:00:00Z",
+                                "end": "2030-01-01T12:00:00Z", "corridor_m": 200
+                            }
+                        })
+                    })
+                    .collect();
+                let count = features.len();
+                let (status, body) = a
+                    .call(
+                        Method::POST,
+                        "/v1/activities",
+                        Some(&blue),
+                        Some(json!({"type": "FeatureCollection", "features": features})),
+                    )
+                    .await;
+                assert!(status.is_success(), "{status}: {body}");
+                filed += count;
+            }
+            let (sum, count) = (
+                metric_f64("deconflict_catch_up_seconds_sum"),
+                metric("deconflict_catch_up_seconds_count"),
+            );
+            b.notify(&red, patrol(30.0 + round as f64, "full", 9, 11)).await;
+            let caught_up = metric("deconflict_catch_up_seconds_count") - count;
+            let seconds = metric_f64("deconflict_catch_up_seconds_sum") - sum;
+            println!(
+                "catch-up with {filed} live activities (and as many log entries): {caught_up} \
+                 catch-up(s), {:.1} ms each",
+                seconds * 1000.0 / caught_up.max(1) as f64,
+            );
+        }
+        a.stop().await;
+        b.stop().await;
     })
     .await;
 }
