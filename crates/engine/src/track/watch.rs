@@ -174,7 +174,10 @@ struct Admitted {
     plan_kind: Option<ActivityKind>,
 }
 
-/// An entity's state after an admitted report (`prepare`), before it is applied.
+/// An entity's state after an admitted report (`prepare`), before it is
+/// applied. The model before the report is not copied here: it stays the
+/// watch's until the report is applied, and a batch holds one `Prepared`
+/// per report (128 bytes, not 256, of the batch's working memory).
 #[derive(Debug, Clone, Copy)]
 struct Prepared {
     kin: Kin,
@@ -188,8 +191,6 @@ struct Prepared {
     /// Whether `filed` or `layer` differ from the entity's filing before
     /// the report (always for a new entity).
     refiled: bool,
-    /// The entity's model before the report.
-    previous: Option<Motion>,
 }
 
 impl Prepared {
@@ -603,10 +604,11 @@ impl TrackWatch {
             Err(ignored) => return Ok(ignored),
         };
         let prepared = self.prepare(now, report, &admitted);
+        let previous = existing.map(|slot| self.motion(slot));
         let slot = self.apply(now, report, existing, &prepared);
         self.check_pairs(now, slot);
-        let found = self.fences_near(slot, prepared.previous.as_ref());
-        self.check_fences(now, slot, prepared.previous.as_ref(), &found);
+        let found = self.fences_near(slot, previous.as_ref());
+        self.check_fences(now, slot, previous.as_ref(), &found);
         self.check_plan(now, slot);
         Ok(ReportOutcome::Applied)
     }
@@ -712,7 +714,6 @@ impl TrackWatch {
             stale_ms: checked.stale_ms,
             filed,
             refiled,
-            previous,
         }
     }
 

@@ -19,7 +19,9 @@
 //!    state changes only through its own reports, and new entities count
 //!    against the limits as `Pending`, so the outcomes are those of the
 //!    reports in turn. A report of an entity the run already changed ends
-//!    the run; the next run starts with it.
+//!    the run; the next run starts with it. A run also ends after
+//!    [`TrackConfig::batch_run_reports`] reports, which bounds its working
+//!    memory (runs follow each other as reports in turn do).
 //! 2. **Gather** (read-only, any order, in parallel): every applied report's
 //!    new state is `prepare`d, and then its candidates are found. When report
 //!    `i` is applied in turn, every other entity `b` is in one of two states:
@@ -116,7 +118,8 @@ impl TrackWatch {
     }
 
     /// Handles the reports from `first` until an entity reports a second
-    /// time (or the end); returns where it stopped.
+    /// time, the run is `batch_run_reports` long, or the end; returns where
+    /// it stopped.
     fn handle_run(
         &mut self,
         now: Timestamp,
@@ -183,6 +186,7 @@ impl TrackWatch {
             }
         }
         for ((step, prepared), span) in steps.iter().zip(&prepared).zip(spans) {
+            let previous = step.admitted.existing.map(|slot| self.motion(slot));
             let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
             let found = &gathered[span.thread];
@@ -192,14 +196,15 @@ impl TrackWatch {
                 &found.pairs[span.pairs],
                 &found.foreseen[span.foreseen],
             );
-            self.check_fences(now, slot, prepared.previous.as_ref(), &found.fences[span.fences]);
+            self.check_fences(now, slot, previous.as_ref(), &found.fences[span.fences]);
             self.check_plan(now, slot);
         }
         end
     }
 
     /// Decides the outcome of every report from `first` on, in order, until
-    /// an entity the run changes reports again; pushes the outcomes. Returns
+    /// an entity the run changes reports again or the run holds
+    /// `batch_run_reports` reports; pushes the outcomes. Returns
     /// the applied ones, where the run ends, and per slot its step.
     fn admit_run(
         &mut self,
@@ -211,13 +216,14 @@ impl TrackWatch {
         let slots_before = self.entities.len();
         // New entities take free slots (last freed first), then new ones,
         // as `insert` will give them.
-        let mut step_of = vec![NOT_IN_RUN; slots_before + (reports.len() - first)];
+        let longest = (reports.len() - first).min(self.config.batch_run_reports);
+        let mut step_of = vec![NOT_IN_RUN; slots_before + longest];
         let mut new_keys: StableHashMap<(PartyId, &str), ()> = StableHashMap::default();
         let mut pending_by_party: BTreeMap<PartyId, usize> = BTreeMap::new();
         let mut pending_all = 0;
         let mut steps = Vec::new();
         let mut end = first;
-        while let Some(report) = reports.get(end) {
+        while let Some(report) = reports.get(end).filter(|_| end - first < longest) {
             let existing = self.slot_of(report.party, report.uid);
             let again = match existing {
                 Some(slot) => step_of[slot as usize] != NOT_IN_RUN,
@@ -292,10 +298,14 @@ impl Run<'_> {
         for (query, &i) in steps.iter().enumerate() {
             let p = &self.prepared[i as usize];
             let (slot, ma) = (self.slots[i as usize], p.motion());
+            // The entity before the run: none for a new one (its slot is free
+            // or past the end until the run applies it).
+            let before_run = watch.entities.get(slot as usize).and_then(Option::as_ref);
+            let previous = before_run.map(|_| watch.motion(slot));
             // The entity's open `cpa` episodes before the run (a new entity
             // has none): `check_pair` will most likely need their kept form.
-            let open_cpa: Vec<u32> = match watch.entities.get(slot as usize).and_then(Option::as_ref) {
-                Some(entity) if p.previous.is_some() => entity
+            let open_cpa: Vec<u32> = match before_run {
+                Some(entity) => entity
                     .pairs
                     .iter()
                     .filter(|&&(_, kind, _)| kind == AlertKind::Cpa)
@@ -363,7 +373,7 @@ impl Run<'_> {
                 p.kin.party,
                 p.origin,
                 p.kin.tangent.ecef,
-                p.previous.as_ref(),
+                previous.as_ref(),
                 (&mut fence_seen, query as u32 + 1),
                 &mut out.fences,
             );
