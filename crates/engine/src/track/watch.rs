@@ -248,6 +248,10 @@ struct PartyTracks {
     by_uid: StableHashMap<Arc<str>, u32>,
 }
 
+/// Alerts the queue keeps room for once drained (a second's worth at
+/// 100k entities is some 2,400).
+const ALERT_QUEUE_KEPT: usize = 4_096;
+
 /// Layer 0 holds entities on the ground, 1 airborne ones of unknown height,
 /// 2 and up airborne ones by height from this base.
 const LAYER_BASE_M: f64 = -1_000.0;
@@ -310,6 +314,7 @@ pub struct TrackWatch {
     alerts: VecDeque<Alert>,
     stats: TrackStats,
     candidates: Vec<u32>,
+    batch: batch::BatchScratch,
 }
 
 impl TrackWatch {
@@ -318,6 +323,7 @@ impl TrackWatch {
         Ok(Self {
             grid: Grid::new(config.grid_cell_m),
             fence_grid: Grid::new(config.grid_cell_m),
+            batch: batch::BatchScratch::new(config.grid_cell_m),
             config,
             entities: Vec::new(),
             kin: Vec::new(),
@@ -362,7 +368,15 @@ impl TrackWatch {
 
     /// The next alert, oldest first.
     pub fn poll_alert(&mut self) -> Option<Alert> {
-        self.alerts.pop_front()
+        let next = self.alerts.pop_front();
+        if next.is_none() && self.alerts.capacity() > ALERT_QUEUE_KEPT {
+            // A burst (the first reports of a whole fleet open tens of
+            // thousands of episodes at once; an alert is ~160 bytes) would
+            // otherwise keep its queue for good: 100k entities' first tick
+            // left some 20 MiB behind.
+            self.alerts.shrink_to(ALERT_QUEUE_KEPT);
+        }
+        next
     }
 
     /// Open episodes, all kinds.
