@@ -82,9 +82,11 @@ pub struct TrackConfig {
     pub batch_threads: usize,
     /// Reports a batch takes through one run (admit, gather, apply) at most;
     /// a longer batch goes in several runs, with the same alerts. It bounds
-    /// the batch's working memory (a few hundred bytes per report of a run),
-    /// which the allocator tends to keep once used; longer runs find more
-    /// neighbours already cached. From 1 to 1,000,000; default 16,384.
+    /// the batch's working memory (some 330 bytes per report of a run, kept
+    /// in the watch for the next batch); longer runs find more neighbours
+    /// already cached (at 100k reports a second, runs of 16,384 cost some
+    /// 15 % more CPU than one run; 65,536 nothing measurable). From 1 to
+    /// 1,000,000; default 65,536 (about 21 MiB).
     pub batch_run_reports: usize,
 }
 
@@ -112,7 +114,7 @@ impl Default for TrackConfig {
             altitude_layer_m: 500.0,
             refile_every_ms: 10_000,
             batch_threads: 2,
-            batch_run_reports: 16_384,
+            batch_run_reports: 65_536,
         }
     }
 }

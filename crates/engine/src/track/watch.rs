@@ -1535,11 +1535,12 @@ impl TrackWatch {
         self.fence_ids.len()
     }
 
-    /// Approximate bytes held by the entity state, its open pair episodes
-    /// and the index (not the uid strings, fences or plans), for capacity
-    /// planning.
+    /// Approximate bytes held by the entity state, its open pair episodes,
+    /// the index and the batches' working memory (not the uid strings,
+    /// fences or plans), for capacity planning.
     pub fn entity_bytes(&self) -> usize {
-        let slots = self.entities.capacity() * std::mem::size_of::<Option<Entity>>();
+        let slots = self.entities.capacity() * std::mem::size_of::<Option<Entity>>()
+            + self.kin.capacity() * std::mem::size_of::<Kin>();
         let seen = self.seen.capacity() * 4 + self.free.capacity() * 4;
         let wakes = self.wakes.capacity() * std::mem::size_of::<Reverse<(i64, u32)>>();
         let names: usize = self
@@ -1553,7 +1554,7 @@ impl TrackWatch {
             .flatten()
             .map(|e| e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>())
             .sum();
-        slots + seen + wakes + names + pairs + self.grid.heap_bytes()
+        slots + seen + wakes + names + pairs + self.grid.heap_bytes() + self.batch.heap_bytes()
     }
 }
 

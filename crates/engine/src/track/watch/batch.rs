@@ -146,6 +146,35 @@ impl BatchScratch {
             threads: Vec::new(),
         }
     }
+
+    /// Heap bytes held, for memory accounting.
+    pub(super) fn heap_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        let threads: usize = self
+            .threads
+            .iter()
+            .map(|t| {
+                bytes(&t.before)
+                    + bytes(&t.after)
+                    + bytes(&t.fence_seen)
+                    + bytes(&t.found)
+                    + bytes(&t.out.pairs)
+                    + bytes(&t.out.fences)
+                    + bytes(&t.out.foreseen)
+                    + bytes(&t.out.spans)
+            })
+            .sum();
+        bytes(&self.steps)
+            + bytes(&self.prepared)
+            + bytes(&self.step_of)
+            + bytes(&self.by_cell)
+            + bytes(&self.slots)
+            + bytes(&self.spans)
+            + self.refiled.heap_bytes()
+            + threads
+    }
 }
 
 impl TrackWatch {
