@@ -1,5 +1,6 @@
 //! `/v1/ws` bounds what a client may send: it only ever needs Close and
-//! pings, so a message (or frame) above 64 KiB ends its stream and frees
+//! pings, so a message (or frame) above `ws_max_message_bytes` (64 KiB by
+//! default; set lower here to show it is the configured one) ends its stream and frees
 //! its subscriber slot, while one at the limit is ignored and the stream
 //! serves on (tungstenite's defaults would buffer up to 64 MiB).
 
@@ -13,7 +14,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+const MAX_CLIENT_MESSAGE_BYTES: usize = 10_000;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -40,7 +41,10 @@ async fn subscribers_become(server: &Server, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_message_past_the_limit_ends_its_stream_and_frees_its_slot() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), |_| {}).await;
+    let server = start(dir.path(), |config| {
+        config.limits.ws_max_message_bytes = MAX_CLIENT_MESSAGE_BYTES
+    })
+    .await;
     let (_, blue) = server.party("blue", "military").await;
     let (_, red) = server.party("red", "military").await;
     let mut within = open(&server, &red).await;

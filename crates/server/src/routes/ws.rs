@@ -23,11 +23,10 @@ use crate::state::AppState;
 /// What one WebSocket may buffer. The client only ever sends Close and
 /// pings (anything else is ignored), so its messages are small: the
 /// default read buffer (128 KiB, allocated when the socket opens) and
-/// message limit (64 MiB) would let every held stream cost 128 KiB and any
-/// client make the server buffer 64 MiB for nothing.
+/// message limit (64 MiB; ours is `ServiceLimits::ws_max_message_bytes`)
+/// would let every held stream cost 128 KiB and any client make the server
+/// buffer 64 MiB for nothing.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Client messages (and frames) above this end the stream.
-const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 /// Events are written one message at a time and flushed: no need to
 /// gather 128 KiB before writing.
 const WRITE_BUFFER_BYTES: usize = 0;
@@ -46,8 +45,8 @@ pub async fn upgrade(
     Ok(ws
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
-        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_message_size(state.config.limits.ws_max_message_bytes)
+        .max_frame_size(state.config.limits.ws_max_message_bytes)
         .on_upgrade(move |socket| pump(socket, subscription)))
 }
 
