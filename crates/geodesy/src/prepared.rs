@@ -101,7 +101,12 @@ struct Parts {
 
 /// A base shape's geometry in Earth-centred coordinates, computed once. See
 /// the module documentation.
+///
+/// In declaration order (`repr(C)`): what every distance question reads
+/// first (the hot data's address, the bounding sphere) leads, so that it
+/// shares a cache line or two with whatever holds the `Prepared`.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct Prepared {
     /// Everything the bracket reads, in one allocation and in the order it
     /// reads it, so that a candidate's geometry is a few consecutive cache
@@ -117,19 +122,19 @@ pub struct Prepared {
     ///   piece from this point to the next (0 at an edge's last point).
     hot: Box<[[f64; 4]]>,
     edge_count: usize,
-    starts: Vec<EdgeStart>,
-    /// Arc length from the start of the point's edge.
-    offsets_m: Vec<f64>,
     centre: V3,
     radius_m: f64,
+    /// False when the shape was too large to prepare.
+    usable: bool,
     /// One vertex of each connected part of the boundary (see the module
     /// documentation).
     probes: Vec<LonLat>,
     /// Regions only: the rings, and a box holding the whole region.
     rings: Vec<Ring>,
     region_box: Option<GeoBounds>,
-    /// False when the shape was too large to prepare.
-    usable: bool,
+    starts: Vec<EdgeStart>,
+    /// Arc length from the start of the point's edge.
+    offsets_m: Vec<f64>,
 }
 
 impl Prepared {
