@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// How long reading an oversized body's rest may take at most.
     #[arg(long, env = "DECONFLICT_BODY_DRAIN_MS", default_value_t = 1_000)]
     body_drain_ms: u64,
+    /// Largest message a `/v1/ws` client may send (larger: its stream ends).
+    /// At least 125, the largest ping a WebSocket client may send.
+    #[arg(long, env = "DECONFLICT_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(125..))]
+    ws_max_message_bytes: usize,
     /// Positions in one footprint, all rings counted.
     #[arg(long, env = "DECONFLICT_MAX_VERTICES", default_value_t = 2_000)]
     max_vertices: usize,
@@ -221,6 +226,7 @@ impl ServeArgs {
         limits.max_subscribers_per_party = self.max_subscribers_per_party;
         limits.max_connections = self.max_connections;
         limits.subscriber_queue = self.subscriber_queue;
+        limits.ws_max_message_bytes = self.ws_max_message_bytes;
         limits.max_pending_commands = self.max_pending_commands;
         limits.max_batch = self.max_batch;
         config.poll_interval_ms = self.poll_interval_ms;

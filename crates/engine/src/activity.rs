@@ -221,21 +221,28 @@ impl Footprint {
 }
 
 /// A validated activity, as the engine keeps it.
+///
+/// In declaration order (`repr(C)`): a check reads, for every candidate, the
+/// fields `may_conflict` tests (party, window, altitude band, separations:
+/// 64 bytes), then the footprint's kind and buffer and the head of the
+/// prepared shape, so those come first and sit in two or three consecutive
+/// cache lines of the engine's table; the index's box comes last.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct Activity {
     pub party: PartyId,
-    pub kind: ActivityKind,
     pub window: TimeWindow,
-    pub footprint: Footprint,
     pub altitude: AltitudeBand,
     pub separation_m: f64,
     pub vertical_separation_m: f64,
+    pub footprint: Footprint,
+    /// The base shape's geometry prepared once for the fast conflict test.
+    pub(crate) prepared: Prepared,
+    pub kind: ActivityKind,
     /// Contains every point within `buffer + separation_m` of the base shape:
     /// two activities can only conflict when their reaches intersect, since
     /// `reach_a + reach_b >= buffer_a + buffer_b + max(separation_a, separation_b)`.
     pub(crate) reach: GeoBounds,
-    /// The base shape's geometry prepared once for the fast conflict test.
-    pub(crate) prepared: Prepared,
 }
 
 impl Activity {

@@ -266,6 +266,43 @@ fn batches_at_the_entity_limits_refuse_what_reports_in_turn_refuse() {
 }
 
 #[test]
+fn batches_in_bounded_runs_give_the_alerts_of_reports_in_turn() {
+    for seed in seeds() {
+        // Runs of 2,100 reports (two threads): each second's batch of
+        // 2,600 to 3,000 goes in two runs, the second on one thread.
+        let config = TrackConfig {
+            batch_run_reports: 2_100,
+            ..TrackConfig::default()
+        };
+        let (alerts, _) = compare(seed + 200, 2_600, 70_000.0, config);
+        assert!(
+            alerts > 1_000,
+            "seed {seed}: only {alerts} alerts, too sparse to compare"
+        );
+    }
+}
+
+#[test]
+fn a_run_length_outside_its_range_is_refused() {
+    for run in [0, 1_000_001] {
+        let config = TrackConfig {
+            batch_run_reports: run,
+            ..TrackConfig::default()
+        };
+        assert_eq!(
+            TrackWatch::new(config).unwrap_err(),
+            TrackError::Config {
+                field: "batch_run_reports",
+                problem: ConfigProblem::OutOfRange {
+                    min: 1.0,
+                    max: 1_000_000.0,
+                },
+            }
+        );
+    }
+}
+
+#[test]
 fn a_batch_thread_count_outside_its_range_is_refused() {
     for threads in [0, 65] {
         let config = TrackConfig {

@@ -59,19 +59,25 @@ pub const MAX_PREPARED_POINTS: usize = 8_192;
 /// exact gap.
 pub const GAP_TOLERANCE_M: f64 = 0.25;
 
-/// One geodesic edge: its pieces run between `points[first..=last]`.
-#[derive(Debug, Clone, PartialEq)]
+/// One geodesic edge as the bracket reads it: its pieces run between
+/// points `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Edge {
     first: usize,
     last: usize,
-    /// Where the edge starts and its azimuth there, to place exact points on it.
-    start: LonLat,
-    azimuth_deg: f64,
     /// The whole edge's chord capsule, for pruning before the pieces.
     radius_m: f64,
     /// The largest sagitta of the edge's pieces, to bound every piece of the
     /// edge at once (see `bracket`).
     piece_sagitta_m: f64,
+}
+
+/// Where an edge starts and its azimuth there, to place exact points on it
+/// (read only to prove an overlap location, so kept apart from the hot data).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct EdgeStart {
+    start: LonLat,
+    azimuth_deg: f64,
 }
 
 /// A ring's Earth-centred vertices and edge margins for the tangent-plane
@@ -82,186 +88,213 @@ struct Ring {
     margins_m: Vec<f64>,
 }
 
-/// A base shape's geometry in Earth-centred coordinates, computed once. See
-/// the module documentation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prepared {
+/// The arrays a shape is prepared into, before they are packed.
+#[derive(Debug, Default)]
+struct Parts {
     points: Vec<V3>,
-    /// Arc length from the start of the point's edge.
     offsets_m: Vec<f64>,
-    /// `sagitta_m[i]` bounds the piece from `points[i]` to `points[i + 1]`.
     sagitta_m: Vec<f64>,
     edges: Vec<Edge>,
-    /// For each edge, a sphere holding it (the chord's midpoint, and half
-    /// the chord plus the capsule radius), apart from the edges so that
-    /// pruning reads 32 bytes per edge.
+    starts: Vec<EdgeStart>,
     spheres: Vec<[f64; 4]>,
+}
+
+/// A base shape's geometry in Earth-centred coordinates, computed once. See
+/// the module documentation.
+///
+/// In declaration order (`repr(C)`): what every distance question reads
+/// first (the hot data's address, the bounding sphere) leads, so that it
+/// shares a cache line or two with whatever holds the `Prepared`.
+#[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
+pub struct Prepared {
+    /// Everything the bracket reads, in one allocation and in the order it
+    /// reads it, so that a candidate's geometry is a few consecutive cache
+    /// lines that [`Prepared::touch`] can fetch at once (as separate
+    /// vectors they were four to six scattered misses per candidate):
+    /// - `edge_count` spheres `[x, y, z, r]`, one per edge, each holding its
+    ///   edge (the chord's midpoint, and half the chord plus the capsule
+    ///   radius);
+    /// - `edge_count` edges `[first, last, radius_m, piece_sagitta_m]`
+    ///   (point indices stored as `f64`, exact far beyond
+    ///   `MAX_PREPARED_POINTS`);
+    /// - one `[x, y, z, sagitta_m]` per point, the sagitta bounding the
+    ///   piece from this point to the next (0 at an edge's last point).
+    hot: Box<[[f64; 4]]>,
+    edge_count: usize,
     centre: V3,
     radius_m: f64,
+    /// False when the shape was too large to prepare.
+    usable: bool,
     /// One vertex of each connected part of the boundary (see the module
     /// documentation).
     probes: Vec<LonLat>,
     /// Regions only: the rings, and a box holding the whole region.
     rings: Vec<Ring>,
     region_box: Option<GeoBounds>,
-    /// False when the shape was too large to prepare.
-    usable: bool,
+    starts: Vec<EdgeStart>,
+    /// Arc length from the start of the point's edge.
+    offsets_m: Vec<f64>,
 }
 
 impl Prepared {
     /// Prepares a base shape (one geodesic inverse per edge, one direct per
     /// cut point).
     pub fn new(shape: &Shape) -> Prepared {
-        let mut prepared = Prepared {
-            points: Vec::new(),
-            offsets_m: Vec::new(),
-            sagitta_m: Vec::new(),
-            edges: Vec::new(),
-            spheres: Vec::new(),
-            centre: [0.0; 3],
-            radius_m: 0.0,
-            probes: Vec::new(),
-            rings: Vec::new(),
-            region_box: None,
-            usable: true,
-        };
+        let mut parts = Parts::default();
+        let mut probes = Vec::new();
+        let mut rings_prepared = Vec::new();
+        let mut region_box = None;
         match shape {
             Shape::Point(p) => {
-                prepared.points.push(ecef(*p));
-                prepared.offsets_m.push(0.0);
-                prepared.sagitta_m.push(0.0);
+                parts.points.push(ecef(*p));
+                parts.offsets_m.push(0.0);
+                parts.sagitta_m.push(0.0);
                 let [x, y, z] = ecef(*p);
-                prepared.spheres.push([x, y, z, 1e-6]);
-                prepared.edges.push(Edge {
+                parts.spheres.push([x, y, z, 1e-6]);
+                parts.edges.push(Edge {
                     first: 0,
                     last: 0,
-                    start: *p,
-                    azimuth_deg: 0.0,
                     radius_m: 1e-6,
                     piece_sagitta_m: 0.0,
                 });
-                prepared.probes.push(*p);
+                parts.starts.push(EdgeStart {
+                    start: *p,
+                    azimuth_deg: 0.0,
+                });
+                probes.push(*p);
             }
             Shape::Path(vertices) => {
                 for e in vertices.windows(2) {
-                    prepared.add_edge(e[0], e[1]);
+                    parts.add_edge(e[0], e[1]);
                 }
-                prepared.probes.extend(vertices.first());
+                probes.extend(vertices.first());
             }
             Shape::Region(rings) => {
                 for ring in rings.iter() {
                     for e in ring.windows(2) {
-                        prepared.add_edge(e[0], e[1]);
+                        parts.add_edge(e[0], e[1]);
                     }
                     let at: Vec<V3> = ring.iter().map(|&v| ecef(v)).collect();
                     let margins_m = at
                         .windows(2)
                         .map(|e| tangent_plane_margin_m(e[0], e[1]))
                         .collect();
-                    prepared.rings.push(Ring { at, margins_m });
-                    prepared.probes.extend(ring.first());
+                    rings_prepared.push(Ring { at, margins_m });
+                    probes.extend(ring.first());
                 }
-                prepared.region_box = Some(bounds(shape));
+                region_box = Some(bounds(shape));
             }
         }
-        let too_large = prepared.points.len() > MAX_PREPARED_POINTS
-            || prepared.edges.is_empty()
-            || prepared.edges.iter().any(|e| !e.radius_m.is_finite());
+        let too_large = parts.points.len() > MAX_PREPARED_POINTS
+            || parts.edges.is_empty()
+            || parts.edges.iter().any(|e| !e.radius_m.is_finite());
         if too_large {
             return Prepared {
-                points: Vec::new(),
+                hot: Box::new([]),
+                edge_count: 0,
+                starts: Vec::new(),
                 offsets_m: Vec::new(),
-                sagitta_m: Vec::new(),
-                edges: Vec::new(),
-                spheres: Vec::new(),
+                centre: [0.0; 3],
+                radius_m: 0.0,
+                probes,
                 rings: Vec::new(),
+                region_box,
                 usable: false,
-                ..prepared
             };
         }
-        let n = prepared.points.len() as f64;
+        let n = parts.points.len() as f64;
         let mut centre = [0.0; 3];
-        for p in &prepared.points {
+        for p in &parts.points {
             for (c, x) in centre.iter_mut().zip(p) {
                 *c += x / n;
             }
         }
         // Every point of an edge is within its capsule radius of its chord,
         // and the chord within the farther end's distance of the centre.
-        prepared.radius_m = prepared
+        let radius_m = parts
             .edges
             .iter()
             .map(|e| {
-                let ends = norm(sub(prepared.points[e.first], centre))
-                    .max(norm(sub(prepared.points[e.last], centre)));
+                let ends =
+                    norm(sub(parts.points[e.first], centre)).max(norm(sub(parts.points[e.last], centre)));
                 ends + e.radius_m
             })
             .fold(0.0, f64::max)
             * (1.0 + 1e-12)
             + 1e-6;
-        prepared.centre = centre;
-        prepared
+        let edges = parts
+            .edges
+            .iter()
+            .map(|e| [e.first as f64, e.last as f64, e.radius_m, e.piece_sagitta_m]);
+        let points = parts
+            .points
+            .iter()
+            .zip(&parts.sagitta_m)
+            .map(|(&[x, y, z], &sagitta_m)| [x, y, z, sagitta_m]);
+        let hot: Box<[[f64; 4]]> = parts.spheres.iter().copied().chain(edges).chain(points).collect();
+        Prepared {
+            hot,
+            edge_count: parts.edges.len(),
+            starts: parts.starts,
+            offsets_m: parts.offsets_m,
+            centre,
+            radius_m,
+            probes,
+            rings: rings_prepared,
+            region_box,
+            usable: true,
+        }
     }
 
-    fn add_edge(&mut self, a: LonLat, b: LonLat) {
-        let (length_m, azimuth_deg, _) = inverse(a, b);
-        if self.points.len() > MAX_PREPARED_POINTS {
-            return;
-        }
-        let pieces = (length_m / MAX_PIECE_M).ceil().max(1.0);
-        // Beyond 1,000 km a chord gets no capsule (`sagitta_m` is infinite):
-        // such a shape always takes the exact path, so it is not cut at all.
-        if !(pieces.is_finite() && pieces as usize <= MAX_PREPARED_POINTS && length_m <= 1_000_000.0) {
-            self.points.resize(MAX_PREPARED_POINTS + 1, [0.0; 3]);
-            return;
-        }
-        let pieces = pieces as usize;
-        let first = self.points.len();
-        self.points.push(ecef(a));
-        self.offsets_m.push(0.0);
-        for k in 1..pieces {
-            let offset_m = length_m * k as f64 / pieces as f64;
-            self.points.push(ecef(direct(a, azimuth_deg, offset_m).0));
-            self.offsets_m.push(offset_m);
-        }
-        self.points.push(ecef(b));
-        self.offsets_m.push(length_m);
-        let last = self.points.len() - 1;
-        for i in first..last {
-            self.sagitta_m
-                .push(sagitta_m(norm(sub(self.points[i + 1], self.points[i]))));
-        }
-        self.sagitta_m.push(0.0);
-        let piece_sagitta_m = self.sagitta_m[first..last].iter().copied().fold(0.0, f64::max);
-        let (start, end) = (self.points[first], self.points[last]);
-        let chord_m = norm(sub(end, start));
-        let radius_m = sagitta_m(chord_m);
-        let [x, y, z] = lerp(start, end, 0.5);
-        self.spheres
-            .push([x, y, z, (0.5 * chord_m + radius_m) * (1.0 + 1e-12) + 1e-6]);
-        self.edges.push(Edge {
-            first,
-            last,
-            start: a,
-            azimuth_deg,
+    /// The spheres holding each edge (see `hot`).
+    fn spheres(&self) -> &[[f64; 4]] {
+        &self.hot[..self.edge_count]
+    }
+
+    fn edge(&self, i: usize) -> Edge {
+        let [first, last, radius_m, piece_sagitta_m] = self.hot[self.edge_count + i];
+        Edge {
+            first: first as usize,
+            last: last as usize,
             radius_m,
             piece_sagitta_m,
-        });
+        }
     }
 
-    /// Reads the first element of each array a distance question starts
-    /// with, and returns a number made of them. A caller about to ask many
-    /// questions about many shapes reads them all first (and passes the sum
-    /// to `std::hint::black_box`): the reads are independent, so the
-    /// processor overlaps their cache misses instead of taking them one
-    /// shape at a time. It changes no result.
+    /// Point `i`, Earth-centred.
+    fn point(&self, i: usize) -> V3 {
+        let [x, y, z, _] = self.hot[2 * self.edge_count + i];
+        [x, y, z]
+    }
+
+    /// The sagitta of the piece from point `i` to point `i + 1`.
+    fn sagitta_m(&self, i: usize) -> f64 {
+        self.hot[2 * self.edge_count + i][3]
+    }
+
+    /// Reads one number in each cache line of the hot data (up to
+    /// `TOUCH_LINES` lines), the first ring vertex and the first probe, and
+    /// returns a number made of them. A caller about to ask many questions
+    /// about many shapes reads them all first (and passes the sum to
+    /// `std::hint::black_box`): the reads are independent, so the processor
+    /// overlaps their cache misses instead of taking them one shape at a
+    /// time. It changes no result.
     pub fn touch(&self) -> f64 {
-        let first = |v: &[[f64; 3]]| v.first().map_or(0.0, |p| p[0]);
-        self.spheres.first().map_or(0.0, |s| s[0])
-            + first(&self.points)
-            + self.edges.first().map_or(0.0, |e| e.radius_m)
-            + self.sagitta_m.first().copied().unwrap_or(0.0)
-            + self.rings.first().map_or(0.0, |r| first(&r.at))
+        // Two quadruples of `f64` per 64-byte line: the bracket reads every
+        // sphere, then the edges and points of the near ones.
+        const TOUCH_LINES: usize = 24;
+        self.hot
+            .iter()
+            .step_by(2)
+            .take(TOUCH_LINES)
+            .map(|q| q[0])
+            .sum::<f64>()
+            + self
+                .rings
+                .first()
+                .and_then(|r| r.at.first())
+                .map_or(0.0, |p| p[0])
             + self.probes.first().map_or(0.0, |p| p.lat_deg)
     }
 
@@ -311,6 +344,56 @@ impl Prepared {
             }
         }
         Some(true)
+    }
+}
+
+impl Parts {
+    fn add_edge(&mut self, a: LonLat, b: LonLat) {
+        let (length_m, azimuth_deg, _) = inverse(a, b);
+        if self.points.len() > MAX_PREPARED_POINTS {
+            return;
+        }
+        let pieces = (length_m / MAX_PIECE_M).ceil().max(1.0);
+        // Beyond 1,000 km a chord gets no capsule (`sagitta_m` is infinite):
+        // such a shape always takes the exact path, so it is not cut at all.
+        if !(pieces.is_finite() && pieces as usize <= MAX_PREPARED_POINTS && length_m <= 1_000_000.0) {
+            self.points.resize(MAX_PREPARED_POINTS + 1, [0.0; 3]);
+            return;
+        }
+        let pieces = pieces as usize;
+        let first = self.points.len();
+        self.points.push(ecef(a));
+        self.offsets_m.push(0.0);
+        for k in 1..pieces {
+            let offset_m = length_m * k as f64 / pieces as f64;
+            self.points.push(ecef(direct(a, azimuth_deg, offset_m).0));
+            self.offsets_m.push(offset_m);
+        }
+        self.points.push(ecef(b));
+        self.offsets_m.push(length_m);
+        let last = self.points.len() - 1;
+        for i in first..last {
+            self.sagitta_m
+                .push(sagitta_m(norm(sub(self.points[i + 1], self.points[i]))));
+        }
+        self.sagitta_m.push(0.0);
+        let piece_sagitta_m = self.sagitta_m[first..last].iter().copied().fold(0.0, f64::max);
+        let (start, end) = (self.points[first], self.points[last]);
+        let chord_m = norm(sub(end, start));
+        let radius_m = sagitta_m(chord_m);
+        let [x, y, z] = lerp(start, end, 0.5);
+        self.spheres
+            .push([x, y, z, (0.5 * chord_m + radius_m) * (1.0 + 1e-12) + 1e-6]);
+        self.edges.push(Edge {
+            first,
+            last,
+            radius_m,
+            piece_sagitta_m,
+        });
+        self.starts.push(EdgeStart {
+            start: a,
+            azimuth_deg,
+        });
     }
 }
 
@@ -485,7 +568,7 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
     // a lower bound at or above the limit means apart whatever its value.
     let near = |this: &Prepared, other: &Prepared, lower_m: &mut f64| -> Scratch<usize, 64> {
         let mut kept = Scratch::new();
-        for (i, &[x, y, z, sphere_m]) in this.spheres.iter().enumerate() {
+        for (i, &[x, y, z, sphere_m]) in this.spheres().iter().enumerate() {
             let d2 = {
                 let (dx, dy, dz) = (x - other.centre[0], y - other.centre[1], z - other.centre[2]);
                 dx * dx + dy * dy + dz * dz
@@ -503,15 +586,11 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
     let near_b = near(b, a, &mut lower_m);
     let mut pairs: Scratch<(f64, usize, usize), 128> = Scratch::new();
     for &i in near_a.as_slice() {
-        let ea = &a.edges[i];
+        let ea = a.edge(i);
+        let (chord_a0, chord_a1) = (a.point(ea.first), a.point(ea.last));
         for &j in near_b.as_slice() {
-            let eb = &b.edges[j];
-            let (c, s, t) = segment_closest(
-                a.points[ea.first],
-                a.points[ea.last],
-                b.points[eb.first],
-                b.points[eb.last],
-            );
+            let eb = b.edge(j);
+            let (c, s, t) = segment_closest(chord_a0, chord_a1, b.point(eb.first), b.point(eb.last));
             // Each chord point is within its edge's capsule radius of the
             // edge (as for a piece), so the edges are at most
             // `arc(c + radii)` apart; the plain sum is checked first
@@ -560,11 +639,11 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
             lower_m = lower_m.min(bound_m);
             break;
         }
-        let (ea, eb) = (&a.edges[i], &b.edges[j]);
-        let (chord_b0, chord_b1) = (b.points[eb.first], b.points[eb.last]);
-        for piece_a in a.pieces(ea) {
-            let (pa0, pa1) = (a.points[piece_a.0], a.points[piece_a.1]);
-            let sag_a = a.sagitta_m[piece_a.0];
+        let (ea, eb) = (a.edge(i), b.edge(j));
+        let (chord_b0, chord_b1) = (b.point(eb.first), b.point(eb.last));
+        for piece_a in a.pieces(&ea) {
+            let (pa0, pa1) = (a.point(piece_a.0), a.point(piece_a.1));
+            let sag_a = a.sagitta_m(piece_a.0);
             // Every piece chord of `eb` lies in the edge's capsule (its ends
             // are on the edge, the capsule is convex), so no pair with this
             // piece has `c - sags` below `whole_b_m` (with a millimetre to
@@ -581,9 +660,10 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
                     continue;
                 }
             }
-            for piece_b in b.pieces(eb) {
-                let (c, s, t) = segment_closest(pa0, pa1, b.points[piece_b.0], b.points[piece_b.1]);
-                let sags_m = sag_a + b.sagitta_m[piece_b.0] + 2e-6;
+            for piece_b in b.pieces(&eb) {
+                let (c, s, t) = segment_closest(pa0, pa1, b.point(piece_b.0), b.point(piece_b.1));
+                let sag_b = b.sagitta_m(piece_b.0);
+                let sags_m = sag_a + sag_b + 2e-6;
                 lower_m = lower_m.min(c - sags_m);
                 // `geodesic_upper_m` is increasing: its minimum is taken at
                 // the smallest argument, so it is computed once, at the end.
@@ -597,7 +677,7 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
                         edge_b: j,
                         piece_b,
                         t,
-                        sag_b_m: b.sagitta_m[piece_b.0],
+                        sag_b_m: sag_b,
                     });
                 }
             }
@@ -708,8 +788,8 @@ fn vertices<'a>(shape: &Shape<'a>) -> Box<dyn Iterator<Item = LonLat> + 'a> {
 
 fn witness_points(pa: &Prepared, pb: &Prepared, w: &Witness) -> (V3, V3) {
     (
-        lerp(pa.points[w.piece_a.0], pa.points[w.piece_a.1], w.s),
-        lerp(pb.points[w.piece_b.0], pb.points[w.piece_b.1], w.t),
+        lerp(pa.point(w.piece_a.0), pa.point(w.piece_a.1), w.s),
+        lerp(pb.point(w.piece_b.0), pb.point(w.piece_b.1), w.t),
     )
 }
 
@@ -758,9 +838,10 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
     let on_edge =
         |side: &Buffered, edge: usize, piece: (usize, usize), s: f64, x: V3, sag_m: f64, buffer_m: f64| {
             let prepared = side.prepared;
-            let e = &prepared.edges[edge];
+            let e = prepared.edge(edge);
+            let start = prepared.starts[edge];
             let vertex = if s <= 0.5 && piece.0 == e.first {
-                Some((e.start, e.first))
+                Some((start.start, e.first))
             } else if s > 0.5 && piece.1 == e.last {
                 let rings = rings_of(&side.shape).unwrap_or_default();
                 edge_end(rings, edge).map(|end| (end, e.last))
@@ -768,12 +849,12 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
                 None
             };
             if let Some((p, at)) = vertex {
-                if within(prepared.points[at], x, sag_m, buffer_m) {
+                if within(prepared.point(at), x, sag_m, buffer_m) {
                     return Some(p);
                 }
             }
             let (o0, o1) = (prepared.offsets_m[piece.0], prepared.offsets_m[piece.1]);
-            let p = direct(e.start, e.azimuth_deg, o0 + s * (o1 - o0)).0;
+            let p = direct(start.start, start.azimuth_deg, o0 + s * (o1 - o0)).0;
             within(ecef(p), x, sag_m, buffer_m).then_some(p)
         };
     if rings_of(&a.shape).is_some() && rings_of(&b.shape).is_none() {
@@ -852,11 +933,12 @@ mod tests {
         ];
         let rings = vec![exterior, hole];
         let prepared = Prepared::new(&Shape::Region(&rings));
-        assert_eq!(prepared.edges.len(), 7);
-        for (k, e) in prepared.edges.iter().enumerate() {
+        assert_eq!(prepared.edge_count, 7);
+        for k in 0..prepared.edge_count {
+            let (e, start) = (prepared.edge(k), prepared.starts[k]);
             let end = edge_end(&rings, k).expect("an edge of the region");
-            assert_eq!(prepared.points[e.last], ecef(end), "edge {k}");
-            assert_eq!(prepared.points[e.first], ecef(e.start), "edge {k}");
+            assert_eq!(prepared.point(e.last), ecef(end), "edge {k}");
+            assert_eq!(prepared.point(e.first), ecef(start.start), "edge {k}");
         }
         assert_eq!(edge_end(&rings, 7), None);
     }

@@ -37,6 +37,11 @@ pub struct ServiceLimits {
     /// connection is answered 503 and closed. `deconflict serve` raises its
     /// open-file limit to the hard limit and warns when that is below it.
     pub max_connections: usize,
+    /// Largest message (and frame) a `/v1/ws` client may send; a larger one
+    /// ends its stream. Clients only send Close and pings, so this stays
+    /// small: tungstenite's own default (64 MiB) would let any client make
+    /// the server buffer that much.
+    pub ws_max_message_bytes: usize,
     /// Events waiting for one slow subscriber; beyond it events are dropped
     /// and the subscriber is told with a `lagged` event.
     pub subscriber_queue: usize,
@@ -62,6 +67,7 @@ impl Default for ServiceLimits {
             max_subscribers: 10_000,
             max_subscribers_per_party: 1_000,
             max_connections: 12_000,
+            ws_max_message_bytes: 64 * 1024,
             subscriber_queue: 1_024,
             max_list: 10_000,
             max_log_entries: 1_000,

@@ -89,6 +89,11 @@ pub async fn serve_router(
         // graceful shutdown would wait for their clients forever.
         hub.close();
     };
+    // A connection gets a clone of the router (an `Arc`): serving the
+    // `Router` itself would rebuild every route for each connection
+    // (`Router::with_state`, about 50 KiB), and each held event stream
+    // holds its connection.
+    let router = router.into_make_service();
     match tls {
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config, state.config.tls_limits)?;

@@ -8,12 +8,13 @@
 //!
 //! Besides criterion's figures it prints the tick's p50/p99/max over
 //! `DECONFLICT_TRACK_TICKS` seconds (default 60) and the resident memory
-//! per live entity.
+//! per live entity, after the first tick and after the timed ones.
 //!
 //! `DECONFLICT_TRACK_CELL_M` overrides the index's cell size (tuning).
 //! A tick hands the second's reports to `handle_reports` as one batch on
 //! `DECONFLICT_TRACK_THREADS` threads (default 2); `DECONFLICT_TRACK_BATCH=0`
-//! calls `handle_report` on each report instead (the path before batches).
+//! calls `handle_report` on each report instead (the path before batches);
+//! `DECONFLICT_TRACK_RUN` sets `batch_run_reports` (reports per run).
 //!
 //! `cargo bench -p deconflict-sim --bench tracks`
 
@@ -76,6 +77,8 @@ struct Run {
     fleet: Fleet,
     now: Timestamp,
     alerts: u64,
+    /// Resident memory with the fences set, before any entity.
+    fences_mib: f64,
 }
 
 impl Run {
@@ -118,6 +121,9 @@ fn build(n: usize) -> Run {
     if let Ok(threads) = std::env::var("DECONFLICT_TRACK_THREADS") {
         config.batch_threads = threads.parse().expect("DECONFLICT_TRACK_THREADS is a number");
     }
+    if let Ok(run) = std::env::var("DECONFLICT_TRACK_RUN") {
+        config.batch_run_reports = run.parse().expect("DECONFLICT_TRACK_RUN is a number");
+    }
     if let Ok(cell_m) = std::env::var("DECONFLICT_TRACK_CELL_M") {
         config.grid_cell_m = cell_m.parse().expect("DECONFLICT_TRACK_CELL_M is a number");
     }
@@ -130,6 +136,7 @@ fn build(n: usize) -> Run {
         fleet,
         now,
         alerts: 0,
+        fences_mib,
     };
     let started = Instant::now();
     run.tick();
@@ -174,7 +181,7 @@ fn tracks_benches(c: &mut Criterion) {
         cpu.sort_unstable();
         all_cpu.sort_unstable();
         eprintln!(
-            "W3 {n} entities ({}): tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of the calling thread p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of all threads p50 {:.1} ms, p99 {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; {:?}",
+            "W3 {n} entities ({}): tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of the calling thread p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of all threads p50 {:.1} ms, p99 {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; resident after the ticks {:.0} bytes per entity; {:?}",
             if batched() {
                 format!("batches on up to {} threads", run.watch.config().batch_threads)
             } else {
@@ -191,6 +198,7 @@ fn tracks_benches(c: &mut Criterion) {
             (run.alerts - alerts_before) as f64 / ticks as f64,
             run.watch.open_alerts(),
             run.watch.entity_bytes() as f64 / n as f64,
+            (resident_mib() - run.fences_mib) * 1024.0 * 1024.0 / n as f64,
             run.watch.stats(),
         );
 

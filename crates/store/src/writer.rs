@@ -55,6 +55,20 @@ pub struct StoreConfig {
     pub readers: usize,
     /// How long a reader waits for a lock before giving up (SQLite).
     pub busy_timeout_ms: u64,
+    /// The writer connection's page cache in KiB (SQLite `cache_size`).
+    /// SQLite's own default is 2 MiB, which at 100k activities holds a
+    /// fraction of the indexes every batch inserts into: each insert then
+    /// reads its index pages back through the OS. Memory use grows up to
+    /// this much; it is not preallocated. Readers keep SQLite's default.
+    pub writer_cache_kib: u32,
+    /// WAL pages after which a commit copies the WAL back into the
+    /// database file (SQLite `wal_autocheckpoint`; its default is 1,000).
+    /// Each such checkpoint writes every page changed since the last one
+    /// and syncs the database file on the writer's thread; a longer WAL
+    /// lets a page changed by many batches be copied once. The WAL file
+    /// grows to about this many pages (4 KiB each) between checkpoints.
+    /// Commits still sync the WAL: durability does not depend on it.
+    pub wal_autocheckpoint_pages: u32,
     /// Injected commit failures, for the fault tests only: the field does
     /// not exist unless the `fault-injection` feature is on, so no
     /// production configuration can reach it.
@@ -69,6 +83,8 @@ impl Default for StoreConfig {
             max_batch: 512,
             readers: 4,
             busy_timeout_ms: 5_000,
+            writer_cache_kib: 65_536,
+            wal_autocheckpoint_pages: 16_384,
             #[cfg(feature = "fault-injection")]
             faults: None,
         }
@@ -282,6 +298,9 @@ impl Store {
                     )));
                 }
                 conn.pragma_update(None, "synchronous", "FULL")?;
+                // A negative cache_size is a size in KiB, not in pages.
+                conn.pragma_update(None, "cache_size", -i64::from(config.writer_cache_kib))?;
+                conn.pragma_update(None, "wal_autocheckpoint", config.wal_autocheckpoint_pages)?;
                 migrate(&mut Db::sqlite(&conn))?;
                 WriterConn::Sqlite(conn)
             }
@@ -597,6 +616,22 @@ mod tests {
             .write(|db| db.execute("INSERT INTO t (v) VALUES ('whole')", params![]))
             .unwrap();
         assert_eq!(count(&store), 1, "only the whole write is there");
+    }
+
+    #[test]
+    fn the_writer_page_cache_and_checkpoint_interval_are_the_configured_ones() {
+        let pragma = |name: &'static str| {
+            move |db: &mut Db<'_>| db.query_one(&format!("PRAGMA {name}"), params![], |r| r.get_i64(0))
+        };
+        let (_dir, store) = store(StoreConfig {
+            writer_cache_kib: 12_345,
+            wal_autocheckpoint_pages: 2_345,
+            ..StoreConfig::default()
+        });
+        assert_eq!(store.write(pragma("cache_size")).unwrap(), -12_345);
+        assert_eq!(store.write(pragma("wal_autocheckpoint")).unwrap(), 2_345);
+        // Readers keep SQLite's defaults: they do not hold the writer's cache.
+        assert_ne!(store.read(pragma("cache_size")).unwrap(), -12_345);
     }
 
     #[test]

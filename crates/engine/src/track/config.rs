@@ -80,6 +80,14 @@ pub struct TrackConfig {
     /// runs. The alerts do not depend on it. From 1 to 64; default 2, the
     /// cores the W3 budget gives the engine.
     pub batch_threads: usize,
+    /// Reports a batch takes through one run (admit, gather, apply) at most;
+    /// a longer batch goes in several runs, with the same alerts. It bounds
+    /// the batch's working memory (some 330 bytes per report of a run, kept
+    /// in the watch for the next batch); longer runs find more neighbours
+    /// already cached (at 100k reports a second, runs of 16,384 cost some
+    /// 15 % more CPU than one run; 65,536 nothing measurable). From 1 to
+    /// 1,000,000; default 65,536 (about 21 MiB).
+    pub batch_run_reports: usize,
 }
 
 impl Default for TrackConfig {
@@ -106,6 +114,7 @@ impl Default for TrackConfig {
             altitude_layer_m: 500.0,
             refile_every_ms: 10_000,
             batch_threads: 2,
+            batch_run_reports: 65_536,
         }
     }
 }
@@ -158,6 +167,15 @@ impl TrackConfig {
             return Err(TrackError::Config {
                 field: "batch_threads",
                 problem: ConfigProblem::OutOfRange { min: 1.0, max: 64.0 },
+            });
+        }
+        if !(1..=1_000_000).contains(&self.batch_run_reports) {
+            return Err(TrackError::Config {
+                field: "batch_run_reports",
+                problem: ConfigProblem::OutOfRange {
+                    min: 1.0,
+                    max: 1_000_000.0,
+                },
             });
         }
         let durations = [

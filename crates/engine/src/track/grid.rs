@@ -143,6 +143,11 @@ impl Grid {
         }
     }
 
+    /// Removes every item.
+    pub(crate) fn clear(&mut self) {
+        self.cells.clear();
+    }
+
     /// Calls `f` with every item filed in a cell of `cb` in a layer within
     /// one of `layers`; an item filed in several such cells comes once per cell.
     pub(crate) fn for_each(&self, cb: CellBox, layers: &[RangeInclusive<u16>], mut f: impl FnMut(u32)) {

@@ -174,7 +174,10 @@ struct Admitted {
     plan_kind: Option<ActivityKind>,
 }
 
-/// An entity's state after an admitted report (`prepare`), before it is applied.
+/// An entity's state after an admitted report (`prepare`), before it is
+/// applied. The model before the report is not copied here: it stays the
+/// watch's until the report is applied, and a batch holds one `Prepared`
+/// per report (128 bytes, not 256, of the batch's working memory).
 #[derive(Debug, Clone, Copy)]
 struct Prepared {
     kin: Kin,
@@ -188,8 +191,6 @@ struct Prepared {
     /// Whether `filed` or `layer` differ from the entity's filing before
     /// the report (always for a new entity).
     refiled: bool,
-    /// The entity's model before the report.
-    previous: Option<Motion>,
 }
 
 impl Prepared {
@@ -246,6 +247,10 @@ impl Layers {
 struct PartyTracks {
     by_uid: StableHashMap<Arc<str>, u32>,
 }
+
+/// Alerts the queue keeps room for once drained (a second's worth at
+/// 100k entities is some 2,400).
+const ALERT_QUEUE_KEPT: usize = 4_096;
 
 /// Layer 0 holds entities on the ground, 1 airborne ones of unknown height,
 /// 2 and up airborne ones by height from this base.
@@ -309,6 +314,7 @@ pub struct TrackWatch {
     alerts: VecDeque<Alert>,
     stats: TrackStats,
     candidates: Vec<u32>,
+    batch: batch::BatchScratch,
 }
 
 impl TrackWatch {
@@ -317,6 +323,7 @@ impl TrackWatch {
         Ok(Self {
             grid: Grid::new(config.grid_cell_m),
             fence_grid: Grid::new(config.grid_cell_m),
+            batch: batch::BatchScratch::new(config.grid_cell_m),
             config,
             entities: Vec::new(),
             kin: Vec::new(),
@@ -361,7 +368,15 @@ impl TrackWatch {
 
     /// The next alert, oldest first.
     pub fn poll_alert(&mut self) -> Option<Alert> {
-        self.alerts.pop_front()
+        let next = self.alerts.pop_front();
+        if next.is_none() && self.alerts.capacity() > ALERT_QUEUE_KEPT {
+            // A burst (the first reports of a whole fleet open tens of
+            // thousands of episodes at once; an alert is ~160 bytes) would
+            // otherwise keep its queue for good: 100k entities' first tick
+            // left some 20 MiB behind.
+            self.alerts.shrink_to(ALERT_QUEUE_KEPT);
+        }
+        next
     }
 
     /// Open episodes, all kinds.
@@ -603,10 +618,11 @@ impl TrackWatch {
             Err(ignored) => return Ok(ignored),
         };
         let prepared = self.prepare(now, report, &admitted);
+        let previous = existing.map(|slot| self.motion(slot));
         let slot = self.apply(now, report, existing, &prepared);
         self.check_pairs(now, slot);
-        let found = self.fences_near(slot, prepared.previous.as_ref());
-        self.check_fences(now, slot, prepared.previous.as_ref(), &found);
+        let found = self.fences_near(slot, previous.as_ref());
+        self.check_fences(now, slot, previous.as_ref(), &found);
         self.check_plan(now, slot);
         Ok(ReportOutcome::Applied)
     }
@@ -712,7 +728,6 @@ impl TrackWatch {
             stale_ms: checked.stale_ms,
             filed,
             refiled,
-            previous,
         }
     }
 
@@ -1520,11 +1535,12 @@ impl TrackWatch {
         self.fence_ids.len()
     }
 
-    /// Approximate bytes held by the entity state, its open pair episodes
-    /// and the index (not the uid strings, fences or plans), for capacity
-    /// planning.
+    /// Approximate bytes held by the entity state, its open pair episodes,
+    /// the index and the batches' working memory (not the uid strings,
+    /// fences or plans), for capacity planning.
     pub fn entity_bytes(&self) -> usize {
-        let slots = self.entities.capacity() * std::mem::size_of::<Option<Entity>>();
+        let slots = self.entities.capacity() * std::mem::size_of::<Option<Entity>>()
+            + self.kin.capacity() * std::mem::size_of::<Kin>();
         let seen = self.seen.capacity() * 4 + self.free.capacity() * 4;
         let wakes = self.wakes.capacity() * std::mem::size_of::<Reverse<(i64, u32)>>();
         let names: usize = self
@@ -1538,7 +1554,7 @@ impl TrackWatch {
             .flatten()
             .map(|e| e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>())
             .sum();
-        slots + seen + wakes + names + pairs + self.grid.heap_bytes()
+        slots + seen + wakes + names + pairs + self.grid.heap_bytes() + self.batch.heap_bytes()
     }
 }
 

@@ -20,6 +20,17 @@ use crate::hub::Subscription;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
+/// What one WebSocket may buffer. The client only ever sends Close and
+/// pings (anything else is ignored), so its messages are small: the
+/// default read buffer (128 KiB, allocated when the socket opens) and
+/// message limit (64 MiB; ours is `ServiceLimits::ws_max_message_bytes`)
+/// would let every held stream cost 128 KiB and any client make the server
+/// buffer 64 MiB for nothing.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Events are written one message at a time and flushed: no need to
+/// gather 128 KiB before writing.
+const WRITE_BUFFER_BYTES: usize = 0;
+
 #[utoipa::path(get, path = "/v1/ws", tag = "events",
     responses((status = 101, description = "WebSocket: one JSON text message per event"), (status = 401), (status = 429, description = "the party's stream limit is reached"), (status = 503, description = "the subscriber limit is reached")),
     security(("bearer" = [])))]
@@ -31,7 +42,12 @@ pub async fn upgrade(
     let subscription = state.hub.subscribe(party.viewer())?;
     // Subscribed first, so that what was never delivered reaches this stream.
     crate::hotline::stream_opened(&state, party.viewer().party);
-    Ok(ws.on_upgrade(move |socket| pump(socket, subscription)))
+    Ok(ws
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_message_size(state.config.limits.ws_max_message_bytes)
+        .max_frame_size(state.config.limits.ws_max_message_bytes)
+        .on_upgrade(move |socket| pump(socket, subscription)))
 }
 
 async fn pump(mut socket: WebSocket, mut sub: Subscription) {

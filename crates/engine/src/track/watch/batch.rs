@@ -19,7 +19,9 @@
 //!    state changes only through its own reports, and new entities count
 //!    against the limits as `Pending`, so the outcomes are those of the
 //!    reports in turn. A report of an entity the run already changed ends
-//!    the run; the next run starts with it.
+//!    the run; the next run starts with it. A run also ends after
+//!    [`TrackConfig::batch_run_reports`] reports, which bounds its working
+//!    memory (runs follow each other as reports in turn do).
 //! 2. **Gather** (read-only, any order, in parallel): every applied report's
 //!    new state is `prepare`d, and then its candidates are found. When report
 //!    `i` is applied in turn, every other entity `b` is in one of two states:
@@ -97,6 +99,84 @@ struct Run<'a> {
     refiled: &'a Grid,
 }
 
+/// A batch's working memory, kept in the watch from run to run: a few
+/// hundred bytes per report of a run, at most `batch_run_reports` reports.
+/// Allocated afresh every run, glibc's allocator raised its mmap threshold
+/// past these buffers once they were freed and then kept them in its heap,
+/// a little more after each run (1,376 bytes resident per entity after 15
+/// ticks of 100k, against 722 after the first); reused, they cost what
+/// they hold.
+#[derive(Debug)]
+pub(super) struct BatchScratch {
+    steps: Vec<Step>,
+    prepared: Vec<Prepared>,
+    /// Per slot, the step of the entity's report in the run (`NOT_IN_RUN`).
+    step_of: Vec<u32>,
+    by_cell: Vec<u32>,
+    slots: Vec<u32>,
+    spans: Vec<Span>,
+    /// The new filings of the entities whose filing the run changes.
+    refiled: Grid,
+    /// Per gathering thread.
+    threads: Vec<GatherScratch>,
+}
+
+/// One gathering thread's marks and findings.
+#[derive(Debug, Default)]
+struct GatherScratch {
+    /// Per slot, the last step whose query found it in the index as it was
+    /// before the run (`before`) and in the run's new filings (`after`).
+    before: Vec<u32>,
+    after: Vec<u32>,
+    fence_seen: Vec<u32>,
+    found: Vec<u32>,
+    out: Gathered,
+}
+
+impl BatchScratch {
+    pub(super) fn new(cell_m: f64) -> Self {
+        Self {
+            steps: Vec::new(),
+            prepared: Vec::new(),
+            step_of: Vec::new(),
+            by_cell: Vec::new(),
+            slots: Vec::new(),
+            spans: Vec::new(),
+            refiled: Grid::new(cell_m),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub(super) fn heap_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        let threads: usize = self
+            .threads
+            .iter()
+            .map(|t| {
+                bytes(&t.before)
+                    + bytes(&t.after)
+                    + bytes(&t.fence_seen)
+                    + bytes(&t.found)
+                    + bytes(&t.out.pairs)
+                    + bytes(&t.out.fences)
+                    + bytes(&t.out.foreseen)
+                    + bytes(&t.out.spans)
+            })
+            .sum();
+        bytes(&self.steps)
+            + bytes(&self.prepared)
+            + bytes(&self.step_of)
+            + bytes(&self.by_cell)
+            + bytes(&self.slots)
+            + bytes(&self.spans)
+            + self.refiled.heap_bytes()
+            + threads
+    }
+}
+
 impl TrackWatch {
     /// Takes a batch of position reports at `now`: the same outcomes (one
     /// per report, in order) and the same alerts in the same order as
@@ -116,7 +196,8 @@ impl TrackWatch {
     }
 
     /// Handles the reports from `first` until an entity reports a second
-    /// time (or the end); returns where it stopped.
+    /// time, the run is `batch_run_reports` long, or the end; returns where
+    /// it stopped.
     fn handle_run(
         &mut self,
         now: Timestamp,
@@ -125,53 +206,86 @@ impl TrackWatch {
         results: &mut Vec<Result<ReportOutcome, TrackError>>,
     ) -> usize {
         self.handle_tick(now);
-        let (steps, end, step_of) = self.admit_run(now, reports, first, results);
+        let mut scratch = std::mem::replace(&mut self.batch, BatchScratch::new(self.config.grid_cell_m));
+        let end = self.admit_run(now, reports, first, results, &mut scratch);
+        let BatchScratch {
+            steps,
+            prepared,
+            step_of,
+            by_cell,
+            slots,
+            spans,
+            refiled,
+            threads: thread_scratch,
+        } = &mut scratch;
         let threads = self
             .config
             .batch_threads
             .min(steps.len() / REPORTS_PER_THREAD)
             .max(1);
 
-        let step_chunks: Vec<&[Step]> = steps.chunks(steps.len().div_ceil(threads).max(1)).collect();
-        let prepared: Vec<Prepared> = in_parallel(&step_chunks, |chunk| {
-            chunk
-                .iter()
-                .map(|step| self.prepare(now, &reports[step.report], &step.admitted))
-                .collect::<Vec<_>>()
-        })
-        .into_iter()
-        .flatten()
-        .collect();
+        prepared.clear();
+        if let Some(step) = steps.first() {
+            // Any value: every element is overwritten below.
+            let placeholder = self.prepare(now, &reports[step.report], &step.admitted);
+            prepared.resize(steps.len(), placeholder);
+        }
+        let per_thread = steps.len().div_ceil(threads).max(1);
+        in_parallel(
+            steps
+                .chunks(per_thread)
+                .zip(prepared.chunks_mut(per_thread))
+                .collect(),
+            |(steps, prepared)| {
+                for (step, p) in steps.iter().zip(prepared) {
+                    *p = self.prepare(now, &reports[step.report], &step.admitted);
+                }
+            },
+        );
 
-        let mut refiled = Grid::new(self.config.grid_cell_m);
-        for (step, prepared) in steps.iter().zip(&prepared) {
+        refiled.clear();
+        for (step, prepared) in steps.iter().zip(prepared.iter()) {
             if prepared.refiled {
                 refiled.insert(prepared.filed, prepared.layer, step.slot);
             }
         }
         // Neighbouring reports one after the other: they read the same cells
         // and the same neighbours.
-        let mut by_cell: Vec<u32> = (0..steps.len() as u32).collect();
+        by_cell.clear();
+        by_cell.extend(0..steps.len() as u32);
         by_cell.sort_by_key(|&i| {
             let filed = prepared[i as usize].filed;
             (filed.south, filed.west, i)
         });
-        let slots: Vec<u32> = steps.iter().map(|step| step.slot).collect();
+        slots.clear();
+        slots.extend(steps.iter().map(|step| step.slot));
         let run = Run {
             watch: self,
             now,
-            prepared: &prepared,
-            slots: &slots,
-            step_of: &step_of,
-            refiled: &refiled,
+            prepared,
+            slots,
+            step_of,
+            refiled,
         };
-        let cell_chunks: Vec<&[u32]> = by_cell.chunks(by_cell.len().div_ceil(threads).max(1)).collect();
-        let gathered = in_parallel(&cell_chunks, |chunk| run.gather(chunk));
+        thread_scratch.resize_with(threads.max(thread_scratch.len()), GatherScratch::default);
+        // A run with no applied report gives no chunk: no thread may keep
+        // the spans of an earlier run.
+        for scratch in thread_scratch.iter_mut() {
+            scratch.out.spans.clear();
+        }
+        in_parallel(
+            by_cell
+                .chunks(by_cell.len().div_ceil(threads).max(1))
+                .zip(thread_scratch.iter_mut())
+                .collect(),
+            |(chunk, scratch)| run.gather(chunk, scratch),
+        );
 
-        let mut spans: Vec<Span> = vec![Span::default(); steps.len()];
-        for (thread, found) in gathered.iter().enumerate() {
+        spans.clear();
+        spans.resize(steps.len(), Span::default());
+        for (thread, scratch) in thread_scratch.iter().enumerate().take(threads) {
             let (mut pairs, mut fences, mut foreseen) = (0, 0, 0);
-            for &(step, pairs_end, fences_end, foreseen_end) in &found.spans {
+            for &(step, pairs_end, fences_end, foreseen_end) in &scratch.out.spans {
                 let ends = (pairs_end as usize, fences_end as usize, foreseen_end as usize);
                 spans[step as usize] = Span {
                     thread,
@@ -182,42 +296,51 @@ impl TrackWatch {
                 (pairs, fences, foreseen) = ends;
             }
         }
-        for ((step, prepared), span) in steps.iter().zip(&prepared).zip(spans) {
+        for ((step, prepared), span) in steps.iter().zip(prepared.iter()).zip(spans.iter()) {
+            let previous = step.admitted.existing.map(|slot| self.motion(slot));
             let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
-            let found = &gathered[span.thread];
+            let found = &thread_scratch[span.thread].out;
             self.check_pairs_among(
                 now,
                 slot,
-                &found.pairs[span.pairs],
-                &found.foreseen[span.foreseen],
+                &found.pairs[span.pairs.clone()],
+                &found.foreseen[span.foreseen.clone()],
             );
-            self.check_fences(now, slot, prepared.previous.as_ref(), &found.fences[span.fences]);
+            self.check_fences(now, slot, previous.as_ref(), &found.fences[span.fences.clone()]);
             self.check_plan(now, slot);
         }
+        self.batch = scratch;
         end
     }
 
     /// Decides the outcome of every report from `first` on, in order, until
-    /// an entity the run changes reports again; pushes the outcomes. Returns
-    /// the applied ones, where the run ends, and per slot its step.
+    /// an entity the run changes reports again or the run holds
+    /// `batch_run_reports` reports; pushes the outcomes. Leaves the applied
+    /// ones in `scratch.steps` and per slot its step in `scratch.step_of`;
+    /// returns where the run ends.
     fn admit_run(
         &mut self,
         now: Timestamp,
         reports: &[PositionReport],
         first: usize,
         results: &mut Vec<Result<ReportOutcome, TrackError>>,
-    ) -> (Vec<Step>, usize, Vec<u32>) {
+        scratch: &mut BatchScratch,
+    ) -> usize {
         let slots_before = self.entities.len();
         // New entities take free slots (last freed first), then new ones,
         // as `insert` will give them.
-        let mut step_of = vec![NOT_IN_RUN; slots_before + (reports.len() - first)];
+        let longest = (reports.len() - first).min(self.config.batch_run_reports);
+        let step_of = &mut scratch.step_of;
+        step_of.clear();
+        step_of.resize(slots_before + longest, NOT_IN_RUN);
         let mut new_keys: StableHashMap<(PartyId, &str), ()> = StableHashMap::default();
         let mut pending_by_party: BTreeMap<PartyId, usize> = BTreeMap::new();
         let mut pending_all = 0;
-        let mut steps = Vec::new();
+        let steps = &mut scratch.steps;
+        steps.clear();
         let mut end = first;
-        while let Some(report) = reports.get(end) {
+        while let Some(report) = reports.get(end).filter(|_| end - first < longest) {
             let existing = self.slot_of(report.party, report.uid);
             let again = match existing {
                 Some(slot) => step_of[slot as usize] != NOT_IN_RUN,
@@ -255,7 +378,7 @@ impl TrackWatch {
             }
             end += 1;
         }
-        (steps, end, step_of)
+        end
     }
 
     /// `check_pairs` on the gathered pairs `may_open` passed, plus the
@@ -280,22 +403,37 @@ impl TrackWatch {
 
 impl Run<'_> {
     /// The pairs and fences of the given steps (see the module documentation).
-    fn gather(&self, steps: &[u32]) -> Gathered {
+    fn gather(&self, steps: &[u32], scratch: &mut GatherScratch) {
         let watch = self.watch;
         let slots = self.step_of.len();
-        // Per slot, the last step whose query found it in the index as it
-        // was before the run (`before`) and in the run's new filings (`after`).
-        let (mut before, mut after) = (vec![NOT_IN_RUN; slots], vec![NOT_IN_RUN; slots]);
-        let mut fence_seen = vec![0u32; watch.fences.len()];
-        let mut found: Vec<u32> = Vec::new();
-        let mut out = Gathered::default();
+        let GatherScratch {
+            before,
+            after,
+            fence_seen,
+            found,
+            out,
+        } = scratch;
+        for marks in [&mut *before, &mut *after] {
+            marks.clear();
+            marks.resize(slots, NOT_IN_RUN);
+        }
+        fence_seen.clear();
+        fence_seen.resize(watch.fences.len(), 0);
+        out.pairs.clear();
+        out.fences.clear();
+        out.foreseen.clear();
+        out.spans.clear();
         for (query, &i) in steps.iter().enumerate() {
             let p = &self.prepared[i as usize];
             let (slot, ma) = (self.slots[i as usize], p.motion());
+            // The entity before the run: none for a new one (its slot is free
+            // or past the end until the run applies it).
+            let before_run = watch.entities.get(slot as usize).and_then(Option::as_ref);
+            let previous = before_run.map(|_| watch.motion(slot));
             // The entity's open `cpa` episodes before the run (a new entity
             // has none): `check_pair` will most likely need their kept form.
-            let open_cpa: Vec<u32> = match watch.entities.get(slot as usize).and_then(Option::as_ref) {
-                Some(entity) if p.previous.is_some() => entity
+            let open_cpa: Vec<u32> = match before_run {
+                Some(entity) => entity
                     .pairs
                     .iter()
                     .filter(|&&(_, kind, _)| kind == AlertKind::Cpa)
@@ -321,7 +459,7 @@ impl Run<'_> {
                     after[b as usize] = i;
                 }
             });
-            for &b in &found {
+            for &b in found.iter() {
                 let step = self.step_of[b as usize];
                 // `b`'s state when report `i` is applied in turn.
                 let changed = step < i;
@@ -363,8 +501,8 @@ impl Run<'_> {
                 p.kin.party,
                 p.origin,
                 p.kin.tangent.ecef,
-                p.previous.as_ref(),
-                (&mut fence_seen, query as u32 + 1),
+                previous.as_ref(),
+                (fence_seen, query as u32 + 1),
                 &mut out.fences,
             );
             out.spans.push((
@@ -374,7 +512,6 @@ impl Run<'_> {
                 out.foreseen.len() as u32,
             ));
         }
-        out
     }
 }
 
@@ -425,20 +562,18 @@ impl Run<'_> {
 }
 
 /// `work` on every chunk, the first on this thread and each other on a
-/// thread of its own; the results in the chunks' order.
-fn in_parallel<C: Sync, T: Send>(chunks: &[C], work: impl Fn(&C) -> T + Sync) -> Vec<T> {
-    match chunks {
-        [] => Vec::new(),
-        [only] => vec![work(only)],
-        [first, rest @ ..] => std::thread::scope(|scope| {
-            let others: Vec<_> = rest.iter().map(|chunk| scope.spawn(|| work(chunk))).collect();
-            let mut results = vec![work(first)];
-            results.extend(others.into_iter().map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }));
-            results
-        }),
-    }
+/// thread of its own.
+fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
+    let mut chunks = chunks.into_iter();
+    let Some(first) = chunks.next() else { return };
+    std::thread::scope(|scope| {
+        let work = &work;
+        let others: Vec<_> = chunks.map(|chunk| scope.spawn(move || work(chunk))).collect();
+        work(first);
+        for handle in others {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+    });
 }
