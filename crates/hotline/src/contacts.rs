@@ -20,7 +20,13 @@ pub enum Contact {
     /// POST a JSON payload signed with HMAC-SHA256 under `secret` (see
     /// [`sign_payload`](crate::sign_payload)); failures are retried with
     /// backoff before the ladder moves on.
-    Webhook { url: String, secret: String },
+    Webhook {
+        url: String,
+        /// Absent from audit leaves (which every broker reads): a record
+        /// read back from a leaf has an empty secret, never used to sign.
+        #[cfg_attr(feature = "serde", serde(default))]
+        secret: String,
+    },
     /// Tell another party (a higher headquarters, the broker) with an
     /// `escalation` event.
     Party {

@@ -330,7 +330,26 @@ pub fn leaf_of(record: &Record, now: Timestamp) -> (&'static str, Value, Vec<u64
             ack.parties.iter().map(|p| p.party.0).collect(),
         ),
         Record::ConflictRemoved(_) => ("hotline.conflict_ack_removed", row(), Vec::new()),
-        Record::Escalation(escalation) => ("hotline.escalation", row(), vec![escalation.party.0]),
+        Record::Escalation(escalation) => {
+            // The row keeps the ladder as it was when the deadline passed,
+            // webhook secrets included (the performer signs with them after
+            // a restart); brokers read every leaf, so the leaf drops them.
+            let mut payload = row();
+            if let Some(steps) = payload
+                .pointer_mut("/escalation/steps")
+                .and_then(Value::as_array_mut)
+            {
+                for step in steps {
+                    if let Some(webhook) = step
+                        .pointer_mut("/contact/webhook")
+                        .and_then(Value::as_object_mut)
+                    {
+                        webhook.remove("secret");
+                    }
+                }
+            }
+            ("hotline.escalation", payload, vec![escalation.party.0])
+        }
         Record::EscalationRemoved(_) => ("hotline.escalation_removed", row(), Vec::new()),
         Record::Incident(incident) => {
             let mut readers: Vec<u64> = incident.parties.iter().map(|p| p.0).collect();
@@ -674,6 +693,40 @@ mod tests {
         };
         let (kind, payload, readers) = leaf_of(&record, Timestamp(0));
         assert_eq!(kind, "hotline.escalation_set");
+        let Record::Party { contacts, .. } = &record else {
+            unreachable!()
+        };
+        let escalation = Record::Escalation(deconflict_hotline::Escalation {
+            subject: deconflict_hotline::Subject::Message(MessageId(7)),
+            party: PartyId(2),
+            deadline: Timestamp(1_000),
+            overdue_at: Timestamp(1_000),
+            steps: contacts.escalation.clone(),
+            phase: deconflict_hotline::Phase::Waiting {
+                step: 0,
+                due: Timestamp(1_000),
+            },
+        });
+        let (escalation_kind, escalation_payload, _) = leaf_of(&escalation, Timestamp(1_000));
+        assert_eq!(escalation_kind, "hotline.escalation");
+        assert!(
+            !escalation_payload.to_string().contains(secret),
+            "{escalation_payload}"
+        );
+        assert_eq!(
+            escalation_payload["escalation"]["steps"][0]["contact"]["webhook"]["url"],
+            "https://hq.example/hook"
+        );
+        // Another node reads the leaf back as a record (its replay needs the
+        // ladder's shape, never the secret).
+        let read_back: Record = serde_json::from_value(escalation_payload).unwrap();
+        let Record::Escalation(read_back) = read_back else {
+            panic!("{read_back:?}")
+        };
+        assert!(matches!(
+            &read_back.steps[0].contact,
+            Contact::Webhook { secret, .. } if secret.is_empty()
+        ));
         assert!(!payload.to_string().contains(secret), "{payload}");
         assert_eq!(payload["escalation"][0]["url"], "https://hq.example/hook");
         assert_eq!(readers, vec![2]);
