@@ -527,15 +527,8 @@ async fn a_message_sent_while_away_is_delivered_when_an_event_stream_opens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_while_away_is_delivered_when_a_websocket_opens() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     redelivered_when_a_stream_opens(async |server: &Server, token: &str| {
-        let mut request = format!("{}/v1/ws", server.url.replace("http://", "ws://"))
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut socket = server.websocket(token).await;
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 let frame = socket.next().await.unwrap().unwrap();

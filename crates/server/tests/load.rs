@@ -302,34 +302,8 @@ impl Drop for ChildServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_event_streams_are_held_and_one_event_reaches_every_one() {
     let _turn = TURN.lock().await;
-    let wanted = std::env::var("DECONFLICT_LOAD_STREAMS")
-        .ok()
-        .map(|n| n.parse::<usize>().expect("DECONFLICT_LOAD_STREAMS is a count"))
-        .unwrap_or(STREAMS);
-    // Each stream is one descriptor here and one in the server's process.
-    let open_files = raise_open_file_limit();
-    let fits = usize::try_from(open_files)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(SPARE_DESCRIPTORS);
-    println!("open-file limit raised to the hard limit: {open_files} (this process and the server's)");
-    assert!(
-        fits >= wanted,
-        "{wanted} streams need an open-file limit of {} (the hard limit is {open_files}): raise it (ulimit -Hn) or set DECONFLICT_LOAD_STREAMS",
-        wanted + SPARE_DESCRIPTORS
-    );
-    let streams = wanted;
-    // Two parties, half the streams each, so that one conflict between
-    // them reaches every stream: the per-party limit is raised to half,
-    // the rest are the defaults (10,000 streams, 12,000 connections) or
-    // more when more streams are asked for.
-    let server = ChildServer::start(&[
-        ("max_subscribers", streams.max(10_000).to_string()),
-        ("max_subscribers_per_party", streams.div_ceil(2).to_string()),
-        ("max_connections", (streams + 2_000).max(12_000).to_string()),
-        // Each stream opened is a request: the two tokens open them faster
-        // than the default rate, so the burst allowance covers them all.
-        ("rate_burst", streams.max(2_000).to_string()),
-    ]);
+    let streams = streams_wanted();
+    let server = server_for_streams(streams);
     let blue = server.party("blue").await;
     let red = server.party("red").await;
     // The first requests have run: what the server holds with no stream.
@@ -478,30 +452,47 @@ async fn ws_next(socket: &mut WsStream) -> Option<Result<Value, String>> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_websocket_streams_are_held_and_one_event_reaches_every_one() {
-    let _turn = TURN.lock().await;
+/// How many streams the held-stream tests open (`DECONFLICT_LOAD_STREAMS`,
+/// 10,000 by default), once the open-file limit is raised to fit them.
+fn streams_wanted() -> usize {
     let wanted = std::env::var("DECONFLICT_LOAD_STREAMS")
         .ok()
         .map(|n| n.parse::<usize>().expect("DECONFLICT_LOAD_STREAMS is a count"))
         .unwrap_or(STREAMS);
+    // Each stream is one descriptor here and one in the server's process.
     let open_files = raise_open_file_limit();
     let fits = usize::try_from(open_files)
         .unwrap_or(usize::MAX)
         .saturating_sub(SPARE_DESCRIPTORS);
+    println!("open-file limit raised to the hard limit: {open_files} (this process and the server's)");
     assert!(
         fits >= wanted,
         "{wanted} streams need an open-file limit of {} (the hard limit is {open_files}): raise it (ulimit -Hn) or set DECONFLICT_LOAD_STREAMS",
         wanted + SPARE_DESCRIPTORS
     );
-    let streams = wanted;
-    // As for SSE: two parties, half the streams each.
-    let server = ChildServer::start(&[
+    wanted
+}
+
+/// A server for `streams` held streams of two parties, half each, so that
+/// one conflict between them reaches every stream: the per-party limit is
+/// raised to half, the rest are the defaults (10,000 streams, 12,000
+/// connections) or more when more streams are asked for.
+fn server_for_streams(streams: usize) -> ChildServer {
+    ChildServer::start(&[
         ("max_subscribers", streams.max(10_000).to_string()),
         ("max_subscribers_per_party", streams.div_ceil(2).to_string()),
         ("max_connections", (streams + 2_000).max(12_000).to_string()),
+        // Each stream opened is a request: the two tokens open them faster
+        // than the default rate, so the burst allowance covers them all.
         ("rate_burst", streams.max(2_000).to_string()),
-    ]);
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_websocket_streams_are_held_and_one_event_reaches_every_one() {
+    let _turn = TURN.lock().await;
+    let streams = streams_wanted();
+    let server = server_for_streams(streams);
     let blue = server.party("blue").await;
     let red = server.party("red").await;
     let rss_before_kib = server.rss_kib();

@@ -245,18 +245,11 @@ async fn bad_reports_are_named_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_websocket_carries_the_same_alerts() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {}).await;
     let (_, blue_token) = server.party("Blue", "military").await;
     let (_, red_token) = server.party("Red", "military").await;
-    let mut request = format!("{}/v1/ws", server.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {red_token}").parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut socket = server.websocket(&red_token).await;
     let (status, _) = post_tracks(&server, &blue_token, vec![report("b-1", 41.0, 37.0, 0.0, 0.0)]).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, _) = post_tracks(&server, &red_token, vec![report("r-1", 41.005, 37.0, 0.0, 0.0)]).await;

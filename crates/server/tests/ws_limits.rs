@@ -11,22 +11,9 @@ use std::time::Duration;
 use common::{patrol, start, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const MAX_CLIENT_MESSAGE_BYTES: usize = 10_000;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(server: &Server, token: &str) -> Socket {
-    let mut request = format!("{}/v1/ws", server.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
 
 async fn subscribers_become(server: &Server, count: usize) {
     tokio::time::timeout(Duration::from_secs(5), async {
@@ -47,8 +34,8 @@ async fn a_websocket_message_past_the_limit_ends_its_stream_and_frees_its_slot()
     .await;
     let (_, blue) = server.party("blue", "military").await;
     let (_, red) = server.party("red", "military").await;
-    let mut within = open(&server, &red).await;
-    let mut past = open(&server, &red).await;
+    let mut within = server.websocket(&red).await;
+    let mut past = server.websocket(&red).await;
     subscribers_become(&server, 2).await;
 
     within

@@ -139,7 +139,23 @@ pub async fn start(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> Server 
     }
 }
 
+/// A client's end of `/v1/ws`.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 impl Server {
+    /// Opens `/v1/ws` with `token`, as a browser or integration would.
+    pub async fn websocket(&self, token: &str) -> WebSocket {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("{}/v1/ws", self.url.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.unwrap().0
+    }
+
     /// Stops serving and waits until everything accepted is committed.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
