@@ -489,6 +489,10 @@ struct Batch {
     rows: Vec<Row>,
     completions: Vec<Completion>,
     events: Vec<HubEvent>,
+    /// Each hotline message as last written in this batch, so that a
+    /// second write in the same millisecond is named by its own change
+    /// (see `hotline::leaf_of`).
+    messages_written: HashMap<deconflict_hotline::MessageId, deconflict_hotline::Message>,
 }
 
 /// An internal failure mid-batch: the batch is abandoned and the state
@@ -1194,6 +1198,7 @@ impl Driver {
             rows: Vec::new(),
             completions: Vec::new(),
             events: Vec::new(),
+            messages_written: HashMap::new(),
         };
         let mut commands = commands.into_iter();
         let shared = Arc::clone(&self.world);

@@ -641,8 +641,13 @@ mod tests {
             let mut derived = Vec::new();
             // One call's records are one batch: a replay per batch.
             let mut replay = HotlineReplay::default();
+            let mut written = std::collections::HashMap::new();
             while let Some(record) = machine.poll_record() {
-                let (kind, payload, _) = crate::hotline::leaf_of(&record, Timestamp(now));
+                let earlier = match &record {
+                    Record::Message(message) => written.insert(message.id, message.clone()),
+                    _ => None,
+                };
+                let (kind, payload, _) = crate::hotline::leaf_of(&record, earlier.as_ref(), Timestamp(now));
                 let bytes = deconflict_audit::LeafEvent {
                     kind,
                     at_ms: now,

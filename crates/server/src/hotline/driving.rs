@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use deconflict_engine::{PartyId, Timestamp};
-use deconflict_hotline::{AckOutcome, Action, ConflictId, HotlineError, MessageId};
+use deconflict_hotline::{AckOutcome, Action, ConflictId, HotlineError, MessageId, Record};
 use serde_json::json;
 
 use super::{completion, now_ms, reply_now, Batch, Driver, Fatal};
@@ -25,7 +25,14 @@ impl Driver {
         let now = Timestamp(batch.now_ms);
         let mut first = None;
         while let Some(record) = self.ledger.hotline.machine.poll_record() {
-            let (kind, payload, readers) = leaf_of(&record, now);
+            let earlier = match &record {
+                Record::Message(message) => batch.messages_written.get(&message.id),
+                _ => None,
+            };
+            let (kind, payload, readers) = leaf_of(&record, earlier, now);
+            if let Record::Message(message) = &record {
+                batch.messages_written.insert(message.id, message.clone());
+            }
             let index = self.leaf(batch, kind, &payload, readers)?;
             first.get_or_insert(index);
             batch

@@ -301,8 +301,17 @@ pub fn render_event(event: &Event) -> Value {
 
 /// The audit leaf of a record: its kind, payload and readers (parties that
 /// may read it in full; brokers read everything). The payload is the row as
-/// written, except that webhook secrets never enter the log.
-pub fn leaf_of(record: &Record, now: Timestamp) -> (&'static str, Value, Vec<u64>) {
+/// written, except that webhook secrets never enter the log. `earlier` is
+/// the same message's record written before in this batch, if any: a
+/// message's kind is the field this record set at `now`, and one batch can
+/// write a message twice in the same millisecond (a flash repeat that falls
+/// due with its deadline), so what the earlier record already set is not
+/// this one's change.
+pub fn leaf_of(
+    record: &Record,
+    earlier: Option<&Message>,
+    now: Timestamp,
+) -> (&'static str, Value, Vec<u64>) {
     let row = || serde_json::to_value(record).unwrap_or(Value::Null);
     match record {
         Record::Party { party, contacts } => (
@@ -311,13 +320,16 @@ pub fn leaf_of(record: &Record, now: Timestamp) -> (&'static str, Value, Vec<u64
             vec![party.0],
         ),
         Record::Message(message) => {
-            let kind = if message.acked_at == Some(now) {
+            let set_now = |at: Option<Timestamp>, field: fn(&Message) -> Option<Timestamp>| {
+                at == Some(now) && earlier.and_then(field) != Some(now)
+            };
+            let kind = if set_now(message.acked_at, |m| m.acked_at) {
                 "message.acknowledged"
-            } else if message.overdue_at == Some(now) {
+            } else if set_now(message.overdue_at, |m| m.overdue_at) {
                 "message.overdue"
-            } else if message.delivered_at == Some(now) {
+            } else if set_now(message.delivered_at, |m| m.delivered_at) {
                 "message.delivered"
-            } else if message.sent_at == now && message.delivered_at.is_none() {
+            } else if earlier.is_none() && message.sent_at == now && message.delivered_at.is_none() {
                 "message.sent"
             } else {
                 "message.repeated"
@@ -676,6 +688,41 @@ mod tests {
     }
 
     #[test]
+    fn a_second_write_of_a_message_in_the_same_millisecond_is_named_by_its_own_change() {
+        // A flash message whose deadline and next CoT repeat fall due
+        // together: the machine writes it overdue, then repeated, at once.
+        let now = Timestamp(60_000);
+        let overdue = Message {
+            id: MessageId(9),
+            from: PartyId(1),
+            to: PartyId(2),
+            priority: Priority::Flash,
+            body: "hold".into(),
+            link: None,
+            sent_at: Timestamp(0),
+            ack_within_s: Some(60),
+            delivered_at: Some(Timestamp(5)),
+            acked_at: None,
+            overdue_at: Some(now),
+            cot_sends: 2,
+            next_cot_at: Some(now),
+        };
+        let repeated = Message {
+            cot_sends: 3,
+            next_cot_at: Some(Timestamp(90_000)),
+            ..overdue.clone()
+        };
+        let first = leaf_of(&Record::Message(overdue.clone()), None, now);
+        let second = leaf_of(&Record::Message(repeated.clone()), Some(&overdue), now);
+        assert_eq!((first.0, second.0), ("message.overdue", "message.repeated"));
+        // Alone in its batch, the same record is named as before.
+        assert_eq!(
+            leaf_of(&Record::Message(repeated), None, now).0,
+            "message.overdue"
+        );
+    }
+
+    #[test]
     fn leaves_never_hold_a_webhook_secret_and_name_the_change() {
         let secret = "s3cret-s3cret-s3cret-s3cret";
         let contacts = PartyContacts {
@@ -691,7 +738,7 @@ mod tests {
             party: PartyId(2),
             contacts,
         };
-        let (kind, payload, readers) = leaf_of(&record, Timestamp(0));
+        let (kind, payload, readers) = leaf_of(&record, None, Timestamp(0));
         assert_eq!(kind, "hotline.escalation_set");
         let Record::Party { contacts, .. } = &record else {
             unreachable!()
@@ -707,7 +754,7 @@ mod tests {
                 due: Timestamp(1_000),
             },
         });
-        let (escalation_kind, escalation_payload, _) = leaf_of(&escalation, Timestamp(1_000));
+        let (escalation_kind, escalation_payload, _) = leaf_of(&escalation, None, Timestamp(1_000));
         assert_eq!(escalation_kind, "hotline.escalation");
         assert!(
             !escalation_payload.to_string().contains(secret),
@@ -738,10 +785,10 @@ mod tests {
             .send(Timestamp(5), spec(1, 1, 2, "hello"))
             .unwrap();
         let sent = hotline.machine.poll_record().unwrap();
-        assert_eq!(leaf_of(&sent, Timestamp(5)).0, "message.sent");
+        assert_eq!(leaf_of(&sent, None, Timestamp(5)).0, "message.sent");
         hotline.machine.handle_tick(Timestamp(300_005));
         let overdue = hotline.machine.poll_record().unwrap();
-        let (kind, _, readers) = leaf_of(&overdue, Timestamp(300_005));
+        let (kind, _, readers) = leaf_of(&overdue, None, Timestamp(300_005));
         assert_eq!(kind, "message.overdue");
         assert_eq!(readers, vec![1, 2]);
     }
