@@ -17,6 +17,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// mimalloc instead of glibc's malloc: the service allocates and frees many
+/// small values per request on several threads, and glibc spent a fifth of
+/// the driver thread's time consolidating its free chunks
+/// (crates/server/NOTES.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "deconflict",

@@ -26,6 +26,11 @@ use deconflict_server::{AppState, ServerConfig};
 use deconflict_sim::workload::{Workload, WorkloadShape};
 use serde_json::{json, Value};
 
+/// The allocator the `deconflict` binary uses (crates/cli/src/main.rs), so
+/// the bench measures the service as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn feature(spec: &ActivitySpec) -> Value {
     let position = |p: &deconflict_geodesy::LonLat| json!([p.lon_deg, p.lat_deg]);
     let (geometry, extra) = match &spec.footprint {
