@@ -27,7 +27,13 @@ use crate::state::AppState;
 /// encodes it once, here rather than on the driver's thread: the text of
 /// its row and the canonical form its log leaf embeds.
 fn submission(state: &AppState, party: &PartyInfo, feature: Value) -> Result<Submission, ApiError> {
-    let valid = validated(state, party, feature)?;
+    let mut valid = validated(state, party, feature)?;
+    normalise(&mut valid.feature);
+    // The footprint's box filters lists (`bbox`); only a stored activity
+    // needs it, and it costs as much as the rest of the validation
+    // (geodesic edges), so a check never computes it.
+    let bounds = deconflict_geodesy::bounds(&valid.activity.footprint.base_shape())
+        .expanded_m(valid.activity.footprint.buffer_m());
     let canonical = deconflict_audit::canonical_json(&valid.feature)
         .map_err(|error| ApiError::field("", format!("cannot be logged: {error}")))?;
     Ok(Submission {
@@ -35,19 +41,18 @@ fn submission(state: &AppState, party: &PartyInfo, feature: Value) -> Result<Sub
         feature_text: valid.feature.to_string(),
         feature_canonical: canonical,
         sharing: valid.sharing,
-        bounds: valid.bounds,
+        bounds,
     })
 }
 
-/// A Feature that validated, normalised (see [`submission`]).
+/// A Feature that validated.
 struct Validated {
     activity: deconflict_engine::Activity,
     sharing: deconflict_formats::Sharing,
-    bounds: GeoBounds,
     feature: Value,
 }
 
-fn validated(state: &AppState, party: &PartyInfo, mut feature: Value) -> Result<Validated, ApiError> {
+fn validated(state: &AppState, party: &PartyInfo, feature: Value) -> Result<Validated, ApiError> {
     let parsed = activity_from_feature(&feature, party.id, "")?;
     let activity = parsed.validate(&state.validator)?;
     if activity.window.ended_by(Timestamp(now_ms())) {
@@ -56,8 +61,16 @@ fn validated(state: &AppState, party: &PartyInfo, mut feature: Value) -> Result<
             "the activity has already ended",
         ));
     }
-    let bounds = deconflict_geodesy::bounds(&activity.footprint.base_shape())
-        .expanded_m(activity.footprint.buffer_m());
+    Ok(Validated {
+        activity,
+        sharing: parsed.sharing,
+        feature,
+    })
+}
+
+/// What is stored of a Feature: the client's own `id` moves to
+/// `properties.client_id`; `version` and `party` are the service's.
+fn normalise(feature: &mut Value) {
     if let Some(object) = feature.as_object_mut() {
         let client_id = object.remove("id").filter(|id| !id.is_null());
         if let Some(Value::Object(properties)) = object.get_mut("properties") {
@@ -68,12 +81,6 @@ fn validated(state: &AppState, party: &PartyInfo, mut feature: Value) -> Result<
             }
         }
     }
-    Ok(Validated {
-        activity,
-        sharing: parsed.sharing,
-        bounds,
-        feature,
-    })
 }
 
 fn render_all(conflicts: &[(crate::model::ConflictRecord, [bool; 2])], viewer: &Viewer) -> Vec<Value> {
