@@ -414,7 +414,15 @@ pub(crate) fn closest_approach(a: &Motion, b: &Motion, from_ms: i64, to_ms: i64,
         }
         candidate.distance_m
     };
-    let at = |t: f64| Track::approach(&a, &b, t.round() as i64);
+    // Every instant evaluated so far: the last scan skips them (their
+    // distance is already no smaller than `best`'s, so `keep` would change
+    // nothing), a few of its handful of instants per search.
+    let mut evaluated = times.clone();
+    let mut at = |t: f64| {
+        let t = t.round() as i64;
+        evaluated.push(t);
+        Track::approach(&a, &b, t)
+    };
     let (mut x1, mut x2) = (hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo));
     let (mut d1, mut d2) = (keep(at(x1), &mut best), keep(at(x2), &mut best));
     while hi - lo > 4.0 {
@@ -429,6 +437,9 @@ pub(crate) fn closest_approach(a: &Motion, b: &Motion, from_ms: i64, to_ms: i64,
         }
     }
     for t in (lo.floor() as i64).max(from_ms)..=(hi.ceil() as i64).min(to_ms) {
+        if evaluated.contains(&t) {
+            continue;
+        }
         keep(Track::approach(&a, &b, t), &mut best);
     }
     best
