@@ -465,9 +465,10 @@ impl Run<'_> {
                 kept += usize::from(fresh);
             }
             found.truncate(kept);
-            let mut kept = found.len();
+            let start = found.len();
+            let mut kept = start;
             self.refiled.for_each(cells, layers.as_slice(), |b| found.push(b));
-            for k in kept..found.len() {
+            for k in start..found.len() {
                 let b = found[k];
                 let fresh = (after[b as usize] != i) & (before[b as usize] != i);
                 after[b as usize] = i;
@@ -620,4 +621,22 @@ fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::z_order;
+
+    #[test]
+    fn z_order_interleaves_rows_and_columns() {
+        assert_eq!(z_order(0, 0), 0);
+        assert_eq!(z_order(0, 1), 0b01);
+        assert_eq!(z_order(1, 0), 0b10);
+        assert_eq!(z_order(1, 1), 0b11);
+        assert_eq!(z_order(2, 3), 0b1101);
+        // The largest cell numbers (24 bits each) keep their order.
+        let top = (1 << 24) - 1;
+        assert!(z_order(top, top - 1) < z_order(top, top));
+        assert_eq!(z_order(top, top), (1u64 << 48) - 1);
+    }
 }
