@@ -112,7 +112,12 @@ async fn latency_child_server() {
         println!("not started by the latency test ({CHILD_DIR} is not set): nothing to serve");
         return;
     };
-    let config = ServerConfig::new(&dir);
+    let mut config = ServerConfig::new(&dir);
+    if let Ok(reports) = std::env::var("DECONFLICT_LATENCY_PUBLISH_EVERY") {
+        config.live.publish_every_reports = reports
+            .parse()
+            .expect("DECONFLICT_LATENCY_PUBLISH_EVERY: a count");
+    }
     let (state, opened) = tokio::task::block_in_place(|| AppState::open(config)).expect("the service opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!(
