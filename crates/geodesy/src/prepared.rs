@@ -38,7 +38,11 @@
 //! boundaries meeting. When the boundaries are apart, each connected piece
 //! of boundary (a path, a ring) lies wholly inside or wholly outside the
 //! other shape, so testing one vertex per ring (per path, per point) decides
-//! nesting; a vertex found inside gives distance 0 and the location.
+//! nesting; a vertex found inside gives distance 0 and the location. Two
+//! regions have no buffers, so no pair of edges can prove them overlapping
+//! early; every vertex of one is tested inside the other (bounding box,
+//! then the tangent-plane test) before the bracket, and one proven inside
+//! is a common point.
 
 use smallvec::SmallVec;
 
