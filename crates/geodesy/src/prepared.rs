@@ -38,7 +38,13 @@
 //! boundaries meeting. When the boundaries are apart, each connected piece
 //! of boundary (a path, a ring) lies wholly inside or wholly outside the
 //! other shape, so testing one vertex per ring (per path, per point) decides
-//! nesting; a vertex found inside gives distance 0 and the location.
+//! nesting; a vertex found inside gives distance 0 and the location. Two
+//! regions have no buffers, so no pair of edges can prove them overlapping
+//! early; every vertex of one is tested inside the other (bounding box,
+//! then the tangent-plane test) before the bracket, and one proven inside
+//! is a common point.
+
+use smallvec::SmallVec;
 
 use crate::bounds::bounds;
 use crate::chord::{ecef, geodesic_upper_m, lerp, norm, sagitta_m, segment_closest, sub, surface_point, V3};
@@ -489,51 +495,10 @@ struct Bracket {
 
 /// A list kept on the stack up to `N` items, on the heap beyond: the
 /// bracket's lists are short for almost every pair, and an allocation per
-/// list cost as much as the arithmetic.
-#[derive(Debug)]
-struct Scratch<T, const N: usize> {
-    inline: [T; N],
-    len: usize,
-    spilled: Vec<T>,
-}
-
-impl<T: Copy + Default, const N: usize> Scratch<T, N> {
-    fn new() -> Self {
-        Self {
-            inline: [T::default(); N],
-            len: 0,
-            spilled: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, item: T) {
-        if self.len < N {
-            self.inline[self.len] = item;
-            self.len += 1;
-        } else {
-            if self.spilled.is_empty() {
-                self.spilled.extend_from_slice(&self.inline);
-            }
-            self.spilled.push(item);
-        }
-    }
-
-    fn as_slice(&self) -> &[T] {
-        if self.spilled.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.spilled
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [T] {
-        if self.spilled.is_empty() {
-            &mut self.inline[..self.len]
-        } else {
-            &mut self.spilled
-        }
-    }
-}
+/// list cost as much as the arithmetic. (`SmallVec` leaves its inline
+/// array uninitialised: filling ~4 KiB of default items per bracket was
+/// 5 % of an overlapping corridor–disk pair.)
+type Scratch<T, const N: usize> = SmallVec<[T; N]>;
 
 /// Bounds on the distance between the boundaries (or paths, or points) of
 /// two prepared shapes, refined only where they can matter below `limit_m`.
@@ -585,10 +550,10 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
     let near_a = near(a, b, &mut lower_m);
     let near_b = near(b, a, &mut lower_m);
     let mut pairs: Scratch<(f64, usize, usize), 128> = Scratch::new();
-    for &i in near_a.as_slice() {
+    for &i in &near_a {
         let ea = a.edge(i);
         let (chord_a0, chord_a1) = (a.point(ea.first), a.point(ea.last));
-        for &j in near_b.as_slice() {
+        for &j in &near_b {
             let eb = b.edge(j);
             let (c, s, t) = segment_closest(chord_a0, chord_a1, b.point(eb.first), b.point(eb.last));
             // Each chord point is within its edge's capsule radius of the
@@ -720,6 +685,25 @@ fn fast(a: &Buffered, b: &Buffered, limit_m: f64) -> Verdict {
                 gap_m: 0.0,
                 location: p,
             });
+        }
+    }
+    // Two regions have no buffers, so the bracket's overlap exit below
+    // never fires for them: two that cross would run every pair of near
+    // edges (up to ~27 × 27 chord distances, then their pieces) before the
+    // vertex test at the end found a common point. Any vertex of one
+    // proven inside the other is such a point (gap 0, below any positive
+    // limit), so that test comes first, once the bounding spheres could
+    // meet (the bracket's own first test, repeated so that pairs far apart
+    // stay as cheap as before).
+    if let (Some(rings_a), Some(rings_b)) = (rings_of(&a.shape), rings_of(&b.shape)) {
+        if norm(sub(pa.centre, pb.centre)) - pa.radius_m - pb.radius_m >= limit_m {
+            return Verdict::Apart;
+        }
+        let found = vertices(&a.shape)
+            .find(|&p| pb.region_surely_contains(rings_b, p))
+            .or_else(|| vertices(&b.shape).find(|&p| pa.region_surely_contains(rings_a, p)));
+        if let Some(location) = found {
+            return Verdict::Near(Separation { gap_m: 0.0, location });
         }
     }
     // Overlapping footprints (`D ≤ buffers`, below any limit) need only
@@ -903,17 +887,6 @@ mod tests {
 
     fn legs() -> impl Strategy<Value = Vec<(f64, f64)>> {
         prop::collection::vec((0.0..360.0f64, 500.0..12_000.0f64), 1..6)
-    }
-
-    #[test]
-    fn scratch_keeps_every_item_in_order_past_its_inline_size() {
-        let mut list: Scratch<usize, 4> = Scratch::new();
-        for i in 0..10 {
-            list.push(i);
-            assert_eq!(list.as_slice(), (0..=i).collect::<Vec<_>>());
-        }
-        list.as_mut_slice().reverse();
-        assert_eq!(list.as_slice(), (0..10).rev().collect::<Vec<_>>());
     }
 
     #[test]

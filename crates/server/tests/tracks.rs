@@ -299,3 +299,56 @@ async fn the_admin_issues_tak_certificates_naming_the_party() {
     assert_eq!(body["ca_pem"].as_str().unwrap().trim(), ca.trim());
     server.stop().await;
 }
+
+/// `publish_every_reports` (`--publish-every-reports`): a request taken in
+/// parts, each part's alerts published before the next part, raises the
+/// same alerts as the request taken whole, and answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_taken_in_parts_raises_the_same_alerts_as_taken_whole() {
+    let mut seen = Vec::new();
+    for parts in [1, 3, 1_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), |c| c.live.publish_every_reports = parts).await;
+        let (_, blue_token) = server.party("Blue", "military").await;
+        let (_, red_token) = server.party("Red", "military").await;
+        let mut blue_events = Events::open(&server, &blue_token).await;
+        // Seven pairs of stationary ground units 500 m apart (under the
+        // 1 km threshold), the pairs 20 km from each other.
+        let units = 7;
+        let blue: Vec<Value> = (0..units)
+            .map(|i| report(&format!("b-{i}"), 40.0 + 0.2 * f64::from(i), 36.0, 0.0, 0.0))
+            .collect();
+        let red: Vec<Value> = (0..units)
+            .map(|i| report(&format!("r-{i}"), 40.0 + 0.2 * f64::from(i), 36.0045, 0.0, 0.0))
+            .collect();
+        let (status, body) = post_tracks(&server, &blue_token, blue).await;
+        assert_eq!(
+            (status, body["accepted"].as_u64()),
+            (StatusCode::ACCEPTED, Some(7)),
+            "{body}"
+        );
+        let (status, body) = post_tracks(&server, &red_token, red).await;
+        assert_eq!(
+            (status, body["accepted"].as_u64()),
+            (StatusCode::ACCEPTED, Some(7)),
+            "{body}"
+        );
+        let mut pairs = Vec::new();
+        for _ in 0..units {
+            let alert = blue_events.expect("proximity", Duration::from_secs(5)).await;
+            assert_eq!(alert["state"], "open");
+            let uids: Vec<String> = alert["tracks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["uid"].as_str().unwrap().to_owned())
+                .collect();
+            pairs.push(uids);
+        }
+        pairs.sort();
+        seen.push(pairs);
+        server.stop().await;
+    }
+    assert_eq!(seen[0].len(), 7);
+    assert!(seen.iter().all(|pairs| *pairs == seen[0]), "{seen:?}");
+}

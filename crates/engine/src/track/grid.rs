@@ -149,12 +149,16 @@ impl Grid {
     }
 
     /// Calls `f` with every item filed in a cell of `cb` in a layer within
-    /// one of `layers`; an item filed in several such cells comes once per cell.
+    /// one of `layers` (disjoint ranges); an item filed in several such
+    /// cells comes once per cell.
     pub(crate) fn for_each(&self, cb: CellBox, layers: &[RangeInclusive<u16>], mut f: impl FnMut(u32)) {
         for k in self.keys(cb) {
             let Some(cell) = self.cells.get(&k) else { continue };
-            for layer in cell {
-                if layers.iter().any(|r| r.contains(&layer.layer)) {
+            // A cell has a layer per 500 m of height with aircraft in it; a
+            // query wants two or three: find them rather than test each.
+            for range in layers {
+                let first = cell.partition_point(|l| l.layer < *range.start());
+                for layer in cell[first..].iter().take_while(|l| l.layer <= *range.end()) {
                     layer.items.iter().for_each(|&i| f(i));
                 }
             }

@@ -63,8 +63,12 @@ pub(crate) fn inverse(a: LonLat, b: LonLat) -> (f64, f64, f64) {
     (s12, azi1, azi2)
 }
 
+/// The geodesic distance alone: the same `s12` as [`inverse`] (Karney's
+/// solution computes the azimuths after it, from the same iteration), without
+/// the two arctangents of the azimuths. The closest-approach search calls it
+/// some thirty times per pair.
 pub(crate) fn distance_m(a: LonLat, b: LonLat) -> f64 {
-    inverse(a, b).0
+    wgs84().inverse(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg)
 }
 
 /// Earth-centred position of a surface point and its local east and north
@@ -410,7 +414,15 @@ pub(crate) fn closest_approach(a: &Motion, b: &Motion, from_ms: i64, to_ms: i64,
         }
         candidate.distance_m
     };
-    let at = |t: f64| Track::approach(&a, &b, t.round() as i64);
+    // Every instant evaluated so far: the last scan skips them (their
+    // distance is already no smaller than `best`'s, so `keep` would change
+    // nothing), a few of its handful of instants per search.
+    let mut evaluated = times.clone();
+    let mut at = |t: f64| {
+        let t = t.round() as i64;
+        evaluated.push(t);
+        Track::approach(&a, &b, t)
+    };
     let (mut x1, mut x2) = (hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo));
     let (mut d1, mut d2) = (keep(at(x1), &mut best), keep(at(x2), &mut best));
     while hi - lo > 4.0 {
@@ -425,6 +437,9 @@ pub(crate) fn closest_approach(a: &Motion, b: &Motion, from_ms: i64, to_ms: i64,
         }
     }
     for t in (lo.floor() as i64).max(from_ms)..=(hi.ceil() as i64).min(to_ms) {
+        if evaluated.contains(&t) {
+            continue;
+        }
         keep(Track::approach(&a, &b, t), &mut best);
     }
     best
@@ -441,6 +456,27 @@ mod tests {
 
     fn mover(lon: f64, lat: f64, speed: f64, course: f64) -> Motion {
         Motion::new(LonLat::new(lon, lat), 0, speed, course)
+    }
+
+    #[test]
+    fn the_distance_alone_is_the_inverse_distance_to_the_last_bit() {
+        // Pairs from metres to thousands of kilometres apart, near the
+        // equator, the poles and across the antimeridian.
+        let mut checked = 0;
+        for i in 0..40 {
+            let a = LonLat::new(-179.9 + 9.1 * f64::from(i), -89.0 + 4.4 * f64::from(i));
+            for (dlon, dlat) in [(1e-5, 0.0), (0.01, 0.02), (0.3, -0.2), (5.0, 7.0), (179.0, 1.0)] {
+                let lon = (a.lon_deg + dlon + 180.0).rem_euclid(360.0) - 180.0;
+                let b = LonLat::new(lon, (a.lat_deg + dlat).clamp(-90.0, 90.0));
+                assert_eq!(
+                    distance_m(a, b).to_bits(),
+                    inverse(a, b).0.to_bits(),
+                    "{a:?} {b:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 200);
     }
 
     #[test]

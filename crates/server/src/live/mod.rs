@@ -64,6 +64,12 @@ pub struct LiveConfig {
     pub max_pending: usize,
     /// How often the thread ticks: staleness, zone and plan sync.
     pub tick_interval_ms: u64,
+    /// A request's reports are taken in parts of this many, and each
+    /// part's alerts are published before the next part is taken: an
+    /// alert waits for its part, not for the whole request. Smaller parts
+    /// cost the watch more per report (less batching); from 1 (one report
+    /// at a time) to `max_reports_per_request` (whole requests).
+    pub publish_every_reports: usize,
     /// CoT events per second one TAK connection may send, in bursts of
     /// `cot_burst`; the excess is dropped and counted
     /// (`deconflict_cot_rate_dropped_total`).
@@ -87,6 +93,7 @@ impl Default for LiveConfig {
             max_reports_per_request: 1_000,
             max_pending: 4_096,
             tick_interval_ms: 1_000,
+            publish_every_reports: DEFAULT_PUBLISH_EVERY_REPORTS,
             cot_events_per_s: 50.0,
             cot_burst: 200.0,
             max_tracks_listed: 10_000,
@@ -96,6 +103,12 @@ impl Default for LiveConfig {
         }
     }
 }
+
+/// See [`LiveConfig::publish_every_reports`]. Whole requests (up to the
+/// default `max_reports_per_request`): parts of 64 cut the median latency
+/// at 10k entities a little (4.7 → 4.2 ms) but cost 15–20 % more CPU at
+/// 100k, where CPU is what the latency waits for (`tests/latency.rs`).
+pub const DEFAULT_PUBLISH_EVERY_REPORTS: usize = 1_000;
 
 /// Why live tracks could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +157,8 @@ pub fn start(
         Arc::clone(&tak),
         Duration::from_millis(config.tick_interval_ms.max(1)),
     )
-    .with_evidence(TrackHistory::new(config.history), Captures::new(config.evidence));
+    .with_evidence(TrackHistory::new(config.history), Captures::new(config.evidence))
+    .with_publish_every(config.publish_every_reports);
     std::thread::Builder::new()
         .name("deconflict-tracks".into())
         .spawn(move || task.run(commands))

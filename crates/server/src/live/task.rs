@@ -128,6 +128,9 @@ pub(crate) struct TrackTask {
     pub store: Arc<Store>,
     pub tak: Arc<Mutex<Vec<TakOutbound>>>,
     pub tick_interval: Duration,
+    /// Reports of one request taken between two publications of alerts
+    /// ([`super::LiveConfig::publish_every_reports`]).
+    pub publish_every_reports: usize,
     /// The active zones (and, when a demarcation binds "every other
     /// party", the parties) the fences were last built from.
     fence_signature: (Vec<ZoneId>, Vec<PartyId>),
@@ -167,6 +170,7 @@ impl TrackTask {
             store,
             tak,
             tick_interval,
+            publish_every_reports: super::DEFAULT_PUBLISH_EVERY_REPORTS,
             fence_signature: (Vec::new(), Vec::new()),
             plans: HashMap::new(),
             open: BTreeMap::new(),
@@ -174,6 +178,12 @@ impl TrackTask {
             captures: Captures::default(),
             unwritten: EvidenceWrites::default(),
         }
+    }
+
+    /// Reports of one request taken between two publications of alerts.
+    pub fn with_publish_every(mut self, reports: usize) -> Self {
+        self.publish_every_reports = reports.max(1);
+        self
     }
 
     /// The recent-history ring and the evidence captures to keep (with
@@ -391,12 +401,34 @@ impl TrackTask {
             self.ensure_plan(activity);
         }
         let mut accepted = Accepted::default();
-        // One call for the request's reports: the engine gathers their
-        // candidates in cell order (on `batch_threads` threads), with the
-        // same outcomes and alerts as one report at a time.
+        // The engine gathers a call's candidates in cell order (on
+        // `batch_threads` threads), with the same outcomes and alerts as
+        // one report at a time; the request goes in parts of
+        // `publish_every_reports`, and each part's alerts are sent before
+        // the next part is taken, so that an alert waits for its part, not
+        // for the whole request.
         let built: Vec<PositionReport<'_>> = reports.iter().map(|r| r.as_report(party)).collect();
-        let outcomes = self.watch.handle_reports(now, &built);
+        let part_len = self.publish_every_reports.max(1);
+        for (part, chunk) in built.chunks(part_len).enumerate() {
+            let outcomes = self.watch.handle_reports(now, chunk);
+            self.count_outcomes(party, part * part_len, chunk, outcomes, &mut accepted);
+            self.publish();
+        }
+        metrics::counter!("deconflict_track_reports_total", "source" => "http")
+            .increment(accepted.accepted as u64);
+        Ok(accepted)
+    }
+
+    fn count_outcomes(
+        &mut self,
+        party: PartyId,
+        first: usize,
+        built: &[PositionReport<'_>],
+        outcomes: Vec<Result<ReportOutcome, TrackError>>,
+        accepted: &mut Accepted,
+    ) {
         for (i, (report, outcome)) in built.iter().zip(outcomes).enumerate() {
+            let i = first + i;
             match outcome {
                 Ok(ReportOutcome::Applied) => {
                     self.remember(party, report.uid, point_of(report));
@@ -412,9 +444,6 @@ impl TrackTask {
                 }
             }
         }
-        metrics::counter!("deconflict_track_reports_total", "source" => "http")
-            .increment(accepted.accepted as u64);
-        Ok(accepted)
     }
 
     fn ensure_plan(&mut self, activity: ActivityId) {

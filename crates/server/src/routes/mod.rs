@@ -126,9 +126,33 @@ impl FromRequest<AppState> for JsonBody {
             within: Duration::from_millis(limits.body_drain_ms),
         };
         let bytes = read_body(request, limits.max_body_bytes, drain).await?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| ApiError::field("", format!("not valid JSON: {error}")))
+        json_value(&bytes).map(JsonBody)
+    }
+}
+
+/// A body read as JSON, or the 400 of [`JsonBody`].
+pub fn json_value(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| ApiError::field("", format!("not valid JSON: {error}")))
+}
+
+/// A request body as bytes, with the limits of [`JsonBody`]: for a route
+/// that reads its body into typed values first (`POST /v1/tracks`, the
+/// hottest) and falls back to [`json_value`] for the error messages.
+#[derive(Debug)]
+pub struct BodyBytes(pub Bytes);
+
+impl FromRequest<AppState> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limits = &state.config.limits;
+        let drain = Drain {
+            bytes: limits.body_drain_bytes,
+            within: Duration::from_millis(limits.body_drain_ms),
+        };
+        read_body(request, limits.max_body_bytes, drain)
+            .await
+            .map(BodyBytes)
     }
 }
 

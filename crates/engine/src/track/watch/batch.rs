@@ -130,6 +130,8 @@ struct GatherScratch {
     after: Vec<u32>,
     fence_seen: Vec<u32>,
     found: Vec<u32>,
+    /// The reporting entity's open `cpa` episodes.
+    open_cpa: Vec<u32>,
     out: Gathered,
 }
 
@@ -160,6 +162,7 @@ impl BatchScratch {
                     + bytes(&t.after)
                     + bytes(&t.fence_seen)
                     + bytes(&t.found)
+                    + bytes(&t.open_cpa)
                     + bytes(&t.out.pairs)
                     + bytes(&t.out.fences)
                     + bytes(&t.out.foreseen)
@@ -250,12 +253,15 @@ impl TrackWatch {
             }
         }
         // Neighbouring reports one after the other: they read the same cells
-        // and the same neighbours.
+        // and the same neighbours. In Z order of their cells rather than row
+        // by row: a row of cells holds more neighbours than a core's cache,
+        // so in row order the next row's reports found the neighbours they
+        // share with this row's evicted again.
         by_cell.clear();
         by_cell.extend(0..steps.len() as u32);
         by_cell.sort_by_key(|&i| {
             let filed = prepared[i as usize].filed;
-            (filed.south, filed.west, i)
+            (z_order(filed.south, filed.west), i)
         });
         slots.clear();
         slots.extend(steps.iter().map(|step| step.slot));
@@ -411,6 +417,7 @@ impl Run<'_> {
             after,
             fence_seen,
             found,
+            open_cpa,
             out,
         } = scratch;
         for marks in [&mut *before, &mut *after] {
@@ -432,33 +439,56 @@ impl Run<'_> {
             let previous = before_run.map(|_| watch.motion(slot));
             // The entity's open `cpa` episodes before the run (a new entity
             // has none): `check_pair` will most likely need their kept form.
-            let open_cpa: Vec<u32> = match before_run {
-                Some(entity) => entity
-                    .pairs
-                    .iter()
-                    .filter(|&&(_, kind, _)| kind == AlertKind::Cpa)
-                    .map(|&(other, _, _)| other)
-                    .collect(),
-                _ => Vec::new(),
-            };
+            open_cpa.clear();
+            if let Some(entity) = before_run {
+                open_cpa.extend(
+                    entity
+                        .pairs
+                        .iter()
+                        .filter(|&&(_, kind, _)| kind == AlertKind::Cpa)
+                        .map(|&(other, _, _)| other),
+                );
+            }
             let (cells, layers) = watch.pair_query(self.now, &p.motion(), &p.kin);
+            // Every item first, then the marks: the mark of one item does
+            // not decide whether the next is read (no branch on a loaded
+            // mark), so the reads of the marks overlap instead of waiting
+            // for each other.
             found.clear();
-            watch.grid.for_each(cells, layers.as_slice(), |b| {
-                if before[b as usize] != i {
-                    if after[b as usize] != i {
-                        found.push(b);
-                    }
-                    before[b as usize] = i;
+            watch.grid.for_each(cells, layers.as_slice(), |b| found.push(b));
+            let mut kept = 0;
+            for k in 0..found.len() {
+                let b = found[k];
+                let fresh = before[b as usize] != i;
+                before[b as usize] = i;
+                found[kept] = b;
+                kept += usize::from(fresh);
+            }
+            found.truncate(kept);
+            let start = found.len();
+            let mut kept = start;
+            self.refiled.for_each(cells, layers.as_slice(), |b| found.push(b));
+            for k in start..found.len() {
+                let b = found[k];
+                let fresh = (after[b as usize] != i) & (before[b as usize] != i);
+                after[b as usize] = i;
+                found[kept] = b;
+                kept += usize::from(fresh);
+            }
+            found.truncate(kept);
+            // The same for the candidates' filter data: read (and cache)
+            // all of them before the loop below branches on any.
+            let mut touched = 0u64;
+            for &b in found.iter() {
+                // A new entity's slot may be past the end.
+                if let Some(kb) = watch.kin.get(b as usize) {
+                    touched ^= kb.party.0;
                 }
-            });
-            self.refiled.for_each(cells, layers.as_slice(), |b| {
-                if after[b as usize] != i {
-                    if before[b as usize] != i {
-                        found.push(b);
-                    }
-                    after[b as usize] = i;
+                if let Some(p) = self.prepared.get(self.step_of[b as usize] as usize) {
+                    touched ^= p.kin.party.0;
                 }
-            });
+            }
+            std::hint::black_box(touched);
             for &b in found.iter() {
                 let step = self.step_of[b as usize];
                 // `b`'s state when report `i` is applied in turn.
@@ -561,6 +591,21 @@ impl Run<'_> {
     }
 }
 
+/// The position of cell (`row`, `column`) on the Z-order curve: the bits of
+/// the two interleaved, so that cells close on the curve are close on the
+/// grid (rows and columns take at most 24 bits, see `grid.rs`).
+fn z_order(row: u32, column: u32) -> u64 {
+    fn spread(x: u32) -> u64 {
+        let mut x = u64::from(x);
+        x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+        x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+        x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+        x = (x | (x << 2)) & 0x3333_3333_3333_3333;
+        (x | (x << 1)) & 0x5555_5555_5555_5555
+    }
+    (spread(row) << 1) | spread(column)
+}
+
 /// `work` on every chunk, the first on this thread and each other on a
 /// thread of its own.
 fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
@@ -576,4 +621,22 @@ fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::z_order;
+
+    #[test]
+    fn z_order_interleaves_rows_and_columns() {
+        assert_eq!(z_order(0, 0), 0);
+        assert_eq!(z_order(0, 1), 0b01);
+        assert_eq!(z_order(1, 0), 0b10);
+        assert_eq!(z_order(1, 1), 0b11);
+        assert_eq!(z_order(2, 3), 0b1101);
+        // The largest cell numbers (24 bits each) keep their order.
+        let top = (1 << 24) - 1;
+        assert!(z_order(top, top - 1) < z_order(top, top));
+        assert_eq!(z_order(top, top), (1u64 << 48) - 1);
+    }
 }
