@@ -38,17 +38,14 @@
 mod common;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::child::ChildProcess;
 use common::sse::Events;
 use deconflict_engine::Timestamp;
 use deconflict_formats::{format_rfc3339, parse_rfc3339};
-use deconflict_server::{AppState, ServerConfig};
 use deconflict_sim::fleet::{Fleet, FleetShape};
 use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
@@ -112,113 +109,14 @@ async fn latency_child_server() {
         println!("not started by the latency test ({CHILD_DIR} is not set): nothing to serve");
         return;
     };
-    let mut config = ServerConfig::new(&dir);
-    if let Ok(reports) = std::env::var("DECONFLICT_LATENCY_PUBLISH_EVERY") {
-        config.live.publish_every_reports = reports
-            .parse()
-            .expect("DECONFLICT_LATENCY_PUBLISH_EVERY: a count");
-    }
-    let (state, opened) = tokio::task::block_in_place(|| AppState::open(config)).expect("the service opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    println!(
-        "{CHILD_READY} {} {}",
-        listener.local_addr().unwrap(),
-        opened.admin_token_path.display()
-    );
-    let stdin_closed = tokio::task::spawn_blocking(|| {
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    });
-    deconflict_server::serve(listener, state.clone(), async {
-        let _ = stdin_closed.await;
+    common::child::serve_until_stdin_closes(&dir, CHILD_READY, |config| {
+        if let Ok(reports) = std::env::var("DECONFLICT_LATENCY_PUBLISH_EVERY") {
+            config.live.publish_every_reports = reports
+                .parse()
+                .expect("DECONFLICT_LATENCY_PUBLISH_EVERY: a count");
+        }
     })
-    .await
-    .unwrap();
-    tokio::task::block_in_place(|| state.driver.stop());
-}
-
-struct ChildServer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    url: String,
-    admin: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ChildServer {
-    fn start() -> ChildServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "latency_child_server",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the test binary starts again as the server");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, rest)) = line.split_once(CHILD_READY) {
-                    let _ = ready_tx.send(rest.trim().to_owned());
-                }
-            }
-        });
-        let ready = ready_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the child server prints its address within 60 s");
-        let (address, admin_path) = ready.split_once(' ').unwrap();
-        ChildServer {
-            child,
-            stdin,
-            url: format!("http://{address}"),
-            admin: std::fs::read_to_string(admin_path).unwrap().trim().to_owned(),
-            _dir: dir,
-        }
-    }
-
-    /// The server's CPU time so far (user + system, /proc/PID/stat).
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name (which may hold spaces): state is
-        // the first, utime the 12th, stime the 13th.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // /proc counts in USER_HZ, 100 on every Linux.
-        Duration::from_millis(ticks * 10)
-    }
-
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    .await;
 }
 
 /// A request's departure: wall-clock milliseconds (to compare with an
@@ -311,7 +209,7 @@ impl Received {
 
 /// One run: `entities` of `parties` parties for `seconds` measured seconds.
 async fn run(entities: usize, parties: u64, seconds: u64) {
-    let server = ChildServer::start();
+    let server = ChildProcess::start("latency_child_server", CHILD_DIR, CHILD_READY, &[]);
     let client = Client::builder()
         .pool_max_idle_per_host(4 * SLOTS)
         .timeout(Duration::from_secs(30))
@@ -521,7 +419,7 @@ async fn run(entities: usize, parties: u64, seconds: u64) {
     let (cpu_before, window_start) = cpu_at_window.expect("the window started");
     let window = window_start.elapsed();
     let server_cpu = server.cpu() - cpu_before;
-    let rss_at_window = server.rss_mib();
+    let rss_at_window = server.rss_kib() as f64 / 1024.0;
     tokio::time::sleep(DRAIN).await;
     stopping.store(true, Ordering::Relaxed);
     for reader in readers {

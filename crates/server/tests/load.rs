@@ -20,15 +20,13 @@ mod common;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::child::ChildProcess;
 use common::patrol;
 use common::sse::{raw_events, request_raw, Events};
-use deconflict_server::{AppState, ServerConfig};
 use futures_util::StreamExt;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -108,114 +106,58 @@ async fn child_server() {
         return;
     };
     raise_open_file_limit();
-    let mut config = ServerConfig::new(&dir);
     let limits_text = std::env::var(CHILD_LIMITS).unwrap_or_default();
-    for pair in limits_text.split(',').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').expect("name=value");
-        let limits = &mut config.limits;
-        match name {
-            "max_subscribers" => limits.max_subscribers = value.parse().unwrap(),
-            "max_subscribers_per_party" => limits.max_subscribers_per_party = value.parse().unwrap(),
-            "max_connections" => limits.max_connections = value.parse().unwrap(),
-            "subscriber_queue" => limits.subscriber_queue = value.parse().unwrap(),
-            "rate_per_s" => limits.rate_per_s = value.parse().unwrap(),
-            "rate_burst" => limits.rate_burst = value.parse().unwrap(),
-            "max_pending_commands" => limits.max_pending_commands = value.parse().unwrap(),
-            other => panic!("the child server has no limit {other}"),
+    common::child::serve_until_stdin_closes(&dir, CHILD_READY, |config| {
+        for pair in limits_text.split(',').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').expect("name=value");
+            let limits = &mut config.limits;
+            match name {
+                "max_subscribers" => limits.max_subscribers = value.parse().unwrap(),
+                "max_subscribers_per_party" => limits.max_subscribers_per_party = value.parse().unwrap(),
+                "max_connections" => limits.max_connections = value.parse().unwrap(),
+                "subscriber_queue" => limits.subscriber_queue = value.parse().unwrap(),
+                "rate_per_s" => limits.rate_per_s = value.parse().unwrap(),
+                "rate_burst" => limits.rate_burst = value.parse().unwrap(),
+                "max_pending_commands" => limits.max_pending_commands = value.parse().unwrap(),
+                other => panic!("the child server has no limit {other}"),
+            }
         }
-    }
-    let (state, opened) = tokio::task::block_in_place(|| AppState::open(config)).expect("the service opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    println!(
-        "{CHILD_READY} {} {}",
-        listener.local_addr().unwrap(),
-        opened.admin_token_path.display()
-    );
-    let stdin_closed = tokio::task::spawn_blocking(|| {
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    });
-    deconflict_server::serve(listener, state.clone(), async {
-        let _ = stdin_closed.await;
     })
-    .await
-    .unwrap();
-    tokio::task::block_in_place(|| state.driver.stop());
+    .await;
 }
 
-/// The service in a child process (see [`child_server`]).
+/// The service in a child process (see [`child_server`]), with a client.
 struct ChildServer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    /// `127.0.0.1:port`.
-    address: String,
-    url: String,
-    admin: String,
+    process: ChildProcess,
     client: Client,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for ChildServer {
+    type Target = ChildProcess;
+
+    fn deref(&self) -> &ChildProcess {
+        &self.process
+    }
 }
 
 impl ChildServer {
     fn start(limits: &[(&str, String)]) -> ChildServer {
-        let dir = tempfile::tempdir().unwrap();
         let limits: Vec<String> = limits
             .iter()
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_server",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_LIMITS, limits.join(","))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the test binary starts again as the server");
-        let stdin = child.stdin.take();
-        // Its output is read on a thread (kept draining to the end), so
-        // that waiting for the address is bounded.
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // The harness prints `test child_server ... ` on the same line.
-                if let Some((_, rest)) = line.split_once(CHILD_READY) {
-                    let _ = ready_tx.send(rest.trim().to_owned());
-                }
-            }
-        });
-        let ready = ready_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the child server prints its address within 60 s");
-        let (address, admin_path) = ready.split_once(' ').unwrap();
-        let admin = std::fs::read_to_string(admin_path).unwrap().trim().to_owned();
         ChildServer {
-            child,
-            stdin,
-            address: address.to_owned(),
-            url: format!("http://{address}"),
-            admin,
+            process: ChildProcess::start(
+                "child_server",
+                CHILD_DIR,
+                CHILD_READY,
+                &[(CHILD_LIMITS, limits.join(","))],
+            ),
             client: Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-            _dir: dir,
         }
-    }
-
-    /// The server's resident memory (`VmRSS` of /proc/PID/status), KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
     }
 
     async fn call(
@@ -279,23 +221,6 @@ impl ChildServer {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body.as_str().unwrap().lines().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        // End of input: the child stops gracefully; killed if it does not
-        // within a few seconds (a failed test must not leave it behind).
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -120,12 +120,7 @@ impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limits = &state.config.limits;
-        let drain = Drain {
-            bytes: limits.body_drain_bytes,
-            within: Duration::from_millis(limits.body_drain_ms),
-        };
-        let bytes = read_body(request, limits.max_body_bytes, drain).await?;
+        let BodyBytes(bytes) = BodyBytes::from_request(request, state).await?;
         json_value(&bytes).map(JsonBody)
     }
 }

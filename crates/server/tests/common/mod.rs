@@ -7,6 +7,7 @@
 //! skips with a printed reason, or fails when `DECONFLICT_REQUIRE_CLIENTS=1`.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod child;
 pub mod sse;
 
 use std::path::Path;
