@@ -241,14 +241,7 @@ async fn run(entities: usize, parties: u64, seconds: u64) {
     // Every party's streams: one SSE, one WebSocket.
     let mut readers = Vec::new();
     for token in &tokens {
-        let response = client
-            .get(format!("{}/v1/events", server.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let mut events = Events::from_response(response);
+        let mut events = Events::open_at(&client, &server.url, token).await;
         let (received, log, stop) = (
             Arc::clone(&received_all),
             Arc::clone(&sends),
@@ -264,16 +257,7 @@ async fn run(entities: usize, parties: u64, seconds: u64) {
                 received.take(false, &event.kind, &event.data, &log, measure_from);
             }
         }));
-        let mut socket = {
-            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-            let mut request = format!("{}/v1/ws", server.url.replace("http://", "ws://"))
-                .into_client_request()
-                .unwrap();
-            request
-                .headers_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            tokio_tungstenite::connect_async(request).await.unwrap().0
-        };
+        let mut socket = common::websocket_at(&server.url, token).await;
         let (received, log, stop) = (
             Arc::clone(&received_all),
             Arc::clone(&sends),

@@ -147,14 +147,7 @@ pub type WebSocket =
 impl Server {
     /// Opens `/v1/ws` with `token`, as a browser or integration would.
     pub async fn websocket(&self, token: &str) -> WebSocket {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("{}/v1/ws", self.url.replace("http://", "ws://"))
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        tokio_tungstenite::connect_async(request).await.unwrap().0
+        websocket_at(&self.url, token).await
     }
 
     /// Stops serving and waits until everything accepted is committed.
@@ -226,4 +219,16 @@ pub fn patrol(lon: f64, sharing: &str, start_h: u32, end_h: u32) -> Value {
             "corridor_m": 500, "sharing": sharing
         }
     })
+}
+
+/// Opens `/v1/ws` of the server at `url` (`http://…`) with `token`.
+pub async fn websocket_at(url: &str, token: &str) -> WebSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/v1/ws", url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
 }

@@ -75,9 +75,13 @@ pub struct Events {
 impl Events {
     /// `GET /v1/events` as `token` with the server's reqwest client.
     pub async fn open(server: &Server, token: &str) -> Events {
-        let response = server
-            .client
-            .get(format!("{}/v1/events", server.url))
+        Events::open_at(&server.client, &server.url, token).await
+    }
+
+    /// `GET /v1/events` of the server at `url` as `token` with `client`.
+    pub async fn open_at(client: &reqwest::Client, url: &str, token: &str) -> Events {
+        let response = client
+            .get(format!("{url}/v1/events"))
             .bearer_auth(token)
             .send()
             .await
