@@ -238,15 +238,19 @@ async fn run(entities: usize, parties: u64, seconds: u64) {
     let start = Instant::now() + Duration::from_millis(500);
     let measure_from = start + Duration::from_secs(WARM_UP_S);
 
-    // Every party's streams: one SSE, one WebSocket.
-    let mut readers = Vec::new();
-    for token in &tokens {
-        let mut events = Events::open_at(&client, &server.url, token).await;
-        let (received, log, stop) = (
+    // Every party's streams: one SSE, one WebSocket, each with its own
+    // handles on the tallies, the send log and the stop flag.
+    let reader_handles = || {
+        (
             Arc::clone(&received_all),
             Arc::clone(&sends),
             Arc::clone(&stopping),
-        );
+        )
+    };
+    let mut readers = Vec::new();
+    for token in &tokens {
+        let mut events = Events::open_at(&client, &server.url, token).await;
+        let (received, log, stop) = reader_handles();
         readers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let Ok(next) = tokio::time::timeout(Duration::from_millis(200), events.try_next()).await
@@ -258,11 +262,7 @@ async fn run(entities: usize, parties: u64, seconds: u64) {
             }
         }));
         let mut socket = common::websocket_at(&server.url, token).await;
-        let (received, log, stop) = (
-            Arc::clone(&received_all),
-            Arc::clone(&sends),
-            Arc::clone(&stopping),
-        );
+        let (received, log, stop) = reader_handles();
         readers.push(tokio::spawn(async move {
             use tokio_tungstenite::tungstenite::Message;
             while !stop.load(Ordering::Relaxed) {
