@@ -192,7 +192,7 @@ enum Isolation {
     /// Other writes share the transaction: this one runs in its own
     /// savepoint so that its failure rolls back only its own changes.
     Savepoint,
-    /// The only write of the transaction: no savepoint (on SQLite a
+    /// The only write of an SQLite transaction: no savepoint (a
     /// savepoint copies every page it first changes into a sub-journal,
     /// ~4 % of the W1 bench's process time); if it fails the whole
     /// transaction rolls back, which is the same thing.
@@ -563,7 +563,10 @@ fn write_loop(mut conn: WriterConn, queue: Receiver<Job>, max_batch: usize, faul
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
         let failure = match conn.begin() {
             Ok(mut db) => {
-                let isolation = if batch.len() == 1 {
+                // Only on SQLite: a PostgreSQL write that swallows an error
+                // leaves the transaction aborted, which only closing a
+                // savepoint reveals (COMMIT would answer ROLLBACK, no error).
+                let isolation = if batch.len() == 1 && db.backend() == Backend::Sqlite {
                     Isolation::Alone
                 } else {
                     Isolation::Savepoint
