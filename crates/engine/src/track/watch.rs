@@ -855,24 +855,17 @@ impl TrackWatch {
         for (new, &old) in order.iter().enumerate() {
             new_slot[old as usize] = new as u32;
         }
-        // In place (cycle by cycle), not into new vectors: a second copy of
-        // the records, freed at once, would stay in the allocator's heap.
-        let mut done = vec![false; order.len()];
-        for start in 0..order.len() {
-            let mut at = start;
-            while !done[at] {
-                done[at] = true;
-                let from = order[at] as usize;
-                if from == start {
-                    break;
-                }
-                self.entities.swap(at, from);
-                self.kin.swap(at, from);
-                self.id_of.swap(at, from);
-                at = from;
-            }
-        }
-        drop(done);
+        // In place, not into new vectors: a second copy of the records,
+        // freed at once, would stay in the allocator's heap.
+        batch::permute(
+            order.len(),
+            |at| order[at] as usize,
+            |a, b| {
+                self.entities.swap(a, b);
+                self.kin.swap(a, b);
+                self.id_of.swap(a, b);
+            },
+        );
         self.entities.truncate(self.live);
         self.kin.truncate(self.live);
         self.id_of.truncate(self.live);

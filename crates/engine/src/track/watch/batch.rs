@@ -62,7 +62,7 @@ struct InRun {
     /// The step of its report (`NOT_IN_RUN`).
     step: u32,
     /// Its report's place in the gathering order (`by_cell`), where its
-    /// new filter data is (`run_kin`).
+    /// prepared state is.
     place: u32,
     /// Whether the report changes its filing (`Prepared::refiled`).
     refiled: bool,
@@ -111,6 +111,9 @@ struct Span {
 struct Run<'a> {
     watch: &'a TrackWatch,
     now: Timestamp,
+    /// In gathering order (`InRun::place`): a report's candidates that
+    /// report in the run too are near it in that order, so their new state
+    /// is read from nearby memory.
     prepared: &'a [Prepared],
     /// Per step, the entity's slot.
     slots: &'a [u32],
@@ -118,10 +121,6 @@ struct Run<'a> {
     ids: &'a [u32],
     /// Per slot, where its entity is in the run.
     step_of: &'a [InRun],
-    /// Per place in the gathering order, the reporting entity's new filter
-    /// data: a report's candidates that report in the run too are near it
-    /// in that order, so their new state is read from nearby memory.
-    run_kin: &'a [Kin],
     /// The new filings of the entities whose filing the run changes.
     refiled: &'a Grid,
     /// The watch's index as it was before the run, packed.
@@ -141,7 +140,6 @@ pub(super) struct BatchScratch {
     prepared: Vec<Prepared>,
     /// Per slot, where its entity is in the run.
     step_of: Vec<InRun>,
-    run_kin: Vec<Kin>,
     /// The steps in gathering order, each after its cell's key.
     by_cell: Vec<(u64, u32)>,
     slots: Vec<u32>,
@@ -174,7 +172,6 @@ impl BatchScratch {
             steps: Vec::new(),
             prepared: Vec::new(),
             step_of: Vec::new(),
-            run_kin: Vec::new(),
             by_cell: Vec::new(),
             slots: Vec::new(),
             ids: Vec::new(),
@@ -208,7 +205,6 @@ impl BatchScratch {
         bytes(&self.steps)
             + bytes(&self.prepared)
             + bytes(&self.step_of)
-            + bytes(&self.run_kin)
             + bytes(&self.by_cell)
             + bytes(&self.slots)
             + bytes(&self.ids)
@@ -255,7 +251,6 @@ impl TrackWatch {
             steps,
             prepared,
             step_of,
-            run_kin,
             by_cell,
             slots,
             ids,
@@ -309,14 +304,17 @@ impl TrackWatch {
                 .map(|(i, p)| (z_order(p.filed.south, p.filed.west), i as u32)),
         );
         by_cell.sort_unstable();
-        run_kin.clear();
         for (place, &(_, i)) in by_cell.iter().enumerate() {
             let (step, p) = (&steps[i as usize], &prepared[i as usize]);
             let in_run = &mut step_of[step.slot as usize];
             in_run.place = place as u32;
             in_run.refiled = p.refiled;
-            run_kin.push(p.kin);
         }
+        permute(
+            by_cell.len(),
+            |place| by_cell[place].1 as usize,
+            |a, b| prepared.swap(a, b),
+        );
         slots.clear();
         slots.extend(steps.iter().map(|step| step.slot));
         ids.clear();
@@ -328,7 +326,6 @@ impl TrackWatch {
             slots,
             ids,
             step_of,
-            run_kin,
             refiled,
             packed,
         };
@@ -361,7 +358,8 @@ impl TrackWatch {
                 (pairs, fences, foreseen) = ends;
             }
         }
-        for ((step, prepared), span) in steps.iter().zip(prepared.iter()).zip(spans.iter()) {
+        for (step, span) in steps.iter().zip(spans.iter()) {
+            let prepared = &prepared[step_of[step.slot as usize].place as usize];
             let previous = step.admitted.existing.map(|slot| self.motion(slot));
             let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
@@ -511,7 +509,7 @@ impl Run<'_> {
         out.foreseen.clear();
         out.spans.clear();
         for (query, &(_, i)) in steps.iter().enumerate() {
-            let p = &self.prepared[i as usize];
+            let p = &self.prepared[self.step_of[self.slots[i as usize] as usize].place as usize];
             let (slot, ma) = (self.slots[i as usize], p.motion());
             let id = self.ids[i as usize];
             // The entity before the run: none for a new one (its slot is free
@@ -566,8 +564,8 @@ impl Run<'_> {
                 if let Some(kb) = watch.kin.get(b as usize) {
                     touched ^= kb.party.0;
                 }
-                if let Some(kb) = self.run_kin.get(self.step_of[b as usize].place as usize) {
-                    touched ^= kb.party.0;
+                if let Some(p) = self.prepared.get(self.step_of[b as usize].place as usize) {
+                    touched ^= p.kin.party.0;
                 }
             }
             std::hint::black_box(touched);
@@ -585,7 +583,7 @@ impl Run<'_> {
                     continue;
                 }
                 let kb = if changed {
-                    &self.run_kin[in_run.place as usize]
+                    &self.prepared[in_run.place as usize].kin
                 } else {
                     &watch.kin[b as usize]
                 };
@@ -607,7 +605,7 @@ impl Run<'_> {
                 let kept = open_cpa.contains(&b_id);
                 if may_open || kept {
                     let mb = if changed {
-                        self.prepared[step as usize].motion()
+                        self.prepared[in_run.place as usize].motion()
                     } else {
                         watch.motion(b)
                     };
@@ -697,6 +695,25 @@ pub(super) fn z_order(row: u32, column: u32) -> u64 {
     (spread(row) << 1) | spread(column)
 }
 
+/// Reorders `len` items in place so that item `at` becomes the one that
+/// was at `from(at)` (a permutation), by swapping them (`swap(a, b)`)
+/// cycle by cycle: no second copy of the items.
+pub(super) fn permute(len: usize, from: impl Fn(usize) -> usize, mut swap: impl FnMut(usize, usize)) {
+    let mut done = vec![false; len];
+    for start in 0..len {
+        let mut at = start;
+        while !done[at] {
+            done[at] = true;
+            let source = from(at);
+            if source == start {
+                break;
+            }
+            swap(at, source);
+            at = source;
+        }
+    }
+}
+
 /// `work` on every chunk, the first on this thread and each other on a
 /// thread of its own.
 fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
@@ -717,6 +734,16 @@ fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
 #[cfg(test)]
 mod tests {
     use super::z_order;
+
+    #[test]
+    fn a_permutation_moves_every_item_where_it_belongs() {
+        let order = [3usize, 0, 4, 1, 2, 6, 5, 7];
+        let mut items: Vec<char> = "abcdefgh".chars().collect();
+        let before = items.clone();
+        super::permute(order.len(), |at| order[at], |a, b| items.swap(a, b));
+        let want: Vec<char> = order.iter().map(|&k| before[k]).collect();
+        assert_eq!(items, want);
+    }
 
     #[test]
     fn z_order_interleaves_rows_and_columns() {
