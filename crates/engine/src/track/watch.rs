@@ -327,6 +327,9 @@ pub struct TrackWatch {
     fence_free: Vec<u32>,
     fence_ids: BTreeMap<FenceId, u32>,
     fence_grid: Grid,
+    /// `fence_grid` packed for a batch's many queries; `None` once a fence
+    /// changed, until the next batch packs it again.
+    fence_packed: Option<PackedGrid>,
     fence_seen: Vec<u32>,
     /// Per fence slot its box, apart from the fence so that a report's
     /// query reads a compact array first (most fences in a cell are far).
@@ -352,6 +355,7 @@ impl TrackWatch {
         Ok(Self {
             grid: Grid::new(config.grid_cell_m),
             fence_grid: Grid::new(config.grid_cell_m),
+            fence_packed: None,
             batch: batch::BatchScratch::new(config.grid_cell_m),
             config,
             entities: Vec::new(),
@@ -1305,17 +1309,21 @@ impl TrackWatch {
             None => bounds(&Shape::Point(here)),
         };
         let (fences, boxes) = (&self.fences, &self.fence_reach);
-        self.fence_grid
-            .for_each(self.fence_grid.cell_box(&reach), &[0..=0], |f| {
-                if seen[f as usize] != query {
-                    seen[f as usize] = query;
-                    if boxes[f as usize].intersects(&reach)
-                        && fences[f as usize].as_ref().is_some_and(|h| h.fence.binds(party))
-                    {
-                        found.push(f);
-                    }
+        let (grid, cells) = (&self.fence_grid, self.fence_grid.cell_box(&reach));
+        let mut each = |f: u32| {
+            if seen[f as usize] != query {
+                seen[f as usize] = query;
+                if boxes[f as usize].intersects(&reach)
+                    && fences[f as usize].as_ref().is_some_and(|h| h.fence.binds(party))
+                {
+                    found.push(f);
                 }
-            });
+            }
+        };
+        match &self.fence_packed {
+            Some(packed) => packed.for_each(grid, cells, &[0..=0], &mut each),
+            None => grid.for_each(cells, &[0..=0], &mut each),
+        }
         found[start..].sort_unstable();
     }
 
@@ -1550,6 +1558,7 @@ impl TrackWatch {
             }
         };
         self.fence_grid.insert(cells, 0, slot);
+        self.fence_packed = None;
         self.fence_ids.insert(held.fence.id, slot);
         let region = match &held.fence.rule {
             FenceRule::Exclusion { region, .. } | FenceRule::Protected { region } => Some(region.clone()),
@@ -1616,6 +1625,7 @@ impl TrackWatch {
         let held = self.fences[slot as usize].take().expect("a held fence");
         let cells = self.fence_grid.cell_box(&held.reach);
         self.fence_grid.remove(cells, 0, slot);
+        self.fence_packed = None;
         self.fence_ids.remove(&id);
         self.fence_free.push(slot);
         Ok(())

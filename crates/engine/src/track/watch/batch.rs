@@ -115,8 +115,6 @@ struct Run<'a> {
     /// report in the run too are near it in that order, so their new state
     /// is read from nearby memory.
     prepared: &'a [Prepared],
-    /// Per step, the entity's slot.
-    slots: &'a [u32],
     /// Per step, the entity's id.
     ids: &'a [u32],
     /// Per slot, where its entity is in the run.
@@ -140,9 +138,9 @@ pub(super) struct BatchScratch {
     prepared: Vec<Prepared>,
     /// Per slot, where its entity is in the run.
     step_of: Vec<InRun>,
-    /// The steps in gathering order, each after its cell's key.
+    /// The steps in gathering order, each after its cell's key, then (once
+    /// sorted) after its slot.
     by_cell: Vec<(u64, u32)>,
-    slots: Vec<u32>,
     ids: Vec<u32>,
     spans: Vec<Span>,
     /// The new filings of the entities whose filing the run changes.
@@ -173,7 +171,6 @@ impl BatchScratch {
             prepared: Vec::new(),
             step_of: Vec::new(),
             by_cell: Vec::new(),
-            slots: Vec::new(),
             ids: Vec::new(),
             spans: Vec::new(),
             refiled: Grid::new(cell_m),
@@ -206,7 +203,6 @@ impl BatchScratch {
             + bytes(&self.prepared)
             + bytes(&self.step_of)
             + bytes(&self.by_cell)
-            + bytes(&self.slots)
             + bytes(&self.ids)
             + bytes(&self.spans)
             + self.refiled.heap_bytes()
@@ -245,6 +241,11 @@ impl TrackWatch {
     ) -> usize {
         self.handle_tick(now);
         self.relayout_if_disordered();
+        if self.fence_packed.is_none() {
+            let mut packed = PackedGrid::default();
+            packed.pack(&self.fence_grid);
+            self.fence_packed = Some(packed);
+        }
         let mut scratch = std::mem::replace(&mut self.batch, BatchScratch::new(self.config.grid_cell_m));
         let end = self.admit_run(now, reports, first, results, &mut scratch);
         let BatchScratch {
@@ -252,7 +253,6 @@ impl TrackWatch {
             prepared,
             step_of,
             by_cell,
-            slots,
             ids,
             spans,
             refiled,
@@ -304,26 +304,26 @@ impl TrackWatch {
                 .map(|(i, p)| (z_order(p.filed.south, p.filed.west), i as u32)),
         );
         by_cell.sort_unstable();
-        for (place, &(_, i)) in by_cell.iter().enumerate() {
-            let (step, p) = (&steps[i as usize], &prepared[i as usize]);
+        for (place, (key, i)) in by_cell.iter_mut().enumerate() {
+            let (step, p) = (&steps[*i as usize], &prepared[*i as usize]);
             let in_run = &mut step_of[step.slot as usize];
             in_run.place = place as u32;
             in_run.refiled = p.refiled;
+            // Sorted: the key's place now holds the slot, so that the
+            // gathering reads it here, not in `steps` (in report order).
+            *key = u64::from(step.slot);
         }
         permute(
             by_cell.len(),
             |place| by_cell[place].1 as usize,
             |a, b| prepared.swap(a, b),
         );
-        slots.clear();
-        slots.extend(steps.iter().map(|step| step.slot));
         ids.clear();
         ids.extend(steps.iter().map(|step| step.id));
         let run = Run {
             watch: self,
             now,
             prepared,
-            slots,
             ids,
             step_of,
             refiled,
@@ -508,9 +508,10 @@ impl Run<'_> {
         out.fences.clear();
         out.foreseen.clear();
         out.spans.clear();
-        for (query, &(_, i)) in steps.iter().enumerate() {
-            let p = &self.prepared[self.step_of[self.slots[i as usize] as usize].place as usize];
-            let (slot, ma) = (self.slots[i as usize], p.motion());
+        for (query, &(slot, i)) in steps.iter().enumerate() {
+            let slot = slot as u32;
+            let p = &self.prepared[self.step_of[slot as usize].place as usize];
+            let ma = p.motion();
             let id = self.ids[i as usize];
             // The entity before the run: none for a new one (its slot is free
             // or past the end until the run applies it).
