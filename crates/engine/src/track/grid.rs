@@ -353,7 +353,7 @@ mod tests {
             for (j, lon) in [41.0, 41.03, 41.09].into_iter().enumerate() {
                 let cb = grid.cell_box(&bounds(lat, lat + 0.01 * i as f64, lon, lon + 0.02 * j as f64));
                 for layer in [0, 1, 5, 9] {
-                    if (item + layer as u32) % 3 != 0 {
+                    if !(item + u32::from(layer)).is_multiple_of(3) {
                         grid.insert(cb, layer, item);
                     }
                     item += 1;

@@ -447,7 +447,10 @@ fn parabolic_closest_approach(
         let s01 = (d1 - d0) / (x1 - x0);
         let s12 = (d2 - d1) / (x2 - x1);
         let half_curvature = (s12 - s01) / (x2 - x0);
-        if !(half_curvature * 1e6 >= FLAT_MPS * FLAT_MPS) {
+        // NaN (coincident instants cannot happen, but a NaN distance
+        // could) falls back too.
+        let convex_enough = half_curvature * 1e6 >= FLAT_MPS * FLAT_MPS;
+        if !convex_enough {
             return None;
         }
         let vertex = 0.5 * (x0 + x1) - s01 / (2.0 * half_curvature);
