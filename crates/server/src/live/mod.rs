@@ -107,7 +107,7 @@ impl Default for LiveConfig {
 /// See [`LiveConfig::publish_every_reports`]. Whole requests (up to the
 /// default `max_reports_per_request`): parts of 64 cut the median latency
 /// at 10k entities a little (4.7 → 4.2 ms) but cost 15–20 % more CPU at
-/// 100k, where CPU is what the latency waits for (`tests/latency.rs`).
+/// 100k, where CPU is what the latency waits for (`benches/latency.rs`).
 pub const DEFAULT_PUBLISH_EVERY_REPORTS: usize = 1_000;
 
 /// Why live tracks could not start.
