@@ -26,7 +26,9 @@
 //! `--publish-every-reports`. Bounded: each size at most its seconds + 180 s.
 //! Under `cargo test` (or `cargo bench -- --test`, or
 //! `DECONFLICT_LATENCY_SMOKE=1`) it runs 200 entities for 1 s, and fails
-//! on any delivery problem, so that the harness cannot rot.
+//! on any delivery problem, so that the harness cannot rot; at the real
+//! sizes delivery problems (batches refused with 503 when the track queue
+//! is full, lagged streams) are printed as figures.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -146,8 +148,11 @@ fn main() {
         for problem in &outcome.problems {
             println!("  delivery: {problem}");
         }
-        assert_eq!(outcome.refused_batches, 0, "every batch is taken");
+        // Beyond what the machine keeps up with, refused batches (503,
+        // the track queue full) and lagged streams are the documented
+        // overload behaviour: figures to report, not a failure.
         if smoke {
+            assert_eq!(outcome.refused_batches, 0, "every batch is taken");
             assert!(outcome.problems.is_empty(), "{:#?}", outcome.problems);
             assert!(
                 outcome.alerts > 0 && !outcome.caused_by.is_empty(),
