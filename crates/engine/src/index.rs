@@ -497,6 +497,25 @@ impl<K: Copy + Eq + Hash + Ord + std::fmt::Debug> SpatioTemporalIndex<K> {
         out.dedup();
     }
 
+    /// Each live key of the packed tree once, in the tree's order (a
+    /// leaf's entries together, leaf after leaf), then those filed since
+    /// (in no useful order): a caller that lays out its own data in this
+    /// order reads it nearly in sequence in [`Self::pairs`].
+    pub fn packed_order(&self) -> Vec<K> {
+        let packed = &self.packed;
+        // A key filed as two boxes comes at its first.
+        let mut seen = std::collections::HashSet::new();
+        let mut order: Vec<K> = (0..packed.len())
+            .filter(|&slot| !packed.removed[slot] && (!packed.split[slot] || seen.insert(packed.keys[slot])))
+            .map(|slot| packed.keys[slot])
+            .collect();
+        let mut dynamic: Vec<K> = self.dynamic.iter().map(|entry| entry.key).collect();
+        dynamic.sort_unstable();
+        dynamic.dedup();
+        order.extend(dynamic);
+        order
+    }
+
     /// Every pair of distinct keys whose boxes meet, each once as (lower,
     /// higher): first the packed tree joined with itself (each pair of
     /// sibling subtrees once, far cheaper than one query per key), in the
