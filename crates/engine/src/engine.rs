@@ -516,40 +516,50 @@ pub fn sweep_with<'a, K: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug>(
     index: &SpatioTemporalIndex<K>,
     activity: impl Fn(K) -> (ActivityId, &'a Activity),
 ) -> Vec<Conflict> {
+    type Pair<'a> = (ActivityId, &'a Activity, ActivityId, &'a Activity);
     let mut conflicts = Vec::new();
-    let mut batch = Vec::with_capacity(SWEEP_BATCH);
-    for pairs in index.pairs().chunks(SWEEP_BATCH) {
-        // As in `Engine::check`: all lookups and first reads of a batch
-        // before its evaluations, so that their cache misses overlap.
-        batch.clear();
-        batch.extend(
-            pairs
-                .iter()
-                .map(|&(x, y)| {
-                    let ((x, this), (y, that)) = (activity(x), activity(y));
-                    if x < y {
-                        (x, this, y, that)
-                    } else {
-                        (y, that, x, this)
-                    }
-                })
-                .filter(|(_, this, _, that)| may_conflict(this, that)),
-        );
+    // As in `Engine::check`: all first reads of a batch before its
+    // evaluations, so that their cache misses overlap.
+    let evaluate_batch = |batch: &mut Vec<Pair<'a>>, conflicts: &mut Vec<Conflict>| {
         std::hint::black_box(
             batch
                 .iter()
                 .map(|(_, this, _, that)| this.prepared.touch() + that.prepared.touch())
                 .sum::<f64>(),
         );
-        for &(low, this, high, that) in &batch {
+        for &(low, this, high, that) in batch.iter() {
             if let Some(finding) = evaluate(this, that) {
                 conflicts.push(Conflict::new(low, this.party, high, that.party, finding));
             }
         }
-    }
-    // The pairs come in the index's order (spatially local, see
-    // `SpatioTemporalIndex::pairs`); each key is found once.
-    conflicts.sort_unstable_by_key(|conflict| conflict.key);
-    debug_assert!(conflicts.windows(2).all(|w| w[0].key < w[1].key));
-    conflicts
+        batch.clear();
+    };
+    let mut batch: Vec<Pair<'a>> = Vec::with_capacity(SWEEP_BATCH);
+    // Pairs are evaluated as the join meets them (spatially local, see
+    // `SpatioTemporalIndex::pairs`), each key once.
+    index.for_each_pair(|x, y| {
+        let ((x, this), (y, that)) = (activity(x), activity(y));
+        let pair = if x < y {
+            (x, this, y, that)
+        } else {
+            (y, that, x, this)
+        };
+        if may_conflict(pair.1, pair.3) {
+            batch.push(pair);
+            if batch.len() == SWEEP_BATCH {
+                evaluate_batch(&mut batch, &mut conflicts);
+            }
+        }
+    });
+    evaluate_batch(&mut batch, &mut conflicts);
+    // Sorted by key through a list of (key, position): a conflict is 88
+    // bytes, and moving whole conflicts was most of the sort's time.
+    let mut order: Vec<(ConflictKey, u32)> = conflicts
+        .iter()
+        .enumerate()
+        .map(|(i, conflict)| (conflict.key, u32::try_from(i).expect("fewer than 2^32 conflicts")))
+        .collect();
+    order.sort_unstable();
+    debug_assert!(order.windows(2).all(|w| w[0].0 < w[1].0));
+    order.into_iter().map(|(_, i)| conflicts[i as usize]).collect()
 }
