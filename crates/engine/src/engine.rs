@@ -105,12 +105,30 @@ pub enum EngineError {
     Capacity { limit: usize },
 }
 
+/// A place in the engine's table of activities: what the index files, so
+/// that a candidate is found without a hash probe.
+type Slot = u32;
+
+/// An activity in its slot, with its id.
+#[derive(Debug)]
+struct Held {
+    id: ActivityId,
+    activity: Activity,
+}
+
 /// The deconfliction engine. See the module documentation.
 #[derive(Debug, Default)]
 pub struct Engine {
     config: EngineConfig,
-    activities: StableHashMap<ActivityId, Activity>,
-    index: SpatioTemporalIndex<ActivityId>,
+    /// The activities held, each in a slot; `None` marks a free slot.
+    /// [`Engine::from_activities`] lays them out in the index's packed
+    /// order, so that the sweep, which meets pairs leaf after leaf, reads
+    /// them nearly in sequence.
+    slots: Vec<Option<Held>>,
+    /// Free slots, reused before the table grows.
+    free: Vec<Slot>,
+    slot_of: StableHashMap<ActivityId, Slot>,
+    index: SpatioTemporalIndex<Slot>,
     conflicts: BTreeMap<ConflictKey, Conflict>,
     /// For each activity, the activities it conflicts with.
     partners: StableHashMap<ActivityId, BTreeSet<ActivityId>>,
@@ -135,25 +153,49 @@ impl Engine {
         config: EngineConfig,
         activities: impl IntoIterator<Item = (ActivityId, Activity)>,
     ) -> Result<Self, EngineError> {
-        let mut held: StableHashMap<ActivityId, Activity> = StableHashMap::default();
+        let mut given: Vec<Option<Held>> = Vec::new();
+        let mut seen: StableHashMap<ActivityId, ()> = StableHashMap::default();
         for (id, activity) in activities {
-            if held.insert(id, activity).is_some() {
+            if seen.insert(id, ()).is_some() {
                 return Err(EngineError::DuplicateActivity(id));
             }
+            given.push(Some(Held { id, activity }));
         }
-        if held.len() > config.max_activities {
+        drop(seen);
+        if given.len() > config.max_activities {
             return Err(EngineError::Capacity {
                 limit: config.max_activities,
             });
         }
-        let index = SpatioTemporalIndex::bulk_load(held.iter().map(|(&id, a)| (id, &a.reach, &a.window)));
-        let expiries = held
+        // Packed once to learn the tree's order, then the slots are laid
+        // out in that order and packed again under their final numbers.
+        let order = SpatioTemporalIndex::bulk_load(given.iter().enumerate().map(|(i, held)| {
+            let a = &held.as_ref().expect("every given slot is full").activity;
+            (slot_number(i), &a.reach, &a.window)
+        }))
+        .packed_order();
+        let mut slots = Vec::with_capacity(given.len());
+        for i in order {
+            slots.push(given[i as usize].take());
+        }
+        let slot_of: StableHashMap<ActivityId, Slot> = slots
             .iter()
-            .filter_map(|(&id, a)| a.window.end.map(|end| Reverse((end, id))))
+            .enumerate()
+            .filter_map(|(slot, held)| held.as_ref().map(|h| (h.id, slot_number(slot))))
+            .collect();
+        let index = SpatioTemporalIndex::bulk_load(slots.iter().enumerate().filter_map(|(slot, held)| {
+            held.as_ref()
+                .map(|h| (slot_number(slot), &h.activity.reach, &h.activity.window))
+        }));
+        let expiries = slots
+            .iter()
+            .flatten()
+            .filter_map(|h| h.activity.window.end.map(|end| Reverse((end, h.id))))
             .collect();
         let mut engine = Self {
             config,
-            activities: held,
+            slots,
+            slot_of,
             index,
             expiries,
             ..Self::default()
@@ -177,20 +219,28 @@ impl Engine {
     }
 
     pub fn len(&self) -> usize {
-        self.activities.len()
+        self.slot_of.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.activities.is_empty()
+        self.slot_of.is_empty()
     }
 
     pub fn activity(&self, id: ActivityId) -> Option<&Activity> {
-        self.activities.get(&id)
+        let &slot = self.slot_of.get(&id)?;
+        self.slots[slot as usize].as_ref().map(|held| &held.activity)
     }
 
     /// Every activity held, in no particular (but reproducible) order.
     pub fn activities(&self) -> impl Iterator<Item = (ActivityId, &Activity)> {
-        self.activities.iter().map(|(&id, activity)| (id, activity))
+        self.slots.iter().flatten().map(|held| (held.id, &held.activity))
+    }
+
+    /// The activity in `slot`, which the index files (so it is held).
+    fn held(&self, slot: Slot) -> &Held {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("the index files only held slots")
     }
 
     /// Every open conflict, ordered by key.
@@ -234,14 +284,18 @@ impl Engine {
         // candidate at a time (100k activities are far beyond the caches).
         let held: Vec<(ActivityId, &Activity)> = candidates
             .into_iter()
-            .filter(|&other| Some(other) != as_id)
-            .map(|other| (other, &self.activities[&other]))
+            .map(|slot| {
+                let held = self.held(slot);
+                (held.id, &held.activity)
+            })
+            .filter(|&(other, _)| Some(other) != as_id)
             // Expiry is lazy (it waits for a tick); an activity whose
             // window has ended conflicts with nothing.
             .filter(|(_, held)| !held.window.ended_by(now) && may_conflict(activity, held))
             .collect();
         std::hint::black_box(held.iter().map(|(_, held)| held.prepared.touch()).sum::<f64>());
-        held.into_iter()
+        let mut found: Vec<(ActivityId, Finding)> = held
+            .into_iter()
             .filter_map(|(other, held)| {
                 let finding = match as_id {
                     Some(id) if id < other => evaluate(activity, held),
@@ -249,7 +303,10 @@ impl Engine {
                 };
                 finding.map(|finding| (other, finding))
             })
-            .collect()
+            .collect();
+        // The index answers in slot order.
+        found.sort_unstable_by_key(|&(other, _)| other);
+        found
     }
 
     /// Adds a notified activity and opens its conflicts. Returns the keys of
@@ -260,10 +317,10 @@ impl Engine {
         id: ActivityId,
         activity: Activity,
     ) -> Result<Vec<ConflictKey>, EngineError> {
-        if self.activities.contains_key(&id) {
+        if self.slot_of.contains_key(&id) {
             return Err(EngineError::DuplicateActivity(id));
         }
-        if self.activities.len() >= self.config.max_activities {
+        if self.len() >= self.config.max_activities {
             return Err(EngineError::Capacity {
                 limit: self.config.max_activities,
             });
@@ -290,14 +347,14 @@ impl Engine {
         id: ActivityId,
         activity: Activity,
     ) -> Result<(), EngineError> {
-        let Some(old) = self.activities.get(&id) else {
+        let Some(old) = self.activity(id) else {
             return Err(EngineError::UnknownActivity(id));
         };
         if old.party != activity.party {
             return Err(EngineError::PartyChanged(id));
         }
         self.handle_tick(now);
-        if !self.activities.contains_key(&id) {
+        if !self.slot_of.contains_key(&id) {
             // It ended before `now`: an update cannot bring it back.
             return Err(EngineError::UnknownActivity(id));
         }
@@ -327,15 +384,11 @@ impl Engine {
 
     /// Removes an activity and resolves its conflicts. Returns what it was.
     pub fn handle_cancel(&mut self, now: Timestamp, id: ActivityId) -> Result<Activity, EngineError> {
-        if !self.activities.contains_key(&id) {
+        if !self.slot_of.contains_key(&id) {
             return Err(EngineError::UnknownActivity(id));
         }
         self.handle_tick(now);
-        let activity = self
-            .activities
-            .remove(&id)
-            .ok_or(EngineError::UnknownActivity(id))?;
-        self.index.remove(id);
+        let activity = self.take(id).ok_or(EngineError::UnknownActivity(id))?;
         self.resolve_all_of(id, Resolution::Cancelled { activity: id });
         Ok(activity)
     }
@@ -348,12 +401,11 @@ impl Engine {
                 break;
             }
             self.expiries.pop();
-            let current = self.activities.get(&id).and_then(|a| a.window.end);
+            let current = self.activity(id).and_then(|a| a.window.end);
             if current != Some(end) {
                 continue; // cancelled or moved since this entry was pushed
             }
-            self.activities.remove(&id);
-            self.index.remove(id);
+            self.take(id);
             self.resolve_all_of(id, Resolution::Expired { activity: id });
             self.events.push_back(Event::ActivityExpired {
                 activity: id,
@@ -370,25 +422,46 @@ impl Engine {
     /// Every conflict among the held activities, found from scratch, ordered
     /// by key. Used to rebuild and to cross-check the incremental set.
     pub fn sweep(&self) -> Vec<Conflict> {
-        sweep_with(&self.index, |id| &self.activities[&id])
+        sweep_with(&self.index, |slot| {
+            let held = self.held(slot);
+            (held.id, &held.activity)
+        })
     }
 
+    /// Files `activity` as `id`, in the slot it has or a free one.
     fn store(&mut self, id: ActivityId, activity: Activity) {
-        self.index.insert(id, &activity.reach, &activity.window);
+        let slot = match self.slot_of.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(None);
+                    slot_number(self.slots.len() - 1)
+                });
+                self.slot_of.insert(id, slot);
+                slot
+            }
+        };
+        self.index.insert(slot, &activity.reach, &activity.window);
         if let Some(end) = activity.window.end {
             self.expiries.push(Reverse((end, id)));
         }
-        self.activities.insert(id, activity);
+        self.slots[slot as usize] = Some(Held { id, activity });
+    }
+
+    /// Removes `id` from the table and the index; its slot becomes free.
+    fn take(&mut self, id: ActivityId) -> Option<Activity> {
+        let slot = self.slot_of.remove(&id)?;
+        self.index.remove(slot);
+        self.free.push(slot);
+        self.slots[slot as usize].take().map(|held| held.activity)
+    }
+
+    fn party_of(&self, id: ActivityId) -> crate::activity::PartyId {
+        self.activity(id).expect("a conflict's activities are held").party
     }
 
     fn conflict_for(&self, id: ActivityId, other: ActivityId, finding: Finding) -> Conflict {
-        Conflict::new(
-            id,
-            self.activities[&id].party,
-            other,
-            self.activities[&other].party,
-            finding,
-        )
+        Conflict::new(id, self.party_of(id), other, self.party_of(other), finding)
     }
 
     fn open(&mut self, conflict: Conflict) {
@@ -427,43 +500,66 @@ impl Engine {
 /// Pairs whose data the sweep reads ahead of evaluating them.
 const SWEEP_BATCH: usize = 16;
 
+/// A slot's number: the table never holds more than `max_activities`,
+/// which a configuration keeps far below 2^32 (the index's own limit).
+fn slot_number(slot: usize) -> Slot {
+    Slot::try_from(slot).expect("fewer than 2^32 activities")
+}
+
 /// All conflicts among the activities filed in `index`, each pair once,
-/// ordered by key.
+/// ordered by key. `activity` tells the id and activity filed under a key.
 ///
 /// Every pair that conflicts has intersecting reaches, so it is among the
 /// index's meeting pairs; each pair is evaluated lower id first, as
 /// [`Engine::check`] does.
-pub fn sweep_with<'a>(
-    index: &SpatioTemporalIndex<ActivityId>,
-    activity: impl Fn(ActivityId) -> &'a Activity,
+pub fn sweep_with<'a, K: Copy + Eq + std::hash::Hash + Ord + std::fmt::Debug>(
+    index: &SpatioTemporalIndex<K>,
+    activity: impl Fn(K) -> (ActivityId, &'a Activity),
 ) -> Vec<Conflict> {
+    type Pair<'a> = (ActivityId, &'a Activity, ActivityId, &'a Activity);
     let mut conflicts = Vec::new();
-    let mut batch = Vec::with_capacity(SWEEP_BATCH);
-    for pairs in index.pairs().chunks(SWEEP_BATCH) {
-        // As in `Engine::check`: all lookups and first reads of a batch
-        // before its evaluations, so that their cache misses overlap.
-        batch.clear();
-        batch.extend(
-            pairs
-                .iter()
-                .map(|&(low, high)| (low, activity(low), high, activity(high)))
-                .filter(|(_, this, _, that)| may_conflict(this, that)),
-        );
+    // As in `Engine::check`: all first reads of a batch before its
+    // evaluations, so that their cache misses overlap.
+    let evaluate_batch = |batch: &mut Vec<Pair<'a>>, conflicts: &mut Vec<Conflict>| {
         std::hint::black_box(
             batch
                 .iter()
                 .map(|(_, this, _, that)| this.prepared.touch() + that.prepared.touch())
                 .sum::<f64>(),
         );
-        for &(low, this, high, that) in &batch {
+        for &(low, this, high, that) in batch.iter() {
             if let Some(finding) = evaluate(this, that) {
                 conflicts.push(Conflict::new(low, this.party, high, that.party, finding));
             }
         }
-    }
-    // The pairs come in the index's order (spatially local, see
-    // `SpatioTemporalIndex::pairs`); each key is found once.
-    conflicts.sort_unstable_by_key(|conflict| conflict.key);
-    debug_assert!(conflicts.windows(2).all(|w| w[0].key < w[1].key));
-    conflicts
+        batch.clear();
+    };
+    let mut batch: Vec<Pair<'a>> = Vec::with_capacity(SWEEP_BATCH);
+    // Pairs are evaluated as the join meets them (spatially local, see
+    // `SpatioTemporalIndex::pairs`), each key once.
+    index.for_each_pair(|x, y| {
+        let ((x, this), (y, that)) = (activity(x), activity(y));
+        let pair = if x < y {
+            (x, this, y, that)
+        } else {
+            (y, that, x, this)
+        };
+        if may_conflict(pair.1, pair.3) {
+            batch.push(pair);
+            if batch.len() == SWEEP_BATCH {
+                evaluate_batch(&mut batch, &mut conflicts);
+            }
+        }
+    });
+    evaluate_batch(&mut batch, &mut conflicts);
+    // Sorted by key through a list of (key, position): a conflict is 88
+    // bytes, and moving whole conflicts was most of the sort's time.
+    let mut order: Vec<(ConflictKey, u32)> = conflicts
+        .iter()
+        .enumerate()
+        .map(|(i, conflict)| (conflict.key, u32::try_from(i).expect("fewer than 2^32 conflicts")))
+        .collect();
+    order.sort_unstable();
+    debug_assert!(order.windows(2).all(|w| w[0].0 < w[1].0));
+    order.into_iter().map(|(_, i)| conflicts[i as usize]).collect()
 }

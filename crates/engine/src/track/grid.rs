@@ -143,6 +143,15 @@ impl Grid {
         }
     }
 
+    /// Replaces every item `i` by `new[i]`.
+    pub(crate) fn renumber(&mut self, new: &[u32]) {
+        for layers in self.cells.values_mut() {
+            for layer in layers {
+                layer.items.iter_mut().for_each(|i| *i = new[*i as usize]);
+            }
+        }
+    }
+
     /// Removes every item.
     pub(crate) fn clear(&mut self) {
         self.cells.clear();
@@ -180,6 +189,130 @@ impl Grid {
     }
 }
 
+/// A read-only copy of a [`Grid`] packed for many queries in a row (a
+/// batch's gathering): the cells of the occupied window in one table
+/// indexed by row and column, their layers and items each in one array in
+/// row-major order. A query then reads two short runs of memory per cell
+/// instead of chasing a hash bucket, the cell's layer vector and each
+/// layer's item vector, three likely cache misses per cell.
+#[derive(Debug, Default)]
+pub(crate) struct PackedGrid {
+    /// Whether it holds the grid (else queries go to the grid itself: the
+    /// window would be too large, e.g. entities all over the globe).
+    packed: bool,
+    south: u32,
+    west: u32,
+    rows: u32,
+    columns: u32,
+    /// Per cell of the window, row by row, where its layers start in
+    /// `layers`; one more entry at the end.
+    cell_layers: Vec<u32>,
+    /// Per layer of a cell: (layer, where its items start in `items`); the
+    /// items end where the next entry's start (one sentinel at the end).
+    layers: Vec<(u16, u32)>,
+    items: Vec<u32>,
+}
+
+/// A window of more cells than this many per item (plus a constant) is not
+/// packed: its table would cost more than it saves.
+const PACKED_CELLS_PER_ITEM: usize = 2;
+const PACKED_CELLS_ANYWAY: usize = 1 << 16;
+
+impl PackedGrid {
+    /// Makes this a copy of `grid`, reusing its memory.
+    pub(crate) fn pack(&mut self, grid: &Grid) {
+        self.packed = false;
+        self.cell_layers.clear();
+        self.layers.clear();
+        self.items.clear();
+        let mut keys: Vec<u64> = grid.cells.keys().copied().collect();
+        if keys.is_empty() {
+            return;
+        }
+        // Row-major: a key is the row above the column.
+        keys.sort_unstable();
+        let row = |k: u64| (k >> 24) as u32;
+        let column = |k: u64| (k & 0xFF_FFFF) as u32;
+        let (south, north) = (row(keys[0]), row(keys[keys.len() - 1]));
+        let (west, east) = keys
+            .iter()
+            .map(|&k| column(k))
+            .fold((u32::MAX, 0), |(w, e), c| (w.min(c), e.max(c)));
+        let (rows, columns) = (north - south + 1, east - west + 1);
+        let items: usize = grid
+            .cells
+            .values()
+            .flat_map(|layers| layers.iter().map(|l| l.items.len()))
+            .sum();
+        let cells = rows as usize * columns as usize;
+        if cells > items * PACKED_CELLS_PER_ITEM + PACKED_CELLS_ANYWAY {
+            return;
+        }
+        (self.south, self.west, self.rows, self.columns) = (south, west, rows, columns);
+        self.cell_layers.reserve(cells + 1);
+        self.items.reserve(items);
+        let mut keys = keys.into_iter().peekable();
+        for r in south..=north {
+            for c in west..=east {
+                self.cell_layers.push(self.layers.len() as u32);
+                if keys.peek() == Some(&key(r, c)) {
+                    let k = keys.next().expect("peeked");
+                    for layer in &grid.cells[&k] {
+                        self.layers.push((layer.layer, self.items.len() as u32));
+                        self.items.extend_from_slice(&layer.items);
+                    }
+                }
+            }
+        }
+        self.cell_layers.push(self.layers.len() as u32);
+        self.layers.push((u16::MAX, self.items.len() as u32));
+        self.packed = true;
+    }
+
+    /// [`Grid::for_each`] on the packed copy of `grid` (which it must be).
+    pub(crate) fn for_each(
+        &self,
+        grid: &Grid,
+        cb: CellBox,
+        layers: &[RangeInclusive<u16>],
+        mut f: impl FnMut(u32),
+    ) {
+        if !self.packed || cb.wraps {
+            return grid.for_each(cb, layers, f);
+        }
+        let north = cb.north.min(self.south + self.rows - 1);
+        let east = cb.east.min(self.west + self.columns - 1);
+        let (south, west) = (cb.south.max(self.south), cb.west.max(self.west));
+        if south > north || west > east {
+            return;
+        }
+        for r in south..=north {
+            let row_start = ((r - self.south) * self.columns) as usize;
+            let first = row_start + (west - self.west) as usize;
+            let last = row_start + (east - self.west) as usize;
+            for cell in first..=last {
+                let cell_layers =
+                    &self.layers[self.cell_layers[cell] as usize..self.cell_layers[cell + 1] as usize + 1];
+                for range in layers {
+                    let from = cell_layers[..cell_layers.len() - 1].partition_point(|l| l.0 < *range.start());
+                    for k in from..cell_layers.len() - 1 {
+                        if cell_layers[k].0 > *range.end() {
+                            break;
+                        }
+                        let items = cell_layers[k].1 as usize..cell_layers[k + 1].1 as usize;
+                        self.items[items].iter().for_each(|&i| f(i));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.cell_layers.capacity() * 4 + self.layers.capacity() * 8 + self.items.capacity() * 4
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +341,47 @@ mod tests {
         assert_eq!(found, vec![1, 2]);
         let elsewhere = grid.cell_box(&bounds(0.0, 0.01, 10.0, 10.1));
         grid.for_each(elsewhere, &[0..=0], |i| panic!("found {i}"));
+    }
+
+    /// The packed copy finds what the grid finds, cell by cell and layer
+    /// by layer, including queries partly or wholly outside its window.
+    #[test]
+    fn a_packed_grid_finds_what_the_grid_finds() {
+        let mut grid = Grid::new(1_000.0);
+        let mut item = 0;
+        for (i, lat) in [36.0, 36.02, 36.07, 36.11].into_iter().enumerate() {
+            for (j, lon) in [41.0, 41.03, 41.09].into_iter().enumerate() {
+                let cb = grid.cell_box(&bounds(lat, lat + 0.01 * i as f64, lon, lon + 0.02 * j as f64));
+                for layer in [0, 1, 5, 9] {
+                    if !(item + u32::from(layer)).is_multiple_of(3) {
+                        grid.insert(cb, layer, item);
+                    }
+                    item += 1;
+                }
+            }
+        }
+        let mut packed = PackedGrid::default();
+        packed.pack(&grid);
+        assert!(packed.packed);
+        let sorted = |mut v: Vec<u32>| {
+            v.sort_unstable();
+            v
+        };
+        for query in [
+            bounds(36.0, 36.2, 41.0, 41.2),
+            bounds(36.03, 36.05, 41.02, 41.04),
+            bounds(35.0, 36.01, 40.0, 41.01),
+            bounds(36.1, 37.0, 41.05, 42.0),
+            bounds(10.0, 10.1, 10.0, 10.1),
+        ] {
+            let cb = grid.cell_box(&query);
+            for layers in [vec![0..=0], vec![0..=1, 5..=5], vec![2..=8], vec![0..=u16::MAX]] {
+                let (mut want, mut got) = (Vec::new(), Vec::new());
+                grid.for_each(cb, &layers, |i| want.push(i));
+                packed.for_each(&grid, cb, &layers, |i| got.push(i));
+                assert_eq!(sorted(got), sorted(want), "{query:?} {layers:?}");
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::alert::{
 use super::config::TrackConfig;
 use super::error::TrackError;
 use super::fence::{Fence, FenceId, FenceRule, HeldFence};
-use super::grid::{CellBox, Grid};
+use super::grid::{CellBox, Grid, PackedGrid};
 use super::hash::StableHashMap;
 use super::kinematics::{
     chord_m, closest_approach, exact_at, geodesic_at_most_m, inverse, pair_bounds, pair_lower_bound_m,
@@ -118,7 +118,7 @@ struct Entity {
     origin: LonLat,
     course_deg: f32,
     /// Open `proximity` and `cpa` episodes this entity is in: (other
-    /// entity, kind, id). Usually empty or a few, so a pair's lookup is a
+    /// entity's id, kind, alert id). Usually empty or a few, so a pair's lookup is a
     /// scan of the reporting entity's own list, not a search of a global map.
     pairs: Vec<(u32, AlertKind, AlertId)>,
     key: TrackKey,
@@ -245,8 +245,17 @@ impl Layers {
 
 #[derive(Debug, Default)]
 struct PartyTracks {
+    /// The entity's id (not its slot: slots move when the watch lays its
+    /// entities out again in cell order).
     by_uid: StableHashMap<Arc<str>, u32>,
 }
+
+/// No entity: a free slot's id, a free id's slot.
+const NONE: u32 = u32::MAX;
+
+/// `relayout` renumbers the slots once more than one live entity in this
+/// many was inserted or changed its first cell since the last time.
+const RELAYOUT_DISORDER_DIVISOR: usize = 8;
 
 /// Alerts the queue keeps room for once drained (a second's worth at
 /// 100k entities is some 2,400).
@@ -285,21 +294,42 @@ impl PairRule {
 #[derive(Debug)]
 pub struct TrackWatch {
     config: TrackConfig,
+    /// Per slot. An entity has a stable *id* (given as slots were before:
+    /// the last freed first, else the next number), which orders
+    /// everything the alerts depend on (`check_pair`'s calls, the pair's
+    /// order in an alert, expiries due at the same instant), and a *slot*,
+    /// its place in these per-slot arrays, which the watch renumbers in
+    /// the order of the entities' cells from time to time (`relayout`), so
+    /// that a report's candidates, all in nearby cells, are nearby in memory.
     entities: Vec<Option<Entity>>,
     /// Per slot, the pair filter's view of the entity (stale for free slots).
     kin: Vec<Kin>,
+    /// Per slot, the entity's id (`NONE` for a free slot).
+    id_of: Vec<u32>,
+    /// Per id, the entity's slot (`NONE` for a free id).
+    slot_of_id: Vec<u32>,
+    /// Free ids, the last freed last.
     free: Vec<u32>,
+    /// Free slots, the last freed last.
+    free_slots: Vec<u32>,
+    /// Entities inserted or filed under another first cell since the last
+    /// `relayout`: a measure of how far the slots are from cell order.
+    disorder: usize,
     live: usize,
     parties: BTreeMap<PartyId, PartyTracks>,
     grid: Grid,
     /// Per slot, the number of the last query that found it (deduplication).
     seen: Vec<u32>,
     query: u32,
+    /// (instant, entity id).
     wakes: BinaryHeap<Reverse<(i64, u32)>>,
     fences: Vec<Option<HeldFence>>,
     fence_free: Vec<u32>,
     fence_ids: BTreeMap<FenceId, u32>,
     fence_grid: Grid,
+    /// `fence_grid` packed for a batch's many queries; `None` once a fence
+    /// changed, until the next batch packs it again.
+    fence_packed: Option<PackedGrid>,
     fence_seen: Vec<u32>,
     /// Per fence slot its box, apart from the fence so that a report's
     /// query reads a compact array first (most fences in a cell are far).
@@ -307,13 +337,15 @@ pub struct TrackWatch {
     plans: BTreeMap<ActivityId, HeldPlan>,
     /// Open pair episodes (each is in both entities' `pairs`).
     open_pairs: usize,
-    /// Open zone episodes by (entity, fence slot).
+    /// Open zone episodes by (entity id, fence slot).
     zone_alerts: BTreeMap<(u32, u32), AlertId>,
+    /// By entity id.
     deviation_alerts: BTreeMap<u32, (AlertId, ActivityId)>,
     next_alert: u64,
     alerts: VecDeque<Alert>,
     stats: TrackStats,
-    candidates: Vec<u32>,
+    /// A report's candidates, `by_id`.
+    candidates: Vec<u64>,
     batch: batch::BatchScratch,
 }
 
@@ -323,11 +355,16 @@ impl TrackWatch {
         Ok(Self {
             grid: Grid::new(config.grid_cell_m),
             fence_grid: Grid::new(config.grid_cell_m),
+            fence_packed: None,
             batch: batch::BatchScratch::new(config.grid_cell_m),
             config,
             entities: Vec::new(),
             kin: Vec::new(),
+            id_of: Vec::new(),
+            slot_of_id: Vec::new(),
             free: Vec::new(),
+            free_slots: Vec::new(),
+            disorder: 0,
             live: 0,
             parties: BTreeMap::new(),
             seen: Vec::new(),
@@ -411,17 +448,18 @@ impl TrackWatch {
 
     /// One live entity.
     pub fn track(&self, party: PartyId, uid: &str) -> Option<TrackView<'_>> {
-        let slot = *self.parties.get(&party)?.by_uid.get(uid)?;
+        let slot = self.slot_of(party, uid)?;
         let kin = &self.kin[slot as usize];
         self.entities[slot as usize].as_ref().map(|e| Self::view(e, kin))
     }
 
     /// Every live entity, in a reproducible order.
     pub fn tracks(&self) -> impl Iterator<Item = TrackView<'_>> {
-        self.entities
-            .iter()
-            .zip(&self.kin)
-            .filter_map(|(e, kin)| e.as_ref().map(|e| Self::view(e, kin)))
+        // In id order: slots move.
+        self.slot_of_id.iter().filter(|&&slot| slot != NONE).map(|&slot| {
+            let entity = self.entity(slot);
+            Self::view(entity, &self.kin[slot as usize])
+        })
     }
 
     /// Live entities of one party.
@@ -453,6 +491,11 @@ impl TrackWatch {
         });
     }
 
+    /// The id of the entity in `slot`.
+    fn id(&self, slot: u32) -> u32 {
+        self.id_of[slot as usize]
+    }
+
     fn entity(&self, slot: u32) -> &Entity {
         self.entities[slot as usize].as_ref().expect("a live slot")
     }
@@ -476,12 +519,13 @@ impl TrackWatch {
     /// Expires what went stale by `now` (clearing its alerts) and refiles
     /// moving entities whose box in the index is about to run out.
     pub fn handle_tick(&mut self, now: Timestamp) {
-        while let Some(&Reverse((wake_ms, slot))) = self.wakes.peek() {
+        while let Some(&Reverse((wake_ms, id))) = self.wakes.peek() {
             if wake_ms > now.unix_ms() {
                 break;
             }
             self.wakes.pop();
-            let Some(entity) = self.entities[slot as usize].as_ref() else {
+            let slot = self.slot_of_id[id as usize];
+            let Some(entity) = self.entities.get(slot as usize).and_then(Option::as_ref) else {
                 continue;
             };
             if entity.wake_ms != wake_ms {
@@ -497,7 +541,7 @@ impl TrackWatch {
             let entity = self.entity_mut(slot);
             entity.wake_ms = entity.stale_ms.min(entity.refile_ms);
             let wake = entity.wake_ms;
-            self.wakes.push(Reverse((wake, slot)));
+            self.wakes.push(Reverse((wake, id)));
         }
     }
 
@@ -514,7 +558,11 @@ impl TrackWatch {
                 self.parties.remove(&key.party);
             }
         }
-        self.free.push(slot);
+        let id = self.id(slot);
+        self.free.push(id);
+        self.free_slots.push(slot);
+        self.slot_of_id[id as usize] = NONE;
+        self.id_of[slot as usize] = NONE;
         self.live -= 1;
         self.stats.expired += 1;
     }
@@ -523,17 +571,19 @@ impl TrackWatch {
     fn close_all(&mut self, now: Timestamp, slot: u32, reason: &ClearReason) {
         let pairs = self.entity(slot).pairs.clone();
         for (other, kind, id) in pairs {
+            let other = self.slot_of_id[other as usize];
             self.close_pair(now, slot, other, kind, id, reason.clone());
         }
+        let entity_id = self.id(slot);
         let zones: Vec<((u32, u32), AlertId)> = self
             .zone_alerts
-            .range((slot, 0)..=(slot, u32::MAX))
+            .range((entity_id, 0)..=(entity_id, u32::MAX))
             .map(|(&k, &id)| (k, id))
             .collect();
         for ((_, fence), id) in zones {
             self.close_zone(now, slot, fence, id, reason.clone());
         }
-        if let Some((id, activity)) = self.deviation_alerts.remove(&slot) {
+        if let Some((id, activity)) = self.deviation_alerts.remove(&entity_id) {
             let track = self.entity(slot).key.clone();
             self.clear(
                 id,
@@ -546,7 +596,7 @@ impl TrackWatch {
     }
 
     fn pair_subject(&self, a: u32, b: u32) -> AlertSubject {
-        let (first, second) = if a < b { (a, b) } else { (b, a) };
+        let (first, second) = if self.id(a) < self.id(b) { (a, b) } else { (b, a) };
         AlertSubject::Pair([self.entity(first).key.clone(), self.entity(second).key.clone()])
     }
 
@@ -560,6 +610,7 @@ impl TrackWatch {
         reason: ClearReason,
     ) {
         for (this, that) in [(a, b), (b, a)] {
+            let that = self.id(that);
             let pairs = &mut self.entity_mut(this).pairs;
             pairs.retain(|&(other, k, _)| (other, k) != (that, kind));
         }
@@ -571,8 +622,9 @@ impl TrackWatch {
     fn open_pair(&mut self, now: Timestamp, a: u32, b: u32, detail: AlertDetail) {
         let kind = detail.kind();
         let id = self.open(now, detail);
-        self.entity_mut(a).pairs.push((b, kind, id));
-        self.entity_mut(b).pairs.push((a, kind, id));
+        let (id_a, id_b) = (self.id(a), self.id(b));
+        self.entity_mut(a).pairs.push((id_b, kind, id));
+        self.entity_mut(b).pairs.push((id_a, kind, id));
         self.open_pairs += 1;
     }
 
@@ -592,7 +644,7 @@ impl TrackWatch {
     }
 
     fn close_zone(&mut self, now: Timestamp, slot: u32, fence: u32, id: AlertId, reason: ClearReason) {
-        self.zone_alerts.remove(&(slot, fence));
+        self.zone_alerts.remove(&(self.id(slot), fence));
         let (subject, kind) = self.fence_subject(slot, fence);
         self.clear(id, now, kind, subject, reason);
     }
@@ -628,7 +680,8 @@ impl TrackWatch {
     }
 
     fn slot_of(&self, party: PartyId, uid: &str) -> Option<u32> {
-        self.parties.get(&party).and_then(|p| p.by_uid.get(uid)).copied()
+        let id = *self.parties.get(&party)?.by_uid.get(uid)?;
+        Some(self.slot_of_id[id as usize])
     }
 
     /// Decides what becomes of a report (refused, ignored or applied) and
@@ -744,7 +797,7 @@ impl TrackWatch {
             Some(slot) => {
                 let old_link = self.entity(slot).link;
                 if old_link != report.activity {
-                    if let Some((id, activity)) = self.deviation_alerts.remove(&slot) {
+                    if let Some((id, activity)) = self.deviation_alerts.remove(&self.id(slot)) {
                         let track = self.entity(slot).key.clone();
                         self.clear(
                             id,
@@ -768,6 +821,65 @@ impl TrackWatch {
         };
         self.refile_to(now, slot, prepared.layer, prepared.filed);
         slot
+    }
+
+    /// Renumbers the slots in the order of the entities' first filed cell
+    /// (Z order, then id) once enough entities were inserted or moved to
+    /// another first cell since the last time: a batch gathers its reports
+    /// in that order too, so a report's candidates, all in nearby cells,
+    /// are then in nearby slots, and their filter data (`kin`), the
+    /// gathering's marks and the index's items are read from a few cache
+    /// lines instead of one miss each. Ids do not change, so neither do
+    /// the alerts. Leaves no free slot (the arrays are as long as the
+    /// entities are many).
+    fn relayout_if_disordered(&mut self) {
+        if self.disorder * RELAYOUT_DISORDER_DIVISOR < self.live.max(1) {
+            return;
+        }
+        self.disorder = 0;
+        // Free slots last (key `u64::MAX`), to be cut off.
+        let mut keyed: Vec<(u64, u32, u32)> = self
+            .entities
+            .iter()
+            .zip(&self.id_of)
+            .enumerate()
+            .map(|(slot, (e, &id))| {
+                let key = e
+                    .as_ref()
+                    .and_then(|e| e.filed)
+                    .map_or(u64::MAX, |filed| batch::z_order(filed.south, filed.west));
+                (key, id, slot as u32)
+            })
+            .collect();
+        keyed.sort_unstable();
+        // Per new slot the old one, and per old slot the new one.
+        let order: Vec<u32> = keyed.iter().map(|&(_, _, old)| old).collect();
+        drop(keyed);
+        let mut new_slot = vec![NONE; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_slot[old as usize] = new as u32;
+        }
+        // In place, not into new vectors: a second copy of the records,
+        // freed at once, would stay in the allocator's heap.
+        batch::permute(
+            order.len(),
+            |at| order[at] as usize,
+            |a, b| {
+                self.entities.swap(a, b);
+                self.kin.swap(a, b);
+                self.id_of.swap(a, b);
+            },
+        );
+        self.entities.truncate(self.live);
+        self.kin.truncate(self.live);
+        self.id_of.truncate(self.live);
+        self.seen.truncate(self.live);
+        self.seen.iter_mut().for_each(|s| *s = 0);
+        self.free_slots.clear();
+        for (slot, &id) in self.id_of.iter().enumerate() {
+            self.slot_of_id[id as usize] = slot as u32;
+        }
+        self.grid.renumber(&new_slot);
     }
 
     /// A fresh number for deduplicating one query's results.
@@ -835,25 +947,36 @@ impl TrackWatch {
             pairs: Vec::new(),
         };
         let kin = prepared.kin;
-        let slot = match self.free.pop() {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slot_of_id.push(NONE);
+                (self.slot_of_id.len() - 1) as u32
+            }
+        };
+        let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.entities[slot as usize] = Some(entity);
                 self.kin[slot as usize] = kin;
+                self.id_of[slot as usize] = id;
                 slot
             }
             None => {
                 self.entities.push(Some(entity));
                 self.kin.push(kin);
+                self.id_of.push(id);
                 self.seen.push(0);
                 (self.entities.len() - 1) as u32
             }
         };
+        self.slot_of_id[id as usize] = slot;
         self.parties
             .entry(report.party)
             .or_default()
             .by_uid
-            .insert(uid, slot);
+            .insert(uid, id);
         self.live += 1;
+        self.disorder += 1;
         slot
     }
 
@@ -864,6 +987,9 @@ impl TrackWatch {
         if old_box != Some(new_box) || old_layer != layer {
             if let Some(old_box) = old_box {
                 self.grid.remove(old_box, old_layer, slot);
+                if (old_box.south, old_box.west) != (new_box.south, new_box.west) {
+                    self.disorder += 1;
+                }
             }
             self.grid.insert(new_box, layer, slot);
         }
@@ -880,7 +1006,8 @@ impl TrackWatch {
         let wake = entity.stale_ms.min(entity.refile_ms);
         if wake < entity.wake_ms {
             entity.wake_ms = wake;
-            self.wakes.push(Reverse((wake, slot)));
+            let id = self.id_of[slot as usize];
+            self.wakes.push(Reverse((wake, id)));
         }
     }
 
@@ -958,12 +1085,12 @@ impl TrackWatch {
         let mut found = std::mem::take(&mut self.candidates);
         found.clear();
         // The grid holds only live entities, so their `kin` is current.
-        let (seen, kin) = (&mut self.seen, &self.kin);
+        let (seen, kin, id_of) = (&mut self.seen, &self.kin, &self.id_of);
         self.grid.for_each(cells, layers.as_slice(), |other| {
             if seen[other as usize] != query {
                 seen[other as usize] = query;
                 if kin[other as usize].party != party {
-                    found.push(other);
+                    found.push(by_id(id_of[other as usize], other));
                 }
             }
         });
@@ -971,10 +1098,11 @@ impl TrackWatch {
             &mut self.seen,
             self.entities[slot as usize].as_ref().expect("a live slot"),
         );
-        for &(other, _, _) in &entity.pairs {
+        for &(other_id, _, _) in &entity.pairs {
+            let other = self.slot_of_id[other_id as usize];
             if seen[other as usize] != query {
                 seen[other as usize] = query;
-                found.push(other);
+                found.push(by_id(other_id, other));
             }
         }
         found.sort_unstable();
@@ -999,7 +1127,7 @@ impl TrackWatch {
         self.gather_pairs(now, slot);
         let candidates = std::mem::take(&mut self.candidates);
         for &other in &candidates {
-            self.check_pair(now, slot, other, None);
+            self.check_pair(now, slot, slot_in(other), None);
         }
         self.candidates = candidates;
     }
@@ -1014,10 +1142,11 @@ impl TrackWatch {
         let rule = self.rule(ka, kb);
         let a = self.entity(slot);
         let factor = self.config.clear_factor;
+        let (slot_id, other_id) = (self.id(slot), self.id(other));
         let open = |kind| {
             a.pairs
                 .iter()
-                .find(|&&(o, k, _)| (o, k) == (other, kind))
+                .find(|&&(o, k, _)| (o, k) == (other_id, kind))
                 .map(|&(_, _, id)| id)
         };
         let (proximity, cpa) = (open(AlertKind::Proximity), open(AlertKind::Cpa));
@@ -1044,12 +1173,12 @@ impl TrackWatch {
             return;
         }
         let (ma, mb) = (self.motion(slot), self.motion(other));
-        let (lo, hi) = if slot < other {
+        let (lo, hi) = if slot_id < other_id {
             (slot, other)
         } else {
             (other, slot)
         };
-        let (m_lo, m_hi) = if slot < other { (ma, mb) } else { (mb, ma) };
+        let (m_lo, m_hi) = if slot_id < other_id { (ma, mb) } else { (mb, ma) };
 
         // proximity: at `now`.
         let mut exact_now = None;
@@ -1180,17 +1309,21 @@ impl TrackWatch {
             None => bounds(&Shape::Point(here)),
         };
         let (fences, boxes) = (&self.fences, &self.fence_reach);
-        self.fence_grid
-            .for_each(self.fence_grid.cell_box(&reach), &[0..=0], |f| {
-                if seen[f as usize] != query {
-                    seen[f as usize] = query;
-                    if boxes[f as usize].intersects(&reach)
-                        && fences[f as usize].as_ref().is_some_and(|h| h.fence.binds(party))
-                    {
-                        found.push(f);
-                    }
+        let (grid, cells) = (&self.fence_grid, self.fence_grid.cell_box(&reach));
+        let mut each = |f: u32| {
+            if seen[f as usize] != query {
+                seen[f as usize] = query;
+                if boxes[f as usize].intersects(&reach)
+                    && fences[f as usize].as_ref().is_some_and(|h| h.fence.binds(party))
+                {
+                    found.push(f);
                 }
-            });
+            }
+        };
+        match &self.fence_packed {
+            Some(packed) => packed.for_each(grid, cells, &[0..=0], &mut each),
+            None => grid.for_each(cells, &[0..=0], &mut each),
+        }
         found[start..].sort_unstable();
     }
 
@@ -1209,9 +1342,10 @@ impl TrackWatch {
         };
         let moved = moved.map(|p| p.origin);
         let here_box = bounds(&Shape::Point(here));
+        let entity_id = self.id(slot);
         for &fence in found {
             let held = self.fences[fence as usize].as_ref().expect("a held fence");
-            let open = self.zone_alerts.get(&(slot, fence)).copied();
+            let open = self.zone_alerts.get(&(entity_id, fence)).copied();
             match &held.fence.rule {
                 FenceRule::Exclusion { region, .. } | FenceRule::Protected { region } => {
                     let inside = held.reach.intersects(&here_box) && point_in_region(here, region);
@@ -1241,7 +1375,7 @@ impl TrackWatch {
                                     position: here,
                                 },
                             );
-                            self.zone_alerts.insert((slot, fence), id);
+                            self.zone_alerts.insert((entity_id, fence), id);
                         }
                         None => {}
                     }
@@ -1265,7 +1399,7 @@ impl TrackWatch {
                                     crossing,
                                 },
                             );
-                            self.zone_alerts.insert((slot, fence), id);
+                            self.zone_alerts.insert((entity_id, fence), id);
                         }
                     }
                 }
@@ -1275,7 +1409,7 @@ impl TrackWatch {
         // entity is beyond the fence's reach, so outside and clear of it.
         let stale: Vec<(u32, AlertId)> = self
             .zone_alerts
-            .range((slot, 0)..=(slot, u32::MAX))
+            .range((entity_id, 0)..=(entity_id, u32::MAX))
             .filter(|((_, f), _)| found.binary_search(f).is_err())
             .filter(|((_, f), _)| {
                 !self.fences[*f as usize]
@@ -1305,7 +1439,8 @@ impl TrackWatch {
         let base = plan.base.as_shape();
         let here_box = bounds(&Shape::Point(here));
         let allowed_m = plan.buffer_m + self.config.deviation_tolerance_m;
-        let open = self.deviation_alerts.get(&slot).copied();
+        let entity_id = self.id(slot);
+        let open = self.deviation_alerts.get(&entity_id).copied();
         match open {
             Some((id, activity)) => {
                 // Back on plan: within the half-width proper (the tolerance
@@ -1314,7 +1449,7 @@ impl TrackWatch {
                     && held.reach.intersects(&here_box)
                     && closest_if_below(&Shape::Point(here), &base, plan.buffer_m + 1e-3).is_some();
                 if back {
-                    self.deviation_alerts.remove(&slot);
+                    self.deviation_alerts.remove(&entity_id);
                     let track = self.entity(slot).key.clone();
                     self.clear(
                         id,
@@ -1348,7 +1483,7 @@ impl TrackWatch {
                         cause,
                     },
                 );
-                self.deviation_alerts.insert(slot, (id, activity));
+                self.deviation_alerts.insert(entity_id, (id, activity));
             }
         }
     }
@@ -1376,11 +1511,11 @@ impl TrackWatch {
             .deviation_alerts
             .iter()
             .filter(|(_, (_, a))| *a == activity)
-            .map(|(&slot, &(id, _))| (slot, id))
+            .map(|(&entity, &(id, _))| (entity, id))
             .collect();
-        for (slot, id) in linked {
-            self.deviation_alerts.remove(&slot);
-            let track = self.entity(slot).key.clone();
+        for (entity, id) in linked {
+            self.deviation_alerts.remove(&entity);
+            let track = self.entity(self.slot_of_id[entity as usize]).key.clone();
             self.clear(
                 id,
                 now,
@@ -1423,6 +1558,7 @@ impl TrackWatch {
             }
         };
         self.fence_grid.insert(cells, 0, slot);
+        self.fence_packed = None;
         self.fence_ids.insert(held.fence.id, slot);
         let region = match &held.fence.rule {
             FenceRule::Exclusion { region, .. } | FenceRule::Protected { region } => Some(region.clone()),
@@ -1434,13 +1570,16 @@ impl TrackWatch {
         self.fences[slot as usize] = Some(held);
         let Some(region) = region else { return Ok(()) };
         // Who is already inside.
-        let mut inside: Vec<u32> = Vec::new();
+        let mut inside: Vec<u64> = Vec::new();
         let entity_cells = self.grid.cell_box(&reach);
-        let entities = &self.entities;
-        self.grid
-            .for_each(entity_cells, &[GROUND_LAYER..=u16::MAX], |e| inside.push(e));
+        let (entities, id_of) = (&self.entities, &self.id_of);
+        self.grid.for_each(entity_cells, &[GROUND_LAYER..=u16::MAX], |e| {
+            inside.push(by_id(id_of[e as usize], e));
+        });
+        // In id order (slots move).
         inside.sort_unstable();
         inside.dedup();
+        let mut inside: Vec<u32> = inside.into_iter().map(slot_in).collect();
         inside.retain(|&e| {
             let entity = entities[e as usize].as_ref().expect("a live slot");
             let here = entity.origin;
@@ -1460,7 +1599,7 @@ impl TrackWatch {
                     position,
                 },
             );
-            self.zone_alerts.insert((e, slot), id);
+            self.zone_alerts.insert((self.id(e), slot), id);
         }
         Ok(())
     }
@@ -1480,11 +1619,13 @@ impl TrackWatch {
             .map(|(&(e, _), &alert)| (e, alert))
             .collect();
         for (entity, alert) in open {
+            let entity = self.slot_of_id[entity as usize];
             self.close_zone(now, entity, slot, alert, ClearReason::FenceRemoved);
         }
         let held = self.fences[slot as usize].take().expect("a held fence");
         let cells = self.fence_grid.cell_box(&held.reach);
         self.fence_grid.remove(cells, 0, slot);
+        self.fence_packed = None;
         self.fence_ids.remove(&id);
         self.fence_free.push(slot);
         Ok(())
@@ -1541,7 +1682,12 @@ impl TrackWatch {
     pub fn entity_bytes(&self) -> usize {
         let slots = self.entities.capacity() * std::mem::size_of::<Option<Entity>>()
             + self.kin.capacity() * std::mem::size_of::<Kin>();
-        let seen = self.seen.capacity() * 4 + self.free.capacity() * 4;
+        let seen = (self.seen.capacity()
+            + self.free.capacity()
+            + self.free_slots.capacity()
+            + self.id_of.capacity()
+            + self.slot_of_id.capacity())
+            * 4;
         let wakes = self.wakes.capacity() * std::mem::size_of::<Reverse<(i64, u32)>>();
         let names: usize = self
             .parties
@@ -1556,6 +1702,17 @@ impl TrackWatch {
             .sum();
         slots + seen + wakes + names + pairs + self.grid.heap_bytes() + self.batch.heap_bytes()
     }
+}
+
+/// A candidate as (entity id, slot) in one number, so that sorting
+/// candidates sorts them by id.
+fn by_id(id: u32, slot: u32) -> u64 {
+    (u64::from(id) << 32) | u64::from(slot)
+}
+
+/// The slot of a `by_id` candidate.
+fn slot_in(candidate: u64) -> u32 {
+    candidate as u32
 }
 
 /// Where the geodesic segment `from`–`to` crosses `line`, if it crosses an

@@ -96,8 +96,11 @@ pub enum LiveCommand {
         reports: Vec<OwnedReport>,
         reply: oneshot::Sender<Result<Accepted, ApiError>>,
     },
-    // Boxed: a parsed CoT event is several times larger than the other commands.
-    Cot(Box<TakInbound>),
+    /// CoT events as the TAK forwarder found them queued (one or more, at
+    /// most `publish_every_reports`): one command per batch, so that a
+    /// busy listener costs the track queue one slot per batch, not per
+    /// event, and the watch takes them as a batch.
+    Cot(Vec<TakInbound>),
     Tracks {
         viewer: Viewer,
         bbox: Option<GeoBounds>,
@@ -108,9 +111,7 @@ pub enum LiveCommand {
     ZonesChanged,
     /// An incident was committed: capture its evidence (the incident is
     /// read from the store, where it is by now).
-    CaptureEvidence {
-        incident: IncidentId,
-    },
+    CaptureEvidence { incident: IncidentId },
 }
 
 /// An open episode, remembered for visibility and for the CoT cancel.
@@ -240,34 +241,9 @@ impl TrackTask {
                 self.publish();
                 let _ = reply.send(answer);
             }
-            LiveCommand::Cot(inbound) => {
+            LiveCommand::Cot(events) => {
                 let now = Timestamp(now_ms());
-                let event = &inbound.event;
-                let report = PositionReport {
-                    party: inbound.party,
-                    uid: &event.uid,
-                    time: event.time,
-                    position: LonLat::new(event.lon_deg, event.lat_deg),
-                    alt_m: event.hae_m,
-                    speed_mps: event.speed_mps,
-                    course_deg: event.course_deg,
-                    stale: Some(event.stale),
-                    activity: None,
-                };
-                match self.watch.handle_report(now, &report) {
-                    Ok(outcome) => {
-                        if outcome == ReportOutcome::Applied {
-                            self.remember(report.party, report.uid, point_of(&report));
-                        }
-                        metrics::counter!("deconflict_track_reports_total", "source" => "cot").increment(1)
-                    }
-                    Err(error) => {
-                        metrics::counter!("deconflict_track_reports_refused_total", "source" => "cot")
-                            .increment(1);
-                        tracing::debug!(party = inbound.party.0, uid = %event.uid, %error, "CoT report refused");
-                    }
-                }
-                self.publish();
+                self.take_cot(now, &events);
             }
             LiveCommand::Tracks {
                 viewer,
@@ -417,6 +393,48 @@ impl TrackTask {
         metrics::counter!("deconflict_track_reports_total", "source" => "http")
             .increment(accepted.accepted as u64);
         Ok(accepted)
+    }
+
+    /// CoT events of any parties, taken as one batch (the watch gives the
+    /// same outcomes and alerts as one at a time); a refused event is
+    /// counted and logged, the others still count.
+    fn take_cot(&mut self, now: Timestamp, events: &[TakInbound]) {
+        let built: Vec<PositionReport<'_>> = events
+            .iter()
+            .map(|inbound| {
+                let event = &inbound.event;
+                PositionReport {
+                    party: inbound.party,
+                    uid: &event.uid,
+                    time: event.time,
+                    position: LonLat::new(event.lon_deg, event.lat_deg),
+                    alt_m: event.hae_m,
+                    speed_mps: event.speed_mps,
+                    course_deg: event.course_deg,
+                    stale: Some(event.stale),
+                    activity: None,
+                }
+            })
+            .collect();
+        let outcomes = self.watch.handle_reports(now, &built);
+        let mut taken = 0u64;
+        for (report, outcome) in built.iter().zip(outcomes) {
+            match outcome {
+                Ok(outcome) => {
+                    if outcome == ReportOutcome::Applied {
+                        self.remember(report.party, report.uid, point_of(report));
+                    }
+                    taken += 1;
+                }
+                Err(error) => {
+                    metrics::counter!("deconflict_track_reports_refused_total", "source" => "cot")
+                        .increment(1);
+                    tracing::debug!(party = report.party.0, uid = %report.uid, %error, "CoT report refused");
+                }
+            }
+        }
+        metrics::counter!("deconflict_track_reports_total", "source" => "cot").increment(taken);
+        self.publish();
     }
 
     fn count_outcomes(

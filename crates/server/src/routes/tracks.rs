@@ -251,7 +251,7 @@ pub async fn report(
     match fast_reports(&bytes) {
         // Every report well formed: read straight into typed values, with
         // no JSON tree (a third of the service's CPU per report besides the
-        // watch was building and dropping it, `tests/latency.rs`).
+        // watch was building and dropping it, `benches/latency.rs`).
         Some(read) => {
             if read.len() > limit {
                 return Err(too_many(read.len()));

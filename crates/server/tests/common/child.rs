@@ -3,9 +3,12 @@
 //! those would include the clients.
 //!
 //! The child is the test binary itself, started again to run one ignored
-//! test (`child_test`) whose body is [`serve_until_stdin_closes`]; it prints
-//! a ready line with its address and admin token path, and stops when its
-//! standard input closes (the test ended, or died).
+//! test (`child_test`) whose body is [`serve_until_stdin_closes`] (or a
+//! bench binary started again with its data directory in the environment:
+//! [`ChildProcess::start_self`]); it prints a ready line with its address,
+//! its admin token path and, when it listens for CoT, the TAK listener's
+//! address, and stops when its standard input closes (the test ended, or
+//! died).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -17,12 +20,39 @@ use deconflict_server::{AppState, ServerConfig};
 /// The body of a child test: the service over `dir`, with `configure`
 /// applied to its configuration, until standard input closes.
 pub async fn serve_until_stdin_closes(dir: &str, ready: &str, configure: impl FnOnce(&mut ServerConfig)) {
+    serve_until_stdin_closes_with(dir, ready, configure, false).await;
+}
+
+/// [`serve_until_stdin_closes`], and with `cot` a TAK listener (TLS, the
+/// CA's party certificates) on 127.0.0.1 port 0 too, as `deconflict serve
+/// --cot-listen` runs it.
+pub async fn serve_until_stdin_closes_with(
+    dir: &str,
+    ready: &str,
+    configure: impl FnOnce(&mut ServerConfig),
+    cot: bool,
+) {
     let mut config = ServerConfig::new(dir);
     configure(&mut config);
     let (state, opened) = tokio::task::block_in_place(|| AppState::open(config)).expect("the service opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cot_listener = if cot {
+        Some(
+            state
+                .live
+                .listen_cot("127.0.0.1:0".parse().unwrap(), None, &[])
+                .await
+                .expect("the CoT listener starts"),
+        )
+    } else {
+        None
+    };
+    let cot_address = cot_listener
+        .as_ref()
+        .map(|l| format!(" {}", l.local_addr()))
+        .unwrap_or_default();
     println!(
-        "{ready} {} {}",
+        "{ready} {} {}{cot_address}",
         listener.local_addr().unwrap(),
         opened.admin_token_path.display()
     );
@@ -34,6 +64,9 @@ pub async fn serve_until_stdin_closes(dir: &str, ready: &str, configure: impl Fn
     })
     .await
     .unwrap();
+    if let Some(cot_listener) = cot_listener {
+        cot_listener.shutdown().await;
+    }
     tokio::task::block_in_place(|| state.driver.stop());
 }
 
@@ -45,6 +78,8 @@ pub struct ChildProcess {
     pub address: String,
     pub url: String,
     pub admin: String,
+    /// The TAK listener's `127.0.0.1:port`, when the child listens for CoT.
+    pub cot_address: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -53,15 +88,32 @@ impl ChildProcess {
     /// directory in the environment variable `dir_var` (and `envs`), and
     /// waits (at most 60 s) for the line starting with `ready`.
     pub fn start(child_test: &str, dir_var: &str, ready: &str, envs: &[(&str, String)]) -> ChildProcess {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args([
+            child_test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        ChildProcess::spawn(command, dir_var, ready, envs)
+    }
+
+    /// Runs this binary again without arguments (a `harness = false`
+    /// bench, whose `main` serves when it finds `dir_var` set), as
+    /// [`Self::start`] does.
+    pub fn start_self(dir_var: &str, ready: &str, envs: &[(&str, String)]) -> ChildProcess {
+        ChildProcess::spawn(
+            Command::new(std::env::current_exe().unwrap()),
+            dir_var,
+            ready,
+            envs,
+        )
+    }
+
+    fn spawn(mut command: Command, dir_var: &str, ready: &str, envs: &[(&str, String)]) -> ChildProcess {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                child_test,
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let mut child = command
             .env(dir_var, dir.path())
             .envs(envs.iter().map(|(name, value)| (*name, value.as_str())))
             .stdin(Stdio::piped())
@@ -86,13 +138,16 @@ impl ChildProcess {
         let ready = ready_rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the child server prints its address within 60 s");
-        let (address, admin_path) = ready.split_once(' ').unwrap();
+        let mut fields = ready.split(' ');
+        let address = fields.next().unwrap();
+        let admin_path = fields.next().expect("the admin token path on the ready line");
         ChildProcess {
             child,
             stdin,
             address: address.to_owned(),
             url: format!("http://{address}"),
             admin: std::fs::read_to_string(admin_path).unwrap().trim().to_owned(),
+            cot_address: fields.next().map(str::to_owned),
             _dir: dir,
         }
     }

@@ -56,19 +56,40 @@ const REPORTS_PER_THREAD: usize = 1_024;
 /// No entity in a batch's slots: its report is not in the run.
 const NOT_IN_RUN: u32 = u32::MAX;
 
+/// Where a slot's entity is in a run.
+#[derive(Debug, Clone, Copy)]
+struct InRun {
+    /// The step of its report (`NOT_IN_RUN`).
+    step: u32,
+    /// Its report's place in the gathering order (`by_cell`), where its
+    /// prepared state is.
+    place: u32,
+    /// Whether the report changes its filing (`Prepared::refiled`).
+    refiled: bool,
+}
+
+const OUT_OF_RUN: InRun = InRun {
+    step: NOT_IN_RUN,
+    place: NOT_IN_RUN,
+    refiled: false,
+};
+
 /// An applied report of a run.
 #[derive(Debug)]
 struct Step {
     /// Its index in the batch.
     report: usize,
     slot: u32,
+    /// The entity's id (see `TrackWatch::entities`).
+    id: u32,
     admitted: Admitted,
 }
 
 /// What one gathering thread found, for the steps it was given.
 #[derive(Debug, Default)]
 struct Gathered {
-    pairs: Vec<u32>,
+    /// `by_id`, sorted per step.
+    pairs: Vec<u64>,
     fences: Vec<u32>,
     /// Sorted by the other entity's slot per step.
     foreseen: Vec<Foreseen>,
@@ -77,26 +98,38 @@ struct Gathered {
     spans: Vec<(u32, u32, u32, u32)>,
 }
 
-/// Where one step's findings are in its thread's `Gathered`.
-#[derive(Debug, Clone, Default)]
+/// Where one step's findings are in its thread's `Gathered`: the thread,
+/// then the start and end of its pairs, fences and foreseen approaches (in
+/// 32 bits: a run holds at most a million reports; 28 bytes a report
+/// instead of 56 with `usize` ranges).
+#[derive(Debug, Clone, Copy, Default)]
 struct Span {
-    thread: usize,
-    pairs: Range<usize>,
-    fences: Range<usize>,
-    foreseen: Range<usize>,
+    thread: u32,
+    pairs: [u32; 2],
+    fences: [u32; 2],
+    foreseen: [u32; 2],
+}
+
+fn range([start, end]: [u32; 2]) -> Range<usize> {
+    start as usize..end as usize
 }
 
 /// The read-only view of a run the gathering threads share.
 struct Run<'a> {
     watch: &'a TrackWatch,
     now: Timestamp,
+    /// In gathering order (`InRun::place`): a report's candidates that
+    /// report in the run too are near it in that order, so their new state
+    /// is read from nearby memory.
     prepared: &'a [Prepared],
-    /// Per step, the entity's slot.
-    slots: &'a [u32],
-    /// Per slot, the step of the entity's report in this run (`NOT_IN_RUN`).
-    step_of: &'a [u32],
+    /// Per step, the entity's id.
+    ids: &'a [u32],
+    /// Per slot, where its entity is in the run.
+    step_of: &'a [InRun],
     /// The new filings of the entities whose filing the run changes.
     refiled: &'a Grid,
+    /// The watch's index as it was before the run, packed.
+    packed: &'a PackedGrid,
 }
 
 /// A batch's working memory, kept in the watch from run to run: a few
@@ -110,13 +143,16 @@ struct Run<'a> {
 pub(super) struct BatchScratch {
     steps: Vec<Step>,
     prepared: Vec<Prepared>,
-    /// Per slot, the step of the entity's report in the run (`NOT_IN_RUN`).
-    step_of: Vec<u32>,
-    by_cell: Vec<u32>,
-    slots: Vec<u32>,
+    /// Per slot, where its entity is in the run.
+    step_of: Vec<InRun>,
+    /// The steps in gathering order, each after its cell's key, then (once
+    /// sorted) after its slot.
+    by_cell: Vec<(u64, u32)>,
+    ids: Vec<u32>,
     spans: Vec<Span>,
     /// The new filings of the entities whose filing the run changes.
     refiled: Grid,
+    packed: PackedGrid,
     /// Per gathering thread.
     threads: Vec<GatherScratch>,
 }
@@ -130,7 +166,7 @@ struct GatherScratch {
     after: Vec<u32>,
     fence_seen: Vec<u32>,
     found: Vec<u32>,
-    /// The reporting entity's open `cpa` episodes.
+    /// The ids of the reporting entity's open `cpa` episodes.
     open_cpa: Vec<u32>,
     out: Gathered,
 }
@@ -142,9 +178,10 @@ impl BatchScratch {
             prepared: Vec::new(),
             step_of: Vec::new(),
             by_cell: Vec::new(),
-            slots: Vec::new(),
+            ids: Vec::new(),
             spans: Vec::new(),
             refiled: Grid::new(cell_m),
+            packed: PackedGrid::default(),
             threads: Vec::new(),
         }
     }
@@ -173,9 +210,10 @@ impl BatchScratch {
             + bytes(&self.prepared)
             + bytes(&self.step_of)
             + bytes(&self.by_cell)
-            + bytes(&self.slots)
+            + bytes(&self.ids)
             + bytes(&self.spans)
             + self.refiled.heap_bytes()
+            + self.packed.heap_bytes()
             + threads
     }
 }
@@ -209,6 +247,12 @@ impl TrackWatch {
         results: &mut Vec<Result<ReportOutcome, TrackError>>,
     ) -> usize {
         self.handle_tick(now);
+        self.relayout_if_disordered();
+        if self.fence_packed.is_none() {
+            let mut packed = PackedGrid::default();
+            packed.pack(&self.fence_grid);
+            self.fence_packed = Some(packed);
+        }
         let mut scratch = std::mem::replace(&mut self.batch, BatchScratch::new(self.config.grid_cell_m));
         let end = self.admit_run(now, reports, first, results, &mut scratch);
         let BatchScratch {
@@ -216,9 +260,10 @@ impl TrackWatch {
             prepared,
             step_of,
             by_cell,
-            slots,
+            ids,
             spans,
             refiled,
+            packed,
             threads: thread_scratch,
         } = &mut scratch;
         let threads = self
@@ -246,6 +291,7 @@ impl TrackWatch {
             },
         );
 
+        packed.pack(&self.grid);
         refiled.clear();
         for (step, prepared) in steps.iter().zip(prepared.iter()) {
             if prepared.refiled {
@@ -258,20 +304,37 @@ impl TrackWatch {
         // so in row order the next row's reports found the neighbours they
         // share with this row's evicted again.
         by_cell.clear();
-        by_cell.extend(0..steps.len() as u32);
-        by_cell.sort_by_key(|&i| {
-            let filed = prepared[i as usize].filed;
-            (z_order(filed.south, filed.west), i)
-        });
-        slots.clear();
-        slots.extend(steps.iter().map(|step| step.slot));
+        by_cell.extend(
+            prepared
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (z_order(p.filed.south, p.filed.west), i as u32)),
+        );
+        by_cell.sort_unstable();
+        for (place, (key, i)) in by_cell.iter_mut().enumerate() {
+            let (step, p) = (&steps[*i as usize], &prepared[*i as usize]);
+            let in_run = &mut step_of[step.slot as usize];
+            in_run.place = place as u32;
+            in_run.refiled = p.refiled;
+            // Sorted: the key's place now holds the slot, so that the
+            // gathering reads it here, not in `steps` (in report order).
+            *key = u64::from(step.slot);
+        }
+        permute(
+            by_cell.len(),
+            |place| by_cell[place].1 as usize,
+            |a, b| prepared.swap(a, b),
+        );
+        ids.clear();
+        ids.extend(steps.iter().map(|step| step.id));
         let run = Run {
             watch: self,
             now,
             prepared,
-            slots,
+            ids,
             step_of,
             refiled,
+            packed,
         };
         thread_scratch.resize_with(threads.max(thread_scratch.len()), GatherScratch::default);
         // A run with no applied report gives no chunk: no thread may keep
@@ -292,28 +355,33 @@ impl TrackWatch {
         for (thread, scratch) in thread_scratch.iter().enumerate().take(threads) {
             let (mut pairs, mut fences, mut foreseen) = (0, 0, 0);
             for &(step, pairs_end, fences_end, foreseen_end) in &scratch.out.spans {
-                let ends = (pairs_end as usize, fences_end as usize, foreseen_end as usize);
                 spans[step as usize] = Span {
-                    thread,
-                    pairs: pairs..ends.0,
-                    fences: fences..ends.1,
-                    foreseen: foreseen..ends.2,
+                    thread: thread as u32,
+                    pairs: [pairs, pairs_end],
+                    fences: [fences, fences_end],
+                    foreseen: [foreseen, foreseen_end],
                 };
-                (pairs, fences, foreseen) = ends;
+                (pairs, fences, foreseen) = (pairs_end, fences_end, foreseen_end);
             }
         }
-        for ((step, prepared), span) in steps.iter().zip(prepared.iter()).zip(spans.iter()) {
+        for (step, span) in steps.iter().zip(spans.iter()) {
+            let prepared = &prepared[step_of[step.slot as usize].place as usize];
             let previous = step.admitted.existing.map(|slot| self.motion(slot));
             let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
-            let found = &thread_scratch[span.thread].out;
+            assert_eq!(
+                self.id(slot),
+                step.id,
+                "a run predicts the ids of its new entities"
+            );
+            let found = &thread_scratch[span.thread as usize].out;
             self.check_pairs_among(
                 now,
                 slot,
-                &found.pairs[span.pairs.clone()],
-                &found.foreseen[span.foreseen.clone()],
+                &found.pairs[range(span.pairs)],
+                &found.foreseen[range(span.foreseen)],
             );
-            self.check_fences(now, slot, previous.as_ref(), &found.fences[span.fences.clone()]);
+            self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
             self.check_plan(now, slot);
         }
         self.batch = scratch;
@@ -334,12 +402,13 @@ impl TrackWatch {
         scratch: &mut BatchScratch,
     ) -> usize {
         let slots_before = self.entities.len();
-        // New entities take free slots (last freed first), then new ones,
-        // as `insert` will give them.
+        let ids_before = self.slot_of_id.len();
+        // New entities take free slots and ids (last freed first), then new
+        // ones, as `insert` will give them.
         let longest = (reports.len() - first).min(self.config.batch_run_reports);
         let step_of = &mut scratch.step_of;
         step_of.clear();
-        step_of.resize(slots_before + longest, NOT_IN_RUN);
+        step_of.resize(slots_before + longest, OUT_OF_RUN);
         let mut new_keys: StableHashMap<(PartyId, &str), ()> = StableHashMap::default();
         let mut pending_by_party: BTreeMap<PartyId, usize> = BTreeMap::new();
         let mut pending_all = 0;
@@ -349,7 +418,7 @@ impl TrackWatch {
         while let Some(report) = reports.get(end).filter(|_| end - first < longest) {
             let existing = self.slot_of(report.party, report.uid);
             let again = match existing {
-                Some(slot) => step_of[slot as usize] != NOT_IN_RUN,
+                Some(slot) => step_of[slot as usize].step != NOT_IN_RUN,
                 None => new_keys.contains_key(&(report.party, report.uid)),
             };
             if again {
@@ -364,20 +433,27 @@ impl TrackWatch {
                 Ok(Err(ignored)) => results.push(Ok(ignored)),
                 Ok(Ok(admitted)) => {
                     results.push(Ok(ReportOutcome::Applied));
-                    let slot = existing.unwrap_or_else(|| {
-                        let slot = match self.free.len().checked_sub(pending_all + 1) {
-                            Some(at) => self.free[at],
-                            None => (slots_before + pending_all - self.free.len()) as u32,
-                        };
-                        pending_all += 1;
-                        *pending_by_party.entry(report.party).or_default() += 1;
-                        new_keys.insert((report.party, report.uid), ());
-                        slot
-                    });
-                    step_of[slot as usize] = steps.len() as u32;
+                    let (slot, id) = match existing {
+                        Some(slot) => (slot, self.id_of[slot as usize]),
+                        None => {
+                            let next =
+                                |free: &[u32], before: usize| match free.len().checked_sub(pending_all + 1) {
+                                    Some(at) => free[at],
+                                    None => (before + pending_all - free.len()) as u32,
+                                };
+                            let slot = next(&self.free_slots, slots_before);
+                            let id = next(&self.free, ids_before);
+                            pending_all += 1;
+                            *pending_by_party.entry(report.party).or_default() += 1;
+                            new_keys.insert((report.party, report.uid), ());
+                            (slot, id)
+                        }
+                    };
+                    step_of[slot as usize].step = steps.len() as u32;
                     steps.push(Step {
                         report: end,
                         slot,
+                        id,
                         admitted,
                     });
                 }
@@ -389,14 +465,22 @@ impl TrackWatch {
 
     /// `check_pairs` on the gathered pairs `may_open` passed, plus the
     /// entity's open episodes, with the approaches the gathering foresaw.
-    fn check_pairs_among(&mut self, now: Timestamp, slot: u32, gathered: &[u32], foreseen: &[Foreseen]) {
+    fn check_pairs_among(&mut self, now: Timestamp, slot: u32, gathered: &[u64], foreseen: &[Foreseen]) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         candidates.extend_from_slice(gathered);
-        candidates.extend(self.entity(slot).pairs.iter().map(|&(other, _, _)| other));
+        let slot_of_id = &self.slot_of_id;
+        candidates.extend(
+            self.entity(slot)
+                .pairs
+                .iter()
+                .map(|&(other, _, _)| by_id(other, slot_of_id[other as usize])),
+        );
+        // In id order, as `check_pairs` calls them.
         candidates.sort_unstable();
         candidates.dedup();
         for &other in &candidates {
+            let other = slot_in(other);
             let ahead = foreseen
                 .binary_search_by_key(&other, |f| f.other)
                 .ok()
@@ -409,7 +493,7 @@ impl TrackWatch {
 
 impl Run<'_> {
     /// The pairs and fences of the given steps (see the module documentation).
-    fn gather(&self, steps: &[u32], scratch: &mut GatherScratch) {
+    fn gather(&self, steps: &[(u64, u32)], scratch: &mut GatherScratch) {
         let watch = self.watch;
         let slots = self.step_of.len();
         let GatherScratch {
@@ -430,9 +514,11 @@ impl Run<'_> {
         out.fences.clear();
         out.foreseen.clear();
         out.spans.clear();
-        for (query, &i) in steps.iter().enumerate() {
-            let p = &self.prepared[i as usize];
-            let (slot, ma) = (self.slots[i as usize], p.motion());
+        for (query, &(slot, i)) in steps.iter().enumerate() {
+            let slot = slot as u32;
+            let p = &self.prepared[self.step_of[slot as usize].place as usize];
+            let ma = p.motion();
+            let id = self.ids[i as usize];
             // The entity before the run: none for a new one (its slot is free
             // or past the end until the run applies it).
             let before_run = watch.entities.get(slot as usize).and_then(Option::as_ref);
@@ -455,7 +541,8 @@ impl Run<'_> {
             // mark), so the reads of the marks overlap instead of waiting
             // for each other.
             found.clear();
-            watch.grid.for_each(cells, layers.as_slice(), |b| found.push(b));
+            self.packed
+                .for_each(&watch.grid, cells, layers.as_slice(), |b| found.push(b));
             let mut kept = 0;
             for k in 0..found.len() {
                 let b = found[k];
@@ -484,16 +571,17 @@ impl Run<'_> {
                 if let Some(kb) = watch.kin.get(b as usize) {
                     touched ^= kb.party.0;
                 }
-                if let Some(p) = self.prepared.get(self.step_of[b as usize] as usize) {
+                if let Some(p) = self.prepared.get(self.step_of[b as usize].place as usize) {
                     touched ^= p.kin.party.0;
                 }
             }
             std::hint::black_box(touched);
             for &b in found.iter() {
-                let step = self.step_of[b as usize];
+                let in_run = self.step_of[b as usize];
+                let step = in_run.step;
                 // `b`'s state when report `i` is applied in turn.
                 let changed = step < i;
-                let filed_there = if changed && self.prepared[step as usize].refiled {
+                let filed_there = if changed && in_run.refiled {
                     after[b as usize] == i
                 } else {
                     before[b as usize] == i
@@ -502,7 +590,7 @@ impl Run<'_> {
                     continue;
                 }
                 let kb = if changed {
-                    &self.prepared[step as usize].kin
+                    &self.prepared[in_run.place as usize].kin
                 } else {
                     &watch.kin[b as usize]
                 };
@@ -510,17 +598,25 @@ impl Run<'_> {
                     continue;
                 }
                 let may_open = watch.may_open(self.now, &p.kin, kb);
-                if may_open {
-                    out.pairs.push(b);
+                if !may_open && open_cpa.is_empty() {
+                    continue;
                 }
-                let kept = open_cpa.contains(&b);
+                // A new entity has no id in the watch yet.
+                let b_id = match watch.id_of.get(b as usize) {
+                    Some(&id) if id != NONE => id,
+                    _ => self.ids[step as usize],
+                };
+                if may_open {
+                    out.pairs.push(by_id(b_id, b));
+                }
+                let kept = open_cpa.contains(&b_id);
                 if may_open || kept {
                     let mb = if changed {
-                        self.prepared[step as usize].motion()
+                        self.prepared[in_run.place as usize].motion()
                     } else {
                         watch.motion(b)
                     };
-                    self.foresee((slot, &ma, &p.kin), (b, &mb, kb), kept, &mut out.foreseen);
+                    self.foresee((id, &ma, &p.kin), (b, b_id, &mb, kb), kept, &mut out.foreseen);
                 }
             }
             let (pairs_start, foreseen_start) =
@@ -550,8 +646,8 @@ impl Run<'_> {
     /// bounds say it will ask: the same conditions, the same call.
     fn foresee(
         &self,
-        (slot, ma, ka): (u32, &Motion, &Kin),
-        (other, mb, kb): (u32, &Motion, &Kin),
+        (id, ma, ka): (u32, &Motion, &Kin),
+        (other, other_id, mb, kb): (u32, u32, &Motion, &Kin),
         kept: bool,
         out: &mut Vec<Foreseen>,
     ) {
@@ -575,7 +671,7 @@ impl Run<'_> {
             // does not open `cpa` for it.
             && pair_bounds(&ka.tangent, &kb.tangent, from, from).upper_m >= rule.limit_m
         {
-            let (lo, hi) = if slot < other { (ma, mb) } else { (mb, ma) };
+            let (lo, hi) = if id < other_id { (ma, mb) } else { (mb, ma) };
             Some(closest_approach(lo, hi, from, to, ahead.straight_time_ms))
         } else {
             None
@@ -594,7 +690,7 @@ impl Run<'_> {
 /// The position of cell (`row`, `column`) on the Z-order curve: the bits of
 /// the two interleaved, so that cells close on the curve are close on the
 /// grid (rows and columns take at most 24 bits, see `grid.rs`).
-fn z_order(row: u32, column: u32) -> u64 {
+pub(super) fn z_order(row: u32, column: u32) -> u64 {
     fn spread(x: u32) -> u64 {
         let mut x = u64::from(x);
         x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
@@ -604,6 +700,25 @@ fn z_order(row: u32, column: u32) -> u64 {
         (x | (x << 1)) & 0x5555_5555_5555_5555
     }
     (spread(row) << 1) | spread(column)
+}
+
+/// Reorders `len` items in place so that item `at` becomes the one that
+/// was at `from(at)` (a permutation), by swapping them (`swap(a, b)`)
+/// cycle by cycle: no second copy of the items.
+pub(super) fn permute(len: usize, from: impl Fn(usize) -> usize, mut swap: impl FnMut(usize, usize)) {
+    let mut done = vec![false; len];
+    for start in 0..len {
+        let mut at = start;
+        while !done[at] {
+            done[at] = true;
+            let source = from(at);
+            if source == start {
+                break;
+            }
+            swap(at, source);
+            at = source;
+        }
+    }
 }
 
 /// `work` on every chunk, the first on this thread and each other on a
@@ -626,6 +741,16 @@ fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
 #[cfg(test)]
 mod tests {
     use super::z_order;
+
+    #[test]
+    fn a_permutation_moves_every_item_where_it_belongs() {
+        let order = [3usize, 0, 4, 1, 2, 6, 5, 7];
+        let mut items: Vec<char> = "abcdefgh".chars().collect();
+        let before = items.clone();
+        super::permute(order.len(), |at| order[at], |a, b| items.swap(a, b));
+        let want: Vec<char> = order.iter().map(|&k| before[k]).collect();
+        assert_eq!(items, want);
+    }
 
     #[test]
     fn z_order_interleaves_rows_and_columns() {
