@@ -243,12 +243,23 @@ pub struct Activity {
     /// two activities can only conflict when their reaches intersect, since
     /// `reach_a + reach_b >= buffer_a + buffer_b + max(separation_a, separation_b)`.
     pub(crate) reach: GeoBounds,
+    /// The base shape's box (no buffer, no separation), kept because the
+    /// validation computes it anyway (`reach` grows it) and a service
+    /// storing the activity needs the footprint's box: computing it again
+    /// walks every geodesic edge a second time. Last: a check never reads it.
+    pub(crate) base_bounds: GeoBounds,
 }
 
 impl Activity {
     /// The box the index files this activity under (see the field's comment).
     pub fn reach(&self) -> &GeoBounds {
         &self.reach
+    }
+
+    /// Contains every point of the footprint (the base shape grown by the
+    /// corridor's or disk's buffer): what a store filters lists by.
+    pub fn footprint_bounds(&self) -> GeoBounds {
+        self.base_bounds.expanded_m(self.footprint.buffer_m())
     }
 
     /// The footprint as the geodesy fast path takes it.

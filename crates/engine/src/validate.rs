@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use deconflict_geodesy::{self as geodesy, GeoBounds, LonLat, Shape};
+use deconflict_geodesy::{self as geodesy, LonLat};
 
 use crate::activity::{
     Activity, ActivityKind, ActivitySpec, AltitudeBand, Footprint, FootprintSpec, Schedule,
@@ -529,7 +529,8 @@ impl Activity {
         let footprint = validate_footprint(&mut problems, spec, limits);
         match (footprint, problems.is_empty()) {
             (Some(footprint), true) => {
-                let reach = reach_of(&footprint, separation_m);
+                let base_bounds = geodesy::bounds(&footprint.base_shape());
+                let reach = base_bounds.expanded_m(footprint.buffer_m() + separation_m);
                 let prepared = geodesy::Prepared::new(&footprint.base_shape());
                 Ok(Activity {
                     party: spec.party,
@@ -541,6 +542,7 @@ impl Activity {
                     vertical_separation_m,
                     reach,
                     prepared,
+                    base_bounds,
                 })
             }
             _ => {
@@ -571,11 +573,4 @@ fn validate_altitude(problems: &mut Problems, spec: &ActivitySpec) -> AltitudeBa
         problems.add(Field::AltMinM, Problem::MinAboveMax);
     }
     band
-}
-
-/// The index box: the base shape's bounds grown by the footprint's buffer and
-/// its own separation (see [`Activity::reach`]).
-pub(crate) fn reach_of(footprint: &Footprint, separation_m: f64) -> GeoBounds {
-    let base: Shape<'_> = footprint.base_shape();
-    geodesy::bounds(&base).expanded_m(footprint.buffer_m() + separation_m)
 }

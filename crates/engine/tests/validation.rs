@@ -337,3 +337,41 @@ fn defaults_fill_absent_values() {
         3_000.0
     );
 }
+
+/// The box a store files an activity under is the base shape's box grown
+/// by the buffer, exactly as computing it from the footprint would give
+/// (the validation keeps the base box so that nobody walks the edges twice).
+#[test]
+fn footprint_bounds_are_the_base_box_grown_by_the_buffer() {
+    let defaults = SeparationDefaults::default();
+    let validate =
+        |spec: &ActivitySpec| Activity::validate(spec, &Limits::default(), &defaults).expect("valid");
+
+    let patrol = validate(&patrol());
+    let bounds = patrol.footprint_bounds();
+    let base = deconflict_geodesy::bounds(&patrol.footprint.base_shape());
+    // A 500 m wide corridor: 250 m either side of its centreline.
+    assert_eq!(patrol.footprint.buffer_m(), 250.0);
+    assert_eq!(bounds, base.expanded_m(250.0));
+    // It reaches beyond the centreline's ends (~0.0023° of latitude).
+    assert!(
+        bounds.south_deg < 37.00 - 0.002 && bounds.north_deg > 37.05 + 0.002,
+        "{bounds:?}"
+    );
+
+    let area = validate(&area(vec![square(41.0, 36.5, 0.2)]));
+    let bounds = area.footprint_bounds();
+    assert_eq!(area.footprint.buffer_m(), 0.0);
+    let base = deconflict_geodesy::bounds(&area.footprint.base_shape());
+    assert_eq!(bounds, base.expanded_m(0.0));
+    // No buffer: the ring's box (padded for rounding; the geodesic edges
+    // bulge poleward by a few metres on a 0.2° square).
+    assert!(
+        (bounds.south_deg - 36.5).abs() < 1e-8 && (bounds.west_deg - 41.0).abs() < 1e-8,
+        "{bounds:?}"
+    );
+    assert!(
+        (bounds.north_deg - 36.7).abs() < 1e-4 && (bounds.east_deg - 41.2).abs() < 1e-8,
+        "{bounds:?}"
+    );
+}

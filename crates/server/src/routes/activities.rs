@@ -29,11 +29,10 @@ use crate::state::AppState;
 fn submission(state: &AppState, party: &PartyInfo, feature: Value) -> Result<Submission, ApiError> {
     let mut valid = validated(state, party, feature)?;
     normalise(&mut valid.feature);
-    // The footprint's box filters lists (`bbox`); only a stored activity
-    // needs it, and it costs as much as the rest of the validation
-    // (geodesic edges), so a check never computes it.
-    let bounds = deconflict_geodesy::bounds(&valid.activity.footprint.base_shape())
-        .expanded_m(valid.activity.footprint.buffer_m());
+    // The footprint's box filters lists (`bbox`): the engine's validation
+    // computed the base shape's box already (walking every geodesic edge),
+    // so this only grows it by the buffer.
+    let bounds = valid.activity.footprint_bounds();
     let canonical = deconflict_audit::canonical_json(&valid.feature)
         .map_err(|error| ApiError::field("", format!("cannot be logged: {error}")))?;
     Ok(Submission {
