@@ -120,8 +120,7 @@ mod tak {
 
     use deconflict_tak::TakListener;
     use reqwest::{Method, StatusCode};
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls_pki_types::ServerName;
     use serde_json::Value;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -148,21 +147,7 @@ mod tak {
     }
 
     async fn connect(listener: &TakListener, credentials: &Value) -> TlsStream<TcpStream> {
-        let pem = |key: &str| credentials[key].as_str().unwrap().as_bytes().to_vec();
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(&pem("ca_pem")).unwrap())
-            .unwrap();
-        let config =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_client_auth_cert(
-                    vec![CertificateDer::from_pem_slice(&pem("cert_pem")).unwrap()],
-                    PrivateKeyDer::from_pem_slice(&pem("key_pem")).unwrap(),
-                )
-                .unwrap();
+        let config = super::common::tak_client_config(credentials);
         let tcp = TcpStream::connect(listener.local_addr()).await.unwrap();
         // With TLS 1.3 the client finishes its side before the server has
         // looked at the certificate: a refusal shows as the server closing.

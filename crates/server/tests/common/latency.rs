@@ -57,8 +57,7 @@ use deconflict_server::ServerConfig;
 use deconflict_sim::fleet::{Fleet, FleetShape};
 use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -384,21 +383,7 @@ async fn tak_connect(client: &Client, target: &Target<'_>, party: u64) -> TakStr
         .unwrap();
     assert_eq!(answer.status(), StatusCode::CREATED);
     let credentials: Value = answer.json().await.unwrap();
-    let pem = |key: &str| credentials[key].as_str().unwrap().as_bytes().to_vec();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(&pem("ca_pem")).unwrap())
-        .unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(&pem("cert_pem")).unwrap()],
-                PrivateKeyDer::from_pem_slice(&pem("key_pem")).unwrap(),
-            )
-            .unwrap();
+    let config = crate::common::tak_client_config(&credentials);
     let address = target.cot_address.expect("a TAK listener for the CoT reports");
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     tcp.set_nodelay(true).unwrap();

@@ -232,3 +232,26 @@ pub async fn websocket_at(url: &str, token: &str) -> WebSocket {
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     tokio_tungstenite::connect_async(request).await.unwrap().0
 }
+
+/// The TLS client configuration a TAK client builds from the credentials
+/// `POST /v1/parties/{id}/tak-certificate` answers (`ca_pem`, `cert_pem`,
+/// `key_pem`): the server's CA as the only root, the party's certificate as
+/// the client certificate.
+pub fn tak_client_config(credentials: &Value) -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = |key: &str| credentials[key].as_str().unwrap().as_bytes().to_vec();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&pem("ca_pem")).unwrap())
+        .unwrap();
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(&pem("cert_pem")).unwrap()],
+            PrivateKeyDer::from_pem_slice(&pem("key_pem")).unwrap(),
+        )
+        .unwrap()
+}
