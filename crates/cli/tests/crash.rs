@@ -871,6 +871,9 @@ fn crash_cycles(database_url: Option<&str>, cycles: u64) {
             .into_iter()
             .map(|w| w.join().expect("a client thread"))
             .collect();
+        if let Some(url) = database_url {
+            wait_for_dead_backends(url);
+        }
 
         server = serve(dir.path(), database_url);
         let acked_before = figures.acked;
@@ -912,4 +915,40 @@ fn crash_cycles(database_url: Option<&str>, cycles: u64) {
         figures.track_batches,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Waits (at most 10 s) until PostgreSQL has dropped the killed service's
+/// connections. A COMMIT the service sent just before SIGKILL is still
+/// carried out by its backend, possibly after the restart: the restarted
+/// service catches up with it (the log-end check), but the verification
+/// would have classified that write as absent and then see it land (seen
+/// once in CI: a cancel in flight at the kill, verified "absent", then gone).
+/// Without `psql` on the PATH it says so and does not wait.
+fn wait_for_dead_backends(url: &str) {
+    let query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = match std::process::Command::new("psql")
+            .args([url, "-Atc", query])
+            .output()
+        {
+            Ok(output) if output.status.success() => output,
+            Ok(output) => {
+                eprintln!(
+                    "psql failed ({}): not waiting for the killed service's backends",
+                    output.status
+                );
+                return;
+            }
+            Err(error) => {
+                eprintln!("psql not found ({error}): not waiting for the killed service's backends");
+                return;
+            }
+        };
+        if String::from_utf8_lossy(&output.stdout).trim() == "0" || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
