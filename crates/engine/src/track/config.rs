@@ -88,6 +88,19 @@ pub struct TrackConfig {
     /// 15 % more CPU than one run; 65,536 nothing measurable). From 1 to
     /// 1,000,000; default 65,536 (about 21 MiB).
     pub batch_run_reports: usize,
+    /// Temporal coherence (see `watch/quiet.rs`): after a full search of its
+    /// neighbours, an entity that keeps to its course (within
+    /// [`quiet_tolerance_m`](Self::quiet_tolerance_m)) checks only the few
+    /// neighbours that search found within reach, until this long after it;
+    /// the alerts are the same. 0 searches on every report (no horizon).
+    /// At most [`refile_every_ms`](Self::refile_every_ms): the index must
+    /// hold every entity's path up to its horizon. Default 10 s.
+    pub quiet_horizon_ms: i64,
+    /// How far (metres, Earth-centred) an entity's model may stray from the
+    /// one its last full search used before its reports search again.
+    /// Larger keeps more turning entities quiet but puts more neighbours on
+    /// each entity's short list. From 1 m to 100 km; default 200 m.
+    pub quiet_tolerance_m: f64,
 }
 
 impl Default for TrackConfig {
@@ -115,6 +128,8 @@ impl Default for TrackConfig {
             refile_every_ms: 10_000,
             batch_threads: 2,
             batch_run_reports: 65_536,
+            quiet_horizon_ms: 10_000,
+            quiet_tolerance_m: 200.0,
         }
     }
 }
@@ -178,6 +193,15 @@ impl TrackConfig {
                 },
             });
         }
+        if !(self.quiet_tolerance_m.is_finite() && (1.0..=100_000.0).contains(&self.quiet_tolerance_m)) {
+            return Err(TrackError::Config {
+                field: "quiet_tolerance_m",
+                problem: ConfigProblem::OutOfRange {
+                    min: 1.0,
+                    max: 100_000.0,
+                },
+            });
+        }
         let durations = [
             ("cpa_look_ahead_ms", self.cpa_look_ahead_ms),
             ("default_stale_ms", self.default_stale_ms),
@@ -196,7 +220,21 @@ impl TrackConfig {
                 });
             }
         }
+        if !(0..=self.refile_every_ms).contains(&self.quiet_horizon_ms) {
+            return Err(TrackError::Config {
+                field: "quiet_horizon_ms",
+                problem: ConfigProblem::OutOfRange {
+                    min: 0.0,
+                    max: self.refile_every_ms as f64,
+                },
+            });
+        }
         Ok(())
+    }
+
+    /// The largest distance below which a pair's episode can open.
+    pub(crate) fn max_open_m(&self) -> f64 {
+        self.air_proximity_m.max(self.ground_proximity_m)
     }
 
     /// The farthest apart two entities can be and still hold an alert.

@@ -37,6 +37,26 @@ pub(crate) struct CellBox {
     pub wraps: bool,
 }
 
+impl CellBox {
+    /// Whether the two boxes share a cell: an item filed under one is found
+    /// by a query of the other (in the same layer).
+    pub(crate) fn meets(&self, other: &CellBox) -> bool {
+        // A wrapping box's columns are `west..` (up to the last column) and
+        // `..=east`; columns never pass the last, so `west..` may stay open.
+        fn columns(b: &CellBox) -> [(u32, u32); 2] {
+            if b.wraps {
+                [(b.west, u32::MAX), (0, b.east)]
+            } else {
+                [(b.west, b.east), (b.west, b.east)]
+            }
+        }
+        let rows = self.south <= other.north && other.south <= self.north;
+        rows && columns(self)
+            .iter()
+            .any(|a| columns(other).iter().any(|b| a.0 <= b.1 && b.0 <= a.1))
+    }
+}
+
 /// The items of one altitude layer of one cell.
 #[derive(Debug, Default)]
 struct Layer {

@@ -144,7 +144,7 @@ impl Tangent {
     }
 
     /// The tangent point at `time_ms`.
-    fn at(&self, time_ms: i64) -> V3 {
+    pub(crate) fn at(&self, time_ms: i64) -> V3 {
         let dt = (time_ms - self.time_ms) as f64 / 1000.0;
         [
             self.ecef[0] + f64::from(self.velocity[0]) * dt,
@@ -261,7 +261,7 @@ pub(crate) struct PairBounds {
 /// The straight models' closest approach over `[from_ms, to_ms]`: the
 /// distance between the tangent points and the time from `from_ms`, seconds.
 #[inline]
-fn straight_closest(a: &Tangent, b: &Tangent, from_ms: i64, to_ms: i64) -> (f64, f64) {
+pub(crate) fn straight_closest(a: &Tangent, b: &Tangent, from_ms: i64, to_ms: i64) -> (f64, f64) {
     let (pa, pb) = (a.at(from_ms), b.at(from_ms));
     let d0 = [pa[0] - pb[0], pa[1] - pb[1], pa[2] - pb[2]];
     let w = [
@@ -283,7 +283,7 @@ fn straight_closest(a: &Tangent, b: &Tangent, from_ms: i64, to_ms: i64) -> (f64,
 /// The largest tangent error of a mover over `[from_ms, to_ms]`: it grows
 /// with |arc|, so it is at one of the ends.
 #[inline]
-fn worst_tangent_error_m(m: &Tangent, from_ms: i64, to_ms: i64) -> f64 {
+pub(crate) fn worst_tangent_error_m(m: &Tangent, from_ms: i64, to_ms: i64) -> f64 {
     tangent_error_m(m.arc_m(from_ms).abs().max(m.arc_m(to_ms).abs()))
 }
 

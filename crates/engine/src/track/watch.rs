@@ -29,6 +29,9 @@ use super::plan::{HeldPlan, Plan};
 use super::report::PositionReport;
 
 mod batch;
+mod quiet;
+
+use quiet::Quiet;
 
 /// Where an entity's velocity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,12 @@ pub struct TrackStats {
     pub unknown_plan: u64,
     /// Entities that went stale and left the watch.
     pub expired: u64,
+    /// Full searches of an entity's neighbours (`TrackConfig::quiet_horizon_ms`):
+    /// on a report off its plan, and when its horizon comes without one.
+    pub scans: u64,
+    /// Applied reports that kept their entity on its plan and checked only
+    /// its near list.
+    pub quiet_reports: u64,
 }
 
 /// One entity as the driver may read it (`GET /v1/tracks`).
@@ -133,6 +142,11 @@ struct Entity {
     /// The cells the swept box is filed under; `None` before the first filing.
     filed: Option<CellBox>,
     link: Option<ActivityId>,
+    /// The model of the entity's last scan (`watch/quiet.rs`).
+    quiet: Quiet,
+    /// The ids of the entities the last scans of this entity and of them
+    /// could not rule out (symmetric; `watch/quiet.rs`).
+    near: Vec<u32>,
 }
 
 impl Kin {
@@ -191,6 +205,9 @@ struct Prepared {
     /// Whether `filed` or `layer` differ from the entity's filing before
     /// the report (always for a new entity).
     refiled: bool,
+    /// Whether the report keeps the entity on its plan: it checks only its
+    /// near list, and does not scan (`watch/quiet.rs`).
+    quiet: bool,
 }
 
 impl Prepared {
@@ -346,6 +363,9 @@ pub struct TrackWatch {
     stats: TrackStats,
     /// A report's candidates, `by_id`.
     candidates: Vec<u64>,
+    /// At least the radius of every live plan (`watch/quiet.rs`).
+    quiet_radius_max_m: f64,
+    near_scratch: Vec<u32>,
     batch: batch::BatchScratch,
 }
 
@@ -383,6 +403,8 @@ impl TrackWatch {
             alerts: VecDeque::new(),
             stats: TrackStats::default(),
             candidates: Vec::new(),
+            quiet_radius_max_m: 0.0,
+            near_scratch: Vec::new(),
         })
     }
 
@@ -538,8 +560,12 @@ impl TrackWatch {
             if entity.refile_ms <= now.unix_ms() {
                 self.file(now, slot);
             }
+            if self.entity(slot).quiet.until_ms <= now.unix_ms() {
+                // The horizon came without a report.
+                self.rescan(now, slot);
+            }
             let entity = self.entity_mut(slot);
-            entity.wake_ms = entity.stale_ms.min(entity.refile_ms);
+            entity.wake_ms = entity.stale_ms.min(entity.refile_ms).min(entity.quiet.until_ms);
             let wake = entity.wake_ms;
             self.wakes.push(Reverse((wake, id)));
         }
@@ -548,6 +574,8 @@ impl TrackWatch {
     fn expire(&mut self, now: Timestamp, slot: u32) {
         let key = self.entity(slot).key.clone();
         self.close_all(now, slot, &ClearReason::Stale(key.clone()));
+        let near = std::mem::take(&mut self.entity_mut(slot).near);
+        self.leave_near_lists(self.id(slot), &near);
         let entity = self.entities[slot as usize].take().expect("a live slot");
         if let Some(filed) = entity.filed {
             self.grid.remove(filed, entity.layer, slot);
@@ -672,7 +700,15 @@ impl TrackWatch {
         let prepared = self.prepare(now, report, &admitted);
         let previous = existing.map(|slot| self.motion(slot));
         let slot = self.apply(now, report, existing, &prepared);
-        self.check_pairs(now, slot);
+        if prepared.quiet {
+            self.stats.quiet_reports += 1;
+            self.check_quiet_pairs(now, slot, &[]);
+        } else {
+            self.check_pairs(now, slot);
+            if self.quiet_enabled() {
+                self.rescan(now, slot);
+            }
+        }
         let found = self.fences_near(slot, previous.as_ref());
         self.check_fences(now, slot, previous.as_ref(), &found);
         self.check_plan(now, slot);
@@ -767,13 +803,18 @@ impl TrackWatch {
             let entity = self.entity(slot);
             entity.filed != Some(filed) || entity.layer != layer
         });
+        let kin = Kin {
+            tangent: motion.tangent,
+            party: report.party,
+            alt_m,
+            airborne,
+        };
+        let quiet = admitted
+            .existing
+            .is_some_and(|slot| self.stays_quiet(now.unix_ms(), slot, &kin));
         Prepared {
-            kin: Kin {
-                tangent: motion.tangent,
-                party: report.party,
-                alt_m,
-                airborne,
-            },
+            kin,
+            quiet,
             origin: motion.origin,
             course_deg: motion.course_deg,
             velocity,
@@ -880,6 +921,7 @@ impl TrackWatch {
             self.slot_of_id[id as usize] = slot as u32;
         }
         self.grid.renumber(&new_slot);
+        self.recompute_quiet_radius_max();
     }
 
     /// A fresh number for deduplicating one query's results.
@@ -945,6 +987,8 @@ impl TrackWatch {
             filed: None,
             link: report.activity,
             pairs: Vec::new(),
+            quiet: Quiet::NONE,
+            near: Vec::new(),
         };
         let kin = prepared.kin;
         let id = match self.free.pop() {
@@ -1003,12 +1047,7 @@ impl TrackWatch {
         } else {
             i64::MAX
         };
-        let wake = entity.stale_ms.min(entity.refile_ms);
-        if wake < entity.wake_ms {
-            entity.wake_ms = wake;
-            let id = self.id_of[slot as usize];
-            self.wakes.push(Reverse((wake, id)));
-        }
+        self.schedule(slot);
     }
 
     /// Refiles without a report (the box ran out).
@@ -1698,7 +1737,9 @@ impl TrackWatch {
             .entities
             .iter()
             .flatten()
-            .map(|e| e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>())
+            .map(|e| {
+                e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.capacity() * 4
+            })
             .sum();
         slots + seen + wakes + names + pairs + self.grid.heap_bytes() + self.batch.heap_bytes()
     }

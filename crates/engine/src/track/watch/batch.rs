@@ -93,9 +93,11 @@ struct Gathered {
     fences: Vec<u32>,
     /// Sorted by the other entity's slot per step.
     foreseen: Vec<Foreseen>,
+    /// The near list (ids, sorted) of each step that scans.
+    near: Vec<u32>,
     /// Per step: (step, end of its pairs, of its fences, of its foreseen
-    /// approaches); each starts where the previous ends.
-    spans: Vec<(u32, u32, u32, u32)>,
+    /// approaches, of its near list); each starts where the previous ends.
+    spans: Vec<(u32, u32, u32, u32, u32)>,
 }
 
 /// Where one step's findings are in its thread's `Gathered`: the thread,
@@ -108,6 +110,7 @@ struct Span {
     pairs: [u32; 2],
     fences: [u32; 2],
     foreseen: [u32; 2],
+    near: [u32; 2],
 }
 
 fn range([start, end]: [u32; 2]) -> Range<usize> {
@@ -130,6 +133,8 @@ struct Run<'a> {
     refiled: &'a Grid,
     /// The watch's index as it was before the run, packed.
     packed: &'a PackedGrid,
+    /// At least the radius of every plan live during the run.
+    quiet_radius_max_m: f64,
 }
 
 /// A batch's working memory, kept in the watch from run to run: a few
@@ -203,6 +208,7 @@ impl BatchScratch {
                     + bytes(&t.out.pairs)
                     + bytes(&t.out.fences)
                     + bytes(&t.out.foreseen)
+                    + bytes(&t.out.near)
                     + bytes(&t.out.spans)
             })
             .sum();
@@ -327,7 +333,15 @@ impl TrackWatch {
         );
         ids.clear();
         ids.extend(steps.iter().map(|step| step.id));
+        // The plans the run's scans make count toward the scans' reach.
+        let mut quiet_radius_max_m = self.quiet_radius_max_m;
+        if self.quiet_enabled() {
+            for p in prepared.iter().filter(|p| !p.quiet) {
+                quiet_radius_max_m = quiet_radius_max_m.max(self.plan_after(now, p).radius_m);
+            }
+        }
         let run = Run {
+            quiet_radius_max_m,
             watch: self,
             now,
             prepared,
@@ -353,15 +367,16 @@ impl TrackWatch {
         spans.clear();
         spans.resize(steps.len(), Span::default());
         for (thread, scratch) in thread_scratch.iter().enumerate().take(threads) {
-            let (mut pairs, mut fences, mut foreseen) = (0, 0, 0);
-            for &(step, pairs_end, fences_end, foreseen_end) in &scratch.out.spans {
+            let (mut pairs, mut fences, mut foreseen, mut near) = (0, 0, 0, 0);
+            for &(step, pairs_end, fences_end, foreseen_end, near_end) in &scratch.out.spans {
                 spans[step as usize] = Span {
                     thread: thread as u32,
                     pairs: [pairs, pairs_end],
                     fences: [fences, fences_end],
                     foreseen: [foreseen, foreseen_end],
+                    near: [near, near_end],
                 };
-                (pairs, fences, foreseen) = (pairs_end, fences_end, foreseen_end);
+                (pairs, fences, foreseen, near) = (pairs_end, fences_end, foreseen_end, near_end);
             }
         }
         for (step, span) in steps.iter().zip(spans.iter()) {
@@ -375,12 +390,20 @@ impl TrackWatch {
                 "a run predicts the ids of its new entities"
             );
             let found = &thread_scratch[span.thread as usize].out;
-            self.check_pairs_among(
-                now,
-                slot,
-                &found.pairs[range(span.pairs)],
-                &found.foreseen[range(span.foreseen)],
-            );
+            if prepared.quiet {
+                self.stats.quiet_reports += 1;
+                self.check_quiet_pairs(now, slot, &found.foreseen[range(span.foreseen)]);
+            } else {
+                self.check_pairs_among(
+                    now,
+                    slot,
+                    &found.pairs[range(span.pairs)],
+                    &found.foreseen[range(span.foreseen)],
+                );
+                if self.quiet_enabled() {
+                    self.rescan_with(now, slot, &found.near[range(span.near)]);
+                }
+            }
             self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
             self.check_plan(now, slot);
         }
@@ -463,6 +486,17 @@ impl TrackWatch {
         end
     }
 
+    /// The plan a report that scans makes (`rescan` after `apply`: the
+    /// entity is filed at `now`).
+    fn plan_after(&self, now: Timestamp, p: &Prepared) -> Quiet {
+        let refile_ms = if p.kin.tangent.speed_mps > 0.0 {
+            now.unix_ms() + self.config.refile_every_ms
+        } else {
+            i64::MAX
+        };
+        self.quiet_plan(now.unix_ms(), &p.kin.tangent, refile_ms)
+    }
+
     /// `check_pairs` on the gathered pairs `may_open` passed, plus the
     /// entity's open episodes, with the approaches the gathering foresaw.
     fn check_pairs_among(&mut self, now: Timestamp, slot: u32, gathered: &[u64], foreseen: &[Foreseen]) {
@@ -513,6 +547,7 @@ impl Run<'_> {
         out.pairs.clear();
         out.fences.clear();
         out.foreseen.clear();
+        out.near.clear();
         out.spans.clear();
         for (query, &(slot, i)) in steps.iter().enumerate() {
             let slot = slot as u32;
@@ -535,88 +570,84 @@ impl Run<'_> {
                         .map(|&(other, _, _)| other),
                 );
             }
-            let (cells, layers) = watch.pair_query(self.now, &p.motion(), &p.kin);
-            // Every item first, then the marks: the mark of one item does
-            // not decide whether the next is read (no branch on a loaded
-            // mark), so the reads of the marks overlap instead of waiting
-            // for each other.
-            found.clear();
-            self.packed
-                .for_each(&watch.grid, cells, layers.as_slice(), |b| found.push(b));
-            let mut kept = 0;
-            for k in 0..found.len() {
-                let b = found[k];
-                let fresh = before[b as usize] != i;
-                before[b as usize] = i;
-                found[kept] = b;
-                kept += usize::from(fresh);
-            }
-            found.truncate(kept);
-            let start = found.len();
-            let mut kept = start;
-            self.refiled.for_each(cells, layers.as_slice(), |b| found.push(b));
-            for k in start..found.len() {
-                let b = found[k];
-                let fresh = (after[b as usize] != i) & (before[b as usize] != i);
-                after[b as usize] = i;
-                found[kept] = b;
-                kept += usize::from(fresh);
-            }
-            found.truncate(kept);
-            // The same for the candidates' filter data: read (and cache)
-            // all of them before the loop below branches on any.
-            let mut touched = 0u64;
-            for &b in found.iter() {
-                // A new entity's slot may be past the end.
-                if let Some(kb) = watch.kin.get(b as usize) {
-                    touched ^= kb.party.0;
-                }
-                if let Some(p) = self.prepared.get(self.step_of[b as usize].place as usize) {
-                    touched ^= p.kin.party.0;
-                }
-            }
-            std::hint::black_box(touched);
-            for &b in found.iter() {
-                let in_run = self.step_of[b as usize];
-                let step = in_run.step;
-                // `b`'s state when report `i` is applied in turn.
-                let changed = step < i;
-                let filed_there = if changed && in_run.refiled {
-                    after[b as usize] == i
-                } else {
-                    before[b as usize] == i
-                };
-                if !filed_there {
-                    continue;
-                }
-                let kb = if changed {
-                    &self.prepared[in_run.place as usize].kin
-                } else {
-                    &watch.kin[b as usize]
-                };
-                if kb.party == p.kin.party {
-                    continue;
-                }
-                let may_open = watch.may_open(self.now, &p.kin, kb);
-                if !may_open && open_cpa.is_empty() {
-                    continue;
-                }
-                // A new entity has no id in the watch yet.
-                let b_id = match watch.id_of.get(b as usize) {
-                    Some(&id) if id != NONE => id,
-                    _ => self.ids[step as usize],
-                };
-                if may_open {
-                    out.pairs.push(by_id(b_id, b));
-                }
-                let kept = open_cpa.contains(&b_id);
-                if may_open || kept {
-                    let mb = if changed {
-                        self.prepared[in_run.place as usize].motion()
+            if p.quiet {
+                // Its near list and open episodes as they were before the
+                // run (the apply step adds what the run's scans add): the
+                // closest approaches `check_quiet_pairs` will ask for.
+                let entity = before_run.expect("a quiet report's entity exists");
+                found.clear();
+                found.extend(
+                    entity
+                        .near
+                        .iter()
+                        .chain(open_cpa.iter())
+                        .map(|&other| watch.slot_of_id[other as usize]),
+                );
+                found.sort_unstable();
+                found.dedup();
+                for &b in found.iter() {
+                    let in_run = self.step_of[b as usize];
+                    let kb = if in_run.step < i {
+                        &self.prepared[in_run.place as usize].kin
                     } else {
-                        watch.motion(b)
+                        &watch.kin[b as usize]
                     };
-                    self.foresee((id, &ma, &p.kin), (b, b_id, &mb, kb), kept, &mut out.foreseen);
+                    self.consider(
+                        i,
+                        (id, &ma, &p.kin),
+                        b,
+                        kb,
+                        open_cpa,
+                        &mut out.pairs,
+                        &mut out.foreseen,
+                    );
+                }
+                // `check_quiet_pairs` picks its pairs itself.
+                out.pairs.truncate(out.spans.last().map_or(0, |s| s.1 as usize));
+            } else {
+                let (cells, layers) = watch.pair_query(self.now, &ma, &p.kin);
+                self.filed_at(i, i, cells, layers.as_slice(), before, after, found);
+                for &b in found.iter() {
+                    let kb = self.state_at(i, b).0;
+                    if kb.party == p.kin.party {
+                        continue;
+                    }
+                    self.consider(
+                        i,
+                        (id, &ma, &p.kin),
+                        b,
+                        kb,
+                        open_cpa,
+                        &mut out.pairs,
+                        &mut out.foreseen,
+                    );
+                }
+                if watch.quiet_enabled() {
+                    // The scan (`rescan`), against each candidate's plan
+                    // when this report is applied in turn.
+                    let plan = watch.plan_after(self.now, p);
+                    let (cells, layers) =
+                        watch.scan_query(self.now, &ma, &p.kin, &plan, self.quiet_radius_max_m);
+                    // Marks apart from the pair query's (steps stay below 2³¹).
+                    let mark = i | 1 << 31;
+                    self.filed_at(i, mark, cells, layers.as_slice(), before, after, found);
+                    let near_start = out.near.len();
+                    for &b in found.iter() {
+                        let (kb, changed) = self.state_at(i, b);
+                        if kb.party == p.kin.party {
+                            continue;
+                        }
+                        let in_run = self.step_of[b as usize];
+                        let plan_b = if changed && !self.prepared[in_run.place as usize].quiet {
+                            watch.plan_after(self.now, &self.prepared[in_run.place as usize])
+                        } else {
+                            watch.entity(b).quiet
+                        };
+                        if !watch.far(self.now.unix_ms(), (&plan, &p.kin), (&plan_b, kb)) {
+                            out.near.push(self.id_of(b, in_run));
+                        }
+                    }
+                    out.near[near_start..].sort_unstable();
                 }
             }
             let (pairs_start, foreseen_start) =
@@ -636,7 +667,128 @@ impl Run<'_> {
                 out.pairs.len() as u32,
                 out.fences.len() as u32,
                 out.foreseen.len() as u32,
+                out.near.len() as u32,
             ));
+        }
+    }
+
+    /// The entities filed in `cells` and `layers` in the state they have
+    /// when step `i` is applied in turn (the index as it was, or the run's
+    /// new filing for one whose report comes before), once each, into
+    /// `found`; `mark` is unique to the query in this thread's marks.
+    #[allow(clippy::too_many_arguments)]
+    fn filed_at(
+        &self,
+        i: u32,
+        mark: u32,
+        cells: CellBox,
+        layers: &[RangeInclusive<u16>],
+        before: &mut [u32],
+        after: &mut [u32],
+        found: &mut Vec<u32>,
+    ) {
+        let watch = self.watch;
+        // Every item first, then the marks: the mark of one item does
+        // not decide whether the next is read (no branch on a loaded
+        // mark), so the reads of the marks overlap instead of waiting
+        // for each other.
+        found.clear();
+        self.packed
+            .for_each(&watch.grid, cells, layers, |b| found.push(b));
+        let mut kept = 0;
+        for k in 0..found.len() {
+            let b = found[k];
+            let fresh = before[b as usize] != mark;
+            before[b as usize] = mark;
+            found[kept] = b;
+            kept += usize::from(fresh);
+        }
+        found.truncate(kept);
+        let start = found.len();
+        let mut kept = start;
+        self.refiled.for_each(cells, layers, |b| found.push(b));
+        for k in start..found.len() {
+            let b = found[k];
+            let fresh = (after[b as usize] != mark) & (before[b as usize] != mark);
+            after[b as usize] = mark;
+            found[kept] = b;
+            kept += usize::from(fresh);
+        }
+        found.truncate(kept);
+        // The same for the candidates' filter data: read (and cache)
+        // all of them before the loop below branches on any.
+        let mut touched = 0u64;
+        for &b in found.iter() {
+            // A new entity's slot may be past the end.
+            if let Some(kb) = watch.kin.get(b as usize) {
+                touched ^= kb.party.0;
+            }
+            if let Some(p) = self.prepared.get(self.step_of[b as usize].place as usize) {
+                touched ^= p.kin.party.0;
+            }
+        }
+        std::hint::black_box(touched);
+        found.retain(|&b| {
+            let in_run = self.step_of[b as usize];
+            if in_run.step < i && in_run.refiled {
+                after[b as usize] == mark
+            } else {
+                before[b as usize] == mark
+            }
+        });
+    }
+
+    /// `b`'s filter data when step `i` is applied in turn, and whether its
+    /// own report (earlier in the run) changed it.
+    fn state_at(&self, i: u32, b: u32) -> (&Kin, bool) {
+        let in_run = self.step_of[b as usize];
+        if in_run.step < i {
+            (&self.prepared[in_run.place as usize].kin, true)
+        } else {
+            (&self.watch.kin[b as usize], false)
+        }
+    }
+
+    /// `b`'s id (a new entity has none in the watch yet).
+    fn id_of(&self, b: u32, in_run: InRun) -> u32 {
+        match self.watch.id_of.get(b as usize) {
+            Some(&id) if id != NONE => id,
+            _ => self.ids[in_run.step as usize],
+        }
+    }
+
+    /// A candidate `b` of step `i` (another party's, in the state it has
+    /// then): the pair if `may_open` passes it, and the closest approach
+    /// `check_pair` will most likely ask for.
+    #[allow(clippy::too_many_arguments)]
+    fn consider(
+        &self,
+        i: u32,
+        (id, ma, ka): (u32, &Motion, &Kin),
+        b: u32,
+        kb: &Kin,
+        open_cpa: &[u32],
+        pairs: &mut Vec<u64>,
+        foreseen: &mut Vec<Foreseen>,
+    ) {
+        let watch = self.watch;
+        let may_open = watch.may_open(self.now, ka, kb);
+        if !may_open && open_cpa.is_empty() {
+            return;
+        }
+        let in_run = self.step_of[b as usize];
+        let b_id = self.id_of(b, in_run);
+        if may_open {
+            pairs.push(by_id(b_id, b));
+        }
+        let kept = open_cpa.contains(&b_id);
+        if may_open || kept {
+            let mb = if in_run.step < i {
+                self.prepared[in_run.place as usize].motion()
+            } else {
+                watch.motion(b)
+            };
+            self.foresee((id, ma, ka), (b, b_id, &mb, kb), kept, foreseen);
         }
     }
 }
