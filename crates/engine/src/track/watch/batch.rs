@@ -66,12 +66,16 @@ struct InRun {
     place: u32,
     /// Whether the report changes its filing (`Prepared::refiled`).
     refiled: bool,
+    /// Whether a scan earlier in the run added to its near list (a quiet
+    /// report then checks its whole list, not what the gathering found).
+    near_grown: bool,
 }
 
 const OUT_OF_RUN: InRun = InRun {
     step: NOT_IN_RUN,
     place: NOT_IN_RUN,
     refiled: false,
+    near_grown: false,
 };
 
 /// An applied report of a run.
@@ -392,7 +396,19 @@ impl TrackWatch {
             let found = &thread_scratch[span.thread as usize].out;
             if prepared.quiet {
                 self.stats.quiet_reports += 1;
-                self.check_quiet_pairs(now, slot, &found.foreseen[range(span.foreseen)]);
+                if step_of[slot as usize].near_grown {
+                    self.check_quiet_pairs(now, slot, &found.foreseen[range(span.foreseen)]);
+                } else {
+                    // Its near list is the one the gathering read, or
+                    // shorter: the members the index returns that
+                    // `may_open` passes, as for a scan.
+                    self.check_pairs_among(
+                        now,
+                        slot,
+                        &found.pairs[range(span.pairs)],
+                        &found.foreseen[range(span.foreseen)],
+                    );
+                }
             } else {
                 self.check_pairs_among(
                     now,
@@ -401,7 +417,11 @@ impl TrackWatch {
                     &found.foreseen[range(span.foreseen)],
                 );
                 if self.quiet_enabled() {
-                    self.rescan_with(now, slot, &found.near[range(span.near)]);
+                    let near = &found.near[range(span.near)];
+                    self.rescan_with(now, slot, near);
+                    for &other in near {
+                        step_of[self.slot_of_id[other as usize] as usize].near_grown = true;
+                    }
                 }
             }
             self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
@@ -585,13 +605,25 @@ impl Run<'_> {
                 );
                 found.sort_unstable();
                 found.dedup();
+                // Which of them the index returns for the report's query
+                // (the same cell and layer test as `check_quiet_pairs`).
+                let (cells, layers) = watch.pair_query(self.now, &ma, &p.kin);
                 for &b in found.iter() {
                     let in_run = self.step_of[b as usize];
-                    let kb = if in_run.step < i {
-                        &self.prepared[in_run.place as usize].kin
+                    let (kb, filed, layer) = if in_run.step < i {
+                        let pb = &self.prepared[in_run.place as usize];
+                        (&pb.kin, pb.filed, pb.layer)
                     } else {
-                        &watch.kin[b as usize]
+                        let eb = watch.entity(b);
+                        (
+                            &watch.kin[b as usize],
+                            eb.filed.expect("a filed entity"),
+                            eb.layer,
+                        )
                     };
+                    let indexed =
+                        filed.meets(&cells) && layers.as_slice().iter().any(|range| range.contains(&layer));
+                    let pairs_before = out.pairs.len();
                     self.consider(
                         i,
                         (id, &ma, &p.kin),
@@ -601,9 +633,12 @@ impl Run<'_> {
                         &mut out.pairs,
                         &mut out.foreseen,
                     );
+                    if !indexed {
+                        // Not a candidate: only its kept approach (an open
+                        // episode) may be asked for.
+                        out.pairs.truncate(pairs_before);
+                    }
                 }
-                // `check_quiet_pairs` picks its pairs itself.
-                out.pairs.truncate(out.spans.last().map_or(0, |s| s.1 as usize));
             } else {
                 let (cells, layers) = watch.pair_query(self.now, &ma, &p.kin);
                 self.filed_at(i, i, cells, layers.as_slice(), before, after, found);
