@@ -341,7 +341,8 @@ impl TrackWatch {
         let mut quiet_radius_max_m = self.quiet_radius_max_m;
         if self.quiet_enabled() {
             for p in prepared.iter().filter(|p| !p.quiet) {
-                quiet_radius_max_m = quiet_radius_max_m.max(self.plan_after(now, p).radius_m);
+                // (A first plan's horizon may be shorter: its radius too.)
+                quiet_radius_max_m = quiet_radius_max_m.max(self.plan_after(now, p, None).radius_m);
             }
         }
         let run = Run {
@@ -508,13 +509,14 @@ impl TrackWatch {
 
     /// The plan a report that scans makes (`rescan` after `apply`: the
     /// entity is filed at `now`).
-    fn plan_after(&self, now: Timestamp, p: &Prepared) -> Quiet {
+    /// `first`: the id of a new entity.
+    fn plan_after(&self, now: Timestamp, p: &Prepared, first: Option<u32>) -> Quiet {
         let refile_ms = if p.kin.tangent.speed_mps > 0.0 {
             now.unix_ms() + self.config.refile_every_ms
         } else {
             i64::MAX
         };
-        self.quiet_plan(now.unix_ms(), &p.kin.tangent, refile_ms)
+        self.quiet_plan(now.unix_ms(), &p.kin.tangent, refile_ms, first)
     }
 
     /// `check_pairs` on the gathered pairs `may_open` passed, plus the
@@ -660,7 +662,7 @@ impl Run<'_> {
                 if watch.quiet_enabled() {
                     // The scan (`rescan`), against each candidate's plan
                     // when this report is applied in turn.
-                    let plan = watch.plan_after(self.now, p);
+                    let plan = watch.plan_after(self.now, p, before_run.is_none().then_some(id));
                     let (cells, layers) =
                         watch.scan_query(self.now, &ma, &p.kin, &plan, self.quiet_radius_max_m);
                     // Marks apart from the pair query's (steps stay below 2³¹).
@@ -674,7 +676,13 @@ impl Run<'_> {
                         }
                         let in_run = self.step_of[b as usize];
                         let plan_b = if changed && !self.prepared[in_run.place as usize].quiet {
-                            watch.plan_after(self.now, &self.prepared[in_run.place as usize])
+                            let new = watch.entities.get(b as usize).is_none_or(Option::is_none);
+                            let b_id = self.id_of(b, in_run);
+                            watch.plan_after(
+                                self.now,
+                                &self.prepared[in_run.place as usize],
+                                new.then_some(b_id),
+                            )
                         } else {
                             watch.entity(b).quiet
                         };

@@ -114,9 +114,26 @@ impl TrackWatch {
     }
 
     /// The plan of a scan at `now` with the model `tangent`, whose filing
-    /// runs out at `refile_ms`.
-    pub(super) fn quiet_plan(&self, now_ms: i64, tangent: &Tangent, refile_ms: i64) -> Quiet {
-        let until_ms = (now_ms + self.config.quiet_horizon_ms).min(refile_ms);
+    /// runs out at `refile_ms`; `first` with the entity's id for its first
+    /// plan.
+    ///
+    /// A first horizon is shortened by up to half, by a hash of the id: a
+    /// fleet that appears at once would otherwise scan again all at once,
+    /// every horizon (a tick of 100k scans among ticks of a few thousand).
+    /// Any horizon up to `quiet_horizon_ms` keeps the bound.
+    pub(super) fn quiet_plan(
+        &self,
+        now_ms: i64,
+        tangent: &Tangent,
+        refile_ms: i64,
+        first: Option<u32>,
+    ) -> Quiet {
+        let horizon_ms = self.config.quiet_horizon_ms;
+        let spread_ms = first.map_or(0, |id| {
+            let hash = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+            (hash % (horizon_ms as u64 / 2 + 1)) as i64
+        });
+        let until_ms = (now_ms + horizon_ms - spread_ms).min(refile_ms);
         let end_ms = until_ms.saturating_add(self.config.cpa_look_ahead_ms);
         Quiet {
             tangent: *tangent,
@@ -221,10 +238,13 @@ impl TrackWatch {
     /// Makes the entity's current model its plan.
     pub(super) fn adopt_plan(&mut self, now: Timestamp, slot: u32) -> Quiet {
         self.stats.scans += 1;
+        let entity = self.entity(slot);
+        let first = (entity.quiet.until_ms == i64::MAX).then(|| self.id(slot));
         let plan = self.quiet_plan(
             now.unix_ms(),
             &self.kin[slot as usize].tangent,
-            self.entity(slot).refile_ms,
+            entity.refile_ms,
+            first,
         );
         self.entity_mut(slot).quiet = plan;
         self.quiet_radius_max_m = self.quiet_radius_max_m.max(plan.radius_m);
