@@ -609,7 +609,8 @@ impl Run<'_> {
                 found.dedup();
                 // Which of them the index returns for the report's query
                 // (the same cell and layer test as `check_quiet_pairs`).
-                let (cells, layers) = watch.pair_query(self.now, &ma, &p.kin);
+                // (Most near lists are empty: no query then.)
+                let query = (!entity.near.is_empty()).then(|| watch.pair_query(self.now, &ma, &p.kin));
                 for &b in found.iter() {
                     let in_run = self.step_of[b as usize];
                     let (kb, filed, layer) = if in_run.step < i {
@@ -623,8 +624,10 @@ impl Run<'_> {
                             eb.layer,
                         )
                     };
-                    let indexed =
-                        filed.meets(&cells) && layers.as_slice().iter().any(|range| range.contains(&layer));
+                    // (No query: `b` is an open episode's, not on the list.)
+                    let indexed = query.as_ref().is_some_and(|(cells, layers)| {
+                        filed.meets(cells) && layers.as_slice().iter().any(|range| range.contains(&layer))
+                    });
                     let pairs_before = out.pairs.len();
                     self.consider(
                         i,
