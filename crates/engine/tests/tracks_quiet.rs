@@ -4,7 +4,7 @@
 //! course, some turning, speeding up, climbing, linking to a flight; some
 //! reporting only every few seconds so that horizons pass without a
 //! report; newcomers; entities falling silent and going stale; fences and
-//! plans), watches with a horizon, one by one and in batches on two
+//! plans; a clock that steps back once), watches with a horizon, one by one and in batches on two
 //! threads, give exactly the alerts, outcomes and tracks of a watch without
 //! one (horizon 0), which searches on every report.
 //!
@@ -185,7 +185,8 @@ fn compare(seed: u64, count: usize, side_m: f64, config: TrackConfig) -> (usize,
     });
     let mut alerts = 0;
     for second in 1..=SECONDS {
-        let now_ms = START_MS + second * S;
+        // Once, the clock steps back 2.5 s (plans say nothing then).
+        let now_ms = START_MS + second * S - if second == 20 { 2_500 } else { 0 };
         let now = Timestamp(now_ms);
         for _ in 0..count / 100 {
             let i = movers.len();

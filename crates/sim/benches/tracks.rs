@@ -10,7 +10,9 @@
 //! `DECONFLICT_TRACK_TICKS` seconds (default 60) and the resident memory
 //! per live entity, after the first tick and after the timed ones.
 //!
-//! `DECONFLICT_TRACK_CELL_M` overrides the index's cell size (tuning).
+//! `DECONFLICT_TRACK_CELL_M` overrides the index's cell size,
+//! `DECONFLICT_TRACK_QUIET_MS` the quiet horizon (0: a full search on every
+//! report) and `DECONFLICT_TRACK_REFILE_MS` the refiling period (tuning).
 //! A tick hands the second's reports to `handle_reports` as one batch on
 //! `DECONFLICT_TRACK_THREADS` threads (default 2); `DECONFLICT_TRACK_BATCH=0`
 //! calls `handle_report` on each report instead (the path before batches);
@@ -126,6 +128,12 @@ fn build(n: usize) -> Run {
     }
     if let Ok(cell_m) = std::env::var("DECONFLICT_TRACK_CELL_M") {
         config.grid_cell_m = cell_m.parse().expect("DECONFLICT_TRACK_CELL_M is a number");
+    }
+    if let Ok(refile_ms) = std::env::var("DECONFLICT_TRACK_REFILE_MS") {
+        config.refile_every_ms = refile_ms.parse().expect("DECONFLICT_TRACK_REFILE_MS is a number");
+    }
+    if let Ok(horizon_ms) = std::env::var("DECONFLICT_TRACK_QUIET_MS") {
+        config.quiet_horizon_ms = horizon_ms.parse().expect("DECONFLICT_TRACK_QUIET_MS is a number");
     }
     let mut watch = TrackWatch::new(config).expect("valid config");
     let now = Timestamp(START_MS);

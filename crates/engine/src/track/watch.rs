@@ -340,6 +340,8 @@ pub struct TrackWatch {
     query: u32,
     /// (instant, entity id).
     wakes: BinaryHeap<Reverse<(i64, u32)>>,
+    /// (horizon, entity id): `watch/quiet.rs`.
+    horizons: BinaryHeap<Reverse<(i64, u32)>>,
     fences: Vec<Option<HeldFence>>,
     fence_free: Vec<u32>,
     fence_ids: BTreeMap<FenceId, u32>,
@@ -365,6 +367,8 @@ pub struct TrackWatch {
     candidates: Vec<u64>,
     /// At least the radius of every live plan (`watch/quiet.rs`).
     quiet_radius_max_m: f64,
+    /// The latest `now` any handler was given.
+    latest_now_ms: i64,
     near_scratch: Vec<u32>,
     batch: batch::BatchScratch,
 }
@@ -390,6 +394,7 @@ impl TrackWatch {
             seen: Vec::new(),
             query: 0,
             wakes: BinaryHeap::new(),
+            horizons: BinaryHeap::new(),
             fences: Vec::new(),
             fence_free: Vec::new(),
             fence_ids: BTreeMap::new(),
@@ -404,6 +409,7 @@ impl TrackWatch {
             stats: TrackStats::default(),
             candidates: Vec::new(),
             quiet_radius_max_m: 0.0,
+            latest_now_ms: i64::MIN,
             near_scratch: Vec::new(),
         })
     }
@@ -541,6 +547,7 @@ impl TrackWatch {
     /// Expires what went stale by `now` (clearing its alerts) and refiles
     /// moving entities whose box in the index is about to run out.
     pub fn handle_tick(&mut self, now: Timestamp) {
+        self.latest_now_ms = self.latest_now_ms.max(now.unix_ms());
         while let Some(&Reverse((wake_ms, id))) = self.wakes.peek() {
             if wake_ms > now.unix_ms() {
                 break;
@@ -560,14 +567,28 @@ impl TrackWatch {
             if entity.refile_ms <= now.unix_ms() {
                 self.file(now, slot);
             }
-            if self.entity(slot).quiet.until_ms <= now.unix_ms() {
-                // The horizon came without a report.
-                self.rescan(now, slot);
-            }
             let entity = self.entity_mut(slot);
-            entity.wake_ms = entity.stale_ms.min(entity.refile_ms).min(entity.quiet.until_ms);
+            entity.wake_ms = entity.stale_ms.min(entity.refile_ms);
             let wake = entity.wake_ms;
             self.wakes.push(Reverse((wake, id)));
+        }
+        // Horizons that came without a report, after the expiries (in
+        // their own queue: the order of expiries, hence of their alerts,
+        // is the one without horizons). A scan emits nothing.
+        while let Some(&Reverse((until_ms, id))) = self.horizons.peek() {
+            if until_ms > now.unix_ms() {
+                break;
+            }
+            self.horizons.pop();
+            let slot = self.slot_of_id[id as usize];
+            let due = self
+                .entities
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|entity| entity.quiet.until_ms == until_ms);
+            if due {
+                self.rescan(now, slot);
+            }
         }
     }
 
@@ -1727,7 +1748,8 @@ impl TrackWatch {
             + self.id_of.capacity()
             + self.slot_of_id.capacity())
             * 4;
-        let wakes = self.wakes.capacity() * std::mem::size_of::<Reverse<(i64, u32)>>();
+        let wakes =
+            (self.wakes.capacity() + self.horizons.capacity()) * std::mem::size_of::<Reverse<(i64, u32)>>();
         let names: usize = self
             .parties
             .values()

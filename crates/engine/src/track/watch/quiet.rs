@@ -69,7 +69,10 @@
 //! came without a report (before any report at that `now` is taken).
 //! Entities that arrive scan; entities that expire leave every list;
 //! turning, changing height, `airborne` (a link to a flight) or speed beyond
-//! the tolerance puts a report off plan, and it scans.
+//! the tolerance puts a report off plan, and it scans. A `now` before the
+//! latest one a handler was given (a clock stepped back) puts every report
+//! off plan: windows start at or after the scans only with a clock that
+//! does not go back.
 //!
 //! A quiet report then calls `check_pair` on its near list members that the
 //! index returns for its query (the same cell and layer test) and on its
@@ -151,9 +154,11 @@ impl TrackWatch {
         let plan = &self.entity(slot).quiet;
         // A quarter of the horizon before it, reports scan: an entity that
         // reports every second scans on a report, not in `handle_tick`.
+        // Before the latest `now` the watch was given (a clock stepped
+        // back), plans and near lists say nothing: every plan and on-plan
+        // check was made at or before the latest, and covers from there on.
         let early_ms = self.config.quiet_horizon_ms / 4;
-        let scanned_ms = plan.until_ms.saturating_sub(self.config.quiet_horizon_ms);
-        if plan.until_ms == i64::MAX || now_ms >= plan.until_ms - early_ms || now_ms < scanned_ms {
+        if plan.until_ms == i64::MAX || now_ms >= plan.until_ms - early_ms || now_ms < self.latest_now_ms {
             return false;
         }
         let old = &self.kin[slot as usize];
@@ -232,7 +237,6 @@ impl TrackWatch {
         }
         self.set_near(slot, &near);
         self.near_scratch = near;
-        self.schedule(slot);
     }
 
     /// Makes the entity's current model its plan.
@@ -248,6 +252,8 @@ impl TrackWatch {
         );
         self.entity_mut(slot).quiet = plan;
         self.quiet_radius_max_m = self.quiet_radius_max_m.max(plan.radius_m);
+        let id = self.id(slot);
+        self.horizons.push(Reverse((plan.until_ms, id)));
         plan
     }
 
@@ -255,7 +261,6 @@ impl TrackWatch {
     pub(super) fn rescan_with(&mut self, now: Timestamp, slot: u32, near: &[u32]) {
         self.adopt_plan(now, slot);
         self.set_near(slot, near);
-        self.schedule(slot);
     }
 
     /// Replaces the near list of the entity in `slot` (ids), on both sides.
@@ -288,12 +293,12 @@ impl TrackWatch {
         }
     }
 
-    /// Queues the entity's earliest wake-up (staleness, refiling, horizon)
-    /// if it is earlier than the one queued.
+    /// Queues the entity's earliest wake-up (staleness, refiling) if it is
+    /// earlier than the one queued.
     pub(super) fn schedule(&mut self, slot: u32) {
         let id = self.id_of[slot as usize];
         let entity = self.entity_mut(slot);
-        let wake = entity.stale_ms.min(entity.refile_ms).min(entity.quiet.until_ms);
+        let wake = entity.stale_ms.min(entity.refile_ms);
         if wake < entity.wake_ms {
             entity.wake_ms = wake;
             self.wakes.push(Reverse((wake, id)));
