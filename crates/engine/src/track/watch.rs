@@ -723,7 +723,7 @@ impl TrackWatch {
         let slot = self.apply(now, report, existing, &prepared);
         if prepared.quiet {
             self.stats.quiet_reports += 1;
-            self.check_quiet_pairs(now, slot, &[]);
+            self.check_quiet_pairs(now, slot, &[], &[]);
         } else {
             self.check_pairs(now, slot);
             if self.quiet_enabled() {
@@ -1192,6 +1192,48 @@ impl TrackWatch {
         self.candidates = candidates;
     }
 
+    /// `check_pair`'s first tests, for a pair with the given kinds of
+    /// episode open: `None` when it returns at once (no effect), else the
+    /// bounds over the look-ahead and at `now`. A batch asks it ahead for a
+    /// reporting entity's open episodes (`Gathered::settled`).
+    fn pair_triage(
+        &self,
+        now: Timestamp,
+        ka: &Kin,
+        kb: &Kin,
+        proximity: bool,
+        cpa: bool,
+    ) -> Option<(PairBounds, PairBounds)> {
+        let rule = self.rule(ka, kb);
+        let factor = self.config.clear_factor;
+        let any_open = proximity || cpa;
+        if !any_open && !rule.vertical_within(1.0) {
+            return None;
+        }
+        let (from, to) = (now.unix_ms(), now.unix_ms() + self.config.cpa_look_ahead_ms);
+        let ahead = pair_bounds(&ka.tangent, &kb.tangent, from, to);
+        if !any_open && ahead.lower_m >= rule.limit_m {
+            return None;
+        }
+        let here = pair_bounds(&ka.tangent, &kb.tangent, from, from);
+        // Most pairs are decided by the bounds alone: kept episodes well
+        // within the clearing distance, quiet pairs well beyond the limits.
+        // They never touch the other entity's full record.
+        let keep_m = rule.limit_m * factor;
+        let moving = ka.tangent.speed_mps > 0.0 || kb.tangent.speed_mps > 0.0;
+        let settled = |open: bool, bounds: &PairBounds, may_open: bool| {
+            if open {
+                rule.vertical_within(factor) && bounds.upper_m < keep_m
+            } else {
+                !(may_open && rule.vertical_within(1.0) && bounds.lower_m < rule.limit_m)
+            }
+        };
+        if settled(proximity, &here, true) && settled(cpa, &ahead, moving) {
+            return None;
+        }
+        Some((ahead, here))
+    }
+
     /// Opens, keeps or clears the `proximity` and `cpa` episodes of a pair.
     ///
     /// `foreseen` is a closest approach a batch computed ahead for this
@@ -1210,28 +1252,10 @@ impl TrackWatch {
                 .map(|&(_, _, id)| id)
         };
         let (proximity, cpa) = (open(AlertKind::Proximity), open(AlertKind::Cpa));
-        let any_open = proximity.is_some() || cpa.is_some();
-        if !any_open && !rule.vertical_within(1.0) {
+        let Some((ahead, here)) = self.pair_triage(now, ka, kb, proximity.is_some(), cpa.is_some()) else {
             return;
-        }
-        let (from, to) = (now.unix_ms(), now.unix_ms() + self.config.cpa_look_ahead_ms);
-        let ahead = pair_bounds(&ka.tangent, &kb.tangent, from, to);
-        if !any_open && ahead.lower_m >= rule.limit_m {
-            return;
-        }
-        let here = pair_bounds(&ka.tangent, &kb.tangent, from, from);
-        // Most pairs are decided by the bounds alone: kept episodes well
-        // within the clearing distance, quiet pairs well beyond the limits.
-        // They never touch the other entity's full record.
-        let keep_m = rule.limit_m * factor;
-        let moving = ka.tangent.speed_mps > 0.0 || kb.tangent.speed_mps > 0.0;
-        let settled = |open: Option<AlertId>, bounds: &PairBounds, may_open: bool| match open {
-            Some(_) => rule.vertical_within(factor) && bounds.upper_m < keep_m,
-            None => !(may_open && rule.vertical_within(1.0) && bounds.lower_m < rule.limit_m),
         };
-        if settled(proximity, &here, true) && settled(cpa, &ahead, moving) {
-            return;
-        }
+        let (from, to) = (now.unix_ms(), now.unix_ms() + self.config.cpa_look_ahead_ms);
         let (ma, mb) = (self.motion(slot), self.motion(other));
         let (lo, hi) = if slot_id < other_id {
             (slot, other)

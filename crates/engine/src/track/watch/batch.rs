@@ -99,9 +99,16 @@ struct Gathered {
     foreseen: Vec<Foreseen>,
     /// The near list (ids, sorted) of each step that scans.
     near: Vec<u32>,
+    /// Per step, the ids (sorted) of the entities with which its open
+    /// episodes are certain to stay as they are: `check_pair` would return
+    /// at once (`pair_triage`), so the apply step skips them. Only for
+    /// partners that do not report earlier in the run (else the pair's
+    /// episodes or the partner's state may change before the step).
+    settled: Vec<u32>,
     /// Per step: (step, end of its pairs, of its fences, of its foreseen
-    /// approaches, of its near list); each starts where the previous ends.
-    spans: Vec<(u32, u32, u32, u32, u32)>,
+    /// approaches, of its near list, of its settled partners); each starts
+    /// where the previous ends.
+    spans: Vec<(u32, u32, u32, u32, u32, u32)>,
 }
 
 /// Where one step's findings are in its thread's `Gathered`: the thread,
@@ -115,6 +122,7 @@ struct Span {
     fences: [u32; 2],
     foreseen: [u32; 2],
     near: [u32; 2],
+    settled: [u32; 2],
 }
 
 fn range([start, end]: [u32; 2]) -> Range<usize> {
@@ -213,6 +221,7 @@ impl BatchScratch {
                     + bytes(&t.out.fences)
                     + bytes(&t.out.foreseen)
                     + bytes(&t.out.near)
+                    + bytes(&t.out.settled)
                     + bytes(&t.out.spans)
             })
             .sum();
@@ -372,16 +381,18 @@ impl TrackWatch {
         spans.clear();
         spans.resize(steps.len(), Span::default());
         for (thread, scratch) in thread_scratch.iter().enumerate().take(threads) {
-            let (mut pairs, mut fences, mut foreseen, mut near) = (0, 0, 0, 0);
-            for &(step, pairs_end, fences_end, foreseen_end, near_end) in &scratch.out.spans {
+            let (mut pairs, mut fences, mut foreseen, mut near, mut settled) = (0, 0, 0, 0, 0);
+            for &(step, pairs_end, fences_end, foreseen_end, near_end, settled_end) in &scratch.out.spans {
                 spans[step as usize] = Span {
                     thread: thread as u32,
                     pairs: [pairs, pairs_end],
                     fences: [fences, fences_end],
                     foreseen: [foreseen, foreseen_end],
                     near: [near, near_end],
+                    settled: [settled, settled_end],
                 };
-                (pairs, fences, foreseen, near) = (pairs_end, fences_end, foreseen_end, near_end);
+                (pairs, fences, foreseen, near, settled) =
+                    (pairs_end, fences_end, foreseen_end, near_end, settled_end);
             }
         }
         for (step, span) in steps.iter().zip(spans.iter()) {
@@ -398,7 +409,12 @@ impl TrackWatch {
             if prepared.quiet {
                 self.stats.quiet_reports += 1;
                 if step_of[slot as usize].near_grown {
-                    self.check_quiet_pairs(now, slot, &found.foreseen[range(span.foreseen)]);
+                    self.check_quiet_pairs(
+                        now,
+                        slot,
+                        &found.foreseen[range(span.foreseen)],
+                        &found.settled[range(span.settled)],
+                    );
                 } else {
                     // Its near list is the one the gathering read, or
                     // shorter: the members the index returns that
@@ -408,6 +424,7 @@ impl TrackWatch {
                         slot,
                         &found.pairs[range(span.pairs)],
                         &found.foreseen[range(span.foreseen)],
+                        &found.settled[range(span.settled)],
                     );
                 }
             } else {
@@ -416,6 +433,7 @@ impl TrackWatch {
                     slot,
                     &found.pairs[range(span.pairs)],
                     &found.foreseen[range(span.foreseen)],
+                    &found.settled[range(span.settled)],
                 );
                 if self.quiet_enabled() {
                     let near = &found.near[range(span.near)];
@@ -521,7 +539,14 @@ impl TrackWatch {
 
     /// `check_pairs` on the gathered pairs `may_open` passed, plus the
     /// entity's open episodes, with the approaches the gathering foresaw.
-    fn check_pairs_among(&mut self, now: Timestamp, slot: u32, gathered: &[u64], foreseen: &[Foreseen]) {
+    fn check_pairs_among(
+        &mut self,
+        now: Timestamp,
+        slot: u32,
+        gathered: &[u64],
+        foreseen: &[Foreseen],
+        settled: &[u32],
+    ) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         candidates.extend_from_slice(gathered);
@@ -535,6 +560,9 @@ impl TrackWatch {
         // In id order, as `check_pairs` calls them.
         candidates.sort_unstable();
         candidates.dedup();
+        if !settled.is_empty() {
+            candidates.retain(|&c| settled.binary_search(&((c >> 32) as u32)).is_err());
+        }
         for &other in &candidates {
             let other = slot_in(other);
             let ahead = foreseen
@@ -570,6 +598,7 @@ impl Run<'_> {
         out.fences.clear();
         out.foreseen.clear();
         out.near.clear();
+        out.settled.clear();
         out.spans.clear();
         for (query, &(slot, i)) in steps.iter().enumerate() {
             let slot = slot as u32;
@@ -696,6 +725,33 @@ impl Run<'_> {
                     out.near[near_start..].sort_unstable();
                 }
             }
+            // Open episodes certain to stay as they are.
+            if let Some(entity) = before_run {
+                let settled_start = out.settled.len();
+                for (k, &(other, kind, _)) in entity.pairs.iter().enumerate() {
+                    if entity.pairs[..k].iter().any(|&(o, _, _)| o == other) {
+                        continue;
+                    }
+                    let b = watch.slot_of_id[other as usize];
+                    if self.step_of[b as usize].step < i {
+                        continue;
+                    }
+                    let open = |want| {
+                        kind == want
+                            || entity.pairs[k + 1..]
+                                .iter()
+                                .any(|&(o, k2, _)| o == other && k2 == want)
+                    };
+                    let (proximity, cpa) = (open(AlertKind::Proximity), open(AlertKind::Cpa));
+                    if watch
+                        .pair_triage(self.now, &p.kin, &watch.kin[b as usize], proximity, cpa)
+                        .is_none()
+                    {
+                        out.settled.push(other);
+                    }
+                }
+                out.settled[settled_start..].sort_unstable();
+            }
             let (pairs_start, foreseen_start) =
                 out.spans.last().map_or((0, 0), |s| (s.1 as usize, s.3 as usize));
             out.pairs[pairs_start..].sort_unstable();
@@ -714,6 +770,7 @@ impl Run<'_> {
                 out.fences.len() as u32,
                 out.foreseen.len() as u32,
                 out.near.len() as u32,
+                out.settled.len() as u32,
             ));
         }
     }

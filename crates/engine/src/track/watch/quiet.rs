@@ -308,7 +308,15 @@ impl TrackWatch {
     /// `check_pair` on a quiet report's near list members that the index
     /// returns for its query, and on its open episodes, in id order (see
     /// the module), with the approaches a batch foresaw.
-    pub(super) fn check_quiet_pairs(&mut self, now: Timestamp, slot: u32, foreseen: &[Foreseen]) {
+    /// `settled`: ids (sorted) of open episodes' partners a batch found
+    /// `check_pair` would return at once for.
+    pub(super) fn check_quiet_pairs(
+        &mut self,
+        now: Timestamp,
+        slot: u32,
+        foreseen: &[Foreseen],
+        settled: &[u32],
+    ) {
         let kin = self.kin[slot as usize];
         let (cells, layers) = self.pair_query(now, &self.motion(slot), &kin);
         let mut candidates = std::mem::take(&mut self.candidates);
@@ -328,6 +336,9 @@ impl TrackWatch {
         }
         candidates.sort_unstable();
         candidates.dedup();
+        if !settled.is_empty() {
+            candidates.retain(|&c| settled.binary_search(&((c >> 32) as u32)).is_err());
+        }
         for &other in &candidates {
             let other = slot_in(other);
             let ahead = foreseen
