@@ -661,4 +661,57 @@ mod tests {
             .unwrap();
         conn.execute(second, []).unwrap();
     }
+
+    #[test]
+    fn on_postgres_migration_7_moves_leaf_readers_into_the_leaf_row() {
+        let Some(admin) = crate::testing::test_database_url() else {
+            assert!(
+                std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+                "no PostgreSQL server ({} unset) and DECONFLICT_REQUIRE_CLIENTS=1",
+                crate::testing::TEST_DATABASE_URL_VAR
+            );
+            eprintln!(
+                "skipped: no PostgreSQL server ({} unset)",
+                crate::testing::TEST_DATABASE_URL_VAR
+            );
+            return;
+        };
+        let url = crate::testing::create_test_database(&admin, "migration7").unwrap();
+        let mut conn = crate::db::PgConn::connect(&url).unwrap();
+        let mut db = Db::postgres(&mut conn);
+        db.execute_batch(POSTGRES_VERSION_TABLE).unwrap();
+        for sql in &POSTGRES_MIGRATIONS[..6] {
+            db.execute_batch(sql).unwrap();
+        }
+        db.execute_batch(
+            "UPDATE schema_version SET version = 6 WHERE id = 1;
+             INSERT INTO log_leaves (idx, leaf, leaf_hash) VALUES (0, '\\x01', '\\x02'), (1, '\\x03', '\\x04'), (2, '\\x05', '\\x06');
+             INSERT INTO log_leaf_readers (idx, party_id) VALUES (0, 0), (1, 3), (1, 12);",
+        )
+        .unwrap();
+        migrate(&mut db).unwrap();
+        assert_eq!(
+            schema_version(&mut db).unwrap() as usize,
+            POSTGRES_MIGRATIONS.len()
+        );
+        let readers = db
+            .query_map("SELECT readers FROM log_leaves ORDER BY idx", params![], |r| {
+                r.get_text(0)
+            })
+            .unwrap();
+        let mut second: Vec<&str> = readers[1].split(',').collect();
+        second.sort_unstable();
+        assert_eq!(
+            (readers[0].as_str(), second, readers[2].as_str()),
+            ("0", vec!["12", "3"], "")
+        );
+        // Without catalog queries (the store uses none): the table no
+        // longer answers, and the indexes' names are free again.
+        assert!(db.execute_batch("SELECT 1 FROM log_leaf_readers").is_err());
+        db.execute_batch(
+            "CREATE INDEX activities_party ON activities (party_id);
+             CREATE INDEX activities_live_window ON activities (start_ms);",
+        )
+        .expect("the unused indexes are gone");
+    }
 }
