@@ -121,8 +121,13 @@ pub struct Prepared {
     /// - `edge_count` spheres `[x, y, z, r]`, one per edge, each holding its
     ///   edge (the chord's midpoint, and half the chord plus the capsule
     ///   radius);
-    /// - `edge_count` edges `[first, last, radius_m, piece_sagitta_m]`
-    ///   (point indices stored as `f64`, exact far beyond
+    /// - `edge_count` chords, two quadruples each: `[x0, y0, z0, radius_m]`
+    ///   and `[x1, y1, z1, piece_sagitta_m]` (the edge's end points, the
+    ///   capsule radius and its pieces' largest sagitta): everything the
+    ///   edge-pair pass reads about an edge, in one cache line (it read the
+    ///   ends from the points, one or two more lines per edge, scattered);
+    /// - the edges' point ranges, `[first, last]` of two edges per
+    ///   quadruple (indices stored as `f64`, exact far beyond
     ///   `MAX_PREPARED_POINTS`);
     /// - one `[x, y, z, sagitta_m]` per point, the sagitta bounding the
     ///   piece from this point to the next (0 at an edge's last point).
@@ -229,16 +234,27 @@ impl Prepared {
             .fold(0.0, f64::max)
             * (1.0 + 1e-12)
             + 1e-6;
-        let edges = parts
-            .edges
-            .iter()
-            .map(|e| [e.first as f64, e.last as f64, e.radius_m, e.piece_sagitta_m]);
+        let chords = parts.edges.iter().flat_map(|e| {
+            let ([x0, y0, z0], [x1, y1, z1]) = (parts.points[e.first], parts.points[e.last]);
+            [[x0, y0, z0, e.radius_m], [x1, y1, z1, e.piece_sagitta_m]]
+        });
+        let ranges = parts.edges.chunks(2).map(|two| {
+            let (e0, e1) = (&two[0], two.get(1).unwrap_or(&two[0]));
+            [e0.first as f64, e0.last as f64, e1.first as f64, e1.last as f64]
+        });
         let points = parts
             .points
             .iter()
             .zip(&parts.sagitta_m)
             .map(|(&[x, y, z], &sagitta_m)| [x, y, z, sagitta_m]);
-        let hot: Box<[[f64; 4]]> = parts.spheres.iter().copied().chain(edges).chain(points).collect();
+        let hot: Box<[[f64; 4]]> = parts
+            .spheres
+            .iter()
+            .copied()
+            .chain(chords)
+            .chain(ranges)
+            .chain(points)
+            .collect();
         Prepared {
             hot,
             edge_count: parts.edges.len(),
@@ -259,24 +275,55 @@ impl Prepared {
     }
 
     fn edge(&self, i: usize) -> Edge {
-        let [first, last, radius_m, piece_sagitta_m] = self.hot[self.edge_count + i];
+        let ([_, _, _, radius_m], [_, _, _, piece_sagitta_m]) = self.chord_quads(i);
+        let range = &self.hot[3 * self.edge_count + i / 2];
         Edge {
-            first: first as usize,
-            last: last as usize,
+            first: range[2 * (i % 2)] as usize,
+            last: range[2 * (i % 2) + 1] as usize,
             radius_m,
             piece_sagitta_m,
         }
     }
 
+    fn chord_quads(&self, i: usize) -> ([f64; 4], [f64; 4]) {
+        let at = self.edge_count + 2 * i;
+        (self.hot[at], self.hot[at + 1])
+    }
+
+    /// Edge `i`'s end points (Earth-centred) and capsule radius, from its
+    /// one chord line: all the edge-pair pass needs.
+    fn chord(&self, i: usize) -> (V3, V3, f64) {
+        let ([x0, y0, z0, radius_m], [x1, y1, z1, _]) = self.chord_quads(i);
+        ([x0, y0, z0], [x1, y1, z1], radius_m)
+    }
+
+    /// The ends of `piece` of edge `edge`: a whole edge's from its chord
+    /// line (the same numbers as its first and last points, which an
+    /// overlap found between whole edges then never reads).
+    fn piece_ends(&self, edge: usize, piece: (usize, usize)) -> (V3, V3) {
+        let e = self.edge(edge);
+        if piece == (e.first, e.last) {
+            let (start, end, _) = self.chord(edge);
+            (start, end)
+        } else {
+            (self.point(piece.0), self.point(piece.1))
+        }
+    }
+
+    /// Where the points start in `hot`.
+    fn points_at(&self) -> usize {
+        3 * self.edge_count + self.edge_count.div_ceil(2)
+    }
+
     /// Point `i`, Earth-centred.
     fn point(&self, i: usize) -> V3 {
-        let [x, y, z, _] = self.hot[2 * self.edge_count + i];
+        let [x, y, z, _] = self.hot[self.points_at() + i];
         [x, y, z]
     }
 
     /// The sagitta of the piece from point `i` to point `i + 1`.
     fn sagitta_m(&self, i: usize) -> f64 {
-        self.hot[2 * self.edge_count + i][3]
+        self.hot[self.points_at() + i][3]
     }
 
     /// Reads one number in each cache line of the hot data (up to
@@ -290,7 +337,10 @@ impl Prepared {
         // Two quadruples of `f64` per 64-byte line: the bracket reads every
         // sphere, then the edges and points of the near ones.
         const TOUCH_LINES: usize = 24;
-        self.hot
+        // Only the spheres and chords: the points are read for the few
+        // pairs that refine pieces, and fetching them for every candidate
+        // (most of a long shape's lines) cost more bandwidth than it saved.
+        self.hot[..(3 * self.edge_count).min(self.hot.len())]
             .iter()
             .step_by(2)
             .take(TOUCH_LINES)
@@ -531,8 +581,9 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
     // can only keep an edge, never drop one. A dropped edge is at least
     // `limit_m` from the other shape, which is all the lower bound needs:
     // a lower bound at or above the limit means apart whatever its value.
-    let near = |this: &Prepared, other: &Prepared, lower_m: &mut f64| -> Scratch<usize, 64> {
-        let mut kept = Scratch::new();
+    // Indices as `u32` and the lists filled in place: returned by value,
+    // two 64-item lists of `usize` were a kilobyte of copying per pair.
+    let near = |this: &Prepared, other: &Prepared, lower_m: &mut f64, kept: &mut Scratch<u32, 64>| {
         for (i, &[x, y, z, sphere_m]) in this.spheres().iter().enumerate() {
             let d2 = {
                 let (dx, dy, dz) = (x - other.centre[0], y - other.centre[1], z - other.centre[2]);
@@ -540,35 +591,52 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
             };
             let reach_m = limit_m + sphere_m + other.radius_m;
             if d2 < reach_m * reach_m * (1.0 + 1e-9) {
-                kept.push(i);
+                kept.push(edge_number(i));
             } else {
                 *lower_m = lower_m.min(limit_m);
             }
         }
-        kept
     };
-    let near_a = near(a, b, &mut lower_m);
-    let near_b = near(b, a, &mut lower_m);
-    let mut pairs: Scratch<(f64, usize, usize), 128> = Scratch::new();
+    let (mut near_a, mut near_b) = (Scratch::new(), Scratch::new());
+    near(a, b, &mut lower_m, &mut near_a);
+    near(b, a, &mut lower_m, &mut near_b);
+    let mut pairs: Scratch<(f64, u32, u32), 128> = Scratch::new();
     for &i in &near_a {
-        let ea = a.edge(i);
-        let (chord_a0, chord_a1) = (a.point(ea.first), a.point(ea.last));
+        let [xa, ya, za, sphere_a_m] = a.spheres()[i as usize];
+        let (chord_a0, chord_a1, radius_a_m) = a.chord(i as usize);
         for &j in &near_b {
-            let eb = b.edge(j);
-            let (c, s, t) = segment_closest(chord_a0, chord_a1, b.point(eb.first), b.point(eb.last));
+            // The two edges' spheres a limit apart (the same test as
+            // `near`, sphere against sphere): the edges are too, which is
+            // all the lower bound needs, and the chord distance below is
+            // not computed (most near edges of a polygon against a
+            // corridor are near the other's bounding sphere, not its edge).
+            let [xb, yb, zb, sphere_b_m] = b.spheres()[j as usize];
+            let d2 = {
+                let (dx, dy, dz) = (xa - xb, ya - yb, za - zb);
+                dx * dx + dy * dy + dz * dz
+            };
+            let reach_m = limit_m + sphere_a_m + sphere_b_m;
+            if d2 >= reach_m * reach_m * (1.0 + 1e-9) {
+                lower_m = lower_m.min(limit_m);
+                continue;
+            }
+            let (chord_b0, chord_b1, radius_b_m) = b.chord(j as usize);
+            let (c, s, t) = segment_closest(chord_a0, chord_a1, chord_b0, chord_b1);
             // Each chord point is within its edge's capsule radius of the
             // edge (as for a piece), so the edges are at most
             // `arc(c + radii)` apart; the plain sum is checked first
             // because `arc` is never below its argument.
             // It must also be below the limit, which a caller may set
             // below the buffers.
-            let reach_m = c + ea.radius_m + eb.radius_m + 2e-6;
+            let reach_m = c + radius_a_m + radius_b_m + 2e-6;
             let upper_m = if reach_m <= overlap_m {
                 geodesic_upper_m(reach_m)
             } else {
                 f64::INFINITY
             };
             if upper_m <= overlap_m && upper_m < limit_m {
+                let (i, j) = (i as usize, j as usize);
+                let (ea, eb) = (a.edge(i), b.edge(j));
                 return Bracket {
                     lower_m: 0.0,
                     upper_m,
@@ -585,7 +653,7 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
                     }),
                 };
             }
-            let bound_m = c - ea.radius_m - eb.radius_m;
+            let bound_m = c - radius_a_m - radius_b_m;
             if bound_m < limit_m {
                 pairs.push((bound_m, i, j));
             } else {
@@ -604,8 +672,9 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
             lower_m = lower_m.min(bound_m);
             break;
         }
+        let (i, j) = (i as usize, j as usize);
         let (ea, eb) = (a.edge(i), b.edge(j));
-        let (chord_b0, chord_b1) = (b.point(eb.first), b.point(eb.last));
+        let (chord_b0, chord_b1, _) = b.chord(j);
         for piece_a in a.pieces(&ea) {
             let (pa0, pa1) = (a.point(piece_a.0), a.point(piece_a.1));
             let sag_a = a.sagitta_m(piece_a.0);
@@ -655,6 +724,12 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
         witness,
         overlap: None,
     }
+}
+
+/// An edge's index in the bracket's lists: a prepared shape has at most
+/// `MAX_PREPARED_POINTS` points, so far fewer than 2^32 edges.
+fn edge_number(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 edges")
 }
 
 fn rings_of<'a>(shape: &Shape<'a>) -> Option<&'a [Vec<LonLat>]> {
@@ -771,10 +846,9 @@ fn vertices<'a>(shape: &Shape<'a>) -> Box<dyn Iterator<Item = LonLat> + 'a> {
 }
 
 fn witness_points(pa: &Prepared, pb: &Prepared, w: &Witness) -> (V3, V3) {
-    (
-        lerp(pa.point(w.piece_a.0), pa.point(w.piece_a.1), w.s),
-        lerp(pb.point(w.piece_b.0), pb.point(w.piece_b.1), w.t),
-    )
+    let (a0, a1) = pa.piece_ends(w.edge_a, w.piece_a);
+    let (b0, b1) = pb.piece_ends(w.edge_b, w.piece_b);
+    (lerp(a0, a1, w.s), lerp(b0, b1, w.t))
 }
 
 /// A point provably inside both footprints, near the witness pieces, when
@@ -833,7 +907,9 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
                 None
             };
             if let Some((p, at)) = vertex {
-                if within(prepared.point(at), x, sag_m, buffer_m) {
+                let (start, end, _) = prepared.chord(edge);
+                let at = if at == e.first { start } else { end };
+                if within(at, x, sag_m, buffer_m) {
                     return Some(p);
                 }
             }
