@@ -121,13 +121,8 @@ pub struct Prepared {
     /// - `edge_count` spheres `[x, y, z, r]`, one per edge, each holding its
     ///   edge (the chord's midpoint, and half the chord plus the capsule
     ///   radius);
-    /// - `edge_count` chords, two quadruples each: `[x0, y0, z0, radius_m]`
-    ///   and `[x1, y1, z1, piece_sagitta_m]` (the edge's end points, the
-    ///   capsule radius and its pieces' largest sagitta): everything the
-    ///   edge-pair pass reads about an edge, in one cache line (it read the
-    ///   ends from the points, one or two more lines per edge, scattered);
-    /// - the edges' point ranges, `[first, last]` of two edges per
-    ///   quadruple (indices stored as `f64`, exact far beyond
+    /// - `edge_count` edges `[first, last, radius_m, piece_sagitta_m]`
+    ///   (point indices stored as `f64`, exact far beyond
     ///   `MAX_PREPARED_POINTS`);
     /// - one `[x, y, z, sagitta_m]` per point, the sagitta bounding the
     ///   piece from this point to the next (0 at an edge's last point).
@@ -234,27 +229,16 @@ impl Prepared {
             .fold(0.0, f64::max)
             * (1.0 + 1e-12)
             + 1e-6;
-        let chords = parts.edges.iter().flat_map(|e| {
-            let ([x0, y0, z0], [x1, y1, z1]) = (parts.points[e.first], parts.points[e.last]);
-            [[x0, y0, z0, e.radius_m], [x1, y1, z1, e.piece_sagitta_m]]
-        });
-        let ranges = parts.edges.chunks(2).map(|two| {
-            let (e0, e1) = (&two[0], two.get(1).unwrap_or(&two[0]));
-            [e0.first as f64, e0.last as f64, e1.first as f64, e1.last as f64]
-        });
+        let edges = parts
+            .edges
+            .iter()
+            .map(|e| [e.first as f64, e.last as f64, e.radius_m, e.piece_sagitta_m]);
         let points = parts
             .points
             .iter()
             .zip(&parts.sagitta_m)
             .map(|(&[x, y, z], &sagitta_m)| [x, y, z, sagitta_m]);
-        let hot: Box<[[f64; 4]]> = parts
-            .spheres
-            .iter()
-            .copied()
-            .chain(chords)
-            .chain(ranges)
-            .chain(points)
-            .collect();
+        let hot: Box<[[f64; 4]]> = parts.spheres.iter().copied().chain(edges).chain(points).collect();
         Prepared {
             hot,
             edge_count: parts.edges.len(),
@@ -275,55 +259,30 @@ impl Prepared {
     }
 
     fn edge(&self, i: usize) -> Edge {
-        let ([_, _, _, radius_m], [_, _, _, piece_sagitta_m]) = self.chord_quads(i);
-        let range = &self.hot[3 * self.edge_count + i / 2];
+        let [first, last, radius_m, piece_sagitta_m] = self.hot[self.edge_count + i];
         Edge {
-            first: range[2 * (i % 2)] as usize,
-            last: range[2 * (i % 2) + 1] as usize,
+            first: first as usize,
+            last: last as usize,
             radius_m,
             piece_sagitta_m,
         }
     }
 
-    fn chord_quads(&self, i: usize) -> ([f64; 4], [f64; 4]) {
-        let at = self.edge_count + 2 * i;
-        (self.hot[at], self.hot[at + 1])
-    }
-
-    /// Edge `i`'s end points (Earth-centred) and capsule radius, from its
-    /// one chord line: all the edge-pair pass needs.
+    /// Edge `i`'s end points (Earth-centred) and capsule radius.
     fn chord(&self, i: usize) -> (V3, V3, f64) {
-        let ([x0, y0, z0, radius_m], [x1, y1, z1, _]) = self.chord_quads(i);
-        ([x0, y0, z0], [x1, y1, z1], radius_m)
-    }
-
-    /// The ends of `piece` of edge `edge`: a whole edge's from its chord
-    /// line (the same numbers as its first and last points, which an
-    /// overlap found between whole edges then never reads).
-    fn piece_ends(&self, edge: usize, piece: (usize, usize)) -> (V3, V3) {
-        let e = self.edge(edge);
-        if piece == (e.first, e.last) {
-            let (start, end, _) = self.chord(edge);
-            (start, end)
-        } else {
-            (self.point(piece.0), self.point(piece.1))
-        }
-    }
-
-    /// Where the points start in `hot`.
-    fn points_at(&self) -> usize {
-        3 * self.edge_count + self.edge_count.div_ceil(2)
+        let e = self.edge(i);
+        (self.point(e.first), self.point(e.last), e.radius_m)
     }
 
     /// Point `i`, Earth-centred.
     fn point(&self, i: usize) -> V3 {
-        let [x, y, z, _] = self.hot[self.points_at() + i];
+        let [x, y, z, _] = self.hot[2 * self.edge_count + i];
         [x, y, z]
     }
 
     /// The sagitta of the piece from point `i` to point `i + 1`.
     fn sagitta_m(&self, i: usize) -> f64 {
-        self.hot[self.points_at() + i][3]
+        self.hot[2 * self.edge_count + i][3]
     }
 
     /// Reads one number in each cache line of the hot data (up to
@@ -337,11 +296,7 @@ impl Prepared {
         // Two quadruples of `f64` per 64-byte line: the bracket reads every
         // sphere, then the edges and points of the near ones.
         const TOUCH_LINES: usize = 24;
-        // Only the spheres, chords and point ranges (an overlap's witness
-        // reads its edges' ranges): the points are read for the few
-        // pairs that refine pieces, and fetching them for every candidate
-        // (most of a long shape's lines) cost more bandwidth than it saved.
-        self.hot[..self.points_at().min(self.hot.len())]
+        self.hot
             .iter()
             .step_by(2)
             .take(TOUCH_LINES)
@@ -847,9 +802,10 @@ fn vertices<'a>(shape: &Shape<'a>) -> Box<dyn Iterator<Item = LonLat> + 'a> {
 }
 
 fn witness_points(pa: &Prepared, pb: &Prepared, w: &Witness) -> (V3, V3) {
-    let (a0, a1) = pa.piece_ends(w.edge_a, w.piece_a);
-    let (b0, b1) = pb.piece_ends(w.edge_b, w.piece_b);
-    (lerp(a0, a1, w.s), lerp(b0, b1, w.t))
+    (
+        lerp(pa.point(w.piece_a.0), pa.point(w.piece_a.1), w.s),
+        lerp(pb.point(w.piece_b.0), pb.point(w.piece_b.1), w.t),
+    )
 }
 
 /// A point provably inside both footprints, near the witness pieces, when
@@ -870,14 +826,14 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
     };
     // A disk's centre proven inside the other footprint is a common point
     // whose position is already known (its Earth-centred position is the
-    // disk's one chord end), so nothing is projected back to the surface:
+    // disk's one prepared point), so nothing is projected back to the surface:
     // two arctangents, two sines and cosines saved, about half of a
     // corridor–disk overlap's evaluation.
     for (disk, other, x, sag_m) in [(a, b, xb, sag_b), (b, a, xa, sag_a)] {
         if let Shape::Point(centre) = disk.shape {
             // The buffer of a point is its disk's radius, positive once
             // validated; a point alone is not inside anything of its own.
-            if disk.buffer_m > 0.0 && inside(other, x, sag_m, centre, disk.prepared.chord(0).0) {
+            if disk.buffer_m > 0.0 && inside(other, x, sag_m, centre, disk.prepared.point(0)) {
                 return Some(centre);
             }
         }
@@ -922,9 +878,7 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
                 None
             };
             if let Some((p, at)) = vertex {
-                let (start, end, _) = prepared.chord(edge);
-                let at = if at == e.first { start } else { end };
-                if within(at, x, sag_m, buffer_m) {
+                if within(prepared.point(at), x, sag_m, buffer_m) {
                     return Some(p);
                 }
             }
