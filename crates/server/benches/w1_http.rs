@@ -81,21 +81,63 @@ struct Phase {
     conflicts: usize,
     /// Process CPU (user + system, every thread) during the phase.
     cpu: Duration,
+    /// CPU per thread name during the phase (threads that exited within it
+    /// are missing): what runs in series shows as a thread near one core.
+    threads: Vec<(String, Duration)>,
 }
 
-/// The process's CPU time so far (user + system, all threads), from
-/// `/proc/self/stat` (fields 14 and 15, in USER_HZ ticks, 100 per second
-/// on Linux whatever the kernel's own tick).
+/// CPU so far of each live thread, by thread id: (name, user + system).
+fn thread_cpu() -> std::collections::BTreeMap<u64, (String, Duration)> {
+    let mut threads = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let Some((name, ticks)) = stat_ticks(&stat) {
+            threads.insert(tid, (name, Duration::from_millis(ticks * 10)));
+        }
+    }
+    threads
+}
+
+/// The name and the user + system ticks of a `/proc/.../stat` line: the
+/// name (field 2) is in parentheses and may hold spaces, so the fields
+/// are counted from its closing one. Ticks are USER_HZ, 100 per second on
+/// Linux whatever the kernel's own tick.
+fn stat_ticks(stat: &str) -> Option<(String, u64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime 15.
+    Some((name, fields.get(11)? + fields.get(12)?))
+}
+
+/// What each thread name used between two [`thread_cpu`] readings, most first.
+fn thread_delta(
+    before: &std::collections::BTreeMap<u64, (String, Duration)>,
+    after: &std::collections::BTreeMap<u64, (String, Duration)>,
+) -> Vec<(String, Duration)> {
+    let mut by_name: std::collections::BTreeMap<String, Duration> = Default::default();
+    for (tid, (name, cpu)) in after {
+        let earlier = before.get(tid).map_or(Duration::ZERO, |(_, cpu)| *cpu);
+        *by_name.entry(name.clone()).or_default() += cpu.saturating_sub(earlier);
+    }
+    let mut threads: Vec<_> = by_name.into_iter().filter(|(_, cpu)| !cpu.is_zero()).collect();
+    threads.sort_by(|a, b| b.1.cmp(&a.1));
+    threads
+}
+
+/// The process's CPU time so far (user + system, all threads, those that
+/// exited included), from `/proc/self/stat`.
 fn process_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may hold spaces: count from after its ')'.
-    let fields: Vec<u64> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
-        .unwrap_or_default();
-    // `rest` starts at field 3 (state): utime is field 14, stime 15.
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    Duration::from_millis(stat_ticks(&stat).map_or(0, |(_, ticks)| ticks) * 10)
 }
 
 /// Posts every `(token, body)` of `work` to `path` with `clients`
@@ -107,7 +149,7 @@ async fn post_all(
     work: Vec<(String, Value)>,
     clients: usize,
     tally: impl Fn(u16, &Value) -> usize + Copy + Send + 'static,
-) -> (Duration, usize, Duration) {
+) -> (Duration, usize, Duration, Vec<(String, Duration)>) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()
@@ -119,6 +161,7 @@ async fn post_all(
     ));
     let started = Instant::now();
     let cpu_before = process_cpu();
+    let threads_before = thread_cpu();
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (client, queue, url) = (client.clone(), Arc::clone(&queue), format!("{url}{path}"));
@@ -146,10 +189,12 @@ async fn post_all(
     for task in tasks {
         conflicts += task.await.unwrap();
     }
+    let threads = thread_delta(&threads_before, &thread_cpu());
     (
         started.elapsed(),
         conflicts,
         process_cpu().saturating_sub(cpu_before),
+        threads,
     )
 }
 
@@ -157,7 +202,7 @@ async fn post_all(
 /// concurrent connections; every answer must be `expect`.
 async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize, expect: u16) -> Phase {
     let requests = work.len();
-    let (elapsed, conflicts, cpu) = post_all(url, path, work, clients, move |status, answer| {
+    let (elapsed, conflicts, cpu, threads) = post_all(url, path, work, clients, move |status, answer| {
         assert_eq!(status, expect, "{answer}");
         answer["conflicts"].as_array().map_or(0, Vec::len)
     })
@@ -167,6 +212,7 @@ async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize
         elapsed,
         conflicts,
         cpu,
+        threads,
     }
 }
 
@@ -229,23 +275,25 @@ async fn post_collections(url: &str, requests: Vec<(String, Value)>, clients: us
         .iter()
         .map(|(_, c)| c["features"].as_array().map_or(0, Vec::len))
         .sum();
-    let (elapsed, conflicts, cpu) = post_all(url, "/v1/activities", requests, clients, |status, answer| {
-        assert_eq!(status, 200, "{answer}");
-        let results = answer["results"].as_array().unwrap();
-        for result in results {
-            assert_eq!(result["status"], 201, "{result}");
-        }
-        results
-            .iter()
-            .map(|result| result["conflicts"].as_array().map_or(0, Vec::len))
-            .sum()
-    })
-    .await;
+    let (elapsed, conflicts, cpu, threads) =
+        post_all(url, "/v1/activities", requests, clients, |status, answer| {
+            assert_eq!(status, 200, "{answer}");
+            let results = answer["results"].as_array().unwrap();
+            for result in results {
+                assert_eq!(result["status"], 201, "{result}");
+            }
+            results
+                .iter()
+                .map(|result| result["conflicts"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+        .await;
     Phase {
         requests: features,
         elapsed,
         conflicts,
         cpu,
+        threads,
     }
 }
 
@@ -258,6 +306,17 @@ fn report(name: &str, phase: &Phase) {
         phase.conflicts,
         phase.cpu.as_secs_f64() * 1e6 / phase.requests.max(1) as f64,
     );
+    let shares: Vec<String> = phase
+        .threads
+        .iter()
+        .map(|(name, cpu)| {
+            format!(
+                "{name} {:.0} %",
+                100.0 * cpu.as_secs_f64() / phase.elapsed.as_secs_f64()
+            )
+        })
+        .collect();
+    println!("    threads (% of one core): {}", shares.join(", "));
 }
 
 fn main() {
