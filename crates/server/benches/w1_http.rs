@@ -129,7 +129,7 @@ fn thread_delta(
         *by_name.entry(name.clone()).or_default() += cpu.saturating_sub(earlier);
     }
     let mut threads: Vec<_> = by_name.into_iter().filter(|(_, cpu)| !cpu.is_zero()).collect();
-    threads.sort_by(|a, b| b.1.cmp(&a.1));
+    threads.sort_by_key(|thread| std::cmp::Reverse(thread.1));
     threads
 }
 
