@@ -46,7 +46,7 @@
 
 use smallvec::SmallVec;
 
-use crate::bounds::bounds;
+use crate::bounds::bounds_given;
 use crate::chord::{ecef, geodesic_upper_m, lerp, norm, sagitta_m, segment_closest, sub, surface_point, V3};
 use crate::ellipsoid::{direct, inverse};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
@@ -103,6 +103,9 @@ struct Parts {
     edges: Vec<Edge>,
     starts: Vec<EdgeStart>,
     spheres: Vec<[f64; 4]>,
+    /// Each edge's azimuths at its ends, in the order the edges were added
+    /// (kept for the shape's box: see [`Prepared::with_bounds`]).
+    azimuths: Vec<(f64, f64)>,
 }
 
 /// A base shape's geometry in Earth-centred coordinates, computed once. See
@@ -147,6 +150,13 @@ impl Prepared {
     /// Prepares a base shape (one geodesic inverse per edge, one direct per
     /// cut point).
     pub fn new(shape: &Shape) -> Prepared {
+        Self::with_bounds(shape).0
+    }
+
+    /// [`Prepared::new`] and [`crate::bounds`] of the same shape, to the bit,
+    /// with each edge's geodesic inverse solved once for both (validating
+    /// an activity needs both, and the inverses were most of their cost).
+    pub fn with_bounds(shape: &Shape) -> (Prepared, GeoBounds) {
         let mut parts = Parts::default();
         let mut probes = Vec::new();
         let mut rings_prepared = Vec::new();
@@ -189,14 +199,25 @@ impl Prepared {
                     rings_prepared.push(Ring { at, margins_m });
                     probes.extend(ring.first());
                 }
-                region_box = Some(bounds(shape));
             }
+        }
+        // The edges were added in the order `bounds` walks them (a path's,
+        // then the outer ring's first), so its azimuths are these.
+        let mut solved = parts.azimuths.iter().copied();
+        let shape_bounds = bounds_given(shape, |a, b| {
+            solved.next().unwrap_or_else(|| {
+                let (_, azi1, azi2) = inverse(a, b);
+                (azi1, azi2)
+            })
+        });
+        if matches!(shape, Shape::Region(_)) {
+            region_box = Some(shape_bounds);
         }
         let too_large = parts.points.len() > MAX_PREPARED_POINTS
             || parts.edges.is_empty()
             || parts.edges.iter().any(|e| !e.radius_m.is_finite());
         if too_large {
-            return Prepared {
+            let unusable = Prepared {
                 hot: Box::new([]),
                 edge_count: 0,
                 starts: Vec::new(),
@@ -208,6 +229,7 @@ impl Prepared {
                 region_box,
                 usable: false,
             };
+            return (unusable, shape_bounds);
         }
         let n = parts.points.len() as f64;
         let mut centre = [0.0; 3];
@@ -239,7 +261,7 @@ impl Prepared {
             .zip(&parts.sagitta_m)
             .map(|(&[x, y, z], &sagitta_m)| [x, y, z, sagitta_m]);
         let hot: Box<[[f64; 4]]> = parts.spheres.iter().copied().chain(edges).chain(points).collect();
-        Prepared {
+        let prepared = Prepared {
             hot,
             edge_count: parts.edges.len(),
             starts: parts.starts,
@@ -250,7 +272,8 @@ impl Prepared {
             rings: rings_prepared,
             region_box,
             usable: true,
-        }
+        };
+        (prepared, shape_bounds)
     }
 
     /// The spheres holding each edge (see `hot`).
@@ -361,7 +384,8 @@ impl Prepared {
 
 impl Parts {
     fn add_edge(&mut self, a: LonLat, b: LonLat) {
-        let (length_m, azimuth_deg, _) = inverse(a, b);
+        let (length_m, azimuth_deg, azimuth_end_deg) = inverse(a, b);
+        self.azimuths.push((azimuth_deg, azimuth_end_deg));
         if self.points.len() > MAX_PREPARED_POINTS {
             return;
         }
