@@ -201,7 +201,9 @@ fn log_size(conn: &Connection) -> u64 {
 }
 
 /// Changes the stored leaves as a careless tamperer would: leaves, their
-/// hashes and their leaf nodes, not the tree above or the checkpoints.
+/// hashes and their leaf nodes, not the tree above or the checkpoints. (A
+/// leaf's readers are a column of its row since migration 7: they move
+/// with it.)
 fn tamper(conn: &Connection, how: Tamper, blue_entry: u64) {
     // A tamperer is not held by the schema's foreign keys.
     conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
@@ -233,8 +235,6 @@ fn tamper(conn: &Connection, how: Tamper, blue_entry: u64) {
             let k = i(blue_entry);
             conn.execute("DELETE FROM log_leaves WHERE idx = ?1", [k])
                 .unwrap();
-            conn.execute("DELETE FROM log_leaf_readers WHERE idx = ?1", [k])
-                .unwrap();
             // Move the later ones up, lowest first (the key stays unique).
             let later: Vec<i64> = conn
                 .prepare("SELECT idx FROM log_leaves WHERE idx > ?1 ORDER BY idx")
@@ -246,8 +246,6 @@ fn tamper(conn: &Connection, how: Tamper, blue_entry: u64) {
             for idx in later {
                 conn.execute("UPDATE log_leaves SET idx = ?1 - 1 WHERE idx = ?1", [idx])
                     .unwrap();
-                conn.execute("UPDATE log_leaf_readers SET idx = ?1 - 1 WHERE idx = ?1", [idx])
-                    .unwrap();
             }
             rewrite_leaf_nodes(conn);
         }
@@ -256,16 +254,12 @@ fn tamper(conn: &Connection, how: Tamper, blue_entry: u64) {
             for (from, to) in [(a, -1), (b, a), (-1, b)] {
                 conn.execute("UPDATE log_leaves SET idx = ?2 WHERE idx = ?1", [from, to])
                     .unwrap();
-                conn.execute("UPDATE log_leaf_readers SET idx = ?2 WHERE idx = ?1", [from, to])
-                    .unwrap();
             }
             rewrite_leaf_nodes(conn);
         }
         Tamper::Truncate => {
             let keep = i(log_size(conn) - 2);
             conn.execute("DELETE FROM log_leaves WHERE idx >= ?1", [keep])
-                .unwrap();
-            conn.execute("DELETE FROM log_leaf_readers WHERE idx >= ?1", [keep])
                 .unwrap();
             conn.execute("DELETE FROM log_nodes WHERE level = 0 AND idx >= ?1", [keep])
                 .unwrap();

@@ -32,6 +32,7 @@ use std::ops::Range;
 
 use deconflict_geodesy::GeoBounds;
 use rstar::{Envelope, ParentNode, RTree, RTreeNode, RTreeObject, AABB};
+use smallvec::SmallVec;
 
 use crate::time::TimeWindow;
 
@@ -92,6 +93,63 @@ impl Box3 {
             max: envelope.upper(),
         }
     }
+}
+
+/// Sixteen sibling boxes of the packed tree, column by column (`lo[axis][k]`,
+/// `hi[axis][k]` for box `k`), so that testing all of them against a query
+/// is a few whole-column comparisons. Missing boxes (past the end of a
+/// level) are NaN, which meets nothing. 768 bytes, twelve aligned lines.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Lanes {
+    lo: [[f64; NODE_SIZE]; 3],
+    hi: [[f64; NODE_SIZE]; 3],
+}
+
+impl Lanes {
+    fn of(boxes: &[Box3]) -> Lanes {
+        let mut lanes = Lanes {
+            lo: [[f64::NAN; NODE_SIZE]; 3],
+            hi: [[f64::NAN; NODE_SIZE]; 3],
+        };
+        for (k, b) in boxes.iter().enumerate() {
+            for axis in 0..3 {
+                lanes.lo[axis][k] = b.min[axis];
+                lanes.hi[axis][k] = b.max[axis];
+            }
+        }
+        lanes
+    }
+
+    /// Bit `k` set when box `k` meets `query` (the test of [`Box3::meets`]).
+    #[inline]
+    fn meeting(&self, query: &Box3) -> u32 {
+        let mut meets = [true; NODE_SIZE];
+        for axis in 0..3 {
+            let (lo, hi) = (&self.lo[axis], &self.hi[axis]);
+            let (q_lo, q_hi) = (query.min[axis], query.max[axis]);
+            for k in 0..NODE_SIZE {
+                meets[k] &= (lo[k] <= q_hi) & (q_lo <= hi[k]);
+            }
+        }
+        meets
+            .iter()
+            .enumerate()
+            .fold(0, |mask, (k, &m)| mask | (u32::from(m) << k))
+    }
+
+    /// One number from each of the twelve lines (see `query`).
+    fn read_ahead(&self) -> f64 {
+        (0..3)
+            .map(|axis| self.lo[axis][0] + self.lo[axis][8] + self.hi[axis][0] + self.hi[axis][8])
+            .sum()
+    }
+}
+
+/// A node's index at one level of the packed tree, which holds fewer than
+/// 2^32 entries (see `SpatioTemporalIndex`'s limit).
+fn node_number(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 nodes per level")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,6 +232,9 @@ struct Packed<K> {
     /// `levels[l][i * NODE_SIZE..(i + 1) * NODE_SIZE]`. The last level has
     /// at most `NODE_SIZE` boxes, the root's children.
     levels: Vec<Vec<Box3>>,
+    /// The same boxes by groups of siblings, for queries: `lanes[l][g]`
+    /// holds `levels[l][g * NODE_SIZE..]`, up to `NODE_SIZE` of them.
+    lanes: Vec<Vec<Lanes>>,
     /// Entries removed since the build: skipped until the next one.
     removed: Vec<bool>,
     removed_count: usize,
@@ -195,9 +256,14 @@ impl<K: Copy + Ord> Packed<K> {
             levels.push(above);
         }
         let removed = vec![false; entries.len()];
+        let lanes = levels
+            .iter()
+            .map(|boxes| boxes.chunks(NODE_SIZE).map(Lanes::of).collect())
+            .collect();
         Self {
             keys,
             levels,
+            lanes,
             split: removed.clone(),
             removed,
             removed_count: 0,
@@ -219,25 +285,58 @@ impl<K: Copy + Ord> Packed<K> {
     }
 
     /// Appends the keys of live entries meeting `query`.
+    ///
+    /// Level by level (breadth first) over [`Lanes`]: each group of sixteen
+    /// sibling boxes is tested at once into a bit mask (the comparisons run
+    /// on whole columns, without a branch per box), and every group a level
+    /// needs is read ahead before any is tested, so that their cache misses
+    /// overlap. Box by box, the query was ~270 box tests of a dozen
+    /// instructions and a branch each at 100k. The keys come out in the
+    /// same order as depth first (each level is kept left to right).
     fn query(&self, query: &Box3, out: &mut Vec<K>) {
         let top = self.top();
-        self.visit(top, 0..self.levels[top].len(), query, out);
-    }
-
-    fn visit(&self, level: usize, nodes: Range<usize>, query: &Box3, out: &mut Vec<K>) {
-        let boxes = &self.levels[level][nodes.clone()];
-        if level == 0 {
-            for (slot, b) in nodes.zip(boxes) {
-                if b.meets(query) && !self.removed[slot] {
-                    out.push(self.keys[slot]);
+        if self.levels[top].is_empty() {
+            return;
+        }
+        // Groups of `level` to test: group `g` holds boxes `16 g..16 g + 16`,
+        // the children of box `g` of the level above.
+        let mut groups: SmallVec<[u32; 64]> = SmallVec::new();
+        let mut below: SmallVec<[u32; 64]> = SmallVec::new();
+        groups.push(0);
+        for level in (0..=top).rev() {
+            let lanes = &self.lanes[level];
+            std::hint::black_box(
+                groups
+                    .iter()
+                    .map(|&g| lanes[g as usize].read_ahead())
+                    .sum::<f64>(),
+            );
+            if level == 0 {
+                // The leaves' keys and removal marks too (a group's keys
+                // may straddle two lines): read after the test, they were
+                // one more miss per leaf with a candidate.
+                for &g in &groups {
+                    let (first, last) = (
+                        g as usize * NODE_SIZE,
+                        (g as usize * NODE_SIZE + NODE_SIZE).min(self.keys.len()) - 1,
+                    );
+                    std::hint::black_box((self.keys[first], self.keys[last], self.removed[first]));
                 }
             }
-        } else {
-            for (i, b) in nodes.zip(boxes) {
-                if b.meets(query) {
-                    self.visit(level - 1, self.children(level, i), query, out);
+            below.clear();
+            for &g in &groups {
+                let mut mask = lanes[g as usize].meeting(query);
+                while mask != 0 {
+                    let i = g as usize * NODE_SIZE + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    if level > 0 {
+                        below.push(node_number(i));
+                    } else if !self.removed[i] {
+                        out.push(self.keys[i]);
+                    }
                 }
             }
+            std::mem::swap(&mut groups, &mut below);
         }
     }
 

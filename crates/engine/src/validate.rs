@@ -529,9 +529,8 @@ impl Activity {
         let footprint = validate_footprint(&mut problems, spec, limits);
         match (footprint, problems.is_empty()) {
             (Some(footprint), true) => {
-                let base_bounds = geodesy::bounds(&footprint.base_shape());
+                let (prepared, base_bounds) = geodesy::Prepared::with_bounds(&footprint.base_shape());
                 let reach = base_bounds.expanded_m(footprint.buffer_m() + separation_m);
-                let prepared = geodesy::Prepared::new(&footprint.base_shape());
                 Ok(Activity {
                     party: spec.party,
                     kind: spec.kind,

@@ -36,7 +36,10 @@ pub enum GeometryKind {
 }
 
 /// A Feature read as an activity: what the engine needs, plus what the
-/// service keeps alongside (the Feature's id, name, sharing, properties).
+/// service keeps alongside (the Feature's id, name, sharing). The
+/// properties themselves stay in the caller's Feature (the service stores
+/// the Feature as submitted): copying the map here cost a clone per
+/// feature that nothing read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedActivity {
     /// The Feature's `id`, as given (string or number).
@@ -45,8 +48,6 @@ pub struct ParsedActivity {
     pub sharing: Sharing,
     pub geometry: GeometryKind,
     pub spec: ActivitySpec,
-    /// Every property as submitted, including ones this version ignores.
-    pub properties: Map<String, Value>,
     /// Where the Feature is in the document (`""` or `/features/N`), so that
     /// the engine's verdict can be reported against it.
     pub pointer: String,
@@ -101,17 +102,24 @@ impl Reader<'_> {
     }
 
     fn position(&mut self, path: &str, value: &Value) -> Option<LonLat> {
-        let numbers: Option<Vec<f64>> = value
-            .as_array()
-            .and_then(|items| items.iter().map(Value::as_f64).collect());
-        match numbers.as_deref() {
-            // A third number (altitude) is allowed by RFC 7946 and ignored:
-            // altitude bands are properties.
-            Some([lon, lat]) | Some([lon, lat, _]) => Some(LonLat::new(*lon, *lat)),
-            _ => {
-                self.fail(path, "a position is [longitude, latitude] in degrees");
-                None
+        let position = Self::lon_lat(value);
+        if position.is_none() {
+            self.fail(path, "a position is [longitude, latitude] in degrees");
+        }
+        position
+    }
+
+    /// `[lon, lat]` or `[lon, lat, altitude]`, all numbers. A third number
+    /// (altitude) is allowed by RFC 7946 and ignored: altitude bands are
+    /// properties. Read in place: a route has thousands of positions.
+    fn lon_lat(value: &Value) -> Option<LonLat> {
+        match value.as_array()?.as_slice() {
+            [lon, lat] => Some(LonLat::new(lon.as_f64()?, lat.as_f64()?)),
+            [lon, lat, altitude] => {
+                altitude.as_f64()?;
+                Some(LonLat::new(lon.as_f64()?, lat.as_f64()?))
             }
+            _ => None,
         }
     }
 
@@ -121,10 +129,20 @@ impl Reader<'_> {
             return None;
         };
         let before = self.errors.len();
+        // The pointer of each position is written only for a bad one.
         let positions: Vec<LonLat> = items
             .iter()
             .enumerate()
-            .filter_map(|(i, item)| self.position(&format!("{path}/{i}"), item))
+            .filter_map(|(i, item)| {
+                let position = Self::lon_lat(item);
+                if position.is_none() {
+                    self.fail(
+                        &format!("{path}/{i}"),
+                        "a position is [longitude, latitude] in degrees",
+                    );
+                }
+                position
+            })
             .collect();
         (self.errors.len() == before).then_some(positions)
     }
@@ -227,7 +245,13 @@ pub fn activity_from_feature(
             let times: Vec<Timestamp> = items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| r.time(&format!("/properties/waypoint_times/{i}"), item))
+                // The pointer is written only for a bad time.
+                .filter_map(
+                    |(i, item)| match item.as_str().and_then(|text| parse_rfc3339(text).ok()) {
+                        Some(time) => Some(time),
+                        None => r.time(&format!("/properties/waypoint_times/{i}"), item),
+                    },
+                )
                 .collect();
             (r.errors.len() == before).then_some(times)
         }
@@ -280,7 +304,7 @@ pub fn activity_from_feature(
                 .map(|(route, corridor_m)| FootprintSpec::LineString {
                     route,
                     corridor_m,
-                    waypoint_times: waypoint_times.clone(),
+                    waypoint_times,
                 });
             (GeometryKind::LineString, footprint)
         }
@@ -344,7 +368,6 @@ pub fn activity_from_feature(
                 separation_m,
                 vertical_separation_m,
             },
-            properties: properties.clone(),
             pointer: prefix.to_owned(),
         }),
         _ => {

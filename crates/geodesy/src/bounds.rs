@@ -22,6 +22,12 @@ fn generous(deg: f64) -> f64 {
 /// edge reaches `cos β_max = |cos β₁ sin α₁|` between its ends.
 pub(crate) fn edge_bounds(a: LonLat, b: LonLat) -> GeoBounds {
     let (_, azi1, azi2) = inverse(a, b);
+    edge_bounds_given(a, b, azi1, azi2)
+}
+
+/// [`edge_bounds`] from the edge's azimuths at both ends, as the geodesic
+/// inverse gives them (for a caller that has solved it already).
+fn edge_bounds_given(a: LonLat, b: LonLat, azi1: f64, azi2: f64) -> GeoBounds {
     let mut south = a.lat_deg.min(b.lat_deg);
     let mut north = a.lat_deg.max(b.lat_deg);
     let (cos1, cos2) = (azi1.to_radians().cos(), azi2.to_radians().cos());
@@ -68,11 +74,30 @@ fn boxed(south: f64, north: f64, west: f64, east: f64) -> GeoBounds {
 
 /// A box that contains every point of the shape.
 pub fn bounds(shape: &Shape) -> GeoBounds {
+    bounds_given(shape, |a, b| {
+        let (_, azi1, azi2) = inverse(a, b);
+        (azi1, azi2)
+    })
+}
+
+/// [`bounds`] with each edge's end azimuths from `azimuths(a, b)`, called once
+/// per edge of a path or of a region's outer ring, in order. With the
+/// geodesic inverse's azimuths it is [`bounds`], to the bit;
+/// [`crate::Prepared::with_bounds`] passes those it solved for its own edges
+/// so that a shape's edges are solved once, not twice.
+pub(crate) fn bounds_given(
+    shape: &Shape,
+    mut azimuths: impl FnMut(LonLat, LonLat) -> (f64, f64),
+) -> GeoBounds {
+    let mut edge = |e: &[LonLat]| {
+        let (azi1, azi2) = azimuths(e[0], e[1]);
+        (e[0], e[1], edge_bounds_given(e[0], e[1], azi1, azi2))
+    };
     match shape {
         Shape::Point(p) => boxed(p.lat_deg, p.lat_deg, p.lon_deg, p.lon_deg),
-        Shape::Path(vertices) => union_of_edges(vertices.windows(2).map(|e| (e[0], e[1]))),
+        Shape::Path(vertices) => union_of_edges(vertices.windows(2).map(&mut edge)),
         Shape::Region(rings) => {
-            let mut b = union_of_edges(rings[0].windows(2).map(|e| (e[0], e[1])));
+            let mut b = union_of_edges(rings[0].windows(2).map(&mut edge));
             // A region around a pole holds every longitude up to the pole.
             if point_in_region(LonLat::new(0.0, 90.0), rings) {
                 b = GeoBounds {
@@ -98,12 +123,11 @@ pub fn bounds(shape: &Shape) -> GeoBounds {
 /// The union of the edges' boxes along a connected chain, unwrapping
 /// longitude as the chain goes so that crossing the antimeridian widens the
 /// box the short way.
-fn union_of_edges(chain: impl Iterator<Item = (LonLat, LonLat)>) -> GeoBounds {
+fn union_of_edges(chain: impl Iterator<Item = (LonLat, LonLat, GeoBounds)>) -> GeoBounds {
     let (mut south, mut north) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut west, mut east) = (f64::INFINITY, f64::NEG_INFINITY);
     let mut lon = f64::NAN;
-    for (a, b) in chain {
-        let e = edge_bounds(a, b);
+    for (a, b, e) in chain {
         south = south.min(e.south_deg);
         north = north.max(e.north_deg);
         if lon.is_nan() {

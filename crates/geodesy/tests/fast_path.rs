@@ -6,7 +6,7 @@
 //! location where the contract puts it.
 
 use deconflict_geodesy::{
-    closest, distance_m, point_at_distance, point_in_region, separation_if_below,
+    bounds, closest, distance_m, point_at_distance, point_in_region, separation_if_below,
     separation_if_below_exactly, Buffered, LonLat, Prepared, Shape, GAP_TOLERANCE_M,
 };
 use proptest::prelude::*;
@@ -94,8 +94,45 @@ fn to_base_m(p: LonLat, shape: &Shape) -> f64 {
     closest(&Shape::Point(p), shape).distance_m
 }
 
+/// Both halves of `Prepared::with_bounds` equal what `Prepared::new` and
+/// `bounds` give on their own, to the bit: the validation takes its index
+/// box from it.
+fn assert_with_bounds_is_new_and_bounds(shape: &Shape) {
+    let (prepared, shape_bounds) = Prepared::with_bounds(shape);
+    assert_eq!(prepared, Prepared::new(shape));
+    let alone = bounds(shape);
+    for (got, want) in [
+        (shape_bounds.south_deg, alone.south_deg),
+        (shape_bounds.north_deg, alone.north_deg),
+        (shape_bounds.west_deg, alone.west_deg),
+        (shape_bounds.east_deg, alone.east_deg),
+    ] {
+        assert_eq!(got.to_bits(), want.to_bits(), "{shape_bounds:?} against {alone:?}");
+    }
+}
+
+#[test]
+fn with_bounds_holds_for_edges_too_long_to_prepare_and_regions_around_a_pole() {
+    // An edge past 1,000 km leaves the shape unprepared; the box must not care.
+    let long = [LonLat::new(10.0, 10.0), LonLat::new(25.0, 20.0), LonLat::new(25.1, 20.1)];
+    assert_with_bounds_is_new_and_bounds(&Shape::Path(&long));
+    let polar = [vec![
+        LonLat::new(0.0, 80.0),
+        LonLat::new(120.0, 80.0),
+        LonLat::new(-120.0, 80.0),
+        LonLat::new(0.0, 80.0),
+    ]];
+    assert_with_bounds_is_new_and_bounds(&Shape::Region(&polar));
+    assert_with_bounds_is_new_and_bounds(&Shape::Point(LonLat::new(179.99, -89.0)));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn with_bounds_is_prepared_and_bounds_to_the_bit(drawn in anchor().prop_flat_map(drawn_near)) {
+        assert_with_bounds_is_new_and_bounds(&drawn.shape());
+    }
 
     #[test]
     fn the_fast_path_agrees_with_the_exact_path(

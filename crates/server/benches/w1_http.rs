@@ -3,7 +3,9 @@
 //! engine issue's workload (`deconflict_sim::workload`, 1,000 parties),
 //! and concurrent clients as integrators would run them.
 //!
-//! Three phases, each reported in requests per second:
+//! Five phases, each reported in requests (features) per second, with the
+//! process's CPU time per request (`/proc/self/stat`: the service and the
+//! bench's own clients, which share the process):
 //! 1. preload N activities with `POST /v1/activities` (notify-and-commit,
 //!    growing from 0 to N);
 //! 2. `POST /v1/activities/check` of new activities among N (no storage);
@@ -11,7 +13,19 @@
 //! 4. the same with each party's features sent as FeatureCollections of at
 //!    most `DECONFLICT_BENCH_PER_REQUEST` (100) per request, as an
 //!    integrator notifying many at once would (the preload is batched that
-//!    way too unless `DECONFLICT_BENCH_PRELOAD_SINGLE=1`).
+//!    way too unless `DECONFLICT_BENCH_PRELOAD_SINGLE=1`). The workload
+//!    spreads features over 1,000 parties, so 5,000 probes make ~1,000
+//!    collections of ~5: with one request in flight per connection, this
+//!    phase measures commit latency more than throughput;
+//! 5. throughput: `DECONFLICT_BENCH_THROUGHPUT` (20,000) more features of
+//!    the workload in full collections of `DECONFLICT_BENCH_THROUGHPUT_PER_REQUEST`
+//!    (200), each collection sent by one party (round robin over the
+//!    parties: the workload's party is a uniform draw, so owning a
+//!    collection's features changes no geometry or time), over
+//!    `DECONFLICT_BENCH_THROUGHPUT_CLIENTS` (16) connections: enough
+//!    features in flight to keep the driver's group commit full, as
+//!    integrators notifying their plans in bulk would. Reported as
+//!    notifies committed per second.
 //!
 //! `cargo bench -p deconflict-server --bench w1_http` runs N = 100,000
 //! (`DECONFLICT_BENCH_ACTIVITIES`, `DECONFLICT_BENCH_CLIENTS` to change);
@@ -65,6 +79,65 @@ struct Phase {
     requests: usize,
     elapsed: Duration,
     conflicts: usize,
+    /// Process CPU (user + system, every thread) during the phase.
+    cpu: Duration,
+    /// CPU per thread name during the phase (threads that exited within it
+    /// are missing): what runs in series shows as a thread near one core.
+    threads: Vec<(String, Duration)>,
+}
+
+/// CPU so far of each live thread, by thread id: (name, user + system).
+fn thread_cpu() -> std::collections::BTreeMap<u64, (String, Duration)> {
+    let mut threads = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let Some((name, ticks)) = stat_ticks(&stat) {
+            threads.insert(tid, (name, Duration::from_millis(ticks * 10)));
+        }
+    }
+    threads
+}
+
+/// The name and the user + system ticks of a `/proc/.../stat` line: the
+/// name (field 2) is in parentheses and may hold spaces, so the fields
+/// are counted from its closing one. Ticks are USER_HZ, 100 per second on
+/// Linux whatever the kernel's own tick.
+fn stat_ticks(stat: &str) -> Option<(String, u64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime 15.
+    Some((name, fields.get(11)? + fields.get(12)?))
+}
+
+/// What each thread name used between two [`thread_cpu`] readings, most first.
+fn thread_delta(
+    before: &std::collections::BTreeMap<u64, (String, Duration)>,
+    after: &std::collections::BTreeMap<u64, (String, Duration)>,
+) -> Vec<(String, Duration)> {
+    let mut by_name: std::collections::BTreeMap<String, Duration> = Default::default();
+    for (tid, (name, cpu)) in after {
+        let earlier = before.get(tid).map_or(Duration::ZERO, |(_, cpu)| *cpu);
+        *by_name.entry(name.clone()).or_default() += cpu.saturating_sub(earlier);
+    }
+    let mut threads: Vec<_> = by_name.into_iter().filter(|(_, cpu)| !cpu.is_zero()).collect();
+    threads.sort_by_key(|thread| std::cmp::Reverse(thread.1));
+    threads
+}
+
+/// The process's CPU time so far (user + system, all threads, those that
+/// exited included), from `/proc/self/stat`.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    Duration::from_millis(stat_ticks(&stat).map_or(0, |(_, ticks)| ticks) * 10)
 }
 
 /// Posts every `(token, body)` of `work` to `path` with `clients`
@@ -76,7 +149,7 @@ async fn post_all(
     work: Vec<(String, Value)>,
     clients: usize,
     tally: impl Fn(u16, &Value) -> usize + Copy + Send + 'static,
-) -> (Duration, usize) {
+) -> (Duration, usize, Duration, Vec<(String, Duration)>) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()
@@ -87,6 +160,8 @@ async fn post_all(
             .collect::<Vec<_>>(),
     ));
     let started = Instant::now();
+    let cpu_before = process_cpu();
+    let threads_before = thread_cpu();
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (client, queue, url) = (client.clone(), Arc::clone(&queue), format!("{url}{path}"));
@@ -114,14 +189,20 @@ async fn post_all(
     for task in tasks {
         conflicts += task.await.unwrap();
     }
-    (started.elapsed(), conflicts)
+    let threads = thread_delta(&threads_before, &thread_cpu());
+    (
+        started.elapsed(),
+        conflicts,
+        process_cpu().saturating_sub(cpu_before),
+        threads,
+    )
 }
 
 /// Sends `features` (each with its party's token) with `clients`
 /// concurrent connections; every answer must be `expect`.
 async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize, expect: u16) -> Phase {
     let requests = work.len();
-    let (elapsed, conflicts) = post_all(url, path, work, clients, move |status, answer| {
+    let (elapsed, conflicts, cpu, threads) = post_all(url, path, work, clients, move |status, answer| {
         assert_eq!(status, expect, "{answer}");
         answer["conflicts"].as_array().map_or(0, Vec::len)
     })
@@ -130,6 +211,8 @@ async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize
         requests,
         elapsed,
         conflicts,
+        cpu,
+        threads,
     }
 }
 
@@ -161,37 +244,79 @@ async fn drive_collections(
                 .collect::<Vec<_>>()
         })
         .collect();
+    post_collections(url, requests, clients).await
+}
+
+/// Sends `features` as full collections of `per_request`, collection `i`
+/// by party `i mod tokens` (the throughput phase, see the module comment).
+async fn drive_full_collections(
+    url: &str,
+    features: Vec<Value>,
+    tokens: &[String],
+    per_request: usize,
+    clients: usize,
+) -> Phase {
+    let requests: Vec<(String, Value)> = features
+        .chunks(per_request.max(1))
+        .enumerate()
+        .map(|(i, chunk)| {
+            (
+                tokens[i % tokens.len()].clone(),
+                json!({"type": "FeatureCollection", "features": chunk}),
+            )
+        })
+        .collect();
+    post_collections(url, requests, clients).await
+}
+
+/// Posts FeatureCollections; every feature must commit (201).
+async fn post_collections(url: &str, requests: Vec<(String, Value)>, clients: usize) -> Phase {
     let features: usize = requests
         .iter()
         .map(|(_, c)| c["features"].as_array().map_or(0, Vec::len))
         .sum();
-    let (elapsed, conflicts) = post_all(url, "/v1/activities", requests, clients, |status, answer| {
-        assert_eq!(status, 200, "{answer}");
-        let results = answer["results"].as_array().unwrap();
-        for result in results {
-            assert_eq!(result["status"], 201, "{result}");
-        }
-        results
-            .iter()
-            .map(|result| result["conflicts"].as_array().map_or(0, Vec::len))
-            .sum()
-    })
-    .await;
+    let (elapsed, conflicts, cpu, threads) =
+        post_all(url, "/v1/activities", requests, clients, |status, answer| {
+            assert_eq!(status, 200, "{answer}");
+            let results = answer["results"].as_array().unwrap();
+            for result in results {
+                assert_eq!(result["status"], 201, "{result}");
+            }
+            results
+                .iter()
+                .map(|result| result["conflicts"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+        .await;
     Phase {
         requests: features,
         elapsed,
         conflicts,
+        cpu,
+        threads,
     }
 }
 
 fn report(name: &str, phase: &Phase) {
     println!(
-        "{name:<44} {:>7} requests in {:>7.2} s = {:>8.0} /s ({} conflicts returned)",
+        "{name:<44} {:>7} requests in {:>7.2} s = {:>8.0} /s ({} conflicts returned) cpu {:.0} µs/request",
         phase.requests,
         phase.elapsed.as_secs_f64(),
         phase.requests as f64 / phase.elapsed.as_secs_f64(),
-        phase.conflicts
+        phase.conflicts,
+        phase.cpu.as_secs_f64() * 1e6 / phase.requests.max(1) as f64,
     );
+    let shares: Vec<String> = phase
+        .threads
+        .iter()
+        .map(|(name, cpu)| {
+            format!(
+                "{name} {:.0} %",
+                100.0 * cpu.as_secs_f64() / phase.elapsed.as_secs_f64()
+            )
+        })
+        .collect();
+    println!("    threads (% of one core): {}", shares.join(", "));
 }
 
 fn main() {
@@ -213,6 +338,9 @@ fn main() {
     // activity, as before the batch endpoint).
     let per_request = env("DECONFLICT_BENCH_PER_REQUEST", 100);
     let preload_single = env("DECONFLICT_BENCH_PRELOAD_SINGLE", 0) == 1;
+    let throughput = env("DECONFLICT_BENCH_THROUGHPUT", if benching { 20_000 } else { 400 });
+    let throughput_per_request = env("DECONFLICT_BENCH_THROUGHPUT_PER_REQUEST", 200);
+    let throughput_clients = env("DECONFLICT_BENCH_THROUGHPUT_CLIENTS", 16);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -284,6 +412,13 @@ fn main() {
         report(
             &format!("notify-and-commit among {n}, ≤{per_request}/request"),
             &collected,
+        );
+        let full = workload.activities(throughput).iter().map(feature).collect();
+        let bulk =
+            drive_full_collections(&url, full, &tokens, throughput_per_request, throughput_clients).await;
+        report(
+            &format!("throughput among {n}, {throughput_per_request}/request × {throughput_clients}"),
+            &bulk,
         );
         tokio::task::block_in_place(|| state.driver.stop());
     });

@@ -69,6 +69,60 @@ const HOTLINE_PARTIAL_INDEX: &str = r#"
     CREATE INDEX hotline_records_named ON hotline_records (kind, party_from) WHERE party_from IS NOT NULL;
     "#;
 
+/// Migration 7 on SQLite (issue 3, fewer B-tree inserts per write): who may
+/// read a log entry in full becomes a column of the entry
+/// (`log_leaves.readers`: party ids joined by commas, `0` for everyone,
+/// empty for brokers only) instead of one `log_leaf_readers` row per reader,
+/// which took two or three inserts (and a foreign-key lookup each) per leaf;
+/// existing rows are copied into the column and the table goes. The two
+/// activity indexes no query uses go too (`activities_party`,
+/// `activities_live_window`: every read filters by id or scans, checked
+/// with `EXPLAIN QUERY PLAN`), each a random insert per notification. And
+/// `hotline_records` becomes a `WITHOUT ROWID` table keyed by its record key
+/// (`conflict/7`): one B-tree instead of a rowid table plus the key's index.
+/// The unique index of live pairs is rebuilt as `(activity_b, activity_a)`:
+/// the same constraint, but `activity_b` is the pair's newer activity, as a
+/// rule the one just notified, so a new conflict's entry goes at the end of
+/// the index instead of into a random page of it (every page a commit
+/// touches is written to the WAL whole).
+const SQLITE_LEAF_READERS_INLINE: &str = r#"
+    ALTER TABLE log_leaves ADD COLUMN readers TEXT NOT NULL DEFAULT '';
+    UPDATE log_leaves SET readers = COALESCE(
+        (SELECT group_concat(party_id, ',') FROM log_leaf_readers r WHERE r.idx = log_leaves.idx), '');
+    DROP TABLE log_leaf_readers;
+    DROP INDEX activities_party;
+    DROP INDEX activities_live_window;
+    DROP INDEX conflicts_live_pair;
+    CREATE UNIQUE INDEX conflicts_live_pair ON conflicts (activity_b, activity_a) WHERE state != 'resolved';
+    CREATE TABLE hotline_records_keyed (
+        key TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('party', 'message', 'conflict', 'escalation', 'incident')),
+        party_from INTEGER,
+        party_to INTEGER,
+        record TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO hotline_records_keyed (key, kind, party_from, party_to, record, updated_at_ms)
+        SELECT key, kind, party_from, party_to, record, updated_at_ms FROM hotline_records;
+    DROP TABLE hotline_records;
+    ALTER TABLE hotline_records_keyed RENAME TO hotline_records;
+    CREATE INDEX hotline_records_named ON hotline_records (kind, party_from) WHERE party_from IS NOT NULL;
+    "#;
+
+/// Migration 7 on PostgreSQL: the same readers column, dropped indexes and
+/// live-pair index as [`SQLITE_LEAF_READERS_INLINE`] (a heap table has no `WITHOUT ROWID`;
+/// `hotline_records` stays as it is).
+const POSTGRES_LEAF_READERS_INLINE: &str = r#"
+    ALTER TABLE log_leaves ADD COLUMN readers TEXT NOT NULL DEFAULT '';
+    UPDATE log_leaves SET readers = COALESCE(
+        (SELECT string_agg(CAST(party_id AS TEXT), ',') FROM log_leaf_readers r WHERE r.idx = log_leaves.idx), '');
+    DROP TABLE log_leaf_readers;
+    DROP INDEX activities_party;
+    DROP INDEX activities_live_window;
+    DROP INDEX conflicts_live_pair;
+    CREATE UNIQUE INDEX conflicts_live_pair ON conflicts (activity_b, activity_a) WHERE state != 'resolved';
+    "#;
+
 /// SQLite's migrations, in order; `SQLITE_MIGRATIONS[i]` takes the schema from version
 /// `i` to `i + 1`. Never edit a released migration: add one.
 pub const SQLITE_MIGRATIONS: &[&str] = &[
@@ -222,6 +276,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     LOG_HEAD,
     // 6: one partial index for the hotline records that name a party.
     HOTLINE_PARTIAL_INDEX,
+    // 7: leaf readers in the leaf's row; two unused indexes dropped.
+    SQLITE_LEAF_READERS_INLINE,
 ];
 
 /// PostgreSQL's migrations: the same schema as [`SQLITE_MIGRATIONS`],
@@ -360,6 +416,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     LOG_HEAD,
     // 6: the same as SQLite's.
     HOTLINE_PARTIAL_INDEX,
+    // 7: leaf readers in the leaf's row; two unused indexes dropped.
+    POSTGRES_LEAF_READERS_INLINE,
 ];
 
 /// The migrations of `backend`.
@@ -515,5 +573,145 @@ mod tests {
         // Migrating again changes nothing.
         migrate(&mut db).unwrap();
         assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
+    }
+
+    #[test]
+    fn migration_7_moves_leaf_readers_into_the_leaf_row_and_keeps_hotline_records() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &SQLITE_MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO log_leaves (idx, leaf, leaf_hash) VALUES (0, x'01', x'02'), (1, x'03', x'04'), (2, x'05', x'06');
+             INSERT INTO log_leaf_readers (idx, party_id) VALUES (0, 0), (1, 3), (1, 12);
+             INSERT INTO hotline_records (key, kind, party_from, party_to, record, updated_at_ms)
+             VALUES ('conflict/4', 'conflict', NULL, NULL, '{\"a\":1}', 5),
+                    ('message/2', 'message', 3, 12, '{\"b\":2}', 6);",
+        )
+        .unwrap();
+        let mut db = Db::sqlite(&conn);
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
+        let readers: Vec<(i64, String)> = conn
+            .prepare("SELECT idx, readers FROM log_leaves ORDER BY idx")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut second: Vec<&str> = readers[1].1.split(',').collect();
+        second.sort_unstable();
+        assert_eq!(
+            (readers[0].1.as_str(), second, readers[2].1.as_str()),
+            ("0", vec!["12", "3"], "")
+        );
+        let gone: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN \
+                 ('log_leaf_readers', 'activities_party', 'activities_live_window')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0, "the readers table and the unused indexes are gone");
+        let records: Vec<(String, String, Option<i64>)> = conn
+            .prepare("SELECT key, record, party_to FROM hotline_records ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            records,
+            [
+                ("conflict/4".to_owned(), r#"{"a":1}"#.to_owned(), None),
+                ("message/2".to_owned(), r#"{"b":2}"#.to_owned(), Some(12))
+            ]
+        );
+        let table: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'hotline_records'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(table.contains("WITHOUT ROWID"), "{table}");
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT key FROM hotline_records WHERE kind = 'message' AND party_from IS NOT NULL",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("hotline_records_named"), "{plan}");
+        // The live-pair index, keyed newer activity first, still refuses a
+        // second live conflict of one pair and takes one once it resolved.
+        conn.execute_batch(
+            "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) VALUES (1, 'blue', 'military', x'00', 0);
+             INSERT INTO conflicts (id, activity_a, activity_b, party_a, party_b, state, finding, opened_at_ms, updated_at_ms)
+             VALUES (1, 4, 9, 1, 1, 'open', '{}', 0, 0);",
+        )
+        .unwrap();
+        let second = "INSERT INTO conflicts (id, activity_a, activity_b, party_a, party_b, state, finding, opened_at_ms, \
+                      updated_at_ms) VALUES (2, 4, 9, 1, 1, 'open', '{}', 0, 0)";
+        assert!(conn.execute(second, []).is_err(), "one live conflict per pair");
+        conn.execute("UPDATE conflicts SET state = 'resolved' WHERE id = 1", [])
+            .unwrap();
+        conn.execute(second, []).unwrap();
+    }
+
+    #[test]
+    fn on_postgres_migration_7_moves_leaf_readers_into_the_leaf_row() {
+        let Some(admin) = crate::testing::test_database_url() else {
+            assert!(
+                std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+                "no PostgreSQL server ({} unset) and DECONFLICT_REQUIRE_CLIENTS=1",
+                crate::testing::TEST_DATABASE_URL_VAR
+            );
+            eprintln!(
+                "skipped: no PostgreSQL server ({} unset)",
+                crate::testing::TEST_DATABASE_URL_VAR
+            );
+            return;
+        };
+        let url = crate::testing::create_test_database(&admin, "migration7").unwrap();
+        let mut conn = crate::db::PgConn::connect(&url).unwrap();
+        let mut db = Db::postgres(&mut conn);
+        db.execute_batch(POSTGRES_VERSION_TABLE).unwrap();
+        for sql in &POSTGRES_MIGRATIONS[..6] {
+            db.execute_batch(sql).unwrap();
+        }
+        db.execute_batch(
+            "UPDATE schema_version SET version = 6 WHERE id = 1;
+             INSERT INTO log_leaves (idx, leaf, leaf_hash) VALUES (0, '\\x01', '\\x02'), (1, '\\x03', '\\x04'), (2, '\\x05', '\\x06');
+             INSERT INTO log_leaf_readers (idx, party_id) VALUES (0, 0), (1, 3), (1, 12);",
+        )
+        .unwrap();
+        migrate(&mut db).unwrap();
+        assert_eq!(
+            schema_version(&mut db).unwrap() as usize,
+            POSTGRES_MIGRATIONS.len()
+        );
+        let readers = db
+            .query_map("SELECT readers FROM log_leaves ORDER BY idx", params![], |r| {
+                r.get_text(0)
+            })
+            .unwrap();
+        let mut second: Vec<&str> = readers[1].split(',').collect();
+        second.sort_unstable();
+        assert_eq!(
+            (readers[0].as_str(), second, readers[2].as_str()),
+            ("0", vec!["12", "3"], "")
+        );
+        // Without catalog queries (the store uses none): the table no
+        // longer answers, and the indexes' names are free again.
+        assert!(db.execute_batch("SELECT 1 FROM log_leaf_readers").is_err());
+        db.execute_batch(
+            "CREATE INDEX activities_party ON activities (party_id);
+             CREATE INDEX activities_live_window ON activities (start_ms);",
+        )
+        .expect("the unused indexes are gone");
     }
 }

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use deconflict_audit::Receipt;
 use deconflict_engine::Timestamp;
 use deconflict_formats::{activity_from_feature, parse_rfc3339};
 use deconflict_geodesy::GeoBounds;
@@ -17,8 +18,8 @@ use crate::auth::Party;
 use crate::driver::{now_ms, ChangeOutcome, Command, Committed, Submission};
 use crate::ledger::{self, ActivityFilter};
 use crate::model::{render_conflict, PartyInfo, Viewer};
-use crate::problem::{ApiError, FieldProblem};
-use crate::routes::{answer, blocking, path_id, receipt, JsonBody};
+use crate::problem::{ApiError, FieldProblem, Problem};
+use crate::routes::{answer, blocking, json_response, path_id, receipt_of, JsonBody};
 use crate::state::AppState;
 
 /// Parses and validates a Feature in the handler (in parallel, off the
@@ -93,19 +94,46 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-async fn change_body(
+/// A committed change as answered, serialized straight into the body (no
+/// `Value` tree of the receipt and the answer, built and then dropped for
+/// every feature). Members in the order serde_json's sorted maps gave.
+#[derive(serde::Serialize)]
+struct ChangeAnswer {
+    conflicts: Vec<Value>,
+    id: u64,
+    receipt: Receipt,
+    /// Only in a FeatureCollection's results (201).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    version: u64,
+}
+
+/// One feature's result in a FeatureCollection's answer.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum FeatureResult {
+    Committed(ChangeAnswer),
+    Refused { status: u16, problem: Box<Problem> },
+}
+
+/// About what one change's answer takes: the receipt's checkpoint note and
+/// inclusion proof (~1.5 KB at a million entries) and a conflict or two.
+const CHANGE_ANSWER_BYTES: usize = 2_048;
+
+async fn change_answer(
     state: &AppState,
     viewer: &Viewer,
     committed: &Committed<ChangeOutcome>,
-) -> Result<Value, ApiError> {
-    let receipt = receipt(state, committed).await?;
+) -> Result<ChangeAnswer, ApiError> {
+    let receipt = receipt_of(state, committed).await?;
     let outcome = &committed.value;
-    Ok(json!({
-        "id": outcome.id,
-        "version": outcome.version,
-        "conflicts": render_all(&outcome.conflicts, viewer),
-        "receipt": receipt,
-    }))
+    Ok(ChangeAnswer {
+        conflicts: render_all(&outcome.conflicts, viewer),
+        id: outcome.id,
+        receipt,
+        status: None,
+        version: outcome.version,
+    })
 }
 
 async fn change_response(
@@ -114,9 +142,9 @@ async fn change_response(
     committed: Committed<ChangeOutcome>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let body = change_body(state, viewer, &committed).await?;
+    let answer = change_answer(state, viewer, &committed).await?;
     let outcome = &committed.value;
-    let mut response = (status, Json(body)).into_response();
+    let mut response = json_response(status, &answer, CHANGE_ANSWER_BYTES)?;
     response.headers_mut().insert(header::ETAG, etag(outcome.version));
     if status == StatusCode::CREATED {
         if let Ok(location) = HeaderValue::from_str(&format!("/v1/activities/{}", outcome.id)) {
@@ -204,22 +232,30 @@ async fn create_many(state: &AppState, party: &Party, mut collection: Value) -> 
         .collect();
     let mut results = Vec::with_capacity(waits.len());
     for wait in waits {
-        let body = match wait {
+        let answer = match wait {
             Ok(wait) => match answer(wait).await {
-                Ok(committed) => change_body(state, &viewer, &committed).await,
+                Ok(committed) => change_answer(state, &viewer, &committed).await,
                 Err(error) => Err(error),
             },
             Err(error) => Err(error),
         };
-        results.push(match body {
-            Ok(mut body) => {
-                body["status"] = json!(201);
-                body
-            }
-            Err(error) => json!({"status": error.status().as_u16(), "problem": &*error.0}),
+        results.push(match answer {
+            Ok(answer) => FeatureResult::Committed(ChangeAnswer {
+                status: Some(StatusCode::CREATED.as_u16()),
+                ..answer
+            }),
+            Err(error) => FeatureResult::Refused {
+                status: error.status().as_u16(),
+                problem: error.0,
+            },
         });
     }
-    Ok(Json(json!({ "results": results })).into_response())
+    #[derive(serde::Serialize)]
+    struct Results {
+        results: Vec<FeatureResult>,
+    }
+    let capacity = results.len().saturating_mul(CHANGE_ANSWER_BYTES);
+    json_response(StatusCode::OK, &Results { results }, capacity)
 }
 
 /// Checks a Feature against what is notified, storing nothing.

@@ -228,6 +228,13 @@ pub async fn blocking<T: Send + 'static>(
 
 /// The receipt of a committed change, with its inclusion proof.
 pub async fn receipt<T>(state: &AppState, committed: &Committed<T>) -> Result<Value, ApiError> {
+    let receipt = receipt_of(state, committed).await?;
+    serde_json::to_value(receipt).map_err(|e| ApiError::unavailable(&e))
+}
+
+/// [`receipt`] as the audit crate's type, for an answer serialized straight
+/// into its body.
+pub async fn receipt_of<T>(state: &AppState, committed: &Committed<T>) -> Result<Receipt, ApiError> {
     // The batch's own nodes answer at once; the store is the fallback.
     let head = &committed.head;
     if let Ok(receipt) = Receipt::build(
@@ -236,19 +243,39 @@ pub async fn receipt<T>(state: &AppState, committed: &Committed<T>) -> Result<Va
         &head.checkpoint,
         head.note.clone(),
     ) {
-        return serde_json::to_value(receipt).map_err(|e| ApiError::unavailable(&e));
+        return Ok(receipt);
     }
     let store = std::sync::Arc::clone(&state.store);
     let head = std::sync::Arc::clone(&committed.head);
     let index = committed.log_index;
-    let receipt = blocking(move || {
+    blocking(move || {
         store.read(move |conn| {
             Receipt::build(&NodeReader::new(conn), index, &head.checkpoint, head.note.clone())
                 .map_err(|e| StoreError::Rejected(e.to_string()))
         })
     })
-    .await?;
-    serde_json::to_value(receipt).map_err(|e| ApiError::unavailable(&e))
+    .await
+}
+
+/// A JSON answer serialized straight into its body (axum's `Json` would
+/// start from 128 bytes and grow; `capacity` is the caller's estimate).
+pub fn json_response(
+    status: axum::http::StatusCode,
+    body: &impl serde::Serialize,
+    capacity: usize,
+) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    let mut bytes = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut bytes, body).map_err(|e| ApiError::unavailable(&e))?;
+    Ok((
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Hands a command to the driver and waits until it is committed (or
