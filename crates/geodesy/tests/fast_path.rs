@@ -107,14 +107,22 @@ fn assert_with_bounds_is_new_and_bounds(shape: &Shape) {
         (shape_bounds.west_deg, alone.west_deg),
         (shape_bounds.east_deg, alone.east_deg),
     ] {
-        assert_eq!(got.to_bits(), want.to_bits(), "{shape_bounds:?} against {alone:?}");
+        assert_eq!(
+            got.to_bits(),
+            want.to_bits(),
+            "{shape_bounds:?} against {alone:?}"
+        );
     }
 }
 
 #[test]
 fn with_bounds_holds_for_edges_too_long_to_prepare_and_regions_around_a_pole() {
     // An edge past 1,000 km leaves the shape unprepared; the box must not care.
-    let long = [LonLat::new(10.0, 10.0), LonLat::new(25.0, 20.0), LonLat::new(25.1, 20.1)];
+    let long = [
+        LonLat::new(10.0, 10.0),
+        LonLat::new(25.0, 20.0),
+        LonLat::new(25.1, 20.1),
+    ];
     assert_with_bounds_is_new_and_bounds(&Shape::Path(&long));
     let polar = [vec![
         LonLat::new(0.0, 80.0),
