@@ -13,11 +13,11 @@
 mod tracks_support;
 
 use deconflict_engine::track::*;
-use deconflict_engine::{ActivityId, ActivityKind, PartyId, TimeWindow, Timestamp};
+use deconflict_engine::{ActivityId, PartyId, Timestamp};
 use deconflict_geodesy::LonLat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tracks_support::{offset, random_fence_rule};
+use tracks_support::{fan_of_plans, offset, random_fences};
 
 const S: i64 = 1_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -75,41 +75,6 @@ fn mover(rng: &mut ChaCha8Rng, i: usize, now_ms: i64, side_m: f64) -> Mover {
     }
 }
 
-fn fences(rng: &mut ChaCha8Rng, side_m: f64) -> Vec<Fence> {
-    (0..20u64)
-        .map(|id| {
-            let centre = offset(ORIGIN, rng.gen_range(0.0..side_m), rng.gen_range(0.0..side_m));
-            let rule = random_fence_rule(rng, id, centre, 500.0..4_000.0, 9_000.0, (3, PARTIES));
-            Fence {
-                id: FenceId(id),
-                owner: PartyId(rng.gen_range(0..PARTIES)),
-                rule,
-            }
-        })
-        .collect()
-}
-
-fn plans(side_m: f64) -> Vec<(ActivityId, Plan)> {
-    (0..4u64)
-        .map(|a| {
-            let kind = if a % 2 == 0 {
-                ActivityKind::Flight
-            } else {
-                ActivityKind::Patrol
-            };
-            let route = vec![ORIGIN, offset(ORIGIN, side_m, side_m * (a as f64) / 4.0)];
-            let plan = Plan {
-                party: PartyId(a),
-                kind,
-                window: TimeWindow::new(Timestamp(START_MS), Some(Timestamp(START_MS + 20 * S))),
-                base: PlanShape::Path(route),
-                buffer_m: 3_000.0,
-            };
-            (ActivityId(a), plan)
-        })
-        .collect()
-}
-
 /// One second's reports, shuffled: the movers due this second, some with a
 /// short stale time, some without a speed (estimated from the last report).
 fn reports<'a>(rng: &mut ChaCha8Rng, movers: &'a [Mover], second: i64) -> Vec<PositionReport<'a>> {
@@ -161,11 +126,11 @@ fn drain(watch: &mut TrackWatch) -> Vec<Alert> {
 fn compare(seed: u64, count: usize, side_m: f64, config: TrackConfig) -> (usize, u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut movers: Vec<Mover> = (0..count).map(|i| mover(&mut rng, i, START_MS, side_m)).collect();
-    let fences = fences(&mut rng, side_m);
+    let fences = random_fences(&mut rng, ORIGIN, side_m, 20, PARTIES);
     let new_watch = |config: TrackConfig| {
         let mut watch = TrackWatch::new(config).unwrap();
         watch.set_fences(Timestamp(START_MS), fences.clone()).unwrap();
-        for (activity, plan) in plans(side_m) {
+        for (activity, plan) in fan_of_plans(ORIGIN, side_m, START_MS, 20 * S) {
             watch.set_plan(activity, plan).unwrap();
         }
         watch

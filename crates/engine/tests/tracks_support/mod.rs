@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use deconflict_engine::track::*;
-use deconflict_engine::{PartyId, Timestamp};
+use deconflict_engine::{ActivityId, ActivityKind, PartyId, TimeWindow, Timestamp};
 use deconflict_geodesy::LonLat;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -195,4 +195,51 @@ pub fn run_pair(a: (LonLat, f64, f64), b: (LonLat, f64, f64), duration_ms: i64, 
         t += every_ms;
     }
     alerts
+}
+
+/// `count` random fences (ids 0, 1, …) of random owners among `parties`,
+/// centred within a `side_m` square north-east of `origin`: keep-out
+/// zones and demarcation lines of [`random_fence_rule`].
+pub fn random_fences(
+    rng: &mut ChaCha8Rng,
+    origin: LonLat,
+    side_m: f64,
+    count: u64,
+    parties: u64,
+) -> Vec<Fence> {
+    (0..count)
+        .map(|id| {
+            let centre = offset(origin, rng.gen_range(0.0..side_m), rng.gen_range(0.0..side_m));
+            let rule = random_fence_rule(rng, id, centre, 500.0..4_000.0, 9_000.0, (3, parties));
+            Fence {
+                id: FenceId(id),
+                owner: PartyId(rng.gen_range(0..parties)),
+                rule,
+            }
+        })
+        .collect()
+}
+
+/// Four plans (activities 0–3 of parties 0–3, flights and patrols in
+/// turn) along routes fanning out from `origin` across the `side_m`
+/// square, in force over `[start_ms, start_ms + window_ms)`, 3 km wide.
+pub fn fan_of_plans(origin: LonLat, side_m: f64, start_ms: i64, window_ms: i64) -> Vec<(ActivityId, Plan)> {
+    (0..4u64)
+        .map(|a| {
+            let kind = if a % 2 == 0 {
+                ActivityKind::Flight
+            } else {
+                ActivityKind::Patrol
+            };
+            let route = vec![origin, offset(origin, side_m, side_m * (a as f64) / 4.0)];
+            let plan = Plan {
+                party: PartyId(a),
+                kind,
+                window: TimeWindow::new(Timestamp(start_ms), Some(Timestamp(start_ms + window_ms))),
+                base: PlanShape::Path(route),
+                buffer_m: 3_000.0,
+            };
+            (ActivityId(a), plan)
+        })
+        .collect()
 }
