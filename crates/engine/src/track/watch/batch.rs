@@ -557,21 +557,7 @@ impl TrackWatch {
                 .iter()
                 .map(|&(other, _, _)| by_id(other, slot_of_id[other as usize])),
         );
-        // In id order, as `check_pairs` calls them.
-        candidates.sort_unstable();
-        candidates.dedup();
-        if !settled.is_empty() {
-            candidates.retain(|&c| settled.binary_search(&((c >> 32) as u32)).is_err());
-        }
-        for &other in &candidates {
-            let other = slot_in(other);
-            let ahead = foreseen
-                .binary_search_by_key(&other, |f| f.other)
-                .ok()
-                .map(|at| &foreseen[at]);
-            self.check_pair(now, slot, other, ahead);
-        }
-        self.candidates = candidates;
+        self.check_candidates(now, slot, candidates, foreseen, settled);
     }
 }
 

@@ -334,6 +334,21 @@ impl TrackWatch {
         for &(other_id, _, _) in &entity.pairs {
             candidates.push(by_id(other_id, self.slot_of_id[other_id as usize]));
         }
+        self.check_candidates(now, slot, candidates, foreseen, settled);
+    }
+
+    /// `check_pair` on `candidates` (`by_id` keys: in id order once sorted,
+    /// as a search on every report would call them), less the `settled`
+    /// partners, with the approaches a batch foresaw; the buffer goes back
+    /// to `self.candidates` for the next report.
+    pub(super) fn check_candidates(
+        &mut self,
+        now: Timestamp,
+        slot: u32,
+        mut candidates: Vec<u64>,
+        foreseen: &[Foreseen],
+        settled: &[u32],
+    ) {
         candidates.sort_unstable();
         candidates.dedup();
         if !settled.is_empty() {
