@@ -664,16 +664,7 @@ mod tests {
 
     #[test]
     fn on_postgres_migration_7_moves_leaf_readers_into_the_leaf_row() {
-        let Some(admin) = crate::testing::test_database_url() else {
-            assert!(
-                std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-                "no PostgreSQL server ({} unset) and DECONFLICT_REQUIRE_CLIENTS=1",
-                crate::testing::TEST_DATABASE_URL_VAR
-            );
-            eprintln!(
-                "skipped: no PostgreSQL server ({} unset)",
-                crate::testing::TEST_DATABASE_URL_VAR
-            );
+        let Some(admin) = crate::testing::test_database_url_or_skip("migration 7 on PostgreSQL") else {
             return;
         };
         let url = crate::testing::create_test_database(&admin, "migration7").unwrap();

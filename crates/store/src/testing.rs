@@ -19,6 +19,23 @@ pub fn test_database_url() -> Option<String> {
         .filter(|url| !url.trim().is_empty())
 }
 
+/// The test server's URL, or `None` after saying that `test` is skipped
+/// without one. With `DECONFLICT_REQUIRE_CLIENTS=1` (as `.ci/run` sets) a
+/// missing server fails the test instead: CI must not skip silently.
+pub fn test_database_url_or_skip(test: &str) -> Option<String> {
+    let url = test_database_url();
+    if url.is_none() {
+        let reason =
+            format!("{test}: no PostgreSQL server ({TEST_DATABASE_URL_VAR} unset; .ci/run starts one)");
+        assert!(
+            std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "{reason}, and DECONFLICT_REQUIRE_CLIENTS=1"
+        );
+        eprintln!("skipped: {reason}");
+    }
+    url
+}
+
 /// `url` with its database name replaced by `name`. Takes the URL form
 /// (`postgres://user@host:port/db?options`) or the `key=value` form.
 pub fn with_database_name(url: &str, name: &str) -> String {

@@ -839,18 +839,7 @@ mod tests {
     /// A fresh PostgreSQL store when a test server is configured; `None`
     /// (after saying so) when not, or a failure on CI.
     fn postgres_store(config: StoreConfig) -> Option<(Database, Store)> {
-        let Some(admin) = crate::testing::test_database_url() else {
-            assert!(
-                std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-                "no PostgreSQL server ({} unset) and DECONFLICT_REQUIRE_CLIENTS=1",
-                crate::testing::TEST_DATABASE_URL_VAR
-            );
-            eprintln!(
-                "skipped: no PostgreSQL server ({} unset)",
-                crate::testing::TEST_DATABASE_URL_VAR
-            );
-            return None;
-        };
+        let admin = crate::testing::test_database_url_or_skip("store on PostgreSQL")?;
         let url = crate::testing::create_test_database(&admin, "store").unwrap();
         let database = Database::Postgres(url);
         let store = Store::open_database(&database, config).unwrap();

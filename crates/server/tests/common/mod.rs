@@ -45,19 +45,7 @@ pub async fn with_backend<F: std::future::Future>(backend: Backend, test: F) -> 
 /// configured; else it is skipped with a printed reason, or fails when
 /// clients are required (CI).
 pub fn postgres_available(test: &str) -> bool {
-    if deconflict_store::testing::test_database_url().is_some() {
-        return true;
-    }
-    let reason = format!(
-        "{test}: no PostgreSQL server ({} unset; .ci/run starts one)",
-        deconflict_store::testing::TEST_DATABASE_URL_VAR
-    );
-    assert!(
-        std::env::var("DECONFLICT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-        "{reason}, and DECONFLICT_REQUIRE_CLIENTS=1"
-    );
-    eprintln!("skipped: {reason}");
-    false
+    deconflict_store::testing::test_database_url_or_skip(test).is_some()
 }
 
 /// The database of the servers started on `dir` under the current backend:
