@@ -17,7 +17,7 @@ use deconflict_engine::{ActivityId, PartyId, Timestamp};
 use deconflict_geodesy::LonLat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tracks_support::{fan_of_plans, offset, random_fences};
+use tracks_support::{assert_same_alerts, drain, fan_of_plans, offset, random_fences, seeds};
 
 const S: i64 = 1_000;
 const START_MS: i64 = 1_700_000_000_000;
@@ -115,10 +115,6 @@ fn state(watch: &TrackWatch) -> String {
     format!("{stats:?} {} {} {tracks:?}", watch.len(), watch.open_alerts())
 }
 
-fn drain(watch: &mut TrackWatch) -> Vec<Alert> {
-    std::iter::from_fn(|| watch.poll_alert()).collect()
-}
-
 /// Runs one seeded fleet through a watch without horizon (one by one) and
 /// watches with `config`'s (one by one, and in batches on two threads);
 /// panics at the first difference. Returns the alerts and the quiet
@@ -175,16 +171,11 @@ fn compare(seed: u64, count: usize, side_m: f64, config: TrackConfig) -> (usize,
                 "seed {seed}, second {second}, {name}: outcomes"
             );
             let got = drain(watch);
-            if got != expected_alerts {
-                let at = got.iter().zip(&expected_alerts).position(|(a, b)| a != b);
-                panic!(
-                    "seed {seed}, second {second}, {name}: {} alerts against {}, first difference at {at:?}: {:?} against {:?}",
-                    got.len(),
-                    expected_alerts.len(),
-                    at.map(|k| &got[k]),
-                    at.map(|k| &expected_alerts[k]),
-                );
-            }
+            assert_same_alerts(
+                &got,
+                &expected_alerts,
+                &format!("seed {seed}, second {second}, {name}"),
+            );
             assert_eq!(
                 state(watch),
                 state(&reference),
@@ -214,13 +205,6 @@ fn compare(seed: u64, count: usize, side_m: f64, config: TrackConfig) -> (usize,
     }
     assert_eq!(reference.stats().quiet_reports, 0, "no horizon, no quiet report");
     (alerts, one_by_one.stats().quiet_reports)
-}
-
-fn seeds() -> Vec<u64> {
-    match std::env::var("DECONFLICT_SEED") {
-        Ok(seed) => vec![seed.parse().expect("DECONFLICT_SEED is a number")],
-        Err(_) => (0..2).collect(),
-    }
 }
 
 #[test]

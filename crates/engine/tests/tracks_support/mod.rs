@@ -243,3 +243,27 @@ pub fn fan_of_plans(origin: LonLat, side_m: f64, start_ms: i64, window_ms: i64) 
         })
         .collect()
 }
+
+/// The seeds of a seeded comparison: `DECONFLICT_SEED` alone when set (to
+/// replay a failure), else 0 and 1.
+pub fn seeds() -> Vec<u64> {
+    match std::env::var("DECONFLICT_SEED") {
+        Ok(seed) => vec![seed.parse().expect("DECONFLICT_SEED is a number")],
+        Err(_) => (0..2).collect(),
+    }
+}
+
+/// Panics unless `got` is `expected`, naming `context` (seed, second,
+/// watch), both counts and the first alert that differs.
+pub fn assert_same_alerts(got: &[Alert], expected: &[Alert], context: &str) {
+    if got != expected {
+        let at = got.iter().zip(expected).position(|(a, b)| a != b);
+        panic!(
+            "{context}: {} alerts against {}, first difference at {at:?}: {:?} against {:?}",
+            got.len(),
+            expected.len(),
+            at.map(|k| &got[k]),
+            at.map(|k| &expected[k]),
+        );
+    }
+}
