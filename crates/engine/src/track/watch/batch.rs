@@ -408,26 +408,18 @@ impl TrackWatch {
             let found = &thread_scratch[span.thread as usize].out;
             if prepared.quiet {
                 self.stats.quiet_reports += 1;
-                if step_of[slot as usize].near_grown {
-                    self.check_quiet_pairs(
-                        now,
-                        slot,
-                        &found.foreseen[range(span.foreseen)],
-                        &found.settled[range(span.settled)],
-                    );
-                } else {
-                    // Its near list is the one the gathering read, or
-                    // shorter: the members the index returns that
-                    // `may_open` passes, as for a scan.
-                    self.check_pairs_among(
-                        now,
-                        slot,
-                        &found.pairs[range(span.pairs)],
-                        &found.foreseen[range(span.foreseen)],
-                        &found.settled[range(span.settled)],
-                    );
-                }
+            }
+            if prepared.quiet && step_of[slot as usize].near_grown {
+                self.check_quiet_pairs(
+                    now,
+                    slot,
+                    &found.foreseen[range(span.foreseen)],
+                    &found.settled[range(span.settled)],
+                );
             } else {
+                // A scan's pairs; or a quiet report whose near list is the
+                // one the gathering read, or shorter: the members the index
+                // returns that `may_open` passes, as for a scan.
                 self.check_pairs_among(
                     now,
                     slot,
@@ -435,12 +427,12 @@ impl TrackWatch {
                     &found.foreseen[range(span.foreseen)],
                     &found.settled[range(span.settled)],
                 );
-                if self.quiet_enabled() {
-                    let near = &found.near[range(span.near)];
-                    self.rescan_with(now, slot, near);
-                    for &other in near {
-                        step_of[self.slot_of_id[other as usize] as usize].near_grown = true;
-                    }
+            }
+            if !prepared.quiet && self.quiet_enabled() {
+                let near = &found.near[range(span.near)];
+                self.rescan_with(now, slot, near);
+                for &other in near {
+                    step_of[self.slot_of_id[other as usize] as usize].near_grown = true;
                 }
             }
             self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
