@@ -590,7 +590,8 @@ pub fn load(db: &mut Db<'_>, now_ms: i64) -> Result<Snapshot, StoreError> {
             ))
         },
     )?;
-    snap.live_conflicts = read_conflict_rows(db, "WHERE c.state != 'resolved'", params![])?
+    let live = "WHERE c.state != 'resolved'";
+    snap.live_conflicts = read_conflict_rows(db, [live, live], params![])?
         .into_iter()
         .map(|(c, _)| c)
         .collect();
@@ -604,15 +605,17 @@ pub fn load(db: &mut Db<'_>, now_ms: i64) -> Result<Snapshot, StoreError> {
     Ok(snap)
 }
 
-/// Conflicts of both kinds matching `filter` (a WHERE clause over alias
-/// `c`), each with whether its sides are shared in full.
+/// Conflicts of both kinds matching `filters` (WHERE clauses over alias
+/// `c`: the first for pairs of activities, the second for zone conflicts,
+/// with the same arguments), each with whether its sides are shared in
+/// full.
 pub fn read_conflict_rows(
     db: &mut Db<'_>,
-    filter: &str,
+    filters: [&str; 2],
     args: &[SqlValue<'_>],
 ) -> Result<Vec<(ConflictRecord, [bool; 2])>, StoreError> {
     let mut out = Vec::new();
-    for zone in [false, true] {
+    for (zone, filter) in [(false, filters[0]), (true, filters[1])] {
         let sql = if zone {
             format!(
                 "SELECT c.id, c.activity_id, c.zone_id, c.party_a, c.party_b, c.state, c.finding, c.opened_at_ms, \
@@ -671,32 +674,55 @@ pub fn conflicts_for(
     state: Option<ConflictState>,
 ) -> Result<Vec<(ConflictRecord, [bool; 2])>, StoreError> {
     let party = sql_u64(viewer.party.0);
-    let mut clauses = Vec::new();
+    let mut pair_clauses = Vec::new();
+    let mut zone_clauses = Vec::new();
     let mut args: Vec<SqlValue<'_>> = Vec::new();
     if !viewer.broker {
-        clauses.push("(c.party_a = ?1 OR c.party_b = ?1)".to_owned());
+        pair_clauses.push(PARTY_PAIR_CONFLICTS.to_owned());
+        zone_clauses.push("(c.party_a = ?1 OR c.party_b = ?1)".to_owned());
         args.push(SqlValue::Int(party));
     }
     if let Some(state) = state {
-        clauses.push(format!("c.state = ?{}", args.len() + 1));
+        let clause = format!("c.state = ?{}", args.len() + 1);
+        pair_clauses.push(clause.clone());
+        zone_clauses.push(clause);
         args.push(SqlValue::Text(state.as_str()));
     }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
+    let filter = |clauses: Vec<String>| {
+        if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        }
     };
-    read_conflict_rows(db, &filter, &args)
+    read_conflict_rows(db, [&filter(pair_clauses), &filter(zone_clauses)], &args)
 }
+
+/// Pair conflicts involving party `?1`, through the indexes keyed by id
+/// block then party (migration 8, `deconflict_store::CONFLICT_ID_BLOCK`
+/// ids per block, written out as `4096` here as in the indexes'
+/// expression): one seek per block and side instead of a scan (`CROSS
+/// JOIN` keeps SQLite from scanning the index and probing the blocks; on
+/// PostgreSQL it is a plain join). The blocks
+/// are counted from the largest id, so a list costs one seek per 4,096
+/// conflicts ever opened plus the party's own rows.
+const PARTY_PAIR_CONFLICTS: &str = "c.id IN (WITH RECURSIVE conflict_blocks (n) AS ( \
+     SELECT 0 UNION ALL SELECT n + 1 FROM conflict_blocks \
+     WHERE n < (SELECT COALESCE(MAX(id), 0) / 4096 FROM conflicts)) \
+     SELECT x.id FROM conflict_blocks k CROSS JOIN conflicts x WHERE (x.id / 4096) = k.n AND x.party_a = ?1 \
+     UNION ALL \
+     SELECT x.id FROM conflict_blocks k CROSS JOIN conflicts x WHERE (x.id / 4096) = k.n AND x.party_b = ?1)";
 
 /// One conflict by id (either kind).
 pub fn conflict_by_id(db: &mut Db<'_>, id: u64) -> Result<Option<(ConflictRecord, [bool; 2])>, StoreError> {
     let Ok(id) = i64::try_from(id) else {
         return Ok(None);
     };
-    Ok(read_conflict_rows(db, "WHERE c.id = ?1", params![id])?
-        .into_iter()
-        .next())
+    Ok(
+        read_conflict_rows(db, ["WHERE c.id = ?1", "WHERE c.id = ?1"], params![id])?
+            .into_iter()
+            .next(),
+    )
 }
 
 /// A stored activity with what the service needs to answer for it.
@@ -1013,4 +1039,124 @@ pub fn activity_versions(
         },
     )?;
     Ok((!over_limit).then_some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deconflict_store::rusqlite::Connection;
+
+    const FINDING: &str =
+        r#"{"start_ms":0,"end_ms":null,"min_distance_m":1.0,"required_m":2.0,"lon_deg":0.0,"lat_deg":0.0}"#;
+
+    /// An in-memory database at the latest schema with parties 1–3 and pair
+    /// conflicts `(id, party_a, party_b, state)`.
+    fn database(conflicts: &[(u64, u64, u64, &str)]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in deconflict_store::SQLITE_MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        for party in 1..=3 {
+            conn.execute(
+                "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) VALUES (?1, ?2, 'military', ?3, 0)",
+                (party, format!("p{party}"), vec![party as u8]),
+            )
+            .unwrap();
+        }
+        for &(id, a, b, state) in conflicts {
+            // Each conflict between two activities of its own, party_a's
+            // and party_b's.
+            let (activity_a, activity_b) = (2 * id as i64, 2 * id as i64 + 1);
+            for (activity, party) in [(activity_a, a), (activity_b, b)] {
+                conn.execute(
+                    "INSERT INTO activities (id, party_id, version, feature, created_at_ms, updated_at_ms) \
+                     VALUES (?1, ?2, 1, '{}', 0, 0)",
+                    (activity, party as i64),
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO conflicts (id, activity_a, activity_b, party_a, party_b, state, finding, \
+                 opened_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0)",
+                (
+                    id as i64, activity_a, activity_b, a as i64, b as i64, state, FINDING,
+                ),
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    fn ids(conn: &Connection, party: u64, broker: bool, state: Option<ConflictState>) -> Vec<u64> {
+        let viewer = Viewer {
+            party: PartyId(party),
+            broker,
+        };
+        conflicts_for(&mut Db::sqlite(conn), &viewer, state)
+            .unwrap()
+            .into_iter()
+            .map(|(c, _)| c.id)
+            .collect()
+    }
+
+    #[test]
+    fn a_party_lists_its_pair_conflicts_in_every_id_block() {
+        let block = deconflict_store::CONFLICT_ID_BLOCK;
+        // Ids in the first block, on both sides of each block boundary, in
+        // a block of its own far out, with each party on either side and a
+        // party in conflict with itself.
+        let conn = database(&[
+            (1, 1, 2, "open"),
+            (block - 1, 2, 1, "resolved"),
+            (block, 1, 1, "acknowledged"),
+            (block + 1, 2, 3, "open"),
+            (2 * block, 3, 1, "open"),
+            (9 * block + 17, 1, 3, "resolved"),
+        ]);
+        assert_eq!(
+            ids(&conn, 1, false, None),
+            [1, block - 1, block, 2 * block, 9 * block + 17]
+        );
+        assert_eq!(ids(&conn, 2, false, None), [1, block - 1, block + 1]);
+        assert_eq!(ids(&conn, 3, false, None), [block + 1, 2 * block, 9 * block + 17]);
+        assert_eq!(
+            ids(&conn, 1, false, Some(ConflictState::Resolved)),
+            [block - 1, 9 * block + 17]
+        );
+        assert_eq!(
+            ids(&conn, 3, false, Some(ConflictState::Open)),
+            [block + 1, 2 * block]
+        );
+        assert_eq!(ids(&conn, 2, true, None).len(), 6, "a broker sees every conflict");
+        let empty = database(&[]);
+        assert!(ids(&empty, 1, false, None).is_empty());
+    }
+
+    #[test]
+    fn a_party_list_seeks_the_block_indexes_instead_of_scanning_conflicts() {
+        let conn = database(&[(1, 1, 2, "open")]);
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT c.id FROM conflicts c WHERE {PARTY_PAIR_CONFLICTS}"
+            ))
+            .unwrap()
+            .query_map([1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for index in ["conflicts_block_party_a", "conflicts_block_party_b"] {
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains(index) && step.contains("party_")),
+                "{index} not used: {plan:#?}"
+            );
+        }
+        assert!(
+            !plan.iter().any(|step| {
+                let scanned = step.strip_prefix("SCAN ").and_then(|rest| rest.split(' ').next());
+                matches!(scanned, Some("c" | "x" | "conflicts"))
+            }),
+            "a scan of conflicts: {plan:#?}"
+        );
+    }
 }

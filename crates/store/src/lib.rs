@@ -28,7 +28,7 @@ mod writer;
 pub use db::{Backend, Db, Row, Value};
 #[cfg(feature = "fault-injection")]
 pub use faults::Faults;
-pub use migrations::{migrations, schema_version, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use migrations::{migrations, schema_version, CONFLICT_ID_BLOCK, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use postgres;
 pub use rusqlite;
 pub use writer::{Database, Store, StoreConfig, StoreError};

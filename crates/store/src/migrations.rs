@@ -123,6 +123,32 @@ const POSTGRES_LEAF_READERS_INLINE: &str = r#"
     CREATE UNIQUE INDEX conflicts_live_pair ON conflicts (activity_b, activity_a) WHERE state != 'resolved';
     "#;
 
+/// Migration 8 on both backends (issue 3): the per-party conflict indexes
+/// `(party_a, state)` and `(party_b, state)` took two inserts per opened
+/// conflict at random places (a party's entries sit together, and parties
+/// conflict in any order), so each batch's commit dirtied pages all over
+/// both indexes and wrote each one whole to the WAL; and `state` in them
+/// moved both entries at every acknowledgement and resolution. They are
+/// replaced by indexes keyed by the conflict id's block of
+/// [`CONFLICT_ID_BLOCK`] ids first, then the party: ids are allocated in
+/// order, so a batch's new entries land in the last block's few pages. A
+/// per-party list seeks `(block, party)` once per block (the server's
+/// `ledger::conflicts_for`, `WITH RECURSIVE` over the blocks) and filters
+/// `state` on the row. The divisor is written out in the index expression
+/// and must match the queries' (a test checks the plan uses the index).
+const CONFLICT_PARTY_BLOCK_INDEXES: &str = r#"
+    DROP INDEX conflicts_party_a;
+    DROP INDEX conflicts_party_b;
+    CREATE INDEX conflicts_block_party_a ON conflicts ((id / 4096), party_a);
+    CREATE INDEX conflicts_block_party_b ON conflicts ((id / 4096), party_b);
+    "#;
+
+/// Conflict ids per block of [`CONFLICT_PARTY_BLOCK_INDEXES`]' keys: a
+/// per-party list seeks each block once (100 blocks at 400k conflicts), and
+/// a batch's new entries spread over the last block's entries only (~4,096
+/// entries of ~12 bytes: a dozen pages per index).
+pub const CONFLICT_ID_BLOCK: u64 = 4096;
+
 /// SQLite's migrations, in order; `SQLITE_MIGRATIONS[i]` takes the schema from version
 /// `i` to `i + 1`. Never edit a released migration: add one.
 pub const SQLITE_MIGRATIONS: &[&str] = &[
@@ -278,6 +304,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     HOTLINE_PARTIAL_INDEX,
     // 7: leaf readers in the leaf's row; two unused indexes dropped.
     SQLITE_LEAF_READERS_INLINE,
+    // 8: per-party conflict indexes keyed by id block first.
+    CONFLICT_PARTY_BLOCK_INDEXES,
 ];
 
 /// PostgreSQL's migrations: the same schema as [`SQLITE_MIGRATIONS`],
@@ -418,6 +446,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     HOTLINE_PARTIAL_INDEX,
     // 7: leaf readers in the leaf's row; two unused indexes dropped.
     POSTGRES_LEAF_READERS_INLINE,
+    // 8: the same as SQLite's.
+    CONFLICT_PARTY_BLOCK_INDEXES,
 ];
 
 /// The migrations of `backend`.
@@ -660,6 +690,99 @@ mod tests {
         conn.execute("UPDATE conflicts SET state = 'resolved' WHERE id = 1", [])
             .unwrap();
         conn.execute(second, []).unwrap();
+    }
+
+    /// Conflicts 1, 4,096 and 9,000 between parties 1 and 2 (two resolved).
+    const CONFLICT_ROWS: &str = "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) \
+        VALUES (1, 'blue', 'military', x'01', 0), (2, 'red', 'military', x'02', 0);
+        INSERT INTO conflicts (id, activity_a, activity_b, party_a, party_b, state, finding, opened_at_ms, updated_at_ms)
+        VALUES (1, 1, 2, 1, 2, 'open', '{}', 0, 0), (4096, 3, 4, 2, 1, 'resolved', '{}', 0, 0),
+               (9000, 5, 6, 1, 2, 'resolved', '{}', 0, 0);";
+
+    #[test]
+    fn migration_8_keys_the_party_conflict_indexes_by_id_block() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &SQLITE_MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.execute_batch(CONFLICT_ROWS).unwrap();
+        let mut db = Db::sqlite(&conn);
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap(), 8);
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'conflicts' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "conflicts_block_party_a",
+                "conflicts_block_party_b",
+                "conflicts_live_pair"
+            ]
+        );
+        // The rows are indexed: a seek by block and party finds them.
+        let block = CONFLICT_ID_BLOCK as i64;
+        let seek = "SELECT id FROM conflicts WHERE (id / 4096) = ?1 AND party_b = ?2";
+        let plan: String = conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {seek}"), (1, 1), |r| r.get(3))
+            .unwrap();
+        assert!(plan.contains("conflicts_block_party_b"), "{plan}");
+        let found: i64 = conn.query_row(seek, (4096 / block, 1), |r| r.get(0)).unwrap();
+        assert_eq!(found, 4096);
+        let found: i64 = conn
+            .query_row(
+                "SELECT id FROM conflicts WHERE (id / 4096) = ?1 AND party_a = ?2",
+                (9000 / block, 1),
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 9000);
+    }
+
+    #[test]
+    fn on_postgres_migration_8_keys_the_party_conflict_indexes_by_id_block() {
+        let Some(admin) = crate::testing::test_database_url_or_skip("migration 8 on PostgreSQL") else {
+            return;
+        };
+        let url = crate::testing::create_test_database(&admin, "migration8").unwrap();
+        let mut conn = crate::db::PgConn::connect(&url).unwrap();
+        let mut db = Db::postgres(&mut conn);
+        db.execute_batch(POSTGRES_VERSION_TABLE).unwrap();
+        for sql in &POSTGRES_MIGRATIONS[..7] {
+            db.execute_batch(sql).unwrap();
+        }
+        db.execute_batch("UPDATE schema_version SET version = 7 WHERE id = 1")
+            .unwrap();
+        db.execute_batch(
+            &CONFLICT_ROWS
+                .replace("x'01'", "'\\x01'")
+                .replace("x'02'", "'\\x02'"),
+        )
+        .unwrap();
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap(), 8);
+        let found = db
+            .query_map(
+                "SELECT id FROM conflicts WHERE (id / 4096) = ?1 AND party_a = ?2 ORDER BY id",
+                params![9000 / CONFLICT_ID_BLOCK as i64, 1i64],
+                |r| r.get_i64(0),
+            )
+            .unwrap();
+        assert_eq!(found, [9000]);
+        // The old indexes' names are free again, the new ones taken.
+        db.execute_batch(
+            "CREATE INDEX conflicts_party_a ON conflicts (party_a);
+             CREATE INDEX conflicts_party_b ON conflicts (party_b);",
+        )
+        .expect("the old indexes are gone");
+        assert!(db
+            .execute_batch("CREATE INDEX conflicts_block_party_a ON conflicts (party_a)")
+            .is_err());
     }
 
     #[test]
