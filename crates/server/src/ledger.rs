@@ -107,8 +107,25 @@ pub fn write_batch(db: &mut Db<'_>, first_index: u64, rows: &[Row]) -> Result<()
     // order (a conflict's upserts, a party before its activities).
     let mut leaves = Vec::new();
     let mut nodes = Vec::new();
+    // Activity versions reference their activity's row, written in order
+    // below, and nothing references them: they go after the other rows,
+    // several per statement too. `None`: a cancellation.
+    let mut versions: Vec<(i64, i64, Option<&str>, i64)> = Vec::new();
     for row in rows {
         match row {
+            Row::Activity(a) => {
+                write_row(db, row)?;
+                versions.push((
+                    sql_u64(a.id.0),
+                    sql_u64(a.version),
+                    Some(a.feature.as_str()),
+                    a.at_ms,
+                ));
+            }
+            Row::ActivityCancel { id, version, at_ms } => {
+                write_row(db, row)?;
+                versions.push((sql_u64(id.0), sql_u64(*version), None, *at_ms));
+            }
             Row::Leaf {
                 index,
                 bytes,
@@ -128,6 +145,14 @@ pub fn write_batch(db: &mut Db<'_>, first_index: u64, rows: &[Row]) -> Result<()
             _ => write_row(db, row)?,
         }
     }
+    insert_many(db, &VERSION_INSERT, &versions, |(id, version, feature, at_ms)| {
+        [
+            SqlValue::Int(*id),
+            SqlValue::Int(*version),
+            feature.map_or(SqlValue::Null, SqlValue::Text),
+            SqlValue::Int(*at_ms),
+        ]
+    })?;
     insert_many(db, &LEAF_INSERT, &leaves, |(index, bytes, hash, readers)| {
         [
             SqlValue::Int(*index),
@@ -210,6 +235,10 @@ impl MultiInsert {
 
 static LEAF_INSERT: MultiInsert =
     MultiInsert::new("INSERT INTO log_leaves (idx, leaf, leaf_hash, readers)", 4);
+static VERSION_INSERT: MultiInsert = MultiInsert::new(
+    "INSERT INTO activity_versions (activity_id, version, feature, at_ms)",
+    4,
+);
 static NODE_INSERT: MultiInsert = MultiInsert::new("INSERT INTO log_nodes (level, idx, hash)", 3);
 
 /// Inserts `items` with `insert`'s statements, `values` giving each item's
@@ -258,14 +287,13 @@ fn write_row(db: &mut Db<'_>, row: &Row) -> Result<(), StoreError> {
             let b = &a.bounds;
             if a.version == 1 {
                 db.execute(
-                    "INSERT INTO activities (id, party_id, version, feature, created_at_ms, updated_at_ms, \
+                    "INSERT INTO activities (id, party_id, version, created_at_ms, updated_at_ms, \
                      sharing, start_ms, end_ms, west_deg, south_deg, east_deg, north_deg) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     params![
                         sql_u64(a.id.0),
                         sql_u64(a.party.0),
                         sql_u64(a.version),
-                        &a.feature,
                         a.at_ms,
                         a.sharing,
                         a.start_ms,
@@ -278,13 +306,12 @@ fn write_row(db: &mut Db<'_>, row: &Row) -> Result<(), StoreError> {
                 )?;
             } else {
                 db.execute(
-                    "UPDATE activities SET version = ?2, feature = ?3, updated_at_ms = ?4, sharing = ?5, \
-                     start_ms = ?6, end_ms = ?7, west_deg = ?8, south_deg = ?9, east_deg = ?10, north_deg = ?11 \
+                    "UPDATE activities SET version = ?2, updated_at_ms = ?3, sharing = ?4, \
+                     start_ms = ?5, end_ms = ?6, west_deg = ?7, south_deg = ?8, east_deg = ?9, north_deg = ?10 \
                      WHERE id = ?1",
                     params![
                         sql_u64(a.id.0),
                         sql_u64(a.version),
-                        &a.feature,
                         a.at_ms,
                         a.sharing,
                         a.start_ms,
@@ -296,21 +323,16 @@ fn write_row(db: &mut Db<'_>, row: &Row) -> Result<(), StoreError> {
                     ],
                 )?;
             }
-            db.execute(
-                "INSERT INTO activity_versions (activity_id, version, feature, at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![sql_u64(a.id.0), sql_u64(a.version), &a.feature, a.at_ms],
-            )?;
+            // Its version row (which holds the Feature text, migration 9)
+            // is inserted by `write_batch` with the others.
         }
         Row::ActivityCancel { id, version, at_ms } => {
             db.execute(
                 "UPDATE activities SET cancelled_at_ms = ?2, version = ?3 WHERE id = ?1",
                 params![sql_u64(id.0), *at_ms, sql_u64(*version)],
             )?;
-            // A cancellation is a version with no feature.
-            db.execute(
-                "INSERT INTO activity_versions (activity_id, version, feature, at_ms) VALUES (?1, ?2, NULL, ?3)",
-                params![sql_u64(id.0), sql_u64(*version), *at_ms],
-            )?;
+            // A cancellation is a version with no feature, inserted by
+            // `write_batch` with the others.
         }
         Row::Zone {
             id,
@@ -565,8 +587,9 @@ pub fn load(db: &mut Db<'_>, now_ms: i64) -> Result<Snapshot, StoreError> {
         ..Snapshot::default()
     };
     snap.activities = db.query_map(
-        "SELECT id, party_id, version, sharing, feature, end_ms FROM activities \
-         WHERE cancelled_at_ms IS NULL AND (end_ms IS NULL OR end_ms > ?1) ORDER BY id",
+        "SELECT a.id, a.party_id, a.version, a.sharing, v.feature, a.end_ms FROM activities a \
+         JOIN activity_versions v ON v.activity_id = a.id AND v.version = a.version \
+         WHERE a.cancelled_at_ms IS NULL AND (a.end_ms IS NULL OR a.end_ms > ?1) ORDER BY a.id",
         params![now_ms],
         |row| {
             Ok(StoredActivity {
@@ -770,7 +793,9 @@ pub fn activity(db: &mut Db<'_>, id: u64) -> Result<Option<ActivityView>, StoreE
         return Ok(None);
     };
     db.query_opt(
-        "SELECT id, party_id, version, sharing, feature FROM activities WHERE id = ?1 AND cancelled_at_ms IS NULL",
+        "SELECT a.id, a.party_id, a.version, a.sharing, v.feature FROM activities a \
+         JOIN activity_versions v ON v.activity_id = a.id AND v.version = a.version \
+         WHERE a.id = ?1 AND a.cancelled_at_ms IS NULL",
         params![id],
         activity_view,
     )
@@ -798,13 +823,14 @@ pub fn list_activities(
         .map_or((None, None), |b| (Some(b.south_deg), Some(b.north_deg)));
     let mut out = Vec::new();
     db.query_each(
-        "SELECT id, party_id, version, sharing, feature, west_deg, south_deg, east_deg, north_deg FROM activities \
-         WHERE cancelled_at_ms IS NULL AND id > ?1 \
-         AND (?2 OR party_id = ?3 OR sharing = 'full') \
-         AND (CAST(?4 AS BIGINT) IS NULL OR end_ms IS NULL OR end_ms > ?4) \
-         AND (CAST(?5 AS BIGINT) IS NULL OR start_ms < ?5) \
-         AND (CAST(?6 AS DOUBLE PRECISION) IS NULL OR (south_deg <= ?7 AND north_deg >= ?6)) \
-         ORDER BY id",
+        "SELECT a.id, a.party_id, a.version, a.sharing, v.feature, a.west_deg, a.south_deg, a.east_deg, a.north_deg \
+         FROM activities a JOIN activity_versions v ON v.activity_id = a.id AND v.version = a.version \
+         WHERE a.cancelled_at_ms IS NULL AND a.id > ?1 \
+         AND (?2 OR a.party_id = ?3 OR a.sharing = 'full') \
+         AND (CAST(?4 AS BIGINT) IS NULL OR a.end_ms IS NULL OR a.end_ms > ?4) \
+         AND (CAST(?5 AS BIGINT) IS NULL OR a.start_ms < ?5) \
+         AND (CAST(?6 AS DOUBLE PRECISION) IS NULL OR (a.south_deg <= ?7 AND a.north_deg >= ?6)) \
+         ORDER BY a.id",
         params![
             sql_u64(filter.after),
             viewer.broker,
@@ -1069,8 +1095,8 @@ mod tests {
             let (activity_a, activity_b) = (2 * id as i64, 2 * id as i64 + 1);
             for (activity, party) in [(activity_a, a), (activity_b, b)] {
                 conn.execute(
-                    "INSERT INTO activities (id, party_id, version, feature, created_at_ms, updated_at_ms) \
-                     VALUES (?1, ?2, 1, '{}', 0, 0)",
+                    "INSERT INTO activities (id, party_id, version, created_at_ms, updated_at_ms) \
+                     VALUES (?1, ?2, 1, 0, 0)",
                     (activity, party as i64),
                 )
                 .unwrap();

@@ -149,6 +149,22 @@ const CONFLICT_PARTY_BLOCK_INDEXES: &str = r#"
 /// entries of ~12 bytes: a dozen pages per index).
 pub const CONFLICT_ID_BLOCK: u64 = 4096;
 
+/// Migration 9 on both backends (issue 3): an activity's Feature text was
+/// written twice per notification, in `activities.feature` and in its
+/// `activity_versions` row (and a third time inside its audit leaf, which
+/// must stay: a leaf is proven and served byte for byte). The current
+/// version's text is now read from `activity_versions` by `(id, version)`
+/// (its primary key), and the column goes: ~0.5 KB less per notification
+/// in the table, the WAL and the checkpoint. Every version has been
+/// recorded since migration 1; should a row lack its current version's
+/// record all the same, it is copied in first, so that no Feature is lost.
+const ACTIVITY_FEATURE_IN_VERSIONS: &str = r#"
+    INSERT INTO activity_versions (activity_id, version, feature, at_ms)
+        SELECT a.id, a.version, a.feature, a.updated_at_ms FROM activities a
+        WHERE NOT EXISTS (SELECT 1 FROM activity_versions v WHERE v.activity_id = a.id AND v.version = a.version);
+    ALTER TABLE activities DROP COLUMN feature;
+    "#;
+
 /// SQLite's migrations, in order; `SQLITE_MIGRATIONS[i]` takes the schema from version
 /// `i` to `i + 1`. Never edit a released migration: add one.
 pub const SQLITE_MIGRATIONS: &[&str] = &[
@@ -306,6 +322,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     SQLITE_LEAF_READERS_INLINE,
     // 8: per-party conflict indexes keyed by id block first.
     CONFLICT_PARTY_BLOCK_INDEXES,
+    // 9: an activity's Feature text only in its versions.
+    ACTIVITY_FEATURE_IN_VERSIONS,
 ];
 
 /// PostgreSQL's migrations: the same schema as [`SQLITE_MIGRATIONS`],
@@ -448,6 +466,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     POSTGRES_LEAF_READERS_INLINE,
     // 8: the same as SQLite's.
     CONFLICT_PARTY_BLOCK_INDEXES,
+    // 9: the same as SQLite's.
+    ACTIVITY_FEATURE_IN_VERSIONS,
 ];
 
 /// The migrations of `backend`.
@@ -709,7 +729,7 @@ mod tests {
         conn.execute_batch(CONFLICT_ROWS).unwrap();
         let mut db = Db::sqlite(&conn);
         migrate(&mut db).unwrap();
-        assert_eq!(schema_version(&mut db).unwrap(), 8);
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
         let indexes: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'conflicts' ORDER BY name")
             .unwrap()
@@ -765,7 +785,7 @@ mod tests {
         )
         .unwrap();
         migrate(&mut db).unwrap();
-        assert_eq!(schema_version(&mut db).unwrap(), 8);
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
         let found = db
             .query_map(
                 "SELECT id FROM conflicts WHERE (id / 4096) = ?1 AND party_a = ?2 ORDER BY id",
@@ -783,6 +803,86 @@ mod tests {
         assert!(db
             .execute_batch("CREATE INDEX conflicts_block_party_a ON conflicts (party_a)")
             .is_err());
+    }
+
+    /// Activity 1 at version 2 with both versions recorded, activity 2 at
+    /// version 1 whose version record is missing, party 1.
+    const ACTIVITY_ROWS: &str = "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) \
+        VALUES (1, 'blue', 'military', x'01', 0);
+        INSERT INTO activities (id, party_id, version, feature, created_at_ms, updated_at_ms)
+        VALUES (1, 1, 2, '{\"v\":2}', 0, 5), (2, 1, 1, '{\"only\":1}', 0, 7);
+        INSERT INTO activity_versions (activity_id, version, feature, at_ms)
+        VALUES (1, 1, '{\"v\":1}', 0), (1, 2, '{\"v\":2}', 5);";
+
+    const CURRENT_FEATURES: &str = "SELECT a.id, v.feature, v.at_ms FROM activities a \
+        JOIN activity_versions v ON v.activity_id = a.id AND v.version = a.version ORDER BY a.id";
+
+    #[test]
+    fn migration_9_keeps_an_activitys_feature_only_in_its_versions() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &SQLITE_MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.execute_batch(ACTIVITY_ROWS).unwrap();
+        let mut db = Db::sqlite(&conn);
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap(), 9);
+        let current: Vec<(i64, String, i64)> = conn
+            .prepare(CURRENT_FEATURES)
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            current,
+            [
+                (1, r#"{"v":2}"#.to_owned(), 5),
+                (2, r#"{"only":1}"#.to_owned(), 7)
+            ]
+        );
+        let versions: i64 = conn
+            .query_row("SELECT count(*) FROM activity_versions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(versions, 3, "the older version stays, the missing one was added");
+        assert!(
+            conn.prepare("SELECT feature FROM activities").is_err(),
+            "the column is gone"
+        );
+    }
+
+    #[test]
+    fn on_postgres_migration_9_keeps_an_activitys_feature_only_in_its_versions() {
+        let Some(admin) = crate::testing::test_database_url_or_skip("migration 9 on PostgreSQL") else {
+            return;
+        };
+        let url = crate::testing::create_test_database(&admin, "migration9").unwrap();
+        let mut conn = crate::db::PgConn::connect(&url).unwrap();
+        let mut db = Db::postgres(&mut conn);
+        db.execute_batch(POSTGRES_VERSION_TABLE).unwrap();
+        for sql in &POSTGRES_MIGRATIONS[..8] {
+            db.execute_batch(sql).unwrap();
+        }
+        db.execute_batch("UPDATE schema_version SET version = 8 WHERE id = 1")
+            .unwrap();
+        db.execute_batch(&ACTIVITY_ROWS.replace("x'01'", "'\\x01'"))
+            .unwrap();
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap(), 9);
+        let current = db
+            .query_map(CURRENT_FEATURES, params![], |r| {
+                Ok((r.get_i64(0)?, r.get_text(1)?, r.get_i64(2)?))
+            })
+            .unwrap();
+        assert_eq!(
+            current,
+            [
+                (1, r#"{"v":2}"#.to_owned(), 5),
+                (2, r#"{"only":1}"#.to_owned(), 7)
+            ]
+        );
+        assert!(db.execute_batch("SELECT feature FROM activities").is_err());
     }
 
     #[test]
