@@ -61,14 +61,23 @@ pub struct StoreConfig {
     /// reads its index pages back through the OS. Memory use grows up to
     /// this much; it is not preallocated. Readers keep SQLite's default.
     pub writer_cache_kib: u32,
-    /// WAL pages after which a commit copies the WAL back into the
-    /// database file (SQLite `wal_autocheckpoint`; its default is 1,000).
-    /// Each such checkpoint writes every page changed since the last one
-    /// and syncs the database file on the writer's thread; a longer WAL
-    /// lets a page changed by many batches be copied once. The WAL file
-    /// grows to about this many pages (4 KiB each) between checkpoints.
-    /// Commits still sync the WAL: durability does not depend on it.
+    /// WAL pages after which a commit wakes the checkpointer thread, which
+    /// copies the WAL back into the database file on its own connection
+    /// (SQLite's passive checkpoint: it waits for nobody) while the writer
+    /// goes on committing. SQLite's own `wal_autocheckpoint` (default
+    /// 1,000) would do it on the writer's thread, in series with every
+    /// write. Each checkpoint writes every page changed since the last one
+    /// and syncs the database file; a longer WAL lets a page changed by
+    /// many batches be copied once. Commits still sync the WAL: durability
+    /// does not depend on checkpoints.
     pub wal_autocheckpoint_pages: u32,
+    /// WAL pages after which the writer checkpoints itself (passively)
+    /// after its commit, as SQLite's `wal_autocheckpoint` does: the bound
+    /// on the WAL's length when the checkpointer cannot keep up or never
+    /// finds the WAL idle to start it over (the writer's own checkpoint
+    /// then copies what the checkpointer left). At or below
+    /// `wal_autocheckpoint_pages` the writer does every checkpoint.
+    pub wal_max_pages: u32,
     /// Injected commit failures, for the fault tests only: the field does
     /// not exist unless the `fault-injection` feature is on, so no
     /// production configuration can reach it.
@@ -85,6 +94,7 @@ impl Default for StoreConfig {
             busy_timeout_ms: 5_000,
             writer_cache_kib: 65_536,
             wal_autocheckpoint_pages: 16_384,
+            wal_max_pages: 65_536,
             #[cfg(feature = "fault-injection")]
             faults: None,
         }
@@ -219,6 +229,9 @@ pub struct Store {
     config: StoreConfig,
     jobs: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// SQLite's checkpointer thread; it ends when the writer's connection
+    /// (which holds the other end of its wake-up channel) is dropped.
+    checkpointer: Option<JoinHandle<()>>,
     readers: Mutex<Readers>,
 }
 
@@ -230,6 +243,70 @@ fn open_connection(path: &Path, flags: OpenFlags, busy_timeout_ms: u64) -> Resul
     conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Starts SQLite's checkpointer: a thread with its own connection that runs
+/// a passive checkpoint each time it is woken (see
+/// [`StoreConfig::wal_autocheckpoint_pages`]). Returns the wake-up sender
+/// (one pending wake-up is enough: a checkpoint copies everything committed
+/// before it starts) and the thread. The thread ends when the sender is
+/// dropped.
+fn spawn_checkpointer(
+    path: &Path,
+    config: &StoreConfig,
+) -> Result<(SyncSender<()>, JoinHandle<()>), StoreError> {
+    let conn = open_connection(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        config.busy_timeout_ms,
+    )?;
+    // The checkpoint syncs the database file before the WAL may be
+    // started over, as on the writer.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let (wake, woken) = mpsc::sync_channel::<()>(1);
+    let thread = std::thread::Builder::new()
+        .name("deconflict-store-checkpointer".into())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                // A failed or partial checkpoint (busy, disk full) loses
+                // nothing: the commits are in the WAL, the next commit
+                // wakes this thread again, and the writer's own bound
+                // (`wal_max_pages`) keeps the WAL from growing without end.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        })
+        .map_err(|source| StoreError::Io {
+            path: PathBuf::from("deconflict-store-checkpointer"),
+            source,
+        })?;
+    Ok((wake, thread))
+}
+
+/// Replaces SQLite's automatic checkpoint on the writer's connection: after
+/// each commit, the WAL's length in pages decides between nothing, waking
+/// the checkpointer, and (past [`StoreConfig::wal_max_pages`]) a passive
+/// checkpoint on the writer itself.
+fn install_wal_hook(
+    conn: &mut Connection,
+    config: &StoreConfig,
+    wake: SyncSender<()>,
+) -> Result<(), StoreError> {
+    let (autocheckpoint, max) = (config.wal_autocheckpoint_pages, config.wal_max_pages);
+    conn.wal_hook(Some(
+        move |wal: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            let pages = u32::try_from(pages).unwrap_or(0);
+            if pages >= max {
+                // Its failure is ignored like SQLite's own automatic
+                // checkpoint's: the commit has happened, and an error returned
+                // here would make COMMIT report one.
+                let _ = wal.checkpoint();
+            } else if pages >= autocheckpoint {
+                let _ = wake.try_send(());
+            }
+            Ok(())
+        },
+    ))?;
+    Ok(())
 }
 
 /// The writer's connection.
@@ -297,9 +374,10 @@ impl Store {
     /// which keeps one SQL text for both backends. There is no TLS: the
     /// database is expected on the same host (loopback or a Unix socket).
     pub fn open_database(database: &Database, config: StoreConfig) -> Result<Store, StoreError> {
+        let mut checkpointer = None;
         let writer_conn = match database {
             Database::Sqlite(path) => {
-                let conn = open_connection(
+                let mut conn = open_connection(
                     path,
                     OpenFlags::SQLITE_OPEN_READ_WRITE
                         | OpenFlags::SQLITE_OPEN_CREATE
@@ -317,7 +395,9 @@ impl Store {
                 conn.pragma_update(None, "synchronous", "FULL")?;
                 // A negative cache_size is a size in KiB, not in pages.
                 conn.pragma_update(None, "cache_size", -i64::from(config.writer_cache_kib))?;
-                conn.pragma_update(None, "wal_autocheckpoint", config.wal_autocheckpoint_pages)?;
+                let (wake, thread) = spawn_checkpointer(path, &config)?;
+                checkpointer = Some(thread);
+                install_wal_hook(&mut conn, &config, wake)?;
                 // One batch of the service prepares ~10 single-row
                 // statements and up to 4 multi-row ones per table it
                 // inserts several rows into; rusqlite's default cache of 16
@@ -363,6 +443,7 @@ impl Store {
             config,
             jobs: Some(jobs),
             writer: Some(writer),
+            checkpointer,
             readers: Mutex::new(readers),
         })
     }
@@ -492,6 +573,9 @@ impl Drop for Store {
         self.jobs.take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.join();
         }
     }
 }
@@ -713,9 +797,78 @@ mod tests {
             ..StoreConfig::default()
         });
         assert_eq!(store.write(pragma("cache_size")).unwrap(), -12_345);
-        assert_eq!(store.write(pragma("wal_autocheckpoint")).unwrap(), 2_345);
+        // SQLite's own automatic checkpoint is replaced by the WAL hook
+        // (the two tests below).
+        assert_eq!(store.write(pragma("wal_autocheckpoint")).unwrap(), 0);
         // Readers keep SQLite's defaults: they do not hold the writer's cache.
         assert_ne!(store.read(pragma("cache_size")).unwrap(), -12_345);
+    }
+
+    /// The database file's length (not the WAL's): it grows when a
+    /// checkpoint copies pages back into it.
+    fn database_file_len(dir: &tempfile::TempDir) -> u64 {
+        std::fs::metadata(dir.path().join("db.sqlite")).unwrap().len()
+    }
+
+    /// Commits 64 writes of 4 KiB each: the WAL grows by at least a page
+    /// per commit.
+    fn write_pages(store: &Store) {
+        for i in 0..64 {
+            store
+                .write(move |db| db.execute("INSERT INTO t (v) VALUES (?1)", params![&format!("{i:04096}")]))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn past_wal_max_pages_the_writer_checkpoints_itself_and_below_it_nothing_does() {
+        let never = u32::MAX;
+        let (dir, unbounded) = store(StoreConfig {
+            wal_autocheckpoint_pages: never,
+            wal_max_pages: never,
+            ..StoreConfig::default()
+        });
+        let before = database_file_len(&dir);
+        write_pages(&unbounded);
+        assert_eq!(
+            database_file_len(&dir),
+            before,
+            "no checkpoint: everything is in the WAL"
+        );
+        drop(unbounded);
+        let (dir, store) = store(StoreConfig {
+            wal_autocheckpoint_pages: never,
+            wal_max_pages: 16,
+            ..StoreConfig::default()
+        });
+        let before = database_file_len(&dir);
+        write_pages(&store);
+        // The checkpoint ran inside a commit, before that write returned.
+        assert!(database_file_len(&dir) > before + 16 * 4096);
+        assert_eq!(count(&store), 64);
+    }
+
+    #[test]
+    fn past_wal_autocheckpoint_pages_the_checkpointer_thread_copies_the_wal() {
+        let (dir, store) = store(StoreConfig {
+            wal_autocheckpoint_pages: 16,
+            wal_max_pages: u32::MAX,
+            ..StoreConfig::default()
+        });
+        let before = database_file_len(&dir);
+        write_pages(&store);
+        // The writer never checkpoints here (`wal_max_pages`): only the
+        // checkpointer thread can grow the database file. It runs on its
+        // own, so wait for it (bounded; it takes milliseconds).
+        let waited = std::time::Instant::now();
+        while database_file_len(&dir) <= before + 16 * 4096 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "the checkpointer never copied the WAL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(count(&store), 64);
     }
 
     #[test]
