@@ -170,12 +170,14 @@ pub fn write_batch(db: &mut Db<'_>, first_index: u64, rows: &[Row]) -> Result<()
 /// Who may read a leaf in full, as `log_leaves.readers` holds it (migration
 /// 7): party ids joined by commas, `0` for everyone, empty for brokers only.
 pub fn readers_text(readers: &[u64]) -> String {
+    use std::fmt::Write;
     let mut text = String::with_capacity(readers.len() * 4);
     for (i, party) in readers.iter().enumerate() {
         if i > 0 {
             text.push(',');
         }
-        text.push_str(&party.to_string());
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{party}");
     }
     text
 }
@@ -360,50 +362,79 @@ fn write_row(db: &mut Db<'_>, row: &Row) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn write_conflict(db: &mut Db<'_>, c: &ConflictRecord) -> Result<(), StoreError> {
-    let finding = finding_to_json(&c.finding).to_string();
-    let common = (
-        sql_u64(c.id),
-        sql_u64(c.parties[0].0),
-        sql_u64(c.parties[1].0),
-        c.state.as_str(),
-        finding,
-        c.opened_at_ms,
-        c.updated_at_ms,
-        c.acked_ms[0],
-        c.acked_ms[1],
-        c.resolved_at_ms,
-        c.resolution.as_deref(),
-    );
-    let (a, b, table, col_a, col_b) = match c.subject {
-        Subject::Pair([a, b]) => (a.0, b.0, "conflicts", "activity_a", "activity_b"),
-        Subject::Zone { activity, zone } => (activity.0, zone.0, "zone_conflicts", "activity_id", "zone_id"),
+/// A conflict's upsert, one statement text per table (prepared once per
+/// connection; the writer runs it several times per notification).
+macro_rules! conflict_upsert {
+    ($table:literal, $col_a:literal, $col_b:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (id, ",
+            $col_a,
+            ", ",
+            $col_b,
+            ", party_a, party_b, state, finding, opened_at_ms, updated_at_ms, \
+             acked_a_at_ms, acked_b_at_ms, resolved_at_ms, resolution) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, finding = excluded.finding, \
+             updated_at_ms = excluded.updated_at_ms, acked_a_at_ms = excluded.acked_a_at_ms, \
+             acked_b_at_ms = excluded.acked_b_at_ms, resolved_at_ms = excluded.resolved_at_ms, \
+             resolution = excluded.resolution"
+        )
     };
-    let sql = format!(
-        "INSERT INTO {table} (id, {col_a}, {col_b}, party_a, party_b, state, finding, opened_at_ms, updated_at_ms, \
-         acked_a_at_ms, acked_b_at_ms, resolved_at_ms, resolution) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-         ON CONFLICT (id) DO UPDATE SET state = excluded.state, finding = excluded.finding, \
-         updated_at_ms = excluded.updated_at_ms, acked_a_at_ms = excluded.acked_a_at_ms, \
-         acked_b_at_ms = excluded.acked_b_at_ms, resolved_at_ms = excluded.resolved_at_ms, \
-         resolution = excluded.resolution"
-    );
+}
+const PAIR_CONFLICT_UPSERT: &str = conflict_upsert!("conflicts", "activity_a", "activity_b");
+const ZONE_CONFLICT_UPSERT: &str = conflict_upsert!("zone_conflicts", "activity_id", "zone_id");
+
+/// The stored finding's JSON, the same text as
+/// `model::finding_to_json(..).to_string()` (members in the same, sorted,
+/// order; tested) serialized straight from the fields instead of through a
+/// `Value` map per conflict.
+#[derive(serde::Serialize)]
+struct StoredFinding {
+    end_ms: Option<i64>,
+    lat_deg: f64,
+    lon_deg: f64,
+    min_distance_m: f64,
+    required_m: f64,
+    start_ms: i64,
+}
+
+fn finding_text(finding: &deconflict_engine::Finding) -> String {
+    let stored = StoredFinding {
+        end_ms: finding.window.end.map(|end| end.unix_ms()),
+        lat_deg: finding.location.lat_deg,
+        lon_deg: finding.location.lon_deg,
+        min_distance_m: finding.min_distance_m,
+        required_m: finding.required_m,
+        start_ms: finding.window.start.unix_ms(),
+    };
+    // Serializing plain numbers cannot fail.
+    serde_json::to_string(&stored).unwrap_or_else(|_| finding_to_json(finding).to_string())
+}
+
+fn write_conflict(db: &mut Db<'_>, c: &ConflictRecord) -> Result<(), StoreError> {
+    let finding = finding_text(&c.finding);
+    let (a, b, sql) = match c.subject {
+        Subject::Pair([a, b]) => (a.0, b.0, PAIR_CONFLICT_UPSERT),
+        Subject::Zone { activity, zone } => (activity.0, zone.0, ZONE_CONFLICT_UPSERT),
+    };
     db.execute(
-        &sql,
+        sql,
         params![
-            common.0,
+            sql_u64(c.id),
             sql_u64(a),
             sql_u64(b),
-            common.1,
-            common.2,
-            common.3,
-            &common.4,
-            common.5,
-            common.6,
-            common.7,
-            common.8,
-            common.9,
-            common.10
+            sql_u64(c.parties[0].0),
+            sql_u64(c.parties[1].0),
+            c.state.as_str(),
+            &finding,
+            c.opened_at_ms,
+            c.updated_at_ms,
+            c.acked_ms[0],
+            c.acked_ms[1],
+            c.resolved_at_ms,
+            c.resolution.as_deref()
         ],
     )?;
     Ok(())
@@ -1156,6 +1187,25 @@ mod tests {
         assert_eq!(ids(&conn, 2, true, None).len(), 6, "a broker sees every conflict");
         let empty = database(&[]);
         assert!(ids(&empty, 1, false, None).is_empty());
+    }
+
+    #[test]
+    fn the_stored_finding_text_is_the_models_json() {
+        use deconflict_engine::{Finding, TimeWindow, Timestamp};
+        use deconflict_geodesy::LonLat;
+        for (end, distance) in [
+            (None, 0.0),
+            (Some(1_795_538_916_704), 123.456_789_012_345),
+            (Some(-5), 1e-7),
+        ] {
+            let finding = Finding {
+                window: TimeWindow::new(Timestamp(1_795_538_000_000), end.map(Timestamp)),
+                min_distance_m: distance,
+                required_m: 5_000.5,
+                location: LonLat::new(-179.999_999_999_9, 0.1 + 0.2),
+            };
+            assert_eq!(finding_text(&finding), finding_to_json(&finding).to_string());
+        }
     }
 
     #[test]

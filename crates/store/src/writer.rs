@@ -265,7 +265,9 @@ fn spawn_checkpointer(
     conn.pragma_update(None, "synchronous", "FULL")?;
     let (wake, woken) = mpsc::sync_channel::<()>(1);
     let thread = std::thread::Builder::new()
-        .name("deconflict-store-checkpointer".into())
+        // Not `deconflict-store-…`: the kernel keeps 15 bytes of a thread's
+        // name, and per-thread CPU figures must tell it from the writer.
+        .name("deconflict-checkpointer".into())
         .spawn(move || {
             while woken.recv().is_ok() {
                 // A failed or partial checkpoint (busy, disk full) loses
@@ -276,7 +278,7 @@ fn spawn_checkpointer(
             }
         })
         .map_err(|source| StoreError::Io {
-            path: PathBuf::from("deconflict-store-checkpointer"),
+            path: PathBuf::from("deconflict-checkpointer"),
             source,
         })?;
     Ok((wake, thread))
