@@ -47,8 +47,7 @@ use crate::hotline::{HotlineCommand, HotlineSink, HotlineState};
 use crate::hub::{Hub, HubEvent};
 use crate::ledger::{self, ActivityRow, NodeReader, Row};
 use crate::model::{
-    conflict_leaf_payload, parse_sharing, ConflictRecord, ConflictState, PartyInfo, PartyKind, Subject,
-    Viewer,
+    conflict_leaf_bytes, parse_sharing, ConflictRecord, ConflictState, PartyInfo, PartyKind, Subject, Viewer,
 };
 use crate::problem::ApiError;
 use crate::zones::zone_from_feature;
@@ -1346,7 +1345,8 @@ impl Driver {
         event_kind: Option<&'static str>,
     ) -> Result<(), Fatal> {
         let readers = vec![record.parties[0].0, record.parties[1].0];
-        let index = self.leaf(batch, leaf_kind, &conflict_leaf_payload(record), readers)?;
+        let bytes = conflict_leaf_bytes(leaf_kind, batch.now_ms, record)?;
+        let index = self.append_leaf(batch, bytes, readers)?;
         batch.rows.push(Row::Conflict(record.clone()));
         if let Some(kind) = event_kind {
             batch.events.push(HubEvent {

@@ -233,7 +233,8 @@ pub fn render_conflict(record: &ConflictRecord, full: [bool; 2], viewer: &Viewer
 }
 
 /// The audit leaf payload of a conflict change: what happened to which
-/// pair, for the involved parties (and brokers) to read in full.
+/// pair, for the involved parties (and brokers) to read in full. The
+/// driver writes its leaf with [`conflict_leaf_bytes`] (the same bytes).
 pub fn conflict_leaf_payload(record: &ConflictRecord) -> Value {
     let (activities, zone) = match record.subject {
         Subject::Pair([a, b]) => (json!([a.0, b.0]), Value::Null),
@@ -249,4 +250,279 @@ pub fn conflict_leaf_payload(record: &ConflictRecord) -> Value {
         "acked_ms": record.acked_ms,
         "resolution": record.resolution,
     })
+}
+
+/// The exact bytes `LeafEvent { kind, at_ms, payload:
+/// &conflict_leaf_payload(record) }.encode()` gives, written directly in
+/// RFC 8785 form: the driver writes one such leaf per conflict change (a
+/// few per notification among 100k activities), and building the payload
+/// as a `Value` tree then walking it was most of that leaf's cost. The
+/// members are in JCS order (sorted keys, also inside `finding`); the unit
+/// test holds it byte-identical to the encoded payload.
+pub fn conflict_leaf_bytes(
+    kind: &str,
+    at_ms: i64,
+    record: &ConflictRecord,
+) -> Result<Vec<u8>, deconflict_audit::Error> {
+    use std::io::Write as _;
+    if kind.is_empty() {
+        return Err(deconflict_audit::Error::Encoding("empty event kind".into()));
+    }
+    let mut jcs = Jcs(Vec::with_capacity(400));
+    jcs.raw(b"{\"at_ms\":");
+    jcs.int(at_ms)?;
+    jcs.raw(b",\"kind\":");
+    jcs.string(kind)?;
+    jcs.raw(b",\"payload\":{\"acked_ms\":[");
+    for (side, acked) in record.acked_ms.iter().enumerate() {
+        if side > 0 {
+            jcs.raw(b",");
+        }
+        match acked {
+            Some(at) => jcs.int(*at)?,
+            None => jcs.raw(b"null"),
+        }
+    }
+    jcs.raw(b"],\"activities\":[");
+    let zone = match record.subject {
+        Subject::Pair([a, b]) => {
+            jcs.uint(a.0)?;
+            jcs.raw(b",");
+            jcs.uint(b.0)?;
+            None
+        }
+        Subject::Zone { activity, zone } => {
+            jcs.uint(activity.0)?;
+            Some(zone.0)
+        }
+    };
+    jcs.raw(b"],\"conflict\":");
+    jcs.uint(record.id)?;
+    let finding = &record.finding;
+    jcs.raw(b",\"finding\":{\"end_ms\":");
+    match finding.window.end {
+        Some(end) => jcs.int(end.unix_ms())?,
+        None => jcs.raw(b"null"),
+    }
+    jcs.raw(b",\"lat_deg\":");
+    jcs.float(finding.location.lat_deg);
+    jcs.raw(b",\"lon_deg\":");
+    jcs.float(finding.location.lon_deg);
+    jcs.raw(b",\"min_distance_m\":");
+    jcs.float(finding.min_distance_m);
+    jcs.raw(b",\"required_m\":");
+    jcs.float(finding.required_m);
+    jcs.raw(b",\"start_ms\":");
+    jcs.int(finding.window.start.unix_ms())?;
+    jcs.raw(b"},\"parties\":[");
+    jcs.uint(record.parties[0].0)?;
+    jcs.raw(b",");
+    jcs.uint(record.parties[1].0)?;
+    jcs.raw(b"],\"resolution\":");
+    match &record.resolution {
+        Some(text) => jcs.string(text)?,
+        None => jcs.raw(b"null"),
+    }
+    jcs.raw(b",\"state\":");
+    jcs.string(record.state.as_str())?;
+    jcs.raw(b",\"zone\":");
+    match zone {
+        Some(zone) => jcs.uint(zone)?,
+        None => jcs.raw(b"null"),
+    }
+    let _ = write!(jcs.0, "}},\"v\":{}}}", deconflict_audit::leaf::LEAF_VERSION);
+    Ok(jcs.0)
+}
+
+/// A JCS writer for the few value kinds [`conflict_leaf_bytes`] needs,
+/// with `canonical_json`'s limits: integers within ±(2^53 − 1) (written
+/// as digits, which is what ECMAScript prints for them), doubles in
+/// ECMAScript's shortest form (`ryu-js`; a non-finite one is `null`, as in
+/// a `Value`), strings through `canonical_json` unless they need no escape.
+struct Jcs(Vec<u8>);
+
+impl Jcs {
+    const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn uint(&mut self, value: u64) -> Result<(), deconflict_audit::Error> {
+        if value > Self::MAX_SAFE_INTEGER {
+            return Err(deconflict_audit::Error::Encoding(format!(
+                "integer {value} is beyond what JSON numbers hold exactly (2^53)"
+            )));
+        }
+        use std::io::Write as _;
+        let _ = write!(self.0, "{value}");
+        Ok(())
+    }
+
+    fn int(&mut self, value: i64) -> Result<(), deconflict_audit::Error> {
+        if value < 0 {
+            self.0.push(b'-');
+        }
+        self.uint(value.unsigned_abs())
+    }
+
+    fn float(&mut self, value: f64) {
+        if value.is_finite() {
+            let mut buffer = ryu_js::Buffer::new();
+            self.raw(buffer.format_finite(value).as_bytes());
+        } else {
+            self.raw(b"null");
+        }
+    }
+
+    fn string(&mut self, text: &str) -> Result<(), deconflict_audit::Error> {
+        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.0.push(b'"');
+            self.raw(text.as_bytes());
+            self.0.push(b'"');
+            Ok(())
+        } else {
+            let escaped = deconflict_audit::canonical_json(&Value::String(text.to_owned()))?;
+            self.raw(&escaped);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deconflict_audit::LeafEvent;
+    use deconflict_engine::{ActivityId, Finding, PartyId, TimeWindow, Timestamp, ZoneId};
+    use deconflict_geodesy::LonLat;
+
+    use super::*;
+
+    fn encoded(kind: &str, at_ms: i64, record: &ConflictRecord) -> Result<Vec<u8>, deconflict_audit::Error> {
+        LeafEvent {
+            kind,
+            at_ms,
+            payload: &conflict_leaf_payload(record),
+        }
+        .encode()
+    }
+
+    /// The directly written conflict leaf is byte for byte the leaf of its
+    /// payload, over both subjects, every optional member, doubles that JCS
+    /// rewrites (exponents, `-0`, non-finite) and strings that need escapes.
+    #[test]
+    fn conflict_leaf_bytes_equal_the_encoded_payload() {
+        let doubles = [
+            0.0,
+            -0.0,
+            1e21,
+            1e-7,
+            5000.0,
+            123.456_789_012_345_67,
+            -179.999_999_999_999_97,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        // A small deterministic generator for more doubles of every scale.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut cases = 0;
+        for round in 0..400 {
+            let pick = |n: u64| doubles[(n % doubles.len() as u64) as usize];
+            let random = f64::from_bits(next());
+            let finding = Finding {
+                window: TimeWindow::new(
+                    Timestamp(-(round as i64) * 1_000_003),
+                    (round % 3 != 0).then_some(Timestamp(1_790_000_000_123 + round as i64)),
+                ),
+                min_distance_m: if round % 2 == 0 { random } else { pick(next()) },
+                required_m: pick(next()),
+                location: LonLat::new(pick(next()), f64::from_bits(next())),
+            };
+            let subject = if round % 4 == 1 {
+                Subject::Zone {
+                    activity: ActivityId(round),
+                    zone: ZoneId(7),
+                }
+            } else {
+                Subject::Pair([ActivityId(round), ActivityId((1 << 53) - 1)])
+            };
+            let resolution = match round % 5 {
+                0 => None,
+                1 => Some("no_longer_conflicting".to_owned()),
+                2 => Some("é \u{1F600} \"quoted\" back\\slash \n\t\u{1}\u{7f}".to_owned()),
+                3 => Some(String::new()),
+                _ => Some(format!("resolved_by_party_{round}")),
+            };
+            let state = [
+                ConflictState::Open,
+                ConflictState::Acknowledged,
+                ConflictState::Resolved,
+            ][(round % 3) as usize];
+            let record = ConflictRecord {
+                id: round + 1,
+                subject,
+                parties: [PartyId(round % 11), PartyId(0)],
+                finding,
+                state,
+                acked_ms: [
+                    (round % 2 == 0).then_some(-5),
+                    (round % 3 == 0).then_some(1_790_000_000_000),
+                ],
+                opened_at_ms: 0,
+                updated_at_ms: 0,
+                resolved_at_ms: None,
+                resolution,
+            };
+            for (kind, at_ms) in [("conflict.opened", 1_790_000_000_123_i64), ("k\"ind\\", -1)] {
+                let direct = conflict_leaf_bytes(kind, at_ms, &record).unwrap();
+                let expected = encoded(kind, at_ms, &record).unwrap();
+                assert_eq!(
+                    String::from_utf8(direct).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 800);
+    }
+
+    /// The same limits as `LeafEvent::encode`: an integer a double cannot
+    /// hold exactly, or an empty kind, is refused by both.
+    #[test]
+    fn conflict_leaf_bytes_refuse_what_encode_refuses() {
+        let finding = Finding {
+            window: TimeWindow::new(Timestamp(0), None),
+            min_distance_m: 1.0,
+            required_m: 2.0,
+            location: LonLat::new(13.0, 52.0),
+        };
+        let record = |id: u64, acked: Option<i64>| ConflictRecord {
+            id,
+            subject: Subject::Pair([ActivityId(1), ActivityId(2)]),
+            parties: [PartyId(1), PartyId(2)],
+            finding,
+            state: ConflictState::Open,
+            acked_ms: [acked, None],
+            opened_at_ms: 0,
+            updated_at_ms: 0,
+            resolved_at_ms: None,
+            resolution: None,
+        };
+        for (kind, at_ms, record) in [
+            ("conflict.opened", 0, record(1 << 53, None)),
+            ("conflict.opened", 0, record(1, Some(-(1 << 53)))),
+            ("conflict.opened", 1 << 53, record(1, None)),
+            ("", 0, record(1, None)),
+        ] {
+            assert!(encoded(kind, at_ms, &record).is_err());
+            assert!(conflict_leaf_bytes(kind, at_ms, &record).is_err());
+        }
+    }
 }
