@@ -1537,40 +1537,33 @@ impl Driver {
         out
     }
 
-    fn activity_row(&self, batch: &Batch, id: ActivityId, version: u64, submission: &Submission) -> Row {
-        Row::Activity(ActivityRow {
-            id,
-            party: submission.activity.party,
-            version,
-            feature: submission.feature_text.clone(),
-            at_ms: batch.now_ms,
-            sharing: submission.sharing.as_str(),
-            start_ms: submission.activity.window.start.unix_ms(),
-            end_ms: submission.activity.window.end.map(Timestamp::unix_ms),
-            bounds: submission.bounds,
-        })
-    }
-
     /// The leaf of an activity's new version (`activity.notified` or
-    /// `activity.updated`).
+    /// `activity.updated`), from its Feature's canonical form.
     fn activity_leaf(
         &mut self,
         batch: &mut Batch,
         kind: &str,
-        id: ActivityId,
-        version: u64,
-        submission: &Submission,
+        (id, party, version): (ActivityId, PartyId, u64),
+        sharing: Sharing,
+        feature_canonical: &[u8],
     ) -> Result<u64, Fatal> {
-        let bytes = activity_leaf_bytes(
-            kind,
-            batch.now_ms,
-            id.0,
-            submission.activity.party.0,
-            version,
-            &submission.feature_canonical,
-        )?;
-        let readers = Self::readers(submission.activity.party, submission.sharing);
-        self.append_leaf(batch, bytes, readers)
+        let bytes = activity_leaf_bytes(kind, batch.now_ms, id.0, party.0, version, feature_canonical)?;
+        self.append_leaf(batch, bytes, Self::readers(party, sharing))
+    }
+
+    /// [`Self::settle_zones`] for an activity the engine just took, read
+    /// back from the engine (gone from it, it is settled as gone: the
+    /// engine's expiry event did that already). Without zones, nothing to do.
+    fn settle_zones_of_held(
+        &mut self,
+        world: &World,
+        batch: &mut Batch,
+        id: ActivityId,
+    ) -> Result<(), Fatal> {
+        if world.zones.is_empty() {
+            return Ok(());
+        }
+        self.settle_zones(world, batch, id, world.engine.activity(id), "cancelled")
     }
 
     /// Finds a live activity `viewer` may change: 404 when they may not see
@@ -1654,7 +1647,18 @@ impl Driver {
                     return Ok(());
                 }
                 let id = ActivityId(self.ledger.next_activity);
-                match world.engine.handle_notify(now, id, submission.activity.clone()) {
+                // The engine takes the activity (no copy of its prepared
+                // shape); what the row, the leaf and the zones need of it is
+                // read before, or from the engine after.
+                let Submission {
+                    activity,
+                    feature_text,
+                    feature_canonical,
+                    sharing,
+                    bounds,
+                } = *submission;
+                let window = activity.window;
+                match world.engine.handle_notify(now, id, activity) {
                     Ok(_) => {}
                     Err(EngineError::Capacity { limit }) => {
                         self.drain(world, batch)?;
@@ -1676,14 +1680,31 @@ impl Driver {
                     ActivityMeta {
                         party,
                         version: 1,
-                        sharing: submission.sharing,
+                        sharing,
                     },
                 );
                 self.count(party, 1);
-                let index = self.activity_leaf(batch, "activity.notified", id, 1, &submission)?;
-                batch.rows.push(self.activity_row(batch, id, 1, &submission));
+                let index = self.activity_leaf(
+                    batch,
+                    "activity.notified",
+                    (id, party, 1),
+                    sharing,
+                    &feature_canonical,
+                )?;
+                drop(feature_canonical);
+                batch.rows.push(Row::Activity(ActivityRow {
+                    id,
+                    party,
+                    version: 1,
+                    feature: feature_text,
+                    at_ms: batch.now_ms,
+                    sharing: sharing.as_str(),
+                    start_ms: window.start.unix_ms(),
+                    end_ms: window.end.map(Timestamp::unix_ms),
+                    bounds,
+                }));
                 self.drain(world, batch)?;
-                self.settle_zones(world, batch, id, Some(&submission.activity), "cancelled")?;
+                self.settle_zones_of_held(world, batch, id)?;
                 let _ = viewer;
                 let outcome = ChangeOutcome {
                     id: id.0,
@@ -1721,7 +1742,15 @@ impl Driver {
                     return Ok(());
                 }
                 let version = meta.version + 1;
-                match world.engine.handle_update(now, id, submission.activity.clone()) {
+                let Submission {
+                    activity,
+                    feature_text,
+                    feature_canonical,
+                    sharing,
+                    bounds,
+                } = *submission;
+                let window = activity.window;
+                match world.engine.handle_update(now, id, activity) {
                     Ok(()) => {}
                     Err(EngineError::UnknownActivity(_)) => {
                         // It ended before now: the tick inside the engine let it go.
@@ -1736,17 +1765,32 @@ impl Driver {
                     ActivityMeta {
                         party: meta.party,
                         version,
-                        sharing: submission.sharing,
+                        sharing,
                     },
                 );
                 // The activity's party never changes: the submission's is
                 // the owner's (Self::owned checked it).
-                let index = self.activity_leaf(batch, "activity.updated", id, version, &submission)?;
-                batch
-                    .rows
-                    .push(self.activity_row(batch, id, version, &submission));
+                let index = self.activity_leaf(
+                    batch,
+                    "activity.updated",
+                    (id, meta.party, version),
+                    sharing,
+                    &feature_canonical,
+                )?;
+                drop(feature_canonical);
+                batch.rows.push(Row::Activity(ActivityRow {
+                    id,
+                    party: meta.party,
+                    version,
+                    feature: feature_text,
+                    at_ms: batch.now_ms,
+                    sharing: sharing.as_str(),
+                    start_ms: window.start.unix_ms(),
+                    end_ms: window.end.map(Timestamp::unix_ms),
+                    bounds,
+                }));
                 self.drain(world, batch)?;
-                self.settle_zones(world, batch, id, Some(&submission.activity), "cancelled")?;
+                self.settle_zones_of_held(world, batch, id)?;
                 let outcome = ChangeOutcome {
                     id: id.0,
                     version,

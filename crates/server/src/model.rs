@@ -8,6 +8,8 @@ use deconflict_formats::{conflict_json, format_rfc3339, ConflictNames, Sharing};
 use deconflict_geodesy::LonLat;
 use serde_json::{json, Value};
 
+use crate::jcs::Jcs;
+
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewer {
@@ -254,9 +256,8 @@ pub fn conflict_leaf_payload(record: &ConflictRecord) -> Value {
 
 /// The exact bytes `LeafEvent { kind, at_ms, payload:
 /// &conflict_leaf_payload(record) }.encode()` gives, written directly in
-/// RFC 8785 form: the driver writes one such leaf per conflict change (a
-/// few per notification among 100k activities), and building the payload
-/// as a `Value` tree then walking it was most of that leaf's cost. The
+/// RFC 8785 form (see `crate::jcs`): the driver writes one per conflict
+/// change, a few per notification among 100k activities. The
 /// members are in JCS order (sorted keys, also inside `finding`); the unit
 /// test holds it byte-identical to the encoded payload.
 pub fn conflict_leaf_bytes(
@@ -264,24 +265,13 @@ pub fn conflict_leaf_bytes(
     at_ms: i64,
     record: &ConflictRecord,
 ) -> Result<Vec<u8>, deconflict_audit::Error> {
-    use std::io::Write as _;
-    if kind.is_empty() {
-        return Err(deconflict_audit::Error::Encoding("empty event kind".into()));
-    }
-    let mut jcs = Jcs(Vec::with_capacity(400));
-    jcs.raw(b"{\"at_ms\":");
-    jcs.int(at_ms)?;
-    jcs.raw(b",\"kind\":");
-    jcs.string(kind)?;
-    jcs.raw(b",\"payload\":{\"acked_ms\":[");
+    let mut jcs = Jcs::leaf(kind, at_ms, 400)?;
+    jcs.raw(b"{\"acked_ms\":[");
     for (side, acked) in record.acked_ms.iter().enumerate() {
         if side > 0 {
             jcs.raw(b",");
         }
-        match acked {
-            Some(at) => jcs.int(*at)?,
-            None => jcs.raw(b"null"),
-        }
+        jcs.opt_int(*acked)?;
     }
     jcs.raw(b"],\"activities\":[");
     let zone = match record.subject {
@@ -300,10 +290,7 @@ pub fn conflict_leaf_bytes(
     jcs.uint(record.id)?;
     let finding = &record.finding;
     jcs.raw(b",\"finding\":{\"end_ms\":");
-    match finding.window.end {
-        Some(end) => jcs.int(end.unix_ms())?,
-        None => jcs.raw(b"null"),
-    }
+    jcs.opt_int(finding.window.end.map(Timestamp::unix_ms))?;
     jcs.raw(b",\"lat_deg\":");
     jcs.float(finding.location.lat_deg);
     jcs.raw(b",\"lon_deg\":");
@@ -330,63 +317,8 @@ pub fn conflict_leaf_bytes(
         Some(zone) => jcs.uint(zone)?,
         None => jcs.raw(b"null"),
     }
-    let _ = write!(jcs.0, "}},\"v\":{}}}", deconflict_audit::leaf::LEAF_VERSION);
-    Ok(jcs.0)
-}
-
-/// A JCS writer for the few value kinds [`conflict_leaf_bytes`] needs,
-/// with `canonical_json`'s limits: integers within ±(2^53 − 1) (written
-/// as digits, which is what ECMAScript prints for them), doubles in
-/// ECMAScript's shortest form (`ryu-js`; a non-finite one is `null`, as in
-/// a `Value`), strings through `canonical_json` unless they need no escape.
-struct Jcs(Vec<u8>);
-
-impl Jcs {
-    const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
-
-    fn raw(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-    }
-
-    fn uint(&mut self, value: u64) -> Result<(), deconflict_audit::Error> {
-        if value > Self::MAX_SAFE_INTEGER {
-            return Err(deconflict_audit::Error::Encoding(format!(
-                "integer {value} is beyond what JSON numbers hold exactly (2^53)"
-            )));
-        }
-        use std::io::Write as _;
-        let _ = write!(self.0, "{value}");
-        Ok(())
-    }
-
-    fn int(&mut self, value: i64) -> Result<(), deconflict_audit::Error> {
-        if value < 0 {
-            self.0.push(b'-');
-        }
-        self.uint(value.unsigned_abs())
-    }
-
-    fn float(&mut self, value: f64) {
-        if value.is_finite() {
-            let mut buffer = ryu_js::Buffer::new();
-            self.raw(buffer.format_finite(value).as_bytes());
-        } else {
-            self.raw(b"null");
-        }
-    }
-
-    fn string(&mut self, text: &str) -> Result<(), deconflict_audit::Error> {
-        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.0.push(b'"');
-            self.raw(text.as_bytes());
-            self.0.push(b'"');
-            Ok(())
-        } else {
-            let escaped = deconflict_audit::canonical_json(&Value::String(text.to_owned()))?;
-            self.raw(&escaped);
-            Ok(())
-        }
-    }
+    jcs.raw(b"}");
+    Ok(jcs.end_leaf())
 }
 
 #[cfg(test)]
