@@ -548,6 +548,29 @@ impl HashReader for OverlayReader<'_> {
     }
 }
 
+/// Reads a batch's own nodes first, then the overlay and the store for
+/// what they lack.
+struct BatchNodesFirst<'a> {
+    batch: &'a BatchNodes,
+    rest: OverlayReader<'a>,
+}
+
+impl HashReader for BatchNodesFirst<'_> {
+    type Error = StoreError;
+
+    fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, Self::Error> {
+        let Ok(mut out) = self.batch.node_hashes(ids);
+        let missing: Vec<usize> = (0..ids.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let wanted: Vec<NodeId> = missing.iter().map(|&i| ids[i]).collect();
+            for (i, hash) in missing.into_iter().zip(self.rest.node_hashes(&wanted)?) {
+                out[i] = hash;
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The wall clock in Unix milliseconds: the only clock the service reads.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -1243,10 +1266,17 @@ impl Driver {
         self.ledger
             .overlay
             .retain(|id, _| ((id.index + 1) << id.level) > committed);
+        // The consistency proof from the last signed head (as a rule this
+        // batch's start) takes the starting frontier and the batch's own
+        // nodes: read from memory, not by a store read per batch.
+        let batch_nodes = BatchNodes::new(&start_tree, &batch.rows);
         let signed = {
-            let reader = OverlayReader {
-                overlay: &self.ledger.overlay,
-                store: &self.setup.store,
+            let reader = BatchNodesFirst {
+                batch: &batch_nodes,
+                rest: OverlayReader {
+                    overlay: &self.ledger.overlay,
+                    store: &self.setup.store,
+                },
             };
             self.ledger.signer.sign_tree(&reader, &self.ledger.tree)
         };
@@ -1272,7 +1302,7 @@ impl Driver {
             checkpoint: self.ledger.signer.last_signed().cloned().unwrap_or_else(|| {
                 Checkpoint::of_tree(self.ledger.signer.verifier().name(), &self.ledger.tree)
             }),
-            batch_nodes: BatchNodes::new(&start_tree, &batch.rows),
+            batch_nodes,
         });
         if self.keep_for_redo {
             self.in_flight.push_back(InFlight {
@@ -1993,7 +2023,7 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use deconflict_audit::{inclusion_proof, MemoryStore};
+    use deconflict_audit::{consistency_proof, inclusion_proof, MemoryStore};
 
     use super::*;
 
@@ -2034,7 +2064,8 @@ mod tests {
     }
 
     /// For batches of every size from every starting size, the batch's own
-    /// nodes give each of its entries the same proof as the full store.
+    /// nodes give each of its entries the same proof as the full store, and
+    /// the same consistency proof from the batch's start.
     #[test]
     fn batch_nodes_prove_every_entry_of_their_batch() {
         for start in 0..40u64 {
@@ -2053,6 +2084,14 @@ mod tests {
                     }
                 }
                 let ours = BatchNodes::new(&start_tree, &rows);
+                // The signer's proof from the batch's start needs nothing
+                // else either (run_batch reads the store only as a fallback).
+                assert_eq!(
+                    consistency_proof(&ours, start, start + len).unwrap(),
+                    consistency_proof(&all, start, start + len).unwrap(),
+                    "consistency {start}..{}",
+                    start + len
+                );
                 for index in start..start + len {
                     assert_eq!(
                         inclusion_proof(&ours, index, start + len).unwrap(),
