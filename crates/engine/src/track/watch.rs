@@ -232,6 +232,22 @@ struct Foreseen {
     approach: Approach,
 }
 
+/// An open episode's partner for which a batch's gathering found that
+/// `check_pair` returns at once, provided the kinds of episode open at the
+/// apply step are still `open` (proximity, cpa).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Settled {
+    other: u32,
+    open: [bool; 2],
+}
+
+/// Which kinds of episode (proximity, cpa) are open with the entity `other`
+/// in an entity's list of open episodes.
+fn open_kinds(pairs: &[(u32, AlertKind, AlertId)], other: u32) -> [bool; 2] {
+    let open = |want| pairs.iter().any(|&(o, kind, _)| o == other && kind == want);
+    [open(AlertKind::Proximity), open(AlertKind::Cpa)]
+}
+
 /// The altitude layers a pair query reads: one or two ranges.
 #[derive(Debug, Clone)]
 struct Layers {

@@ -99,12 +99,13 @@ struct Gathered {
     foreseen: Vec<Foreseen>,
     /// The near list (ids, sorted) of each step that scans.
     near: Vec<u32>,
-    /// Per step, the ids (sorted) of the entities with which its open
-    /// episodes are certain to stay as they are: `check_pair` would return
-    /// at once (`pair_triage`), so the apply step skips them. Only for
-    /// partners that do not report earlier in the run (else the pair's
-    /// episodes or the partner's state may change before the step).
-    settled: Vec<u32>,
+    /// Per step, the partners (sorted) of its open episodes for which
+    /// `check_pair` returns at once (`pair_triage`) if the same kinds of
+    /// episode are still open at the step: the apply step skips them then.
+    /// (Between the run's start and the step, only the partner's own
+    /// report, earlier in the run, may change the pair's episodes; the
+    /// partner's state is taken as it is at the step.)
+    settled: Vec<Settled>,
     /// Per step: (step, end of its pairs, of its fences, of its foreseen
     /// approaches, of its near list, of its settled partners); each starts
     /// where the previous ends.
@@ -167,6 +168,9 @@ pub(super) struct BatchScratch {
     by_cell: Vec<(u64, u32)>,
     ids: Vec<u32>,
     spans: Vec<Span>,
+    /// Per report of the run, its entity's slot before the run (`NONE`
+    /// for a new entity).
+    existing: Vec<u32>,
     /// The new filings of the entities whose filing the run changes.
     refiled: Grid,
     packed: PackedGrid,
@@ -197,6 +201,7 @@ impl BatchScratch {
             by_cell: Vec::new(),
             ids: Vec::new(),
             spans: Vec::new(),
+            existing: Vec::new(),
             refiled: Grid::new(cell_m),
             packed: PackedGrid::default(),
             threads: Vec::new(),
@@ -231,6 +236,7 @@ impl BatchScratch {
             + bytes(&self.by_cell)
             + bytes(&self.ids)
             + bytes(&self.spans)
+            + bytes(&self.existing)
             + self.refiled.heap_bytes()
             + self.packed.heap_bytes()
             + threads
@@ -281,6 +287,7 @@ impl TrackWatch {
             by_cell,
             ids,
             spans,
+            existing: _,
             refiled,
             packed,
             threads: thread_scratch,
@@ -463,6 +470,29 @@ impl TrackWatch {
         let step_of = &mut scratch.step_of;
         step_of.clear();
         step_of.resize(slots_before + longest, OUT_OF_RUN);
+        // Every report's entity looked up first, on the gathering threads:
+        // a hash probe and a comparison of the uid with the held one, both
+        // cache misses at random places, were a tenth of the calling
+        // thread's time. Nothing the loop below does changes the uids held
+        // (new entities are inserted by the apply step), so each lookup is
+        // the one `handle_report` makes.
+        let lookups = &mut scratch.existing;
+        lookups.clear();
+        lookups.resize(longest, NONE);
+        let threads = self.config.batch_threads.min(longest / REPORTS_PER_THREAD).max(1);
+        let per_thread = longest.div_ceil(threads).max(1);
+        let watch = &*self;
+        in_parallel(
+            reports[first..first + longest]
+                .chunks(per_thread)
+                .zip(lookups.chunks_mut(per_thread))
+                .collect(),
+            |(reports, found)| {
+                for (report, slot) in reports.iter().zip(found) {
+                    *slot = watch.slot_of(report.party, report.uid).unwrap_or(NONE);
+                }
+            },
+        );
         let mut new_keys: StableHashMap<(PartyId, &str), ()> = StableHashMap::default();
         let mut pending_by_party: BTreeMap<PartyId, usize> = BTreeMap::new();
         let mut pending_all = 0;
@@ -470,7 +500,7 @@ impl TrackWatch {
         steps.clear();
         let mut end = first;
         while let Some(report) = reports.get(end).filter(|_| end - first < longest) {
-            let existing = self.slot_of(report.party, report.uid);
+            let existing = Some(scratch.existing[end - first]).filter(|&slot| slot != NONE);
             let again = match existing {
                 Some(slot) => step_of[slot as usize].step != NOT_IN_RUN,
                 None => new_keys.contains_key(&(report.party, report.uid)),
@@ -537,7 +567,7 @@ impl TrackWatch {
         slot: u32,
         gathered: &[u64],
         foreseen: &[Foreseen],
-        settled: &[u32],
+        settled: &[Settled],
     ) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
@@ -706,26 +736,22 @@ impl Run<'_> {
             // Open episodes certain to stay as they are.
             if let Some(entity) = before_run {
                 let settled_start = out.settled.len();
-                for (k, &(other, kind, _)) in entity.pairs.iter().enumerate() {
+                for (k, &(other, _, _)) in entity.pairs.iter().enumerate() {
                     if entity.pairs[..k].iter().any(|&(o, _, _)| o == other) {
                         continue;
                     }
+                    // The partner in the state it has at this step: its
+                    // new one if it reports earlier in the run. The pair's
+                    // episodes may change at that earlier step; the apply
+                    // step then finds other kinds open than these and calls
+                    // `check_pair` after all (`check_candidates`).
                     let b = watch.slot_of_id[other as usize];
-                    if self.step_of[b as usize].step < i {
-                        continue;
-                    }
-                    let open = |want| {
-                        kind == want
-                            || entity.pairs[k + 1..]
-                                .iter()
-                                .any(|&(o, k2, _)| o == other && k2 == want)
-                    };
-                    let (proximity, cpa) = (open(AlertKind::Proximity), open(AlertKind::Cpa));
+                    let open = open_kinds(&entity.pairs[k..], other);
                     if watch
-                        .pair_triage(self.now, &p.kin, &watch.kin[b as usize], proximity, cpa)
+                        .pair_triage(self.now, &p.kin, self.state_at(i, b).0, open[0], open[1])
                         .is_none()
                     {
-                        out.settled.push(other);
+                        out.settled.push(Settled { other, open });
                     }
                 }
                 out.settled[settled_start..].sort_unstable();
