@@ -1244,7 +1244,12 @@ impl TrackWatch {
                 !(may_open && rule.vertical_within(1.0) && bounds.lower_m < rule.limit_m)
             }
         };
-        if settled(proximity, &here, true) && settled(cpa, &ahead, moving) {
+        // A pair within the limits now by the bounds, with its proximity
+        // episode open (and kept, by the first test): `check_pair` does not
+        // open `cpa` for it (it warns of a proximity to come). Most open
+        // episodes are such pairs.
+        let cpa_excluded = !cpa && proximity && here.upper_m < rule.limit_m;
+        if settled(proximity, &here, true) && (cpa_excluded || settled(cpa, &ahead, moving)) {
             return None;
         }
         Some((ahead, here))

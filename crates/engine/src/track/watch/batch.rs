@@ -107,9 +107,9 @@ struct Gathered {
     /// partner's state is taken as it is at the step.)
     settled: Vec<Settled>,
     /// Per step: (step, end of its pairs, of its fences, of its foreseen
-    /// approaches, of its near list, of its settled partners); each starts
-    /// where the previous ends.
-    spans: Vec<(u32, u32, u32, u32, u32, u32)>,
+    /// approaches, of its near list, of its settled partners; each starts
+    /// where the previous ends; whether the entity has open zone episodes).
+    spans: Vec<(u32, u32, u32, u32, u32, u32, bool)>,
 }
 
 /// Where one step's findings are in its thread's `Gathered`: the thread,
@@ -124,6 +124,9 @@ struct Span {
     foreseen: [u32; 2],
     near: [u32; 2],
     settled: [u32; 2],
+    /// Whether the entity had open zone episodes before the run (only its
+    /// own reports change them in a run).
+    zones_open: bool,
 }
 
 fn range([start, end]: [u32; 2]) -> Range<usize> {
@@ -389,7 +392,9 @@ impl TrackWatch {
         spans.resize(steps.len(), Span::default());
         for (thread, scratch) in thread_scratch.iter().enumerate().take(threads) {
             let (mut pairs, mut fences, mut foreseen, mut near, mut settled) = (0, 0, 0, 0, 0);
-            for &(step, pairs_end, fences_end, foreseen_end, near_end, settled_end) in &scratch.out.spans {
+            for &(step, pairs_end, fences_end, foreseen_end, near_end, settled_end, zones_open) in
+                &scratch.out.spans
+            {
                 spans[step as usize] = Span {
                     thread: thread as u32,
                     pairs: [pairs, pairs_end],
@@ -397,6 +402,7 @@ impl TrackWatch {
                     foreseen: [foreseen, foreseen_end],
                     near: [near, near_end],
                     settled: [settled, settled_end],
+                    zones_open,
                 };
                 (pairs, fences, foreseen, near, settled) =
                     (pairs_end, fences_end, foreseen_end, near_end, settled_end);
@@ -404,7 +410,15 @@ impl TrackWatch {
         }
         for (step, span) in steps.iter().zip(spans.iter()) {
             let prepared = &prepared[step_of[step.slot as usize].place as usize];
-            let previous = step.admitted.existing.map(|slot| self.motion(slot));
+            // No fence near the path and no zone episode open: the fences'
+            // check would change nothing.
+            let fences = &thread_scratch[span.thread as usize].out.fences[range(span.fences)];
+            let check_fences = !fences.is_empty() || span.zones_open;
+            let previous = step
+                .admitted
+                .existing
+                .filter(|_| check_fences)
+                .map(|slot| self.motion(slot));
             let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
             assert_eq!(
@@ -442,7 +456,9 @@ impl TrackWatch {
                     step_of[self.slot_of_id[other as usize] as usize].near_grown = true;
                 }
             }
-            self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
+            if check_fences {
+                self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
+            }
             self.check_plan(now, slot);
         }
         self.batch = scratch;
@@ -768,6 +784,7 @@ impl Run<'_> {
                 (fence_seen, query as u32 + 1),
                 &mut out.fences,
             );
+            let zones_open = watch.zone_alerts.range((id, 0)..=(id, u32::MAX)).next().is_some();
             out.spans.push((
                 i,
                 out.pairs.len() as u32,
@@ -775,6 +792,7 @@ impl Run<'_> {
                 out.foreseen.len() as u32,
                 out.near.len() as u32,
                 out.settled.len() as u32,
+                zones_open,
             ));
         }
     }
