@@ -53,6 +53,9 @@ use super::*;
 /// Fewer reports than this per thread are not worth a thread's start.
 const REPORTS_PER_THREAD: usize = 1_024;
 
+/// A run gathers new entities after the existing ones (above any slot).
+const NEW_AFTER_EXISTING: u64 = 1 << 63;
+
 /// No entity in a batch's slots: its report is not in the run.
 const NOT_IN_RUN: u32 = u32::MAX;
 
@@ -305,17 +308,25 @@ impl TrackWatch {
         // and the same neighbours. In Z order of their cells rather than row
         // by row: a row of cells holds more neighbours than a core's cache,
         // so in row order the next row's reports found the neighbours they
-        // share with this row's evicted again. The order is that of the
-        // reported positions' cells, known before `prepare`: the prepared
-        // states are then computed in that order, in place, instead of
-        // permuted into it afterwards (a run's 8 MiB of states swapped cycle
-        // by cycle, some 5 ms per run on the calling thread). Any order
-        // gives the same findings; this one gives locality.
+        // share with this row's evicted again. An entity's slot is that
+        // order already (`relayout`: slots in Z order of the filed cells),
+        // and in slot order the gathering reads the records one after the
+        // other; new entities follow, in Z order of their reported
+        // position's cell. The order is known before `prepare`, which then
+        // writes each state in its place (no permutation of the run's
+        // 8 MiB of states afterwards). Any order gives the same findings;
+        // this one gives locality.
         by_cell.clear();
         by_cell.extend(steps.iter().enumerate().map(|(i, step)| {
-            let position = reports[step.report].position;
-            let (row, column) = self.grid.cell_of(position.lat_deg, position.lon_deg);
-            (z_order(row, column), i as u32)
+            let key = match step.admitted.existing {
+                Some(slot) => u64::from(slot),
+                None => {
+                    let position = reports[step.report].position;
+                    let (row, column) = self.grid.cell_of(position.lat_deg, position.lon_deg);
+                    NEW_AFTER_EXISTING | z_order(row, column)
+                }
+            };
+            (key, i as u32)
         }));
         by_cell.sort_unstable();
         prepared.clear();
