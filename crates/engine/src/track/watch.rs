@@ -730,7 +730,8 @@ impl TrackWatch {
     ) -> Result<ReportOutcome, TrackError> {
         self.handle_tick(now);
         let existing = self.slot_of(report.party, report.uid);
-        let admitted = match self.admit(now, report, existing, Pending::default())? {
+        let current = existing.map(|slot| (slot, self.kin[slot as usize].tangent.time_ms));
+        let admitted = match self.admit(now, report, current, Pending::default())? {
             Ok(admitted) => admitted,
             Err(ignored) => return Ok(ignored),
         };
@@ -758,18 +759,20 @@ impl TrackWatch {
     }
 
     /// Decides what becomes of a report (refused, ignored or applied) and
-    /// counts it, changing nothing else. `pending` are the new entities a
-    /// batch admitted before this report but has not inserted yet.
+    /// counts it, changing nothing else. `current`: the entity's slot and
+    /// the time of its current report (none for a new entity). `pending` are
+    /// the new entities a batch admitted before this report but has not
+    /// inserted yet.
     fn admit(
         &mut self,
         now: Timestamp,
         report: &PositionReport,
-        existing: Option<u32>,
+        current: Option<(u32, i64)>,
         pending: Pending,
     ) -> Result<Result<Admitted, ReportOutcome>, TrackError> {
         let checked = report.check(now, &self.config)?;
-        if let Some(slot) = existing {
-            let current_ms = self.kin[slot as usize].tangent.time_ms;
+        let existing = current.map(|(slot, _)| slot);
+        if let Some((_, current_ms)) = current {
             if report.time.unix_ms() < current_ms {
                 self.stats.out_of_order += 1;
                 return Ok(Err(ReportOutcome::OutOfOrder));

@@ -175,8 +175,8 @@ pub(super) struct BatchScratch {
     ids: Vec<u32>,
     spans: Vec<Span>,
     /// Per report of the run, its entity's slot before the run (`NONE`
-    /// for a new entity).
-    existing: Vec<u32>,
+    /// for a new entity) and the time of the entity's current report.
+    existing: Vec<(u32, i64)>,
     /// The new filings of the entities whose filing the run changes.
     refiled: Grid,
     packed: PackedGrid,
@@ -495,15 +495,16 @@ impl TrackWatch {
         let step_of = &mut scratch.step_of;
         step_of.clear();
         step_of.resize(slots_before + longest, OUT_OF_RUN);
-        // Every report's entity looked up first, on the gathering threads:
-        // a hash probe and a comparison of the uid with the held one, both
-        // cache misses at random places, were a tenth of the calling
-        // thread's time. Nothing the loop below does changes the uids held
-        // (new entities are inserted by the apply step), so each lookup is
-        // the one `handle_report` makes.
+        // Every report's entity looked up first, on the gathering threads,
+        // with the time of its current report: a hash probe, a comparison of
+        // the uid with the held one and the entity's filter data, all cache
+        // misses at random places, were a tenth of the calling thread's
+        // time. Nothing the loop below changes the uids held or the
+        // entities' states (new entities are inserted and states changed by
+        // the apply step), so each is what `handle_report` reads.
         let lookups = &mut scratch.existing;
         lookups.clear();
-        lookups.resize(longest, NONE);
+        lookups.resize(longest, (NONE, 0));
         let threads = self.config.batch_threads.min(longest / REPORTS_PER_THREAD).max(1);
         let per_thread = longest.div_ceil(threads).max(1);
         let watch = &*self;
@@ -513,8 +514,10 @@ impl TrackWatch {
                 .zip(lookups.chunks_mut(per_thread))
                 .collect(),
             |(reports, found)| {
-                for (report, slot) in reports.iter().zip(found) {
-                    *slot = watch.slot_of(report.party, report.uid).unwrap_or(NONE);
+                for (report, found) in reports.iter().zip(found) {
+                    if let Some(slot) = watch.slot_of(report.party, report.uid) {
+                        *found = (slot, watch.kin[slot as usize].tangent.time_ms);
+                    }
                 }
             },
         );
@@ -525,7 +528,8 @@ impl TrackWatch {
         steps.clear();
         let mut end = first;
         while let Some(report) = reports.get(end).filter(|_| end - first < longest) {
-            let existing = Some(scratch.existing[end - first]).filter(|&slot| slot != NONE);
+            let current = Some(scratch.existing[end - first]).filter(|&(slot, _)| slot != NONE);
+            let existing = current.map(|(slot, _)| slot);
             let again = match existing {
                 Some(slot) => step_of[slot as usize].step != NOT_IN_RUN,
                 None => new_keys.contains_key(&(report.party, report.uid)),
@@ -537,7 +541,7 @@ impl TrackWatch {
                 party: pending_by_party.get(&report.party).copied().unwrap_or(0),
                 all: pending_all,
             };
-            match self.admit(now, report, existing, pending) {
+            match self.admit(now, report, current, pending) {
                 Err(error) => results.push(Err(error)),
                 Ok(Err(ignored)) => results.push(Ok(ignored)),
                 Ok(Ok(admitted)) => {
