@@ -389,3 +389,33 @@ fn moving_onto_another_party_alerts() {
         .unwrap();
     assert_eq!(opened(&drain(&mut watch), AlertKind::Proximity).len(), 1);
 }
+
+#[test]
+fn a_pair_in_the_hysteresis_band_that_closes_again_is_warned_ahead() {
+    // Within 1 km: proximity opens. Then b is 1,100 m away (beyond the
+    // limit, within the 1,200 m clearing distance: the episode stays open)
+    // and heading back at 10 m/s: not within the limits now, so `cpa`
+    // warns of the proximity to come. (A pair within the limits now by the
+    // bounds alone gets no `cpa`; this one is not.)
+    let mut watch = watch();
+    let a = at(0.0, 0.0);
+    for (t, report) in [
+        (S, still(1, "a", S, a)),
+        (S, still(2, "b", S, at(900.0, 0.0))),
+        (2 * S, still(1, "a", 2 * S, a)),
+        (2 * S, moving(2, "b", 2 * S, at(1_100.0, 0.0), 10.0, 270.0)),
+    ] {
+        watch.handle_report(Timestamp(t), &report).unwrap();
+    }
+    let alerts = drain(&mut watch);
+    assert_eq!(
+        timeline(&alerts, AlertKind::Proximity),
+        vec![(true, S)],
+        "{alerts:?}"
+    );
+    assert_eq!(
+        timeline(&alerts, AlertKind::Cpa),
+        vec![(true, 2 * S)],
+        "{alerts:?}"
+    );
+}

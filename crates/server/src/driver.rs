@@ -47,8 +47,7 @@ use crate::hotline::{HotlineCommand, HotlineSink, HotlineState};
 use crate::hub::{Hub, HubEvent};
 use crate::ledger::{self, ActivityRow, NodeReader, Row};
 use crate::model::{
-    conflict_leaf_payload, parse_sharing, ConflictRecord, ConflictState, PartyInfo, PartyKind, Subject,
-    Viewer,
+    conflict_leaf_bytes, parse_sharing, ConflictRecord, ConflictState, PartyInfo, PartyKind, Subject, Viewer,
 };
 use crate::problem::ApiError;
 use crate::zones::zone_from_feature;
@@ -542,6 +541,29 @@ impl HashReader for OverlayReader<'_> {
                 .store
                 .read(move |conn| NodeReader::new(conn).node_hashes(&wanted))?;
             for ((i, _), hash) in missing.into_iter().zip(found) {
+                out[i] = hash;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a batch's own nodes first, then the overlay and the store for
+/// what they lack.
+struct BatchNodesFirst<'a> {
+    batch: &'a BatchNodes,
+    rest: OverlayReader<'a>,
+}
+
+impl HashReader for BatchNodesFirst<'_> {
+    type Error = StoreError;
+
+    fn node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, Self::Error> {
+        let Ok(mut out) = self.batch.node_hashes(ids);
+        let missing: Vec<usize> = (0..ids.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let wanted: Vec<NodeId> = missing.iter().map(|&i| ids[i]).collect();
+            for (i, hash) in missing.into_iter().zip(self.rest.node_hashes(&wanted)?) {
                 out[i] = hash;
             }
         }
@@ -1244,10 +1266,17 @@ impl Driver {
         self.ledger
             .overlay
             .retain(|id, _| ((id.index + 1) << id.level) > committed);
+        // The consistency proof from the last signed head (as a rule this
+        // batch's start) takes the starting frontier and the batch's own
+        // nodes: read from memory, not by a store read per batch.
+        let batch_nodes = BatchNodes::new(&start_tree, &batch.rows);
         let signed = {
-            let reader = OverlayReader {
-                overlay: &self.ledger.overlay,
-                store: &self.setup.store,
+            let reader = BatchNodesFirst {
+                batch: &batch_nodes,
+                rest: OverlayReader {
+                    overlay: &self.ledger.overlay,
+                    store: &self.setup.store,
+                },
             };
             self.ledger.signer.sign_tree(&reader, &self.ledger.tree)
         };
@@ -1273,7 +1302,7 @@ impl Driver {
             checkpoint: self.ledger.signer.last_signed().cloned().unwrap_or_else(|| {
                 Checkpoint::of_tree(self.ledger.signer.verifier().name(), &self.ledger.tree)
             }),
-            batch_nodes: BatchNodes::new(&start_tree, &batch.rows),
+            batch_nodes,
         });
         if self.keep_for_redo {
             self.in_flight.push_back(InFlight {
@@ -1346,7 +1375,8 @@ impl Driver {
         event_kind: Option<&'static str>,
     ) -> Result<(), Fatal> {
         let readers = vec![record.parties[0].0, record.parties[1].0];
-        let index = self.leaf(batch, leaf_kind, &conflict_leaf_payload(record), readers)?;
+        let bytes = conflict_leaf_bytes(leaf_kind, batch.now_ms, record)?;
+        let index = self.append_leaf(batch, bytes, readers)?;
         batch.rows.push(Row::Conflict(record.clone()));
         if let Some(kind) = event_kind {
             batch.events.push(HubEvent {
@@ -1537,40 +1567,33 @@ impl Driver {
         out
     }
 
-    fn activity_row(&self, batch: &Batch, id: ActivityId, version: u64, submission: &Submission) -> Row {
-        Row::Activity(ActivityRow {
-            id,
-            party: submission.activity.party,
-            version,
-            feature: submission.feature_text.clone(),
-            at_ms: batch.now_ms,
-            sharing: submission.sharing.as_str(),
-            start_ms: submission.activity.window.start.unix_ms(),
-            end_ms: submission.activity.window.end.map(Timestamp::unix_ms),
-            bounds: submission.bounds,
-        })
-    }
-
     /// The leaf of an activity's new version (`activity.notified` or
-    /// `activity.updated`).
+    /// `activity.updated`), from its Feature's canonical form.
     fn activity_leaf(
         &mut self,
         batch: &mut Batch,
         kind: &str,
-        id: ActivityId,
-        version: u64,
-        submission: &Submission,
+        (id, party, version): (ActivityId, PartyId, u64),
+        sharing: Sharing,
+        feature_canonical: &[u8],
     ) -> Result<u64, Fatal> {
-        let bytes = activity_leaf_bytes(
-            kind,
-            batch.now_ms,
-            id.0,
-            submission.activity.party.0,
-            version,
-            &submission.feature_canonical,
-        )?;
-        let readers = Self::readers(submission.activity.party, submission.sharing);
-        self.append_leaf(batch, bytes, readers)
+        let bytes = activity_leaf_bytes(kind, batch.now_ms, id.0, party.0, version, feature_canonical)?;
+        self.append_leaf(batch, bytes, Self::readers(party, sharing))
+    }
+
+    /// [`Self::settle_zones`] for an activity the engine just took, read
+    /// back from the engine (gone from it, it is settled as gone: the
+    /// engine's expiry event did that already). Without zones, nothing to do.
+    fn settle_zones_of_held(
+        &mut self,
+        world: &World,
+        batch: &mut Batch,
+        id: ActivityId,
+    ) -> Result<(), Fatal> {
+        if world.zones.is_empty() {
+            return Ok(());
+        }
+        self.settle_zones(world, batch, id, world.engine.activity(id), "cancelled")
     }
 
     /// Finds a live activity `viewer` may change: 404 when they may not see
@@ -1654,7 +1677,18 @@ impl Driver {
                     return Ok(());
                 }
                 let id = ActivityId(self.ledger.next_activity);
-                match world.engine.handle_notify(now, id, submission.activity.clone()) {
+                // The engine takes the activity (no copy of its prepared
+                // shape); what the row, the leaf and the zones need of it is
+                // read before, or from the engine after.
+                let Submission {
+                    activity,
+                    feature_text,
+                    feature_canonical,
+                    sharing,
+                    bounds,
+                } = *submission;
+                let window = activity.window;
+                match world.engine.handle_notify(now, id, activity) {
                     Ok(_) => {}
                     Err(EngineError::Capacity { limit }) => {
                         self.drain(world, batch)?;
@@ -1676,14 +1710,31 @@ impl Driver {
                     ActivityMeta {
                         party,
                         version: 1,
-                        sharing: submission.sharing,
+                        sharing,
                     },
                 );
                 self.count(party, 1);
-                let index = self.activity_leaf(batch, "activity.notified", id, 1, &submission)?;
-                batch.rows.push(self.activity_row(batch, id, 1, &submission));
+                let index = self.activity_leaf(
+                    batch,
+                    "activity.notified",
+                    (id, party, 1),
+                    sharing,
+                    &feature_canonical,
+                )?;
+                drop(feature_canonical);
+                batch.rows.push(Row::Activity(ActivityRow {
+                    id,
+                    party,
+                    version: 1,
+                    feature: feature_text,
+                    at_ms: batch.now_ms,
+                    sharing: sharing.as_str(),
+                    start_ms: window.start.unix_ms(),
+                    end_ms: window.end.map(Timestamp::unix_ms),
+                    bounds,
+                }));
                 self.drain(world, batch)?;
-                self.settle_zones(world, batch, id, Some(&submission.activity), "cancelled")?;
+                self.settle_zones_of_held(world, batch, id)?;
                 let _ = viewer;
                 let outcome = ChangeOutcome {
                     id: id.0,
@@ -1721,7 +1772,15 @@ impl Driver {
                     return Ok(());
                 }
                 let version = meta.version + 1;
-                match world.engine.handle_update(now, id, submission.activity.clone()) {
+                let Submission {
+                    activity,
+                    feature_text,
+                    feature_canonical,
+                    sharing,
+                    bounds,
+                } = *submission;
+                let window = activity.window;
+                match world.engine.handle_update(now, id, activity) {
                     Ok(()) => {}
                     Err(EngineError::UnknownActivity(_)) => {
                         // It ended before now: the tick inside the engine let it go.
@@ -1736,17 +1795,32 @@ impl Driver {
                     ActivityMeta {
                         party: meta.party,
                         version,
-                        sharing: submission.sharing,
+                        sharing,
                     },
                 );
                 // The activity's party never changes: the submission's is
                 // the owner's (Self::owned checked it).
-                let index = self.activity_leaf(batch, "activity.updated", id, version, &submission)?;
-                batch
-                    .rows
-                    .push(self.activity_row(batch, id, version, &submission));
+                let index = self.activity_leaf(
+                    batch,
+                    "activity.updated",
+                    (id, meta.party, version),
+                    sharing,
+                    &feature_canonical,
+                )?;
+                drop(feature_canonical);
+                batch.rows.push(Row::Activity(ActivityRow {
+                    id,
+                    party: meta.party,
+                    version,
+                    feature: feature_text,
+                    at_ms: batch.now_ms,
+                    sharing: sharing.as_str(),
+                    start_ms: window.start.unix_ms(),
+                    end_ms: window.end.map(Timestamp::unix_ms),
+                    bounds,
+                }));
                 self.drain(world, batch)?;
-                self.settle_zones(world, batch, id, Some(&submission.activity), "cancelled")?;
+                self.settle_zones_of_held(world, batch, id)?;
                 let outcome = ChangeOutcome {
                     id: id.0,
                     version,
@@ -1949,7 +2023,7 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use deconflict_audit::{inclusion_proof, MemoryStore};
+    use deconflict_audit::{consistency_proof, inclusion_proof, MemoryStore};
 
     use super::*;
 
@@ -1990,7 +2064,8 @@ mod tests {
     }
 
     /// For batches of every size from every starting size, the batch's own
-    /// nodes give each of its entries the same proof as the full store.
+    /// nodes give each of its entries the same proof as the full store, and
+    /// the same consistency proof from the batch's start.
     #[test]
     fn batch_nodes_prove_every_entry_of_their_batch() {
         for start in 0..40u64 {
@@ -2009,6 +2084,14 @@ mod tests {
                     }
                 }
                 let ours = BatchNodes::new(&start_tree, &rows);
+                // The signer's proof from the batch's start needs nothing
+                // else either (run_batch reads the store only as a fallback).
+                assert_eq!(
+                    consistency_proof(&ours, start, start + len).unwrap(),
+                    consistency_proof(&all, start, start + len).unwrap(),
+                    "consistency {start}..{}",
+                    start + len
+                );
                 for index in start..start + len {
                     assert_eq!(
                         inclusion_proof(&ours, index, start + len).unwrap(),

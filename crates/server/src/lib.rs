@@ -33,6 +33,7 @@ pub mod connections;
 pub mod driver;
 pub mod hotline;
 pub mod hub;
+mod jcs;
 pub mod ledger;
 pub mod limits;
 pub mod live;

@@ -8,6 +8,8 @@ use deconflict_formats::{conflict_json, format_rfc3339, ConflictNames, Sharing};
 use deconflict_geodesy::LonLat;
 use serde_json::{json, Value};
 
+use crate::jcs::Jcs;
+
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewer {
@@ -233,7 +235,8 @@ pub fn render_conflict(record: &ConflictRecord, full: [bool; 2], viewer: &Viewer
 }
 
 /// The audit leaf payload of a conflict change: what happened to which
-/// pair, for the involved parties (and brokers) to read in full.
+/// pair, for the involved parties (and brokers) to read in full. The
+/// driver writes its leaf with [`conflict_leaf_bytes`] (the same bytes).
 pub fn conflict_leaf_payload(record: &ConflictRecord) -> Value {
     let (activities, zone) = match record.subject {
         Subject::Pair([a, b]) => (json!([a.0, b.0]), Value::Null),
@@ -249,4 +252,209 @@ pub fn conflict_leaf_payload(record: &ConflictRecord) -> Value {
         "acked_ms": record.acked_ms,
         "resolution": record.resolution,
     })
+}
+
+/// The exact bytes `LeafEvent { kind, at_ms, payload:
+/// &conflict_leaf_payload(record) }.encode()` gives, written directly in
+/// RFC 8785 form (see `crate::jcs`): the driver writes one per conflict
+/// change, a few per notification among 100k activities. The
+/// members are in JCS order (sorted keys, also inside `finding`); the unit
+/// test holds it byte-identical to the encoded payload.
+pub fn conflict_leaf_bytes(
+    kind: &str,
+    at_ms: i64,
+    record: &ConflictRecord,
+) -> Result<Vec<u8>, deconflict_audit::Error> {
+    let mut jcs = Jcs::leaf(kind, at_ms, 400)?;
+    jcs.raw(b"{\"acked_ms\":[");
+    for (side, acked) in record.acked_ms.iter().enumerate() {
+        if side > 0 {
+            jcs.raw(b",");
+        }
+        jcs.opt_int(*acked)?;
+    }
+    jcs.raw(b"],\"activities\":[");
+    let zone = match record.subject {
+        Subject::Pair([a, b]) => {
+            jcs.uint(a.0)?;
+            jcs.raw(b",");
+            jcs.uint(b.0)?;
+            None
+        }
+        Subject::Zone { activity, zone } => {
+            jcs.uint(activity.0)?;
+            Some(zone.0)
+        }
+    };
+    jcs.raw(b"],\"conflict\":");
+    jcs.uint(record.id)?;
+    let finding = &record.finding;
+    jcs.raw(b",\"finding\":{\"end_ms\":");
+    jcs.opt_int(finding.window.end.map(Timestamp::unix_ms))?;
+    jcs.raw(b",\"lat_deg\":");
+    jcs.float(finding.location.lat_deg);
+    jcs.raw(b",\"lon_deg\":");
+    jcs.float(finding.location.lon_deg);
+    jcs.raw(b",\"min_distance_m\":");
+    jcs.float(finding.min_distance_m);
+    jcs.raw(b",\"required_m\":");
+    jcs.float(finding.required_m);
+    jcs.raw(b",\"start_ms\":");
+    jcs.int(finding.window.start.unix_ms())?;
+    jcs.raw(b"},\"parties\":[");
+    jcs.uint(record.parties[0].0)?;
+    jcs.raw(b",");
+    jcs.uint(record.parties[1].0)?;
+    jcs.raw(b"],\"resolution\":");
+    match &record.resolution {
+        Some(text) => jcs.string(text)?,
+        None => jcs.raw(b"null"),
+    }
+    jcs.raw(b",\"state\":");
+    jcs.string(record.state.as_str())?;
+    jcs.raw(b",\"zone\":");
+    match zone {
+        Some(zone) => jcs.uint(zone)?,
+        None => jcs.raw(b"null"),
+    }
+    jcs.raw(b"}");
+    Ok(jcs.end_leaf())
+}
+
+#[cfg(test)]
+mod tests {
+    use deconflict_audit::LeafEvent;
+    use deconflict_engine::{ActivityId, Finding, PartyId, TimeWindow, Timestamp, ZoneId};
+    use deconflict_geodesy::LonLat;
+
+    use super::*;
+
+    fn encoded(kind: &str, at_ms: i64, record: &ConflictRecord) -> Result<Vec<u8>, deconflict_audit::Error> {
+        LeafEvent {
+            kind,
+            at_ms,
+            payload: &conflict_leaf_payload(record),
+        }
+        .encode()
+    }
+
+    /// The directly written conflict leaf is byte for byte the leaf of its
+    /// payload, over both subjects, every optional member, doubles that JCS
+    /// rewrites (exponents, `-0`, non-finite) and strings that need escapes.
+    #[test]
+    fn conflict_leaf_bytes_equal_the_encoded_payload() {
+        let doubles = [
+            0.0,
+            -0.0,
+            1e21,
+            1e-7,
+            5000.0,
+            123.456_789_012_345_67,
+            -179.999_999_999_999_97,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        // A small deterministic generator for more doubles of every scale.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut cases = 0;
+        for round in 0..400 {
+            let pick = |n: u64| doubles[(n % doubles.len() as u64) as usize];
+            let random = f64::from_bits(next());
+            let finding = Finding {
+                window: TimeWindow::new(
+                    Timestamp(-(round as i64) * 1_000_003),
+                    (round % 3 != 0).then_some(Timestamp(1_790_000_000_123 + round as i64)),
+                ),
+                min_distance_m: if round % 2 == 0 { random } else { pick(next()) },
+                required_m: pick(next()),
+                location: LonLat::new(pick(next()), f64::from_bits(next())),
+            };
+            let subject = if round % 4 == 1 {
+                Subject::Zone {
+                    activity: ActivityId(round),
+                    zone: ZoneId(7),
+                }
+            } else {
+                Subject::Pair([ActivityId(round), ActivityId((1 << 53) - 1)])
+            };
+            let resolution = match round % 5 {
+                0 => None,
+                1 => Some("no_longer_conflicting".to_owned()),
+                2 => Some("é \u{1F600} \"quoted\" back\\slash \n\t\u{1}\u{7f}".to_owned()),
+                3 => Some(String::new()),
+                _ => Some(format!("resolved_by_party_{round}")),
+            };
+            let state = [
+                ConflictState::Open,
+                ConflictState::Acknowledged,
+                ConflictState::Resolved,
+            ][(round % 3) as usize];
+            let record = ConflictRecord {
+                id: round + 1,
+                subject,
+                parties: [PartyId(round % 11), PartyId(0)],
+                finding,
+                state,
+                acked_ms: [
+                    (round % 2 == 0).then_some(-5),
+                    (round % 3 == 0).then_some(1_790_000_000_000),
+                ],
+                opened_at_ms: 0,
+                updated_at_ms: 0,
+                resolved_at_ms: None,
+                resolution,
+            };
+            for (kind, at_ms) in [("conflict.opened", 1_790_000_000_123_i64), ("k\"ind\\", -1)] {
+                let direct = conflict_leaf_bytes(kind, at_ms, &record).unwrap();
+                let expected = encoded(kind, at_ms, &record).unwrap();
+                assert_eq!(
+                    String::from_utf8(direct).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 800);
+    }
+
+    /// The same limits as `LeafEvent::encode`: an integer a double cannot
+    /// hold exactly, or an empty kind, is refused by both.
+    #[test]
+    fn conflict_leaf_bytes_refuse_what_encode_refuses() {
+        let finding = Finding {
+            window: TimeWindow::new(Timestamp(0), None),
+            min_distance_m: 1.0,
+            required_m: 2.0,
+            location: LonLat::new(13.0, 52.0),
+        };
+        let record = |id: u64, acked: Option<i64>| ConflictRecord {
+            id,
+            subject: Subject::Pair([ActivityId(1), ActivityId(2)]),
+            parties: [PartyId(1), PartyId(2)],
+            finding,
+            state: ConflictState::Open,
+            acked_ms: [acked, None],
+            opened_at_ms: 0,
+            updated_at_ms: 0,
+            resolved_at_ms: None,
+            resolution: None,
+        };
+        for (kind, at_ms, record) in [
+            ("conflict.opened", 0, record(1 << 53, None)),
+            ("conflict.opened", 0, record(1, Some(-(1 << 53)))),
+            ("conflict.opened", 1 << 53, record(1, None)),
+            ("", 0, record(1, None)),
+        ] {
+            assert!(encoded(kind, at_ms, &record).is_err());
+            assert!(conflict_leaf_bytes(kind, at_ms, &record).is_err());
+        }
+    }
 }

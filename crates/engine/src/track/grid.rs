@@ -101,6 +101,11 @@ impl Grid {
         (((lon_deg + 180.0) / self.cell_deg).floor().max(0.0) as u32).min(self.lon_cells - 1)
     }
 
+    /// The (row, column) of the cell holding a point.
+    pub(crate) fn cell_of(&self, lat_deg: f64, lon_deg: f64) -> (u32, u32) {
+        (self.row(lat_deg), self.column(lon_deg))
+    }
+
     pub(crate) fn cell_box(&self, b: &GeoBounds) -> CellBox {
         CellBox {
             south: self.row(b.south_deg),

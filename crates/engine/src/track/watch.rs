@@ -232,6 +232,22 @@ struct Foreseen {
     approach: Approach,
 }
 
+/// An open episode's partner for which a batch's gathering found that
+/// `check_pair` returns at once, provided the kinds of episode open at the
+/// apply step are still `open` (proximity, cpa).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Settled {
+    other: u32,
+    open: [bool; 2],
+}
+
+/// Which kinds of episode (proximity, cpa) are open with the entity `other`
+/// in an entity's list of open episodes.
+fn open_kinds(pairs: &[(u32, AlertKind, AlertId)], other: u32) -> [bool; 2] {
+    let open = |want| pairs.iter().any(|&(o, kind, _)| o == other && kind == want);
+    [open(AlertKind::Proximity), open(AlertKind::Cpa)]
+}
+
 /// The altitude layers a pair query reads: one or two ranges.
 #[derive(Debug, Clone)]
 struct Layers {
@@ -714,7 +730,8 @@ impl TrackWatch {
     ) -> Result<ReportOutcome, TrackError> {
         self.handle_tick(now);
         let existing = self.slot_of(report.party, report.uid);
-        let admitted = match self.admit(now, report, existing, Pending::default())? {
+        let current = existing.map(|slot| (slot, self.kin[slot as usize].tangent.time_ms));
+        let admitted = match self.admit(now, report, current, Pending::default())? {
             Ok(admitted) => admitted,
             Err(ignored) => return Ok(ignored),
         };
@@ -742,18 +759,20 @@ impl TrackWatch {
     }
 
     /// Decides what becomes of a report (refused, ignored or applied) and
-    /// counts it, changing nothing else. `pending` are the new entities a
-    /// batch admitted before this report but has not inserted yet.
+    /// counts it, changing nothing else. `current`: the entity's slot and
+    /// the time of its current report (none for a new entity). `pending` are
+    /// the new entities a batch admitted before this report but has not
+    /// inserted yet.
     fn admit(
         &mut self,
         now: Timestamp,
         report: &PositionReport,
-        existing: Option<u32>,
+        current: Option<(u32, i64)>,
         pending: Pending,
     ) -> Result<Result<Admitted, ReportOutcome>, TrackError> {
         let checked = report.check(now, &self.config)?;
-        if let Some(slot) = existing {
-            let current_ms = self.kin[slot as usize].tangent.time_ms;
+        let existing = current.map(|(slot, _)| slot);
+        if let Some((_, current_ms)) = current {
             if report.time.unix_ms() < current_ms {
                 self.stats.out_of_order += 1;
                 return Ok(Err(ReportOutcome::OutOfOrder));
@@ -1228,7 +1247,12 @@ impl TrackWatch {
                 !(may_open && rule.vertical_within(1.0) && bounds.lower_m < rule.limit_m)
             }
         };
-        if settled(proximity, &here, true) && settled(cpa, &ahead, moving) {
+        // A pair within the limits now by the bounds, with its proximity
+        // episode open (and kept, by the first test): `check_pair` does not
+        // open `cpa` for it (it warns of a proximity to come). Most open
+        // episodes are such pairs.
+        let cpa_excluded = !cpa && proximity && here.upper_m < rule.limit_m;
+        if settled(proximity, &here, true) && (cpa_excluded || settled(cpa, &ahead, moving)) {
             return None;
         }
         Some((ahead, here))

@@ -8,12 +8,13 @@
 use std::time::Duration;
 
 use deconflict_engine::{PartyId, Timestamp};
-use deconflict_hotline::{AckOutcome, Action, ConflictId, HotlineError, MessageId, Record};
+use deconflict_hotline::{AckOutcome, Action, ConflictAck, ConflictId, HotlineError, MessageId, Record};
 use serde_json::json;
 
 use super::{completion, now_ms, reply_now, Batch, Driver, Fatal};
 use crate::hotline::store::HotlineRow;
 use crate::hotline::{leaf_of, problem, render_message, HotlineCommand, Work};
+use crate::jcs::Jcs;
 use crate::ledger::Row;
 use crate::problem::ApiError;
 
@@ -29,11 +30,19 @@ impl Driver {
                 Record::Message(message) => batch.messages_written.get(&message.id),
                 _ => None,
             };
-            let (kind, payload, readers) = leaf_of(&record, earlier, now);
-            if let Record::Message(message) = &record {
-                batch.messages_written.insert(message.id, message.clone());
-            }
-            let index = self.leaf(batch, kind, &payload, readers)?;
+            let index = if let Record::ConflictAck(ack) = &record {
+                // One per opened conflict: written directly (the same bytes
+                // as `leaf_of`'s payload encoded, tested below).
+                let bytes = conflict_ack_leaf_bytes(ack, batch.now_ms)?;
+                let readers = ack.parties.iter().map(|p| p.party.0).collect();
+                self.append_leaf(batch, bytes, readers)?
+            } else {
+                let (kind, payload, readers) = leaf_of(&record, earlier, now);
+                if let Record::Message(message) = &record {
+                    batch.messages_written.insert(message.id, message.clone());
+                }
+                self.leaf(batch, kind, &payload, readers)?
+            };
             first.get_or_insert(index);
             batch
                 .rows
@@ -297,5 +306,93 @@ impl Driver {
             }
         }
         Ok(())
+    }
+}
+
+/// The leaf `leaf_of` gives a conflict's acknowledgement record
+/// (`hotline.conflict_ack`, the record as serde writes it), encoded, but
+/// written directly in JCS order (see `crate::jcs`).
+fn conflict_ack_leaf_bytes(ack: &ConflictAck, at_ms: i64) -> Result<Vec<u8>, deconflict_audit::Error> {
+    let mut jcs = Jcs::leaf("hotline.conflict_ack", at_ms, 256)?;
+    jcs.raw(b"{\"conflict_ack\":{\"conflict\":");
+    jcs.uint(ack.conflict.0)?;
+    jcs.raw(b",\"deadline\":");
+    jcs.int(ack.deadline.0)?;
+    jcs.raw(b",\"deadline_fired\":");
+    jcs.bool(ack.deadline_fired);
+    jcs.raw(b",\"parties\":[");
+    for (at, party) in ack.parties.iter().enumerate() {
+        if at > 0 {
+            jcs.raw(b",");
+        }
+        jcs.raw(b"{\"acked_at\":");
+        jcs.opt_int(party.acked_at.map(|t| t.0))?;
+        jcs.raw(b",\"overdue_at\":");
+        jcs.opt_int(party.overdue_at.map(|t| t.0))?;
+        jcs.raw(b",\"party\":");
+        jcs.uint(party.party.0)?;
+        jcs.raw(b"}");
+    }
+    jcs.raw(b"],\"required_at\":");
+    jcs.int(ack.required_at.0)?;
+    jcs.raw(b"}}");
+    Ok(jcs.end_leaf())
+}
+
+#[cfg(test)]
+mod tests {
+    use deconflict_audit::LeafEvent;
+    use deconflict_hotline::ConflictParty;
+
+    use super::*;
+
+    /// The directly written acknowledgement leaf is byte for byte the
+    /// leaf of `leaf_of`'s payload (so a field added to the record fails
+    /// here), with its readers, for any number of parties and every
+    /// optional member.
+    #[test]
+    fn conflict_ack_leaf_bytes_equal_leaf_of() {
+        for parties in 0..4_u64 {
+            for variant in 0..4_i64 {
+                let ack = ConflictAck {
+                    conflict: ConflictId(variant as u64 * 1_000 + parties),
+                    required_at: Timestamp(1_790_000_000_000 + variant),
+                    deadline: Timestamp(-variant),
+                    parties: (0..parties)
+                        .map(|p| ConflictParty {
+                            party: PartyId(p * 7),
+                            acked_at: (variant % 2 == 1).then_some(Timestamp(p as i64 - 3)),
+                            overdue_at: (variant >= 2).then_some(Timestamp(1_790_000_000_999)),
+                        })
+                        .collect(),
+                    deadline_fired: variant == 3,
+                };
+                let at_ms = 1_790_000_000_123 - variant * 10_000_000;
+                let record = Record::ConflictAck(ack.clone());
+                let (kind, payload, readers) = leaf_of(&record, None, Timestamp(at_ms));
+                let expected = LeafEvent {
+                    kind,
+                    at_ms,
+                    payload: &payload,
+                }
+                .encode()
+                .unwrap();
+                let direct = conflict_ack_leaf_bytes(&ack, at_ms).unwrap();
+                assert_eq!(
+                    String::from_utf8(direct).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+                let direct_readers: Vec<u64> = ack.parties.iter().map(|p| p.party.0).collect();
+                assert_eq!(direct_readers, readers);
+            }
+        }
+        let beyond = ConflictAck {
+            conflict: ConflictId(1 << 53),
+            required_at: Timestamp(0),
+            deadline: Timestamp(0),
+            parties: Vec::new(),
+            deadline_fired: false,
+        };
+        assert!(conflict_ack_leaf_bytes(&beyond, 0).is_err());
     }
 }

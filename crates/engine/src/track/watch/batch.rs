@@ -53,6 +53,9 @@ use super::*;
 /// Fewer reports than this per thread are not worth a thread's start.
 const REPORTS_PER_THREAD: usize = 1_024;
 
+/// A run gathers new entities after the existing ones (above any slot).
+const NEW_AFTER_EXISTING: u64 = 1 << 63;
+
 /// No entity in a batch's slots: its report is not in the run.
 const NOT_IN_RUN: u32 = u32::MAX;
 
@@ -99,16 +102,17 @@ struct Gathered {
     foreseen: Vec<Foreseen>,
     /// The near list (ids, sorted) of each step that scans.
     near: Vec<u32>,
-    /// Per step, the ids (sorted) of the entities with which its open
-    /// episodes are certain to stay as they are: `check_pair` would return
-    /// at once (`pair_triage`), so the apply step skips them. Only for
-    /// partners that do not report earlier in the run (else the pair's
-    /// episodes or the partner's state may change before the step).
-    settled: Vec<u32>,
+    /// Per step, the partners (sorted) of its open episodes for which
+    /// `check_pair` returns at once (`pair_triage`) if the same kinds of
+    /// episode are still open at the step: the apply step skips them then.
+    /// (Between the run's start and the step, only the partner's own
+    /// report, earlier in the run, may change the pair's episodes; the
+    /// partner's state is taken as it is at the step.)
+    settled: Vec<Settled>,
     /// Per step: (step, end of its pairs, of its fences, of its foreseen
-    /// approaches, of its near list, of its settled partners); each starts
-    /// where the previous ends.
-    spans: Vec<(u32, u32, u32, u32, u32, u32)>,
+    /// approaches, of its near list, of its settled partners; each starts
+    /// where the previous ends; whether the entity has open zone episodes).
+    spans: Vec<(u32, u32, u32, u32, u32, u32, bool)>,
 }
 
 /// Where one step's findings are in its thread's `Gathered`: the thread,
@@ -123,6 +127,9 @@ struct Span {
     foreseen: [u32; 2],
     near: [u32; 2],
     settled: [u32; 2],
+    /// Whether the entity had open zone episodes before the run (only its
+    /// own reports change them in a run).
+    zones_open: bool,
 }
 
 fn range([start, end]: [u32; 2]) -> Range<usize> {
@@ -167,6 +174,9 @@ pub(super) struct BatchScratch {
     by_cell: Vec<(u64, u32)>,
     ids: Vec<u32>,
     spans: Vec<Span>,
+    /// Per report of the run, its entity's slot before the run (`NONE`
+    /// for a new entity) and the time of the entity's current report.
+    existing: Vec<(u32, i64)>,
     /// The new filings of the entities whose filing the run changes.
     refiled: Grid,
     packed: PackedGrid,
@@ -197,6 +207,7 @@ impl BatchScratch {
             by_cell: Vec::new(),
             ids: Vec::new(),
             spans: Vec::new(),
+            existing: Vec::new(),
             refiled: Grid::new(cell_m),
             packed: PackedGrid::default(),
             threads: Vec::new(),
@@ -231,6 +242,7 @@ impl BatchScratch {
             + bytes(&self.by_cell)
             + bytes(&self.ids)
             + bytes(&self.spans)
+            + bytes(&self.existing)
             + self.refiled.heap_bytes()
             + self.packed.heap_bytes()
             + threads
@@ -281,6 +293,7 @@ impl TrackWatch {
             by_cell,
             ids,
             spans,
+            existing: _,
             refiled,
             packed,
             threads: thread_scratch,
@@ -291,6 +304,31 @@ impl TrackWatch {
             .min(steps.len() / REPORTS_PER_THREAD)
             .max(1);
 
+        // Neighbouring reports one after the other: they read the same cells
+        // and the same neighbours. In Z order of their cells rather than row
+        // by row: a row of cells holds more neighbours than a core's cache,
+        // so in row order the next row's reports found the neighbours they
+        // share with this row's evicted again. An entity's slot is that
+        // order already (`relayout`: slots in Z order of the filed cells),
+        // and in slot order the gathering reads the records one after the
+        // other; new entities follow, in Z order of their reported
+        // position's cell. The order is known before `prepare`, which then
+        // writes each state in its place (no permutation of the run's
+        // 8 MiB of states afterwards). Any order gives the same findings;
+        // this one gives locality.
+        by_cell.clear();
+        by_cell.extend(steps.iter().enumerate().map(|(i, step)| {
+            let key = match step.admitted.existing {
+                Some(slot) => u64::from(slot),
+                None => {
+                    let position = reports[step.report].position;
+                    let (row, column) = self.grid.cell_of(position.lat_deg, position.lon_deg);
+                    NEW_AFTER_EXISTING | z_order(row, column)
+                }
+            };
+            (key, i as u32)
+        }));
+        by_cell.sort_unstable();
         prepared.clear();
         if let Some(step) = steps.first() {
             // Any value: every element is overwritten below.
@@ -299,12 +337,13 @@ impl TrackWatch {
         }
         let per_thread = steps.len().div_ceil(threads).max(1);
         in_parallel(
-            steps
+            by_cell
                 .chunks(per_thread)
                 .zip(prepared.chunks_mut(per_thread))
                 .collect(),
-            |(steps, prepared)| {
-                for (step, p) in steps.iter().zip(prepared) {
+            |(places, prepared)| {
+                for (&(_, i), p) in places.iter().zip(prepared) {
+                    let step = &steps[i as usize];
                     *p = self.prepare(now, &reports[step.report], &step.admitted);
                 }
             },
@@ -312,38 +351,18 @@ impl TrackWatch {
 
         packed.pack(&self.grid);
         refiled.clear();
-        for (step, prepared) in steps.iter().zip(prepared.iter()) {
-            if prepared.refiled {
-                refiled.insert(prepared.filed, prepared.layer, step.slot);
-            }
-        }
-        // Neighbouring reports one after the other: they read the same cells
-        // and the same neighbours. In Z order of their cells rather than row
-        // by row: a row of cells holds more neighbours than a core's cache,
-        // so in row order the next row's reports found the neighbours they
-        // share with this row's evicted again.
-        by_cell.clear();
-        by_cell.extend(
-            prepared
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (z_order(p.filed.south, p.filed.west), i as u32)),
-        );
-        by_cell.sort_unstable();
         for (place, (key, i)) in by_cell.iter_mut().enumerate() {
-            let (step, p) = (&steps[*i as usize], &prepared[*i as usize]);
+            let (step, p) = (&steps[*i as usize], &prepared[place]);
             let in_run = &mut step_of[step.slot as usize];
             in_run.place = place as u32;
             in_run.refiled = p.refiled;
-            // Sorted: the key's place now holds the slot, so that the
-            // gathering reads it here, not in `steps` (in report order).
+            if p.refiled {
+                refiled.insert(p.filed, p.layer, step.slot);
+            }
+            // The key's place now holds the slot, so that the gathering
+            // reads it here, not in `steps` (in report order).
             *key = u64::from(step.slot);
         }
-        permute(
-            by_cell.len(),
-            |place| by_cell[place].1 as usize,
-            |a, b| prepared.swap(a, b),
-        );
         ids.clear();
         ids.extend(steps.iter().map(|step| step.id));
         // The plans the run's scans make count toward the scans' reach.
@@ -382,7 +401,9 @@ impl TrackWatch {
         spans.resize(steps.len(), Span::default());
         for (thread, scratch) in thread_scratch.iter().enumerate().take(threads) {
             let (mut pairs, mut fences, mut foreseen, mut near, mut settled) = (0, 0, 0, 0, 0);
-            for &(step, pairs_end, fences_end, foreseen_end, near_end, settled_end) in &scratch.out.spans {
+            for &(step, pairs_end, fences_end, foreseen_end, near_end, settled_end, zones_open) in
+                &scratch.out.spans
+            {
                 spans[step as usize] = Span {
                     thread: thread as u32,
                     pairs: [pairs, pairs_end],
@@ -390,6 +411,7 @@ impl TrackWatch {
                     foreseen: [foreseen, foreseen_end],
                     near: [near, near_end],
                     settled: [settled, settled_end],
+                    zones_open,
                 };
                 (pairs, fences, foreseen, near, settled) =
                     (pairs_end, fences_end, foreseen_end, near_end, settled_end);
@@ -397,7 +419,15 @@ impl TrackWatch {
         }
         for (step, span) in steps.iter().zip(spans.iter()) {
             let prepared = &prepared[step_of[step.slot as usize].place as usize];
-            let previous = step.admitted.existing.map(|slot| self.motion(slot));
+            // No fence near the path and no zone episode open: the fences'
+            // check would change nothing.
+            let fences = &thread_scratch[span.thread as usize].out.fences[range(span.fences)];
+            let check_fences = !fences.is_empty() || span.zones_open;
+            let previous = step
+                .admitted
+                .existing
+                .filter(|_| check_fences)
+                .map(|slot| self.motion(slot));
             let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
             assert_eq!(
@@ -435,7 +465,9 @@ impl TrackWatch {
                     step_of[self.slot_of_id[other as usize] as usize].near_grown = true;
                 }
             }
-            self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
+            if check_fences {
+                self.check_fences(now, slot, previous.as_ref(), &found.fences[range(span.fences)]);
+            }
             self.check_plan(now, slot);
         }
         self.batch = scratch;
@@ -463,6 +495,32 @@ impl TrackWatch {
         let step_of = &mut scratch.step_of;
         step_of.clear();
         step_of.resize(slots_before + longest, OUT_OF_RUN);
+        // Every report's entity looked up first, on the gathering threads,
+        // with the time of its current report: a hash probe, a comparison of
+        // the uid with the held one and the entity's filter data, all cache
+        // misses at random places, were a tenth of the calling thread's
+        // time. Nothing the loop below changes the uids held or the
+        // entities' states (new entities are inserted and states changed by
+        // the apply step), so each is what `handle_report` reads.
+        let lookups = &mut scratch.existing;
+        lookups.clear();
+        lookups.resize(longest, (NONE, 0));
+        let threads = self.config.batch_threads.min(longest / REPORTS_PER_THREAD).max(1);
+        let per_thread = longest.div_ceil(threads).max(1);
+        let watch = &*self;
+        in_parallel(
+            reports[first..first + longest]
+                .chunks(per_thread)
+                .zip(lookups.chunks_mut(per_thread))
+                .collect(),
+            |(reports, found)| {
+                for (report, found) in reports.iter().zip(found) {
+                    if let Some(slot) = watch.slot_of(report.party, report.uid) {
+                        *found = (slot, watch.kin[slot as usize].tangent.time_ms);
+                    }
+                }
+            },
+        );
         let mut new_keys: StableHashMap<(PartyId, &str), ()> = StableHashMap::default();
         let mut pending_by_party: BTreeMap<PartyId, usize> = BTreeMap::new();
         let mut pending_all = 0;
@@ -470,7 +528,8 @@ impl TrackWatch {
         steps.clear();
         let mut end = first;
         while let Some(report) = reports.get(end).filter(|_| end - first < longest) {
-            let existing = self.slot_of(report.party, report.uid);
+            let current = Some(scratch.existing[end - first]).filter(|&(slot, _)| slot != NONE);
+            let existing = current.map(|(slot, _)| slot);
             let again = match existing {
                 Some(slot) => step_of[slot as usize].step != NOT_IN_RUN,
                 None => new_keys.contains_key(&(report.party, report.uid)),
@@ -482,7 +541,7 @@ impl TrackWatch {
                 party: pending_by_party.get(&report.party).copied().unwrap_or(0),
                 all: pending_all,
             };
-            match self.admit(now, report, existing, pending) {
+            match self.admit(now, report, current, pending) {
                 Err(error) => results.push(Err(error)),
                 Ok(Err(ignored)) => results.push(Ok(ignored)),
                 Ok(Ok(admitted)) => {
@@ -537,7 +596,7 @@ impl TrackWatch {
         slot: u32,
         gathered: &[u64],
         foreseen: &[Foreseen],
-        settled: &[u32],
+        settled: &[Settled],
     ) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
@@ -706,26 +765,22 @@ impl Run<'_> {
             // Open episodes certain to stay as they are.
             if let Some(entity) = before_run {
                 let settled_start = out.settled.len();
-                for (k, &(other, kind, _)) in entity.pairs.iter().enumerate() {
+                for (k, &(other, _, _)) in entity.pairs.iter().enumerate() {
                     if entity.pairs[..k].iter().any(|&(o, _, _)| o == other) {
                         continue;
                     }
+                    // The partner in the state it has at this step: its
+                    // new one if it reports earlier in the run. The pair's
+                    // episodes may change at that earlier step; the apply
+                    // step then finds other kinds open than these and calls
+                    // `check_pair` after all (`check_candidates`).
                     let b = watch.slot_of_id[other as usize];
-                    if self.step_of[b as usize].step < i {
-                        continue;
-                    }
-                    let open = |want| {
-                        kind == want
-                            || entity.pairs[k + 1..]
-                                .iter()
-                                .any(|&(o, k2, _)| o == other && k2 == want)
-                    };
-                    let (proximity, cpa) = (open(AlertKind::Proximity), open(AlertKind::Cpa));
+                    let open = open_kinds(&entity.pairs[k..], other);
                     if watch
-                        .pair_triage(self.now, &p.kin, &watch.kin[b as usize], proximity, cpa)
+                        .pair_triage(self.now, &p.kin, self.state_at(i, b).0, open[0], open[1])
                         .is_none()
                     {
-                        out.settled.push(other);
+                        out.settled.push(Settled { other, open });
                     }
                 }
                 out.settled[settled_start..].sort_unstable();
@@ -742,6 +797,7 @@ impl Run<'_> {
                 (fence_seen, query as u32 + 1),
                 &mut out.fences,
             );
+            let zones_open = watch.zone_alerts.range((id, 0)..=(id, u32::MAX)).next().is_some();
             out.spans.push((
                 i,
                 out.pairs.len() as u32,
@@ -749,6 +805,7 @@ impl Run<'_> {
                 out.foreseen.len() as u32,
                 out.near.len() as u32,
                 out.settled.len() as u32,
+                zones_open,
             ));
         }
     }

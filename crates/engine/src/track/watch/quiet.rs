@@ -308,14 +308,14 @@ impl TrackWatch {
     /// `check_pair` on a quiet report's near list members that the index
     /// returns for its query, and on its open episodes, in id order (see
     /// the module), with the approaches a batch foresaw.
-    /// `settled`: ids (sorted) of open episodes' partners a batch found
+    /// `settled`: open episodes' partners (sorted) a batch found
     /// `check_pair` would return at once for.
     pub(super) fn check_quiet_pairs(
         &mut self,
         now: Timestamp,
         slot: u32,
         foreseen: &[Foreseen],
-        settled: &[u32],
+        settled: &[Settled],
     ) {
         let kin = self.kin[slot as usize];
         let (cells, layers) = self.pair_query(now, &self.motion(slot), &kin);
@@ -339,7 +339,8 @@ impl TrackWatch {
 
     /// `check_pair` on `candidates` (`by_id` keys: in id order once sorted,
     /// as a search on every report would call them), less the `settled`
-    /// partners, with the approaches a batch foresaw; the buffer goes back
+    /// partners whose open kinds of episode are still those the batch
+    /// assumed, with the approaches a batch foresaw; the buffer goes back
     /// to `self.candidates` for the next report.
     pub(super) fn check_candidates(
         &mut self,
@@ -347,12 +348,20 @@ impl TrackWatch {
         slot: u32,
         mut candidates: Vec<u64>,
         foreseen: &[Foreseen],
-        settled: &[u32],
+        settled: &[Settled],
     ) {
         candidates.sort_unstable();
         candidates.dedup();
         if !settled.is_empty() {
-            candidates.retain(|&c| settled.binary_search(&((c >> 32) as u32)).is_err());
+            let pairs = &self.entity(slot).pairs;
+            candidates.retain(|&c| {
+                let other = (c >> 32) as u32;
+                match settled.binary_search_by_key(&other, |s| s.other) {
+                    // Settled for the kinds open now only.
+                    Ok(at) => settled[at].open != open_kinds(pairs, other),
+                    Err(_) => true,
+                }
+            });
         }
         for &other in &candidates {
             let other = slot_in(other);
