@@ -2045,18 +2045,8 @@ mod tests {
                 ("activity.updated", -5, (1 << 53) - 1, 0, 12),
             ] {
                 let payload = json!({"activity": id, "party": party, "version": version, "feature": feature});
-                let expected = LeafEvent {
-                    kind,
-                    at_ms,
-                    payload: &payload,
-                }
-                .encode()
-                .unwrap();
                 let spliced = activity_leaf_bytes(kind, at_ms, id, party, version, &canonical).unwrap();
-                assert_eq!(
-                    String::from_utf8(spliced).unwrap(),
-                    String::from_utf8(expected).unwrap()
-                );
+                crate::jcs::assert_same_leaf(spliced, kind, at_ms, &payload);
             }
         }
         assert!(activity_leaf_bytes("activity.notified", 0, 1 << 53, 1, 1, b"{}").is_err());

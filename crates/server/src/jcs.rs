@@ -101,3 +101,17 @@ impl Jcs {
         Ok(())
     }
 }
+
+/// Asserts that a leaf written directly is byte for byte the leaf
+/// `LeafEvent::encode` gives for the same event (compared as text, so that a
+/// failure shows where they differ).
+#[cfg(test)]
+pub(crate) fn assert_same_leaf(direct: Vec<u8>, kind: &str, at_ms: i64, payload: &Value) {
+    let expected = deconflict_audit::LeafEvent { kind, at_ms, payload }
+        .encode()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(direct).unwrap(),
+        String::from_utf8(expected).unwrap()
+    );
+}

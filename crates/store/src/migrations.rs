@@ -625,6 +625,35 @@ mod tests {
         assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
     }
 
+    /// An in-memory SQLite database with the first `version` migrations applied, as a database
+    /// written by that version of deconflict would be.
+    fn sqlite_at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &SQLITE_MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64).unwrap();
+        conn
+    }
+
+    /// A fresh PostgreSQL database with the first `version` migrations applied, or `None` (the
+    /// reason printed) when no test server is configured.
+    fn postgres_at_version(test: &str, database: &str, version: usize) -> Option<crate::db::PgConn> {
+        let admin = crate::testing::test_database_url_or_skip(test)?;
+        let url = crate::testing::create_test_database(&admin, database).unwrap();
+        let mut conn = crate::db::PgConn::connect(&url).unwrap();
+        let mut db = Db::postgres(&mut conn);
+        db.execute_batch(POSTGRES_VERSION_TABLE).unwrap();
+        for sql in &POSTGRES_MIGRATIONS[..version] {
+            db.execute_batch(sql).unwrap();
+        }
+        db.execute_batch(&format!(
+            "UPDATE schema_version SET version = {version} WHERE id = 1"
+        ))
+        .unwrap();
+        Some(conn)
+    }
+
     #[test]
     fn migration_7_moves_leaf_readers_into_the_leaf_row_and_keeps_hotline_records() {
         let conn = Connection::open_in_memory().unwrap();
@@ -721,11 +750,7 @@ mod tests {
 
     #[test]
     fn migration_8_keys_the_party_conflict_indexes_by_id_block() {
-        let conn = Connection::open_in_memory().unwrap();
-        for sql in &SQLITE_MIGRATIONS[..7] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 7).unwrap();
+        let conn = sqlite_at_version(7);
         conn.execute_batch(CONFLICT_ROWS).unwrap();
         let mut db = Db::sqlite(&conn);
         migrate(&mut db).unwrap();
@@ -766,18 +791,10 @@ mod tests {
 
     #[test]
     fn on_postgres_migration_8_keys_the_party_conflict_indexes_by_id_block() {
-        let Some(admin) = crate::testing::test_database_url_or_skip("migration 8 on PostgreSQL") else {
+        let Some(mut conn) = postgres_at_version("migration 8 on PostgreSQL", "migration8", 7) else {
             return;
         };
-        let url = crate::testing::create_test_database(&admin, "migration8").unwrap();
-        let mut conn = crate::db::PgConn::connect(&url).unwrap();
         let mut db = Db::postgres(&mut conn);
-        db.execute_batch(POSTGRES_VERSION_TABLE).unwrap();
-        for sql in &POSTGRES_MIGRATIONS[..7] {
-            db.execute_batch(sql).unwrap();
-        }
-        db.execute_batch("UPDATE schema_version SET version = 7 WHERE id = 1")
-            .unwrap();
         db.execute_batch(
             &CONFLICT_ROWS
                 .replace("x'01'", "'\\x01'")
@@ -819,11 +836,7 @@ mod tests {
 
     #[test]
     fn migration_9_keeps_an_activitys_feature_only_in_its_versions() {
-        let conn = Connection::open_in_memory().unwrap();
-        for sql in &SQLITE_MIGRATIONS[..8] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 8).unwrap();
+        let conn = sqlite_at_version(8);
         conn.execute_batch(ACTIVITY_ROWS).unwrap();
         let mut db = Db::sqlite(&conn);
         migrate(&mut db).unwrap();
@@ -854,18 +867,10 @@ mod tests {
 
     #[test]
     fn on_postgres_migration_9_keeps_an_activitys_feature_only_in_its_versions() {
-        let Some(admin) = crate::testing::test_database_url_or_skip("migration 9 on PostgreSQL") else {
+        let Some(mut conn) = postgres_at_version("migration 9 on PostgreSQL", "migration9", 8) else {
             return;
         };
-        let url = crate::testing::create_test_database(&admin, "migration9").unwrap();
-        let mut conn = crate::db::PgConn::connect(&url).unwrap();
         let mut db = Db::postgres(&mut conn);
-        db.execute_batch(POSTGRES_VERSION_TABLE).unwrap();
-        for sql in &POSTGRES_MIGRATIONS[..8] {
-            db.execute_batch(sql).unwrap();
-        }
-        db.execute_batch("UPDATE schema_version SET version = 8 WHERE id = 1")
-            .unwrap();
         db.execute_batch(&ACTIVITY_ROWS.replace("x'01'", "'\\x01'"))
             .unwrap();
         migrate(&mut db).unwrap();

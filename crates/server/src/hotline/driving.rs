@@ -341,7 +341,6 @@ fn conflict_ack_leaf_bytes(ack: &ConflictAck, at_ms: i64) -> Result<Vec<u8>, dec
 
 #[cfg(test)]
 mod tests {
-    use deconflict_audit::LeafEvent;
     use deconflict_hotline::ConflictParty;
 
     use super::*;
@@ -370,18 +369,8 @@ mod tests {
                 let at_ms = 1_790_000_000_123 - variant * 10_000_000;
                 let record = Record::ConflictAck(ack.clone());
                 let (kind, payload, readers) = leaf_of(&record, None, Timestamp(at_ms));
-                let expected = LeafEvent {
-                    kind,
-                    at_ms,
-                    payload: &payload,
-                }
-                .encode()
-                .unwrap();
                 let direct = conflict_ack_leaf_bytes(&ack, at_ms).unwrap();
-                assert_eq!(
-                    String::from_utf8(direct).unwrap(),
-                    String::from_utf8(expected).unwrap()
-                );
+                crate::jcs::assert_same_leaf(direct, kind, at_ms, &payload);
                 let direct_readers: Vec<u64> = ack.parties.iter().map(|p| p.party.0).collect();
                 assert_eq!(direct_readers, readers);
             }
