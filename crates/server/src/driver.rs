@@ -300,34 +300,26 @@ pub fn activity_leaf_bytes(
     version: u64,
     feature_canonical: &[u8],
 ) -> Result<Vec<u8>, deconflict_audit::Error> {
-    // The limits LeafEvent::encode and canonical_json enforce.
-    const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
-    if kind.is_empty()
-        || !kind
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    // The service's kinds are plain ASCII names; anything else is refused
+    // here rather than escaped (the integers' limits are `Jcs`'s, those of
+    // LeafEvent::encode and canonical_json).
+    if !kind
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     {
         return Err(deconflict_audit::Error::Encoding(format!("event kind {kind:?}")));
     }
-    if at_ms.unsigned_abs() > MAX_SAFE_INTEGER || id.max(party).max(version) > MAX_SAFE_INTEGER {
-        return Err(deconflict_audit::Error::Encoding(
-            "an integer beyond 2^53 in an activity leaf".into(),
-        ));
-    }
-    let mut out = Vec::with_capacity(feature_canonical.len() + 128);
-    out.extend_from_slice(
-        format!("{{\"at_ms\":{at_ms},\"kind\":\"{kind}\",\"payload\":{{\"activity\":{id},\"feature\":")
-            .as_bytes(),
-    );
-    out.extend_from_slice(feature_canonical);
-    out.extend_from_slice(
-        format!(
-            ",\"party\":{party},\"version\":{version}}},\"v\":{}}}",
-            deconflict_audit::leaf::LEAF_VERSION
-        )
-        .as_bytes(),
-    );
-    Ok(out)
+    let mut jcs = crate::jcs::Jcs::leaf(kind, at_ms, feature_canonical.len() + 128)?;
+    jcs.raw(b"{\"activity\":");
+    jcs.uint(id)?;
+    jcs.raw(b",\"feature\":");
+    jcs.raw(feature_canonical);
+    jcs.raw(b",\"party\":");
+    jcs.uint(party)?;
+    jcs.raw(b",\"version\":");
+    jcs.uint(version)?;
+    jcs.raw(b"}");
+    Ok(jcs.end_leaf())
 }
 
 #[derive(Debug, Clone)]

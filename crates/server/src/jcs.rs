@@ -1,5 +1,5 @@
 //! RFC 8785 (JCS) written directly, for the audit leaves the driver writes
-//! several times per notification (a conflict change, its acknowledgement
+//! several times per notification (the activity, a conflict change, its acknowledgement
 //! record): building a `serde_json::Value` tree and walking it with
 //! `LeafEvent::encode` was most of those leaves' cost on the driver's
 //! thread. Each caller writes its members in JCS order (keys sorted), and
