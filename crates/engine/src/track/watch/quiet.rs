@@ -270,9 +270,12 @@ impl TrackWatch {
         self.leave_near_lists(id, &list);
         for &other in near {
             let other_slot = self.slot_of_id[other as usize];
-            self.entity_mut(other_slot).near.push(id);
+            let list = &mut self.entity_mut(other_slot).near;
+            reserve_snug(list, 1);
+            list.push(id);
         }
         list.clear();
+        reserve_snug(&mut list, near.len());
         list.extend_from_slice(near);
         self.entity_mut(slot).near = list;
     }
