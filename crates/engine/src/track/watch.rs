@@ -118,7 +118,7 @@ struct Kin {
 /// One live entity. The fields a pair check reads come first, so that a
 /// candidate (a report meets tens, each a likely cache miss) costs as few
 /// cache lines as possible, the small ones among them so that no padding
-/// follows them (224 bytes, 232 before). (Aligning records to cache lines
+/// follows them (208 bytes, 232 before). (Aligning records to cache lines
 /// would cost some 60 bytes each against the memory budget.)
 #[derive(Debug)]
 #[repr(C)]
@@ -131,6 +131,10 @@ struct Entity {
     filed: Option<CellBox>,
     velocity: VelocitySource,
     layer: u16,
+    /// Whether the entity is linked to an activity (`TrackWatch::links`
+    /// holds which: few entities are, and 16 bytes in every record cost
+    /// more than a lookup for those).
+    linked: bool,
     /// Open `proximity` and `cpa` episodes this entity is in: (other
     /// entity's id, kind, alert id). Usually empty or a few, so a pair's lookup is a
     /// scan of the reporting entity's own list, not a search of a global map.
@@ -142,7 +146,6 @@ struct Entity {
     refile_ms: i64,
     /// The earliest wake-up queued for this entity.
     wake_ms: i64,
-    link: Option<ActivityId>,
     /// The model of the entity's last scan (`watch/quiet.rs`).
     quiet: Quiet,
     /// The ids of the entities the last scans of this entity and of them
@@ -377,6 +380,8 @@ pub struct TrackWatch {
     zone_alerts: BTreeMap<(u32, u32), AlertId>,
     /// By entity id.
     deviation_alerts: BTreeMap<u32, (AlertId, ActivityId)>,
+    /// By entity id, the activity of every linked entity (`Entity::linked`).
+    links: BTreeMap<u32, ActivityId>,
     next_alert: u64,
     alerts: VecDeque<Alert>,
     stats: TrackStats,
@@ -421,6 +426,7 @@ impl TrackWatch {
             open_pairs: 0,
             zone_alerts: BTreeMap::new(),
             deviation_alerts: BTreeMap::new(),
+            links: BTreeMap::new(),
             next_alert: 0,
             alerts: VecDeque::new(),
             stats: TrackStats::default(),
@@ -466,7 +472,7 @@ impl TrackWatch {
         self.open_pairs + self.zone_alerts.len() + self.deviation_alerts.len()
     }
 
-    fn view<'a>(entity: &'a Entity, kin: &Kin) -> TrackView<'a> {
+    fn view<'a>(entity: &'a Entity, kin: &Kin, link: Option<ActivityId>) -> TrackView<'a> {
         let moving = entity.velocity != VelocitySource::Unknown;
         TrackView {
             key: &entity.key,
@@ -481,7 +487,7 @@ impl TrackWatch {
             course_deg: f64::from(entity.course_deg),
             velocity: entity.velocity,
             stale: Timestamp(entity.stale_ms),
-            activity: entity.link,
+            activity: link,
             airborne: kin.airborne,
             motion: Motion {
                 origin: entity.origin,
@@ -495,7 +501,10 @@ impl TrackWatch {
     pub fn track(&self, party: PartyId, uid: &str) -> Option<TrackView<'_>> {
         let slot = self.slot_of(party, uid)?;
         let kin = &self.kin[slot as usize];
-        self.entities[slot as usize].as_ref().map(|e| Self::view(e, kin))
+        let link = self.link(slot);
+        self.entities[slot as usize]
+            .as_ref()
+            .map(|e| Self::view(e, kin, link))
     }
 
     /// Every live entity, in a reproducible order.
@@ -503,7 +512,7 @@ impl TrackWatch {
         // In id order: slots move.
         self.slot_of_id.iter().filter(|&&slot| slot != NONE).map(|&slot| {
             let entity = self.entity(slot);
-            Self::view(entity, &self.kin[slot as usize])
+            Self::view(entity, &self.kin[slot as usize], self.link(slot))
         })
     }
 
@@ -557,6 +566,28 @@ impl TrackWatch {
 
     fn entity_mut(&mut self, slot: u32) -> &mut Entity {
         self.entities[slot as usize].as_mut().expect("a live slot")
+    }
+
+    /// The activity a live entity is linked to.
+    fn link(&self, slot: u32) -> Option<ActivityId> {
+        if self.entity(slot).linked {
+            self.links.get(&self.id(slot)).copied()
+        } else {
+            None
+        }
+    }
+
+    fn set_link(&mut self, slot: u32, link: Option<ActivityId>) {
+        let id = self.id(slot);
+        let entity = self.entity_mut(slot);
+        if !entity.linked && link.is_none() {
+            return;
+        }
+        entity.linked = link.is_some();
+        match link {
+            Some(activity) => self.links.insert(id, activity),
+            None => self.links.remove(&id),
+        };
     }
 
     // ----- time -----------------------------------------------------------
@@ -625,6 +656,7 @@ impl TrackWatch {
             }
         }
         let id = self.id(slot);
+        self.links.remove(&id);
         self.free.push(id);
         self.free_slots.push(slot);
         self.slot_of_id[id as usize] = NONE;
@@ -880,7 +912,7 @@ impl TrackWatch {
     ) -> u32 {
         let slot = match existing {
             Some(slot) => {
-                let old_link = self.entity(slot).link;
+                let old_link = self.link(slot);
                 if old_link != report.activity {
                     if let Some((id, activity)) = self.deviation_alerts.remove(&self.id(slot)) {
                         let track = self.entity(slot).key.clone();
@@ -899,10 +931,14 @@ impl TrackWatch {
                 entity.course_deg = prepared.course_deg;
                 entity.velocity = prepared.velocity;
                 entity.stale_ms = prepared.stale_ms;
-                entity.link = report.activity;
+                self.set_link(slot, report.activity);
                 slot
             }
-            None => self.insert(report, prepared),
+            None => {
+                let slot = self.insert(report, prepared);
+                self.set_link(slot, report.activity);
+                slot
+            }
         };
         self.refile_to(now, slot, prepared.layer, prepared.filed);
         slot
@@ -1029,7 +1065,7 @@ impl TrackWatch {
             refile_ms: i64::MAX,
             wake_ms: i64::MAX,
             filed: None,
-            link: report.activity,
+            linked: false,
             pairs: Vec::new(),
             quiet: Quiet::NONE,
             near: Vec::new(),
@@ -1542,7 +1578,7 @@ impl TrackWatch {
     fn check_plan(&mut self, now: Timestamp, slot: u32) {
         let entity = self.entity(slot);
         let (here, time) = (entity.origin, Timestamp(self.kin[slot as usize].tangent.time_ms));
-        let Some(activity) = entity.link else { return };
+        let Some(activity) = self.link(slot) else { return };
         let Some(held) = self.plans.get(&activity) else {
             return;
         };
@@ -1815,7 +1851,9 @@ impl TrackWatch {
                 e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.capacity() * 4
             })
             .sum();
-        slots + seen + wakes + names + pairs + self.grid.heap_bytes() + self.batch.heap_bytes()
+        // A B-tree's entry with its share of the nodes: about twice its size.
+        let links = self.links.len() * 2 * std::mem::size_of::<(u32, ActivityId)>();
+        slots + seen + wakes + names + pairs + links + self.grid.heap_bytes() + self.batch.heap_bytes()
     }
 }
 
@@ -1903,9 +1941,58 @@ mod tests {
     }
 
     #[test]
+    fn links_live_beside_the_records_and_leave_with_their_entity() {
+        let mut watch = TrackWatch::new(TrackConfig::default()).unwrap();
+        let report = |uid, time_ms, activity| PositionReport {
+            party: PartyId(1),
+            uid,
+            time: Timestamp(time_ms),
+            position: LonLat::new(41.4, 36.9),
+            alt_m: None,
+            speed_mps: Some(0.0),
+            course_deg: None,
+            stale: None,
+            activity,
+        };
+        watch
+            .handle_report(Timestamp(0), &report("a", 0, Some(ActivityId(7))))
+            .unwrap();
+        watch.handle_report(Timestamp(0), &report("b", 0, None)).unwrap();
+        assert_eq!(
+            watch.track(PartyId(1), "a").unwrap().activity,
+            Some(ActivityId(7))
+        );
+        assert_eq!(watch.track(PartyId(1), "b").unwrap().activity, None);
+        watch
+            .handle_report(Timestamp(1_000), &report("a", 1_000, Some(ActivityId(8))))
+            .unwrap();
+        assert_eq!(
+            watch.track(PartyId(1), "a").unwrap().activity,
+            Some(ActivityId(8))
+        );
+        watch
+            .handle_report(Timestamp(2_000), &report("a", 2_000, None))
+            .unwrap();
+        assert_eq!(watch.track(PartyId(1), "a").unwrap().activity, None);
+        assert!(watch.links.is_empty());
+        watch
+            .handle_report(Timestamp(3_000), &report("a", 3_000, Some(ActivityId(9))))
+            .unwrap();
+        // Both go stale; a newcomer takes a freed id and no link with it.
+        watch.handle_tick(Timestamp(200_000));
+        assert!(watch.is_empty());
+        assert!(watch.links.is_empty(), "an expired entity's link is dropped");
+        watch
+            .handle_report(Timestamp(200_000), &report("c", 200_000, None))
+            .unwrap();
+        assert_eq!(watch.track(PartyId(1), "c").unwrap().activity, None);
+        assert_eq!(watch.tracks().filter(|t| t.activity.is_some()).count(), 0);
+    }
+
+    #[test]
     fn records_stay_within_their_budget() {
         // The entity record has no padding left; `Kin` is one cache line.
-        assert_eq!(std::mem::size_of::<Option<Entity>>(), 224);
+        assert_eq!(std::mem::size_of::<Option<Entity>>(), 208);
         assert_eq!(std::mem::size_of::<Kin>(), 64);
     }
 }
