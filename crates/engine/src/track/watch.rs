@@ -618,7 +618,7 @@ impl TrackWatch {
             let entity = self.entity_mut(slot);
             entity.wake_ms = entity.stale_ms.min(entity.refile_ms);
             let wake = entity.wake_ms;
-            self.wakes.push(Reverse((wake, id)));
+            push_snug(&mut self.wakes, Reverse((wake, id)));
         }
         // Horizons that came without a report, after the expiries (in
         // their own queue: the order of expiries, hence of their alerts,
@@ -1074,6 +1074,7 @@ impl TrackWatch {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
+                grow_snug(&mut self.slot_of_id);
                 self.slot_of_id.push(NONE);
                 (self.slot_of_id.len() - 1) as u32
             }
@@ -1086,6 +1087,10 @@ impl TrackWatch {
                 slot
             }
             None => {
+                grow_snug(&mut self.entities);
+                grow_snug(&mut self.kin);
+                grow_snug(&mut self.id_of);
+                grow_snug(&mut self.seen);
                 self.entities.push(Some(entity));
                 self.kin.push(kin);
                 self.id_of.push(id);
@@ -1877,6 +1882,27 @@ fn reserve_snug<T>(list: &mut Vec<T>, additional: usize) {
     }
 }
 
+/// Room for one more item in a per-slot or per-id vector, growing by an
+/// eighth (and at least 64 items) rather than doubling: at 100k entities a
+/// doubling vector held room for 131,072, 31 % more than live, in records
+/// of 208 + 64 bytes. (Room never written is address space, not resident
+/// memory; `entity_bytes` counts it.) Growing by an eighth copies each
+/// item some 8 times instead of 2 over the vector's growth, and most
+/// growth is a large block's `mremap`, without copying.
+fn grow_snug<T>(list: &mut Vec<T>) {
+    if list.len() == list.capacity() {
+        list.reserve_exact(list.len() / 8 + 64);
+    }
+}
+
+/// `push` on a wake-up queue, which grows as `grow_snug`.
+fn push_snug<T: Ord>(queue: &mut BinaryHeap<T>, item: T) {
+    if queue.len() == queue.capacity() {
+        queue.reserve_exact(queue.len() / 8 + 64);
+    }
+    queue.push(item);
+}
+
 /// A candidate as (entity id, slot) in one number, so that sorting
 /// candidates sorts them by id.
 fn by_id(id: u32, slot: u32) -> u64 {
@@ -1987,6 +2013,23 @@ mod tests {
             .unwrap();
         assert_eq!(watch.track(PartyId(1), "c").unwrap().activity, None);
         assert_eq!(watch.tracks().filter(|t| t.activity.is_some()).count(), 0);
+    }
+
+    #[test]
+    fn per_slot_vectors_and_queues_grow_by_an_eighth() {
+        let mut slots: Vec<u64> = Vec::new();
+        let mut queue: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
+        for k in 0..100_000u32 {
+            grow_snug(&mut slots);
+            slots.push(u64::from(k));
+            push_snug(&mut queue, Reverse((i64::from(k % 977), k)));
+            for capacity in [slots.capacity(), queue.capacity()] {
+                assert!(capacity >= slots.len());
+                assert!(capacity <= slots.len() + slots.len() / 8 + 64);
+            }
+        }
+        // Still a heap: the earliest first.
+        assert_eq!(queue.peek(), Some(&Reverse((0, 0))));
     }
 
     #[test]

@@ -253,7 +253,7 @@ impl TrackWatch {
         self.entity_mut(slot).quiet = plan;
         self.quiet_radius_max_m = self.quiet_radius_max_m.max(plan.radius_m);
         let id = self.id(slot);
-        self.horizons.push(Reverse((plan.until_ms, id)));
+        push_snug(&mut self.horizons, Reverse((plan.until_ms, id)));
         plan
     }
 
@@ -304,7 +304,7 @@ impl TrackWatch {
         let wake = entity.stale_ms.min(entity.refile_ms);
         if wake < entity.wake_ms {
             entity.wake_ms = wake;
-            self.wakes.push(Reverse((wake, id)));
+            push_snug(&mut self.wakes, Reverse((wake, id)));
         }
     }
 
