@@ -31,7 +31,7 @@ use super::report::PositionReport;
 mod batch;
 mod quiet;
 
-use quiet::Quiet;
+use quiet::{NearList, Quiet};
 
 /// Where an entity's velocity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ struct Kin {
 /// One live entity. The fields a pair check reads come first, so that a
 /// candidate (a report meets tens, each a likely cache miss) costs as few
 /// cache lines as possible, the small ones among them so that no padding
-/// follows them (208 bytes, 232 before). (Aligning records to cache lines
+/// follows them (200 bytes, 232 before). (Aligning records to cache lines
 /// would cost some 60 bytes each against the memory budget.)
 #[derive(Debug)]
 #[repr(C)]
@@ -150,7 +150,7 @@ struct Entity {
     quiet: Quiet,
     /// The ids of the entities the last scans of this entity and of them
     /// could not rule out (symmetric; `watch/quiet.rs`).
-    near: Vec<u32>,
+    near: NearList,
 }
 
 impl Kin {
@@ -644,7 +644,7 @@ impl TrackWatch {
         let key = self.entity(slot).key.clone();
         self.close_all(now, slot, &ClearReason::Stale(key.clone()));
         let near = std::mem::take(&mut self.entity_mut(slot).near);
-        self.leave_near_lists(self.id(slot), &near);
+        self.leave_near_lists(self.id(slot), near.as_slice());
         let entity = self.entities[slot as usize].take().expect("a live slot");
         if let Some(filed) = entity.filed {
             self.grid.remove(filed, entity.layer, slot);
@@ -1068,7 +1068,7 @@ impl TrackWatch {
             linked: false,
             pairs: Vec::new(),
             quiet: Quiet::NONE,
-            near: Vec::new(),
+            near: NearList::default(),
         };
         let kin = prepared.kin;
         let id = match self.free.pop() {
@@ -1853,7 +1853,7 @@ impl TrackWatch {
             .iter()
             .flatten()
             .map(|e| {
-                e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.capacity() * 4
+                e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.heap_bytes()
             })
             .sum();
         // A B-tree's entry with its share of the nodes: about twice its size.
@@ -2035,7 +2035,7 @@ mod tests {
     #[test]
     fn records_stay_within_their_budget() {
         // The entity record has no padding left; `Kin` is one cache line.
-        assert_eq!(std::mem::size_of::<Option<Entity>>(), 208);
+        assert_eq!(std::mem::size_of::<Option<Entity>>(), 200);
         assert_eq!(std::mem::size_of::<Kin>(), 64);
     }
 }

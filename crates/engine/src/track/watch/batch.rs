@@ -692,6 +692,7 @@ impl Run<'_> {
                 found.extend(
                     entity
                         .near
+                        .as_slice()
                         .iter()
                         .chain(open_cpa.iter())
                         .map(|&other| watch.slot_of_id[other as usize]),
