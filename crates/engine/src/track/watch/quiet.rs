@@ -109,7 +109,13 @@ const NEAR_INLINE: usize = 3;
 /// appends, `swap_remove` moves the last into the gap).
 #[derive(Debug, Clone)]
 pub(super) enum NearList {
-    Inline { len: u8, ids: [u32; NEAR_INLINE] },
+    Inline {
+        len: u8,
+        ids: [u32; NEAR_INLINE],
+    },
+    // Boxed on purpose: a `Vec` here would make every list 24 bytes or
+    // more; the extra block is paid only by the few longer lists.
+    #[allow(clippy::box_collection)]
     Heap(Box<Vec<u32>>),
 }
 
