@@ -53,6 +53,11 @@ use super::*;
 /// Fewer reports than this per thread are not worth a thread's start.
 const REPORTS_PER_THREAD: usize = 1_024;
 
+/// `GatherScratch::marks`: found in the index as it was before the run.
+const FOUND_BEFORE: u32 = 1;
+/// `GatherScratch::marks`: found in the run's new filings.
+const FOUND_AFTER: u32 = 2;
+
 /// A run gathers new entities after the existing ones (above any slot).
 const NEW_AFTER_EXISTING: u64 = 1 << 63;
 
@@ -234,10 +239,12 @@ pub(super) struct BatchScratch {
 /// One gathering thread's marks and findings.
 #[derive(Debug, Default)]
 struct GatherScratch {
-    /// Per slot, the last step whose query found it in the index as it was
-    /// before the run (`before`) and in the run's new filings (`after`).
-    before: Vec<u32>,
-    after: Vec<u32>,
+    /// Per slot, the last query that found it (`filed_at`'s `query`, two
+    /// bits up) and where that query found it: in the index as it was
+    /// before the run (`FOUND_BEFORE`), in the run's new filings
+    /// (`FOUND_AFTER`). One array, not one per index: 4 bytes per slot and
+    /// thread less.
+    marks: Vec<u32>,
     fence_seen: Vec<u32>,
     found: Vec<u32>,
     /// The ids of the reporting entity's open `cpa` episodes.
@@ -269,8 +276,7 @@ impl BatchScratch {
             .threads
             .iter()
             .map(|t| {
-                bytes(&t.before)
-                    + bytes(&t.after)
+                bytes(&t.marks)
                     + bytes(&t.fence_seen)
                     + bytes(&t.found)
                     + bytes(&t.open_cpa)
@@ -644,16 +650,14 @@ impl Run<'_> {
         let watch = self.watch;
         let slots = self.step_of.len();
         let GatherScratch {
-            before,
-            after,
+            marks,
             fence_seen,
             found,
             open_cpa,
             out,
         } = scratch;
-        for marks in [&mut *before, &mut *after] {
-            resize_snug(marks, slots, NOT_IN_RUN);
-        }
+        // (No query is `NOT_IN_RUN >> 2`: steps stay below 2²⁰.)
+        resize_snug(marks, slots, NOT_IN_RUN);
         fence_seen.clear();
         fence_seen.resize(watch.fences.len(), 0);
         out.pairs.clear();
@@ -738,7 +742,7 @@ impl Run<'_> {
                 }
             } else {
                 let (cells, layers) = watch.pair_query(self.now, &ma, &p.kin);
-                self.filed_at(i, i, cells, layers.as_slice(), before, after, found);
+                self.filed_at(i, i << 1, cells, layers.as_slice(), marks, found);
                 for &b in found.iter() {
                     let kb = self.state_at(i, b).0;
                     if kb.party == p.kin.party {
@@ -760,9 +764,8 @@ impl Run<'_> {
                     let plan = watch.plan_after(self.now, p, before_run.is_none().then_some(id));
                     let (cells, layers) =
                         watch.scan_query(self.now, &ma, &p.kin, &plan, self.quiet_radius_max_m);
-                    // Marks apart from the pair query's (steps stay below 2³¹).
-                    let mark = i | 1 << 31;
-                    self.filed_at(i, mark, cells, layers.as_slice(), before, after, found);
+                    // A query apart from the pair query's.
+                    self.filed_at(i, i << 1 | 1, cells, layers.as_slice(), marks, found);
                     let near_start = out.near.len();
                     for &b in found.iter() {
                         let (kb, changed) = self.state_at(i, b);
@@ -840,16 +843,15 @@ impl Run<'_> {
     /// The entities filed in `cells` and `layers` in the state they have
     /// when step `i` is applied in turn (the index as it was, or the run's
     /// new filing for one whose report comes before), once each, into
-    /// `found`; `mark` is unique to the query in this thread's marks.
-    #[allow(clippy::too_many_arguments)]
+    /// `found`; `query` (below 2³⁰) is unique to the query in this
+    /// thread's marks.
     fn filed_at(
         &self,
         i: u32,
-        mark: u32,
+        query: u32,
         cells: CellBox,
         layers: &[RangeInclusive<u16>],
-        before: &mut [u32],
-        after: &mut [u32],
+        marks: &mut [u32],
         found: &mut Vec<u32>,
     ) {
         let watch = self.watch;
@@ -860,11 +862,13 @@ impl Run<'_> {
         found.clear();
         self.packed
             .for_each(&watch.grid, cells, layers, |b| found.push(b));
+        let mark = query << 2;
         let mut kept = 0;
         for k in 0..found.len() {
             let b = found[k];
-            let fresh = before[b as usize] != mark;
-            before[b as usize] = mark;
+            // (Before the run's new filings, only this flag can be set.)
+            let fresh = marks[b as usize] != mark | FOUND_BEFORE;
+            marks[b as usize] = mark | FOUND_BEFORE;
             found[kept] = b;
             kept += usize::from(fresh);
         }
@@ -874,8 +878,11 @@ impl Run<'_> {
         self.refiled.for_each(cells, layers, |b| found.push(b));
         for k in start..found.len() {
             let b = found[k];
-            let fresh = (after[b as usize] != mark) & (before[b as usize] != mark);
-            after[b as usize] = mark;
+            let old = marks[b as usize];
+            let fresh = old >> 2 != query;
+            // This query's flags so far, kept (none if another query's).
+            let flags = (old & (FOUND_BEFORE | FOUND_AFTER)) * u32::from(!fresh);
+            marks[b as usize] = mark | flags | FOUND_AFTER;
             found[kept] = b;
             kept += usize::from(fresh);
         }
@@ -893,13 +900,15 @@ impl Run<'_> {
             }
         }
         std::hint::black_box(touched);
+        // (Every item in `found` carries this query's mark.)
         found.retain(|&b| {
             let in_run = self.step_of[b as usize];
-            if in_run.step < i && in_run.refiled {
-                after[b as usize] == mark
+            let want = if in_run.step < i && in_run.refiled {
+                FOUND_AFTER
             } else {
-                before[b as usize] == mark
-            }
+                FOUND_BEFORE
+            };
+            marks[b as usize] & want != 0
         });
     }
 
