@@ -207,6 +207,28 @@ impl Lanes {
     fn read_ahead(&self) -> f32 {
         (0..3).map(|axis| self.lo[axis][0] + self.hi[axis][0]).sum()
     }
+
+    /// Makes box `k` meet nothing (every coordinate NaN).
+    fn clear(&mut self, k: usize) {
+        for axis in 0..3 {
+            self.lo[axis][k] = f32::NAN;
+            self.hi[axis][k] = f32::NAN;
+        }
+    }
+}
+
+/// A group of sixteen leaves as a query reads it: their boxes ([`Lanes`])
+/// and, in the line right after, their keys, so that a group whose boxes
+/// meet the query is one run of seven consecutive lines (the keys in their
+/// own array, unaligned, and the removal marks were one to three more
+/// lines elsewhere, each a miss). A removed entry's box is made NaN here,
+/// so a query never reads the removal marks. Missing leaves (past the end)
+/// repeat the group's first key behind a NaN box, never read.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Leaves<K> {
+    lanes: Lanes,
+    keys: [K; NODE_SIZE],
 }
 
 /// A node's index at one level of the packed tree, which holds fewer than
@@ -297,8 +319,13 @@ struct Packed<K> {
     levels: Vec<Vec<Box3>>,
     /// The same boxes by groups of siblings, for queries: `lanes[l][g]`
     /// holds `levels[l][g * NODE_SIZE..]`, up to `NODE_SIZE` of them, in
-    /// single precision through `narrow`.
+    /// single precision through `narrow`; `lanes[0]` is empty, the leaves'
+    /// groups are in `leaves`.
     lanes: Vec<Vec<Lanes>>,
+    /// The leaves by groups of sixteen with their keys (see [`Leaves`]):
+    /// `leaves[g]` holds `levels[0][g * NODE_SIZE..]` and
+    /// `keys[g * NODE_SIZE..]`, a removed entry's box NaN.
+    leaves: Vec<Leaves<K>>,
     narrow: Narrow,
     /// Entries removed since the build: skipped until the next one.
     removed: Vec<bool>,
@@ -324,17 +351,36 @@ impl<K: Copy + Ord> Packed<K> {
         let narrow = Narrow::for_boxes(&levels[0]);
         let lanes = levels
             .iter()
-            .map(|boxes| {
+            .enumerate()
+            .map(|(level, boxes)| {
+                if level == 0 {
+                    return Vec::new();
+                }
                 boxes
                     .chunks(NODE_SIZE)
                     .map(|group| Lanes::of(group, &narrow))
                     .collect()
             })
             .collect();
+        let leaves = levels[0]
+            .chunks(NODE_SIZE)
+            .zip(entries.chunks(NODE_SIZE))
+            .map(|(boxes, group)| {
+                let mut keys = [group[0].0; NODE_SIZE];
+                for (key, entry) in keys.iter_mut().zip(group) {
+                    *key = entry.0;
+                }
+                Leaves {
+                    lanes: Lanes::of(boxes, &narrow),
+                    keys,
+                }
+            })
+            .collect();
         Self {
             keys,
             levels,
             lanes,
+            leaves,
             narrow,
             split: removed.clone(),
             removed,
@@ -376,7 +422,7 @@ impl<K: Copy + Ord> Packed<K> {
         let mut groups: SmallVec<[u32; 64]> = SmallVec::new();
         let mut below: SmallVec<[u32; 64]> = SmallVec::new();
         groups.push(0);
-        for level in (0..=top).rev() {
+        for level in (1..=top).rev() {
             let lanes = &self.lanes[level];
             std::hint::black_box(
                 groups
@@ -384,38 +430,40 @@ impl<K: Copy + Ord> Packed<K> {
                     .map(|&g| lanes[g as usize].read_ahead())
                     .sum::<f32>(),
             );
-            if level == 0 {
-                // The leaves' keys and removal marks too (a group's keys
-                // may straddle two lines): read after the test, they were
-                // one more miss per leaf with a candidate.
-                for &g in &groups {
-                    let (first, last) = (
-                        g as usize * NODE_SIZE,
-                        (g as usize * NODE_SIZE + NODE_SIZE).min(self.keys.len()) - 1,
-                    );
-                    std::hint::black_box((self.keys[first], self.keys[last], self.removed[first]));
-                }
-            }
             below.clear();
             for &g in &groups {
-                let (mut mask, surely) = lanes[g as usize].meeting(&q_lo, &q_hi);
+                // A parent that only may meet costs a wasted group at
+                // worst; its children decide.
+                let (mut mask, _) = lanes[g as usize].meeting(&q_lo, &q_hi);
                 while mask != 0 {
                     let k = mask.trailing_zeros();
-                    let i = g as usize * NODE_SIZE + k as usize;
                     mask &= mask - 1;
-                    if level > 0 {
-                        // A parent that only may meet costs a wasted
-                        // group at worst; its children decide.
-                        below.push(node_number(i));
-                    } else if !self.removed[i] && (surely & (1 << k) != 0 || self.levels[0][i].meets(query)) {
-                        // A tie in `f32` (coordinates within rounding of
-                        // each other) is settled by the exact box, so the
-                        // keys are exactly those whose boxes meet.
-                        out.push(self.keys[i]);
-                    }
+                    below.push(node_number(g as usize * NODE_SIZE + k as usize));
                 }
             }
             std::mem::swap(&mut groups, &mut below);
+        }
+        // The leaves, their keys read ahead with their boxes (after the
+        // test they were one more miss per group with a candidate).
+        for &g in &groups {
+            let leaves = &self.leaves[g as usize];
+            std::hint::black_box((leaves.lanes.read_ahead(), leaves.keys[0]));
+        }
+        for &g in &groups {
+            let leaves = &self.leaves[g as usize];
+            let (mut mask, surely) = leaves.lanes.meeting(&q_lo, &q_hi);
+            while mask != 0 {
+                let k = mask.trailing_zeros();
+                mask &= mask - 1;
+                // Removed entries are NaN, so never in `mask`. A tie in
+                // `f32` (coordinates within rounding of each other) is
+                // settled by the exact box, so the keys are exactly those
+                // whose boxes meet.
+                if surely & (1 << k) != 0 || self.levels[0][g as usize * NODE_SIZE + k as usize].meets(query)
+                {
+                    out.push(leaves.keys[k as usize]);
+                }
+            }
         }
     }
 
@@ -638,8 +686,10 @@ impl<K: Copy + Eq + Hash + Ord + std::fmt::Debug> SpatioTemporalIndex<K> {
             None => return false,
             Some(Filed::Packed(slots)) => {
                 for &slot in slots.as_slice() {
-                    self.packed.removed[slot as usize] = true;
+                    let slot = slot as usize;
+                    self.packed.removed[slot] = true;
                     self.packed.removed_count += 1;
+                    self.packed.leaves[slot / NODE_SIZE].lanes.clear(slot % NODE_SIZE);
                 }
             }
             Some(Filed::Dynamic(filed)) => {
