@@ -47,7 +47,9 @@
 use smallvec::SmallVec;
 
 use crate::bounds::bounds_given;
-use crate::chord::{ecef, geodesic_upper_m, lerp, norm, sagitta_m, segment_closest, sub, surface_point, V3};
+use crate::chord::{
+    ecef, geodesic_upper_m, lerp, norm, sagitta_m, segment_closest, sub, surface_point, Tangent, V3,
+};
 use crate::ellipsoid::{direct, inverse};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
 use crate::shape::closest_if_below;
@@ -386,11 +388,12 @@ impl Prepared {
     /// The tangent-plane answer alone, `None` when it abstains.
     fn region_contains_fast(&self, rings: &[Vec<LonLat>], p: LonLat) -> Option<bool> {
         let (exterior, holes) = self.rings.split_first()?;
-        if !in_ring_on_tangent_plane_cached(p, &exterior.at, &exterior.margins_m)? {
+        let plane = Tangent::at(p);
+        if !in_ring_on_tangent_plane_cached(&plane, &exterior.at, &exterior.margins_m)? {
             return Some(false);
         }
         for (hole, ring) in holes.iter().zip(&rings[1..]) {
-            if in_ring_on_tangent_plane_cached(p, &hole.at, &hole.margins_m)? && !on_ring(p, ring) {
+            if in_ring_on_tangent_plane_cached(&plane, &hole.at, &hole.margins_m)? && !on_ring(p, ring) {
                 return Some(false);
             }
         }
