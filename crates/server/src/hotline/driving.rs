@@ -30,23 +30,24 @@ impl Driver {
                 Record::Message(message) => batch.messages_written.get(&message.id),
                 _ => None,
             };
-            let index = if let Record::ConflictAck(ack) = &record {
-                // One per opened conflict: written directly (the same bytes
-                // as `leaf_of`'s payload encoded, tested below).
+            let (index, row) = if let Record::ConflictAck(ack) = &record {
+                // One per opened conflict: its leaf and its row written
+                // directly (the same bytes as `leaf_of`'s payload encoded
+                // and as `HotlineRow::of`, tested beside each).
                 let bytes = conflict_ack_leaf_bytes(ack, batch.now_ms)?;
                 let readers = ack.parties.iter().map(|p| p.party.0).collect();
-                self.append_leaf(batch, bytes, readers)?
+                let index = self.append_leaf(batch, bytes, readers)?;
+                (index, HotlineRow::conflict_ack(ack, batch.now_ms))
             } else {
                 let (kind, payload, readers) = leaf_of(&record, earlier, now);
                 if let Record::Message(message) = &record {
                     batch.messages_written.insert(message.id, message.clone());
                 }
-                self.leaf(batch, kind, &payload, readers)?
+                let index = self.leaf(batch, kind, &payload, readers)?;
+                (index, HotlineRow::of(&record, batch.now_ms))
             };
             first.get_or_insert(index);
-            batch
-                .rows
-                .push(Row::Hotline(HotlineRow::of(&record, batch.now_ms)));
+            batch.rows.push(Row::Hotline(row));
         }
         let mut work = Vec::new();
         while let Some(action) = self.ledger.hotline.machine.poll_action() {
