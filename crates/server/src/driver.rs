@@ -521,11 +521,70 @@ enum Job {
     Barrier(mpsc::Sender<()>),
 }
 
-/// A leaf the driver numbered: its bytes and who may read it in full.
+/// A leaf the driver numbered, for the sealer to encode and hash: the
+/// leaves written several times per notification come as the values they
+/// are written from (the sealer writes their RFC 8785 bytes, off the
+/// driver's thread), the rarer ones already encoded.
 #[derive(Debug)]
-struct PendingLeaf {
-    bytes: Vec<u8>,
-    readers: Vec<u64>,
+enum PendingLeaf {
+    /// Encoded bytes and who may read them in full (0: everyone).
+    Bytes { bytes: Vec<u8>, readers: Vec<u64> },
+    /// An activity's new version: [`activity_leaf_bytes`] of the Feature's
+    /// canonical form, read by its party or, shared in full, by everyone.
+    Activity {
+        kind: &'static str,
+        id: ActivityId,
+        party: PartyId,
+        version: u64,
+        sharing: Sharing,
+        feature_canonical: Vec<u8>,
+    },
+    /// A conflict change ([`conflict_leaf_bytes`]), read by its parties.
+    Conflict {
+        kind: &'static str,
+        record: ConflictRecord,
+    },
+    /// A conflict's acknowledgement record of the hotline, read by its
+    /// parties (`hotline_driving::conflict_ack_leaf_bytes`).
+    ConflictAck(deconflict_hotline::ConflictAck),
+}
+
+impl PendingLeaf {
+    /// The leaf's bytes (its event at `at_ms`, the batch's time) and
+    /// readers.
+    fn encode(self, at_ms: i64) -> Result<(Vec<u8>, Vec<u64>), deconflict_audit::Error> {
+        Ok(match self {
+            PendingLeaf::Bytes { bytes, readers } => (bytes, readers),
+            PendingLeaf::Activity {
+                kind,
+                id,
+                party,
+                version,
+                sharing,
+                feature_canonical,
+            } => (
+                activity_leaf_bytes(kind, at_ms, id.0, party.0, version, &feature_canonical)?,
+                activity_readers(party, sharing),
+            ),
+            PendingLeaf::Conflict { kind, record } => (
+                conflict_leaf_bytes(kind, at_ms, &record)?,
+                vec![record.parties[0].0, record.parties[1].0],
+            ),
+            PendingLeaf::ConflictAck(ack) => (
+                hotline_driving::conflict_ack_leaf_bytes(&ack, at_ms)?,
+                ack.parties.iter().map(|p| p.party.0).collect(),
+            ),
+        })
+    }
+}
+
+/// Who may read an activity's leaves in full: its party, or everyone (0)
+/// when it is shared in full.
+fn activity_readers(party: PartyId, sharing: Sharing) -> Vec<u64> {
+    match sharing {
+        Sharing::Full => vec![0],
+        Sharing::NeedToKnow => vec![party.0],
+    }
 }
 
 /// A batch the driver built, for the sealer to seal and hand on.
@@ -609,12 +668,15 @@ impl Sealer {
         let rows = &mut sealing.rows;
         rows.reserve(sealing.leaves.len() * 3 + 1);
         for leaf in sealing.leaves.drain(..) {
-            let appended = tree.append(&leaf.bytes).map_err(|e| format!("audit log: {e}"))?;
+            let (bytes, readers) = leaf
+                .encode(sealing.now_ms)
+                .map_err(|e| format!("audit log: {e}"))?;
+            let appended = tree.append(&bytes).map_err(|e| format!("audit log: {e}"))?;
             rows.push(Row::Leaf {
                 index: appended.index,
-                bytes: leaf.bytes,
+                bytes,
                 hash: appended.leaf_hash,
-                readers: leaf.readers,
+                readers,
             });
             for (id, hash) in appended.nodes {
                 self.overlay.insert(id, hash);
@@ -1538,18 +1600,18 @@ impl Driver {
             payload,
         }
         .encode()?;
-        self.append_leaf(batch, bytes, readers)
+        self.append_leaf(batch, PendingLeaf::Bytes { bytes, readers })
     }
 
-    /// Numbers one leaf of already encoded `bytes` and queues it for the
-    /// sealer, which hashes it into the tree. Returns its index.
-    fn append_leaf(&mut self, batch: &mut Batch, bytes: Vec<u8>, readers: Vec<u64>) -> Result<u64, Fatal> {
+    /// Numbers one leaf and queues it for the sealer, which encodes it (if
+    /// it is not yet) and hashes it into the tree. Returns its index.
+    fn append_leaf(&mut self, batch: &mut Batch, leaf: PendingLeaf) -> Result<u64, Fatal> {
         let index = self.ledger.size;
         if index == u64::MAX {
             return Err(Fatal::from(deconflict_audit::Error::TreeFull));
         }
         self.ledger.size = index + 1;
-        batch.leaves.push(PendingLeaf { bytes, readers });
+        batch.leaves.push(leaf);
         Ok(index)
     }
 
@@ -1559,12 +1621,16 @@ impl Driver {
         world: &World,
         batch: &mut Batch,
         record: &ConflictRecord,
-        leaf_kind: &str,
+        leaf_kind: &'static str,
         event_kind: Option<&'static str>,
     ) -> Result<(), Fatal> {
-        let readers = vec![record.parties[0].0, record.parties[1].0];
-        let bytes = conflict_leaf_bytes(leaf_kind, batch.now_ms, record)?;
-        let index = self.append_leaf(batch, bytes, readers)?;
+        let index = self.append_leaf(
+            batch,
+            PendingLeaf::Conflict {
+                kind: leaf_kind,
+                record: record.clone(),
+            },
+        )?;
         batch.rows.push(Row::Conflict(record.clone()));
         if let Some(kind) = event_kind {
             batch.events.push(HubEvent {
@@ -1760,13 +1826,22 @@ impl Driver {
     fn activity_leaf(
         &mut self,
         batch: &mut Batch,
-        kind: &str,
+        kind: &'static str,
         (id, party, version): (ActivityId, PartyId, u64),
         sharing: Sharing,
-        feature_canonical: &[u8],
+        feature_canonical: Vec<u8>,
     ) -> Result<u64, Fatal> {
-        let bytes = activity_leaf_bytes(kind, batch.now_ms, id.0, party.0, version, feature_canonical)?;
-        self.append_leaf(batch, bytes, Self::readers(party, sharing))
+        self.append_leaf(
+            batch,
+            PendingLeaf::Activity {
+                kind,
+                id,
+                party,
+                version,
+                sharing,
+                feature_canonical,
+            },
+        )
     }
 
     /// [`Self::settle_zones`] for an activity the engine just took, read
@@ -1800,13 +1875,6 @@ impl Driver {
             ));
         }
         Err(ApiError::not_found("activity"))
-    }
-
-    fn readers(party: PartyId, sharing: Sharing) -> Vec<u64> {
-        match sharing {
-            Sharing::Full => vec![0],
-            Sharing::NeedToKnow => vec![party.0],
-        }
     }
 
     fn apply(&mut self, world: &mut World, batch: &mut Batch, command: Command) -> Result<(), Fatal> {
@@ -1907,9 +1975,8 @@ impl Driver {
                     "activity.notified",
                     (id, party, 1),
                     sharing,
-                    &feature_canonical,
+                    feature_canonical,
                 )?;
-                drop(feature_canonical);
                 batch.rows.push(Row::Activity(ActivityRow {
                     id,
                     party,
@@ -1993,9 +2060,8 @@ impl Driver {
                     "activity.updated",
                     (id, meta.party, version),
                     sharing,
-                    &feature_canonical,
+                    feature_canonical,
                 )?;
-                drop(feature_canonical);
                 batch.rows.push(Row::Activity(ActivityRow {
                     id,
                     party: meta.party,
@@ -2041,7 +2107,7 @@ impl Driver {
                     batch,
                     "activity.cancelled",
                     &payload,
-                    Self::readers(meta.party, meta.sharing),
+                    activity_readers(meta.party, meta.sharing),
                 )?;
                 batch.rows.push(Row::ActivityCancel {
                     id,
@@ -2337,7 +2403,7 @@ mod tests {
                 leaves: leaves
                     .iter()
                     .zip(first_index..)
-                    .map(|(bytes, index)| PendingLeaf {
+                    .map(|(bytes, index)| PendingLeaf::Bytes {
                         bytes: bytes.clone(),
                         readers: vec![index % 3],
                     })
@@ -2406,7 +2472,7 @@ mod tests {
             first_index: size + 1,
             now_ms: 0,
             rows: Vec::new(),
-            leaves: vec![PendingLeaf {
+            leaves: vec![PendingLeaf::Bytes {
                 bytes: b"stray".to_vec(),
                 readers: vec![0],
             }],
@@ -2448,6 +2514,96 @@ mod tests {
         }
         assert!(activity_leaf_bytes("activity.notified", 0, 1 << 53, 1, 1, b"{}").is_err());
         assert!(activity_leaf_bytes("a\"b", 0, 1, 1, 1, b"{}").is_err());
+    }
+
+    /// Each leaf the driver hands over unencoded becomes, in the sealer,
+    /// the bytes `LeafEvent::encode` gives its payload (the payload the
+    /// driver's leaf functions replaced) and its readers: an activity's by
+    /// sharing, a conflict's parties, an acknowledgement record's parties
+    /// as `leaf_of` names them.
+    #[test]
+    fn pending_leaves_encode_as_their_payloads() {
+        use deconflict_engine::{TimeWindow, ZoneId};
+        use deconflict_geodesy::LonLat;
+        use deconflict_hotline::{ConflictAck, ConflictId, ConflictParty, Record};
+        let at_ms = 1_790_000_000_123_i64;
+        let feature = json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [13.5, -0.0]},
+                             "properties": {"sharing": "full", "name": "é\"x"}});
+        let canonical = deconflict_audit::canonical_json(&feature).unwrap();
+        for (sharing, readers) in [(Sharing::Full, vec![0]), (Sharing::NeedToKnow, vec![7])] {
+            for (kind, version) in [("activity.notified", 1), ("activity.updated", 4)] {
+                let (bytes, got) = PendingLeaf::Activity {
+                    kind,
+                    id: ActivityId(12),
+                    party: PartyId(7),
+                    version,
+                    sharing,
+                    feature_canonical: canonical.clone(),
+                }
+                .encode(at_ms)
+                .unwrap();
+                let payload = json!({"activity": 12, "party": 7, "version": version, "feature": feature});
+                crate::jcs::assert_same_leaf(bytes, kind, at_ms, &payload);
+                assert_eq!(got, readers);
+            }
+        }
+        let finding = Finding {
+            window: TimeWindow::new(Timestamp(at_ms), Some(Timestamp(at_ms + 60_000))),
+            location: LonLat::new(13.25, 52.5),
+            min_distance_m: 12.5,
+            required_m: 1e21,
+        };
+        let mut records = vec![
+            unsaved(Subject::Pair([ActivityId(3), ActivityId(9)]), [PartyId(2), PartyId(5)], finding, at_ms),
+            unsaved(
+                Subject::Zone {
+                    activity: ActivityId(4),
+                    zone: ZoneId(1),
+                },
+                [PartyId(6), PartyId(6)],
+                finding,
+                at_ms,
+            ),
+        ];
+        records[1].state = ConflictState::Resolved;
+        records[1].resolution = Some("resolved_by_party_6".into());
+        records[1].acked_ms = [Some(at_ms - 1), None];
+        for (record, kind) in records.into_iter().zip(["conflict.opened", "conflict.resolved"]) {
+            let payload = crate::model::conflict_leaf_payload(&record);
+            let parties = vec![record.parties[0].0, record.parties[1].0];
+            let (bytes, got) = PendingLeaf::Conflict { kind, record }.encode(at_ms).unwrap();
+            crate::jcs::assert_same_leaf(bytes, kind, at_ms, &payload);
+            assert_eq!(got, parties);
+        }
+        let ack = ConflictAck {
+            conflict: ConflictId(40),
+            required_at: Timestamp(at_ms),
+            deadline: Timestamp(at_ms + 300_000),
+            parties: vec![
+                ConflictParty {
+                    party: PartyId(2),
+                    acked_at: None,
+                    overdue_at: None,
+                },
+                ConflictParty {
+                    party: PartyId(5),
+                    acked_at: Some(Timestamp(at_ms)),
+                    overdue_at: None,
+                },
+            ],
+            deadline_fired: false,
+        };
+        let (kind, payload, readers) = crate::hotline::leaf_of(&Record::ConflictAck(ack.clone()), None, Timestamp(at_ms));
+        let (bytes, got) = PendingLeaf::ConflictAck(ack).encode(at_ms).unwrap();
+        crate::jcs::assert_same_leaf(bytes, kind, at_ms, &payload);
+        assert_eq!(got, readers);
+        let (bytes, got) = PendingLeaf::Bytes {
+            bytes: b"{}".to_vec(),
+            readers: vec![3],
+        }
+        .encode(at_ms)
+        .unwrap();
+        assert_eq!((bytes, got), (b"{}".to_vec(), vec![3]));
     }
 
     /// For batches of every size from every starting size, the batch's own
