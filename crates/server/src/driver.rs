@@ -465,8 +465,11 @@ struct Ledger {
     parties: HashMap<PartyId, PartyKind>,
     party_names: HashSet<String>,
     live_per_party: HashMap<PartyId, usize>,
-    /// Open or acknowledged conflicts by subject, and subject by id.
-    live: HashMap<Subject, ConflictRecord>,
+    /// Open or acknowledged conflicts by subject, and subject by id. A
+    /// record is boxed: the table holds hundreds of thousands, and growing
+    /// it moves every entry (~230 bytes each unboxed; that move and the
+    /// fresh pages it needs were ~12 % of the driver's time among 100k).
+    live: HashMap<Subject, Box<ConflictRecord>>,
     by_id: HashMap<u64, Subject>,
     /// Subjects the engine (or a zone) still finds in conflict but that a
     /// party resolved by hand: they reopen only if they change.
@@ -719,7 +722,13 @@ impl Sealer {
         Ok((end_size, head))
     }
 
-    fn run(mut self, inbox: Receiver<SealJob>, jobs: SyncSender<Job>, poisoned: Arc<AtomicBool>) {
+    fn run(
+        mut self,
+        inbox: Receiver<SealJob>,
+        jobs: SyncSender<Job>,
+        poisoned: Arc<AtomicBool>,
+        spare_leaves: SyncSender<Vec<PendingLeaf>>,
+    ) {
         while let Ok(job) = inbox.recv() {
             let job = match job {
                 SealJob::Reset(state) => {
@@ -745,10 +754,14 @@ impl Sealer {
                     let Sealing {
                         first_index,
                         rows,
+                        mut leaves,
                         completions,
                         events,
                         ..
                     } = *sealing;
+                    // Emptied by a sealing; back to the driver for reuse.
+                    leaves.clear();
+                    let _ = spare_leaves.try_send(leaves);
                     Job::Commit {
                         first_index,
                         end_size,
@@ -974,7 +987,7 @@ fn restore(setup: &DriverSetup, now: i64) -> Result<Restored, StartError> {
         } else {
             stale.push(record.subject);
         }
-        live.insert(record.subject, record);
+        live.insert(record.subject, Box::new(record));
     }
     let suppressed = current.into_iter().filter(|s| !live.contains_key(s)).collect();
     let hotline = HotlineState::restore(
@@ -1026,6 +1039,9 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
     // one batch overlaps the building of the next, no more.
     let (jobs, job_inbox) = mpsc::sync_channel::<Job>(1);
     let (seal_jobs, seal_inbox) = mpsc::sync_channel::<SealJob>(0);
+    // Emptied lists come back for the next batches (see [`SpareRows`]).
+    let (spare_rows_back, spare_rows) = mpsc::sync_channel(2);
+    let (spare_leaves_back, spare_leaves) = mpsc::sync_channel(2);
     let poisoned = Arc::new(AtomicBool::new(false));
     let committed_size = Arc::new(AtomicU64::new(ledger.size));
     let reconciling = Arc::new(AtomicBool::new(false));
@@ -1038,7 +1054,17 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         let lost_race = Arc::clone(&lost_race);
         std::thread::Builder::new()
             .name("deconflict-committer".into())
-            .spawn(move || commit_loop(job_inbox, store, hub, poisoned, lost_race, committed_size))
+            .spawn(move || {
+                commit_loop(
+                    job_inbox,
+                    store,
+                    hub,
+                    poisoned,
+                    lost_race,
+                    committed_size,
+                    spare_rows_back,
+                )
+            })
             .map_err(|e| StartError::Store(StoreError::CommitFailed(e.to_string())))?;
     }
     {
@@ -1046,7 +1072,7 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         let poisoned = Arc::clone(&poisoned);
         std::thread::Builder::new()
             .name("deconflict-sealer".into())
-            .spawn(move || sealer.run(seal_inbox, jobs, poisoned))
+            .spawn(move || sealer.run(seal_inbox, jobs, poisoned, spare_leaves_back))
             .map_err(|e| StartError::Store(StoreError::CommitFailed(e.to_string())))?;
     }
     let handle = DriverHandle {
@@ -1070,6 +1096,8 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         world,
         ledger,
         jobs: seal_jobs,
+        spare_rows,
+        spare_leaves,
         poisoned,
         committed_size,
         reconciling,
@@ -1081,6 +1109,11 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
     Ok(handle)
 }
 
+/// A batch's emptied row list, handed back to the driver for its next
+/// batch: a full batch's list holds thousands of rows (megabytes), and a
+/// fresh one per batch meant growing it by copies into fresh pages.
+type SpareRows = SyncSender<Vec<Row>>;
+
 fn commit_loop(
     jobs: Receiver<Job>,
     store: Arc<Store>,
@@ -1088,6 +1121,7 @@ fn commit_loop(
     poisoned: Arc<AtomicBool>,
     lost_race: Arc<AtomicBool>,
     committed_size: Arc<AtomicU64>,
+    spare_rows: SpareRows,
 ) {
     while let Ok(job) = jobs.recv() {
         match job {
@@ -1106,8 +1140,8 @@ fn commit_loop(
                 let commands = completions.len();
                 let result = match head {
                     Some(head) if !poisoned.load(Ordering::Acquire) => store
-                        .write(move |conn| ledger::write_batch(conn, first_index, &rows))
-                        .map(|()| head),
+                        .write(move |conn| ledger::write_batch(conn, first_index, &rows).map(|()| rows))
+                        .map(|rows| (head, rows)),
                     // Built on a batch that did not commit (or could not be
                     // sealed): its first leaf would not follow the log on disk.
                     _ => Err(StoreError::CommitFailed(
@@ -1117,12 +1151,14 @@ fn commit_loop(
                 metrics::histogram!("deconflict_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("deconflict_batch_commands").record(commands as f64);
                 match result {
-                    Ok(head) => {
+                    Ok((head, mut rows)) => {
                         committed_size.store(end_size, Ordering::Release);
                         for complete in completions {
                             complete(Ok(Arc::clone(&head)));
                         }
                         hub.publish(&events);
+                        rows.clear();
+                        let _ = spare_rows.try_send(rows);
                     }
                     Err(error)
                         if error.is_lost_race()
@@ -1185,6 +1221,9 @@ struct Driver {
     ledger: Ledger,
     /// To the sealer, which hands each batch on to the committer.
     jobs: SyncSender<SealJob>,
+    /// Emptied row and leaf lists of committed (sealed) batches, to reuse.
+    spare_rows: Receiver<Vec<Row>>,
+    spare_leaves: Receiver<Vec<PendingLeaf>>,
     poisoned: Arc<AtomicBool>,
     committed_size: Arc<AtomicU64>,
     reconciling: Arc<AtomicBool>,
@@ -1512,8 +1551,8 @@ impl Driver {
         let mut batch = Batch {
             first_index: self.ledger.size,
             now_ms,
-            rows: Vec::new(),
-            leaves: Vec::new(),
+            rows: self.spare_rows.try_recv().unwrap_or_default(),
+            leaves: self.spare_leaves.try_recv().unwrap_or_default(),
             completions: Vec::new(),
             events: Vec::new(),
             messages_written: HashMap::new(),
@@ -1658,7 +1697,7 @@ impl Driver {
         self.record_conflict(world, batch, &record, "conflict.opened", Some("conflict.opened"))?;
         self.hotline_conflict_opened(batch, record.id, parties)?;
         self.ledger.by_id.insert(record.id, subject);
-        self.ledger.live.insert(subject, record);
+        self.ledger.live.insert(subject, Box::new(record));
         Ok(())
     }
 
@@ -1673,7 +1712,7 @@ impl Driver {
         parties: [PartyId; 2],
         finding: Finding,
     ) -> Result<(), Fatal> {
-        let Some(mut record) = self.ledger.live.get(&subject).cloned() else {
+        let Some(mut record) = self.ledger.live.get(&subject).map(|r| ConflictRecord::clone(r)) else {
             return self.open(world, batch, subject, parties, finding);
         };
         if record.finding == finding {
@@ -1690,7 +1729,7 @@ impl Driver {
             "conflict.updated",
             Some("conflict.updated"),
         )?;
-        self.ledger.live.insert(subject, record);
+        self.ledger.live.insert(subject, Box::new(record));
         Ok(())
     }
 
@@ -1702,7 +1741,7 @@ impl Driver {
         resolution: &str,
     ) -> Result<(), Fatal> {
         self.ledger.suppressed.remove(&subject);
-        let Some(mut record) = self.ledger.live.remove(&subject) else {
+        let Some(mut record) = self.ledger.live.remove(&subject).map(|r| *r) else {
             return Ok(());
         };
         self.ledger.by_id.remove(&record.id);
@@ -1815,7 +1854,7 @@ impl Driver {
         let mut out: Vec<(ConflictRecord, [bool; 2])> = pairs
             .chain(zones)
             .filter_map(|subject| self.ledger.live.get(&subject))
-            .map(|r| (r.clone(), world.sides_full(&r.subject)))
+            .map(|r| (ConflictRecord::clone(r), world.sides_full(&r.subject)))
             .collect();
         out.sort_by_key(|(r, _)| r.id);
         out
@@ -2190,7 +2229,7 @@ impl Driver {
                     .live
                     .values()
                     .filter(|r| matches!(r.subject, Subject::Zone { zone, .. } if zone == id))
-                    .map(|r| (r.clone(), world.sides_full(&r.subject)))
+                    .map(|r| (ConflictRecord::clone(r), world.sides_full(&r.subject)))
                     .collect();
                 conflicts.sort_by_key(|(r, _)| r.id);
                 let outcome = ChangeOutcome {
@@ -2217,7 +2256,7 @@ impl Driver {
             reply_now(reply, ApiError::not_found("open conflict"));
             return Ok(());
         };
-        let Some(mut record) = self.ledger.live.get(&subject).cloned() else {
+        let Some(mut record) = self.ledger.live.get(&subject).map(|r| ConflictRecord::clone(r)) else {
             reply_now(reply, ApiError::not_found("open conflict"));
             return Ok(());
         };
@@ -2260,7 +2299,7 @@ impl Driver {
                     "conflict.acknowledged",
                     Some("conflict.updated"),
                 )?;
-                self.ledger.live.insert(subject, record.clone());
+                self.ledger.live.insert(subject, Box::new(record.clone()));
             } else {
                 // Acknowledging again changes no state, so no event; it is
                 // still logged, which gives the answer its receipt.
