@@ -1039,8 +1039,8 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
     // one batch overlaps the building of the next, no more.
     let (jobs, job_inbox) = mpsc::sync_channel::<Job>(1);
     let (seal_jobs, seal_inbox) = mpsc::sync_channel::<SealJob>(0);
-    // Emptied lists come back for the next batches (see [`SpareRows`]).
-    let (spare_rows_back, spare_rows) = mpsc::sync_channel(2);
+    // Emptied lists come back for the next batches (see [`Spare`]).
+    let (spare_back, spare_rows) = mpsc::sync_channel(2);
     let (spare_leaves_back, spare_leaves) = mpsc::sync_channel(2);
     let poisoned = Arc::new(AtomicBool::new(false));
     let committed_size = Arc::new(AtomicU64::new(ledger.size));
@@ -1062,7 +1062,7 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
                     poisoned,
                     lost_race,
                     committed_size,
-                    spare_rows_back,
+                    spare_back,
                 )
             })
             .map_err(|e| StartError::Store(StoreError::CommitFailed(e.to_string())))?;
@@ -1096,7 +1096,7 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         world,
         ledger,
         jobs: seal_jobs,
-        spare_rows,
+        spare: spare_rows,
         spare_leaves,
         poisoned,
         committed_size,
@@ -1109,10 +1109,15 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
     Ok(handle)
 }
 
-/// A batch's emptied row list, handed back to the driver for its next
-/// batch: a full batch's list holds thousands of rows (megabytes), and a
-/// fresh one per batch meant growing it by copies into fresh pages.
-type SpareRows = SyncSender<Vec<Row>>;
+/// A committed batch's emptied row and event lists, handed back to the
+/// driver for its next batch: a full batch's lists hold thousands of rows
+/// and events (megabytes), and fresh ones per batch meant growing them by
+/// copies into fresh pages.
+#[derive(Default)]
+struct Spare {
+    rows: Vec<Row>,
+    events: Vec<HubEvent>,
+}
 
 fn commit_loop(
     jobs: Receiver<Job>,
@@ -1121,7 +1126,7 @@ fn commit_loop(
     poisoned: Arc<AtomicBool>,
     lost_race: Arc<AtomicBool>,
     committed_size: Arc<AtomicU64>,
-    spare_rows: SpareRows,
+    spare: SyncSender<Spare>,
 ) {
     while let Ok(job) = jobs.recv() {
         match job {
@@ -1158,7 +1163,9 @@ fn commit_loop(
                         }
                         hub.publish(&events);
                         rows.clear();
-                        let _ = spare_rows.try_send(rows);
+                        let mut events = events;
+                        events.clear();
+                        let _ = spare.try_send(Spare { rows, events });
                     }
                     Err(error)
                         if error.is_lost_race()
@@ -1222,7 +1229,7 @@ struct Driver {
     /// To the sealer, which hands each batch on to the committer.
     jobs: SyncSender<SealJob>,
     /// Emptied row and leaf lists of committed (sealed) batches, to reuse.
-    spare_rows: Receiver<Vec<Row>>,
+    spare: Receiver<Spare>,
     spare_leaves: Receiver<Vec<PendingLeaf>>,
     poisoned: Arc<AtomicBool>,
     committed_size: Arc<AtomicU64>,
@@ -1548,13 +1555,14 @@ impl Driver {
             Vec::new()
         };
         let now_ms = now_ms();
+        let spare = self.spare.try_recv().unwrap_or_default();
         let mut batch = Batch {
             first_index: self.ledger.size,
             now_ms,
-            rows: self.spare_rows.try_recv().unwrap_or_default(),
+            rows: spare.rows,
             leaves: self.spare_leaves.try_recv().unwrap_or_default(),
             completions: Vec::new(),
-            events: Vec::new(),
+            events: spare.events,
             messages_written: HashMap::new(),
         };
         let mut commands = commands.into_iter();
