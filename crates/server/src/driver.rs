@@ -612,7 +612,7 @@ enum SealJob {
     Seal(Box<Sealing>),
     /// The driver rebuilt its state from the store: the tree and signer
     /// start over from there (sent after a flush, before any new batch).
-    Reset(SealState),
+    Reset(Box<SealState>),
     /// Passed on to the committer (see [`Driver::flush`]).
     Barrier(mpsc::Sender<()>),
 }
@@ -732,7 +732,7 @@ impl Sealer {
         while let Ok(job) = inbox.recv() {
             let job = match job {
                 SealJob::Reset(state) => {
-                    self.reset(state);
+                    self.reset(*state);
                     continue;
                 }
                 SealJob::Barrier(done) => Job::Barrier(done),
@@ -772,11 +772,9 @@ impl Sealer {
                     }
                 }
             };
-            if let Err(mpsc::SendError(job)) = jobs.send(job) {
-                if let Job::Commit { completions, .. } = job {
-                    for complete in completions {
-                        complete(Err(ApiError::unavailable(&"the committer has stopped")));
-                    }
+            if let Err(mpsc::SendError(Job::Commit { completions, .. })) = jobs.send(job) {
+                for complete in completions {
+                    complete(Err(ApiError::unavailable(&"the committer has stopped")));
                 }
             }
         }
@@ -1486,7 +1484,7 @@ impl Driver {
         self.ledger = ledger;
         // Before any batch built on the rebuilt state: the sealer takes its
         // jobs in order.
-        let _ = self.jobs.send(SealJob::Reset(seal));
+        let _ = self.jobs.send(SealJob::Reset(Box::new(seal)));
         let size = self.ledger.size;
         self.committed_size.store(size, Ordering::Release);
         self.rebuilt_at_size = size;
@@ -1527,10 +1525,7 @@ impl Driver {
                     let size = self.install_rebuilt(world, ledger, seal);
                     self.announce_from_log(committed, size);
                     self.reconciling.store(false, Ordering::Release);
-                    tracing::warn!(
-                        log_size = self.ledger.size,
-                        "rebuilt the state from the store"
-                    );
+                    tracing::warn!(log_size = self.ledger.size, "rebuilt the state from the store");
                     if !stale.is_empty() {
                         self.run_batch(Vec::new(), stale);
                     }
@@ -1619,7 +1614,8 @@ impl Driver {
             completions: batch.completions,
             events: batch.events,
         };
-        if let Err(mpsc::SendError(SealJob::Seal(sealing))) = self.jobs.send(SealJob::Seal(Box::new(sealing))) {
+        if let Err(mpsc::SendError(SealJob::Seal(sealing))) = self.jobs.send(SealJob::Seal(Box::new(sealing)))
+        {
             for complete in sealing.completions {
                 complete(Err(ApiError::unavailable(&"the sealer has stopped")));
             }
@@ -2338,7 +2334,13 @@ mod tests {
     }
 
     impl Inline {
-        fn seal(&mut self, store: &Store, committed: u64, now_ms: i64, leaves: &[Vec<u8>]) -> (Vec<Row>, SignedHead) {
+        fn seal(
+            &mut self,
+            store: &Store,
+            committed: u64,
+            now_ms: i64,
+            leaves: &[Vec<u8>],
+        ) -> (Vec<Row>, SignedHead) {
             let start_tree = self.tree.clone();
             let mut rows = Vec::new();
             for bytes in leaves {
@@ -2407,7 +2409,11 @@ mod tests {
     fn the_sealer_signs_and_proves_as_the_inline_path() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(
-            Store::open(dir.path().join("sealer.sqlite"), deconflict_store::StoreConfig::default()).unwrap(),
+            Store::open(
+                dir.path().join("sealer.sqlite"),
+                deconflict_store::StoreConfig::default(),
+            )
+            .unwrap(),
         );
         let key = NoteSigner::from_seed("sealer.test", &[7; 32]).unwrap();
         let committed = Arc::new(AtomicU64::new(0));
@@ -2439,7 +2445,11 @@ mod tests {
             let leaves: Vec<Vec<u8>> = (0..len)
                 .map(|_| {
                     serial += 1;
-                    format!("{{\"leaf\":{serial},\"pad\":\"{}\"}}", "x".repeat(serial as usize % 50)).into_bytes()
+                    format!(
+                        "{{\"leaf\":{serial},\"pad\":\"{}\"}}",
+                        "x".repeat(serial as usize % 50)
+                    )
+                    .into_bytes()
                 })
                 .collect();
             let first_index = inline.tree.size();
@@ -2463,8 +2473,15 @@ mod tests {
             assert_eq!(end, first_index + len as u64);
             assert_eq!(head.note, expected.note, "batch {round}");
             assert_eq!(head.checkpoint, expected.checkpoint, "batch {round}");
-            assert_eq!(format!("{:?}", sealing.rows), format!("{rows:?}"), "batch {round}");
-            assert_eq!(format!("{:?}", head.batch_nodes), format!("{:?}", expected.batch_nodes));
+            assert_eq!(
+                format!("{:?}", sealing.rows),
+                format!("{rows:?}"),
+                "batch {round}"
+            );
+            assert_eq!(
+                format!("{:?}", head.batch_nodes),
+                format!("{:?}", expected.batch_nodes)
+            );
             for bytes in &leaves {
                 all.apply(&full_tree.append(bytes).unwrap());
             }
@@ -2501,9 +2518,11 @@ mod tests {
                 (full_tree, all) = (Tree::new(), MemoryStore::new());
                 let stored: Vec<Vec<u8>> = store
                     .read(|db| {
-                        db.query_map("SELECT leaf FROM log_leaves ORDER BY idx", deconflict_store::params![], |r| {
-                            r.get_blob(0)
-                        })
+                        db.query_map(
+                            "SELECT leaf FROM log_leaves ORDER BY idx",
+                            deconflict_store::params![],
+                            |r| r.get_blob(0),
+                        )
                     })
                     .unwrap();
                 for bytes in &stored {
@@ -2601,7 +2620,12 @@ mod tests {
             required_m: 1e21,
         };
         let mut records = vec![
-            unsaved(Subject::Pair([ActivityId(3), ActivityId(9)]), [PartyId(2), PartyId(5)], finding, at_ms),
+            unsaved(
+                Subject::Pair([ActivityId(3), ActivityId(9)]),
+                [PartyId(2), PartyId(5)],
+                finding,
+                at_ms,
+            ),
             unsaved(
                 Subject::Zone {
                     activity: ActivityId(4),
@@ -2640,7 +2664,8 @@ mod tests {
             ],
             deadline_fired: false,
         };
-        let (kind, payload, readers) = crate::hotline::leaf_of(&Record::ConflictAck(ack.clone()), None, Timestamp(at_ms));
+        let (kind, payload, readers) =
+            crate::hotline::leaf_of(&Record::ConflictAck(ack.clone()), None, Timestamp(at_ms));
         let (bytes, got) = PendingLeaf::ConflictAck(ack).encode(at_ms).unwrap();
         crate::jcs::assert_same_leaf(bytes, kind, at_ms, &payload);
         assert_eq!(got, readers);

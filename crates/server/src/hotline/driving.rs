@@ -314,7 +314,10 @@ impl Driver {
 /// The leaf `leaf_of` gives a conflict's acknowledgement record
 /// (`hotline.conflict_ack`, the record as serde writes it), encoded, but
 /// written directly in JCS order (see `crate::jcs`).
-pub(super) fn conflict_ack_leaf_bytes(ack: &ConflictAck, at_ms: i64) -> Result<Vec<u8>, deconflict_audit::Error> {
+pub(super) fn conflict_ack_leaf_bytes(
+    ack: &ConflictAck,
+    at_ms: i64,
+) -> Result<Vec<u8>, deconflict_audit::Error> {
     let mut jcs = Jcs::leaf("hotline.conflict_ack", at_ms, 256)?;
     jcs.raw(b"{\"conflict_ack\":{\"conflict\":");
     jcs.uint(ack.conflict.0)?;

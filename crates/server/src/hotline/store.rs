@@ -261,8 +261,16 @@ mod tests {
         for parties in 0..4_u64 {
             for variant in 0..5_i64 {
                 let ack = ConflictAck {
-                    conflict: ConflictId(if variant == 4 { u64::MAX } else { variant as u64 * 1_000 + parties }),
-                    required_at: Timestamp(if variant == 4 { i64::MIN } else { 1_790_000_000_000 + variant }),
+                    conflict: ConflictId(if variant == 4 {
+                        u64::MAX
+                    } else {
+                        variant as u64 * 1_000 + parties
+                    }),
+                    required_at: Timestamp(if variant == 4 {
+                        i64::MIN
+                    } else {
+                        1_790_000_000_000 + variant
+                    }),
                     deadline: Timestamp(-variant),
                     parties: (0..parties)
                         .map(|p| ConflictParty {
