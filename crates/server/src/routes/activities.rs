@@ -681,11 +681,10 @@ mod tests {
             json!(123.456_789_012_345_67),
             json!(0),
         ];
-        let mut number =
-            |next: &mut dyn FnMut(u64) -> u64| numbers[next(numbers.len() as u64) as usize].clone();
+        let number = |next: &mut dyn FnMut(u64) -> u64| numbers[next(numbers.len() as u64) as usize].clone();
         let mut features = Vec::new();
         for round in 0..500 {
-            let mut position = |next: &mut dyn FnMut(u64) -> u64| {
+            let position = |next: &mut dyn FnMut(u64) -> u64| {
                 if next(4) == 0 {
                     json!([number(next), number(next), number(next)])
                 } else {
