@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn the_pole_shortcut_applies_only_clear_of_the_poles() {
         let factors = [1.0, 0.8, 0.9, 0.7, 1.0, 0.95];
-        let small = vec![star(LonLat::new(30.0, 45.0), 20_000.0, &factors, false)];
+        let small = [star(LonLat::new(30.0, 45.0), 20_000.0, &factors, false)];
         let b = union_of_edges(small[0].windows(2).map(|e| (e[0], e[1], edge_bounds(e[0], e[1]))));
         assert!(pole_outside_region(&b, true) && pole_outside_region(&b, false));
         let polar = vec![star(LonLat::new(30.0, 89.0), 300_000.0, &factors, true)];

@@ -376,7 +376,7 @@ impl FeatureList<'_> {
         match self {
             FeatureList::Tree(features) => submission(state, party, features[at].take()),
             FeatureList::Typed { docs, bytes, tree } => {
-                let doc = std::mem::replace(&mut docs[at], FeatureDoc::default());
+                let doc = std::mem::take(&mut docs[at]);
                 if let Some(submission) = typed_submission(state, party, doc) {
                     return Ok(submission);
                 }
