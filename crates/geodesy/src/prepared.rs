@@ -47,7 +47,9 @@
 use smallvec::SmallVec;
 
 use crate::bounds::bounds_given;
-use crate::chord::{ecef, geodesic_upper_m, lerp, norm, sagitta_m, segment_closest, sub, surface_point, V3};
+use crate::chord::{
+    ecef, geodesic_upper_m, lerp, norm, sagitta_m, segment_closest, sub, surface_point, Tangent, V3,
+};
 use crate::ellipsoid::{direct, inverse};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
 use crate::shape::closest_if_below;
@@ -112,8 +114,11 @@ struct Parts {
 /// the module documentation.
 ///
 /// In declaration order (`repr(C)`): what every distance question reads
-/// first (the hot data's address, the bounding sphere) leads, so that it
-/// shares a cache line or two with whatever holds the `Prepared`.
+/// (the hot data's address, the bounding sphere, the edge count and
+/// whether it is usable: 56 bytes; then the probes and rings, which
+/// [`Prepared::touch`] follows) leads, 104 bytes, so that it shares as few
+/// cache lines as possible with whatever holds the `Prepared` (the
+/// engine's slot reads its first four lines only).
 #[derive(Debug, Clone, PartialEq)]
 #[repr(C)]
 pub struct Prepared {
@@ -130,9 +135,11 @@ pub struct Prepared {
     /// - one `[x, y, z, sagitta_m]` per point, the sagitta bounding the
     ///   piece from this point to the next (0 at an edge's last point).
     hot: Box<[[f64; 4]]>,
-    edge_count: usize,
     centre: V3,
     radius_m: f64,
+    /// At most `MAX_PREPARED_POINTS`, so a `u32`, which packs with `usable`
+    /// into one word.
+    edge_count: u32,
     /// False when the shape was too large to prepare.
     usable: bool,
     /// One vertex of each connected part of the boundary (see the module
@@ -147,6 +154,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The bytes at the start of a `Prepared` that a distance question and
+    /// [`Prepared::touch`] read (up to the probes and rings; see the
+    /// struct's documentation), for a holder that lays out its own hot
+    /// fields around them (tested against the layout).
+    pub const HEAD_BYTES: usize = 104;
+
     /// Prepares a base shape (one geodesic inverse per edge, one direct per
     /// cut point).
     pub fn new(shape: &Shape) -> Prepared {
@@ -263,7 +276,7 @@ impl Prepared {
         let hot: Box<[[f64; 4]]> = parts.spheres.iter().copied().chain(edges).chain(points).collect();
         let prepared = Prepared {
             hot,
-            edge_count: parts.edges.len(),
+            edge_count: u32::try_from(parts.edges.len()).expect("at most MAX_PREPARED_POINTS edges"),
             starts: parts.starts,
             offsets_m: parts.offsets_m,
             centre,
@@ -276,13 +289,18 @@ impl Prepared {
         (prepared, shape_bounds)
     }
 
+    /// The number of edges (see `hot`).
+    fn edge_count(&self) -> usize {
+        self.edge_count as usize
+    }
+
     /// The spheres holding each edge (see `hot`).
     fn spheres(&self) -> &[[f64; 4]] {
-        &self.hot[..self.edge_count]
+        &self.hot[..self.edge_count()]
     }
 
     fn edge(&self, i: usize) -> Edge {
-        let [first, last, radius_m, piece_sagitta_m] = self.hot[self.edge_count + i];
+        let [first, last, radius_m, piece_sagitta_m] = self.hot[self.edge_count() + i];
         Edge {
             first: first as usize,
             last: last as usize,
@@ -299,13 +317,13 @@ impl Prepared {
 
     /// Point `i`, Earth-centred.
     fn point(&self, i: usize) -> V3 {
-        let [x, y, z, _] = self.hot[2 * self.edge_count + i];
+        let [x, y, z, _] = self.hot[2 * self.edge_count() + i];
         [x, y, z]
     }
 
     /// The sagitta of the piece from point `i` to point `i + 1`.
     fn sagitta_m(&self, i: usize) -> f64 {
-        self.hot[2 * self.edge_count + i][3]
+        self.hot[2 * self.edge_count() + i][3]
     }
 
     /// Reads one number in each cache line of the hot data (up to
@@ -370,11 +388,12 @@ impl Prepared {
     /// The tangent-plane answer alone, `None` when it abstains.
     fn region_contains_fast(&self, rings: &[Vec<LonLat>], p: LonLat) -> Option<bool> {
         let (exterior, holes) = self.rings.split_first()?;
-        if !in_ring_on_tangent_plane_cached(p, &exterior.at, &exterior.margins_m)? {
+        let plane = Tangent::at(p);
+        if !in_ring_on_tangent_plane_cached(&plane, &exterior.at, &exterior.margins_m)? {
             return Some(false);
         }
         for (hole, ring) in holes.iter().zip(&rings[1..]) {
-            if in_ring_on_tangent_plane_cached(p, &hole.at, &hole.margins_m)? && !on_ring(p, ring) {
+            if in_ring_on_tangent_plane_cached(&plane, &hole.at, &hole.margins_m)? && !on_ring(p, ring) {
                 return Some(false);
             }
         }
@@ -959,6 +978,30 @@ mod tests {
     }
 
     #[test]
+    fn the_head_is_what_a_question_reads() {
+        use std::mem::{offset_of, size_of};
+        // Everything but the region box, the edge starts and the offsets
+        // (read only for regions or to place an overlap point) is in the head.
+        let head = [
+            offset_of!(Prepared, hot) + size_of::<Box<[[f64; 4]]>>(),
+            offset_of!(Prepared, centre) + size_of::<V3>(),
+            offset_of!(Prepared, radius_m) + size_of::<f64>(),
+            offset_of!(Prepared, edge_count) + size_of::<u32>(),
+            offset_of!(Prepared, usable) + size_of::<bool>(),
+            offset_of!(Prepared, probes) + size_of::<Vec<LonLat>>(),
+            offset_of!(Prepared, rings) + size_of::<Vec<Ring>>(),
+        ];
+        assert_eq!(head.into_iter().max(), Some(Prepared::HEAD_BYTES));
+        for cold in [
+            offset_of!(Prepared, region_box),
+            offset_of!(Prepared, starts),
+            offset_of!(Prepared, offsets_m),
+        ] {
+            assert!(cold >= Prepared::HEAD_BYTES);
+        }
+    }
+
+    #[test]
     fn edge_end_is_the_vertex_each_region_edge_is_prepared_to() {
         let exterior = vec![
             LonLat::new(40.0, 36.0),
@@ -976,7 +1019,7 @@ mod tests {
         let rings = vec![exterior, hole];
         let prepared = Prepared::new(&Shape::Region(&rings));
         assert_eq!(prepared.edge_count, 7);
-        for k in 0..prepared.edge_count {
+        for k in 0..prepared.edge_count() {
             let (e, start) = (prepared.edge(k), prepared.starts[k]);
             let end = edge_end(&rings, k).expect("an edge of the region");
             assert_eq!(prepared.point(e.last), ecef(end), "edge {k}");
