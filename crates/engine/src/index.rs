@@ -185,28 +185,60 @@ impl Lanes {
     /// holds in `f64`).
     #[inline]
     fn meeting(&self, q_lo: &[f32; 3], q_hi: &[f32; 3]) -> (u32, u32) {
-        let mut maybe = [true; NODE_SIZE];
-        let mut surely = [true; NODE_SIZE];
+        let mut maybe = [1u8; NODE_SIZE];
+        let mut surely = [1u8; NODE_SIZE];
         for axis in 0..3 {
             let (lo, hi) = (&self.lo[axis], &self.hi[axis]);
             let (q_lo, q_hi) = (q_lo[axis], q_hi[axis]);
             for k in 0..NODE_SIZE {
-                maybe[k] &= (lo[k] <= q_hi) & (q_lo <= hi[k]);
-                surely[k] &= (lo[k] < q_hi) & (q_lo < hi[k]);
+                maybe[k] &= u8::from(lo[k] <= q_hi) & u8::from(q_lo <= hi[k]);
+                surely[k] &= u8::from(lo[k] < q_hi) & u8::from(q_lo < hi[k]);
             }
         }
-        let mask = |bits: &[bool; NODE_SIZE]| {
-            bits.iter()
-                .enumerate()
-                .fold(0, |mask, (k, &m)| mask | (u32::from(m) << k))
-        };
-        (mask(&maybe), mask(&surely))
+        (bit_mask(maybe), bit_mask(surely))
     }
 
     /// One number from each of the six lines (see `query`).
     fn read_ahead(&self) -> f32 {
         (0..3).map(|axis| self.lo[axis][0] + self.hi[axis][0]).sum()
     }
+
+    /// Makes box `k` meet nothing (every coordinate NaN).
+    fn clear(&mut self, k: usize) {
+        for axis in 0..3 {
+            self.lo[axis][k] = f32::NAN;
+            self.hi[axis][k] = f32::NAN;
+        }
+    }
+}
+
+/// A group of sixteen leaves as a query reads it: their boxes ([`Lanes`])
+/// and, in the line right after, their keys, so that a group whose boxes
+/// meet the query is one run of seven consecutive lines (the keys in their
+/// own array, unaligned, and the removal marks were one to three more
+/// lines elsewhere, each a miss). A removed entry's box is made NaN here,
+/// so a query never reads the removal marks. Missing leaves (past the end)
+/// repeat the group's first key behind a NaN box, never read.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Leaves<K> {
+    lanes: Lanes,
+    keys: [K; NODE_SIZE],
+}
+
+/// Bit `k` set when byte `k` of `bits` (each 0 or 1) is 1: eight bytes at
+/// a time by one multiplication, which moves byte `i`'s bit to bit `56 + i`
+/// (`8 i + 56 − 7 i`; every other product lands on a distinct bit below 56
+/// or beyond 63, so no carry reaches the top byte). Built bit by bit, the
+/// mask was a shift and an or per box, most of a group's test.
+#[inline]
+fn bit_mask(bits: [u8; NODE_SIZE]) -> u32 {
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    let half = |i: usize| {
+        let word = u64::from_le_bytes(bits[8 * i..8 * i + 8].try_into().expect("eight bytes"));
+        u32::from((word.wrapping_mul(GATHER) >> 56) as u8)
+    };
+    half(0) | (half(1) << 8)
 }
 
 /// A node's index at one level of the packed tree, which holds fewer than
@@ -297,8 +329,13 @@ struct Packed<K> {
     levels: Vec<Vec<Box3>>,
     /// The same boxes by groups of siblings, for queries: `lanes[l][g]`
     /// holds `levels[l][g * NODE_SIZE..]`, up to `NODE_SIZE` of them, in
-    /// single precision through `narrow`.
+    /// single precision through `narrow`; `lanes[0]` is empty, the leaves'
+    /// groups are in `leaves`.
     lanes: Vec<Vec<Lanes>>,
+    /// The leaves by groups of sixteen with their keys (see [`Leaves`]):
+    /// `leaves[g]` holds `levels[0][g * NODE_SIZE..]` and
+    /// `keys[g * NODE_SIZE..]`, a removed entry's box NaN.
+    leaves: Vec<Leaves<K>>,
     narrow: Narrow,
     /// Entries removed since the build: skipped until the next one.
     removed: Vec<bool>,
@@ -324,17 +361,36 @@ impl<K: Copy + Ord> Packed<K> {
         let narrow = Narrow::for_boxes(&levels[0]);
         let lanes = levels
             .iter()
-            .map(|boxes| {
+            .enumerate()
+            .map(|(level, boxes)| {
+                if level == 0 {
+                    return Vec::new();
+                }
                 boxes
                     .chunks(NODE_SIZE)
                     .map(|group| Lanes::of(group, &narrow))
                     .collect()
             })
             .collect();
+        let leaves = levels[0]
+            .chunks(NODE_SIZE)
+            .zip(entries.chunks(NODE_SIZE))
+            .map(|(boxes, group)| {
+                let mut keys = [group[0].0; NODE_SIZE];
+                for (key, entry) in keys.iter_mut().zip(group) {
+                    *key = entry.0;
+                }
+                Leaves {
+                    lanes: Lanes::of(boxes, &narrow),
+                    keys,
+                }
+            })
+            .collect();
         Self {
             keys,
             levels,
             lanes,
+            leaves,
             narrow,
             split: removed.clone(),
             removed,
@@ -376,7 +432,7 @@ impl<K: Copy + Ord> Packed<K> {
         let mut groups: SmallVec<[u32; 64]> = SmallVec::new();
         let mut below: SmallVec<[u32; 64]> = SmallVec::new();
         groups.push(0);
-        for level in (0..=top).rev() {
+        for level in (1..=top).rev() {
             let lanes = &self.lanes[level];
             std::hint::black_box(
                 groups
@@ -384,38 +440,40 @@ impl<K: Copy + Ord> Packed<K> {
                     .map(|&g| lanes[g as usize].read_ahead())
                     .sum::<f32>(),
             );
-            if level == 0 {
-                // The leaves' keys and removal marks too (a group's keys
-                // may straddle two lines): read after the test, they were
-                // one more miss per leaf with a candidate.
-                for &g in &groups {
-                    let (first, last) = (
-                        g as usize * NODE_SIZE,
-                        (g as usize * NODE_SIZE + NODE_SIZE).min(self.keys.len()) - 1,
-                    );
-                    std::hint::black_box((self.keys[first], self.keys[last], self.removed[first]));
-                }
-            }
             below.clear();
             for &g in &groups {
-                let (mut mask, surely) = lanes[g as usize].meeting(&q_lo, &q_hi);
+                // A parent that only may meet costs a wasted group at
+                // worst; its children decide.
+                let (mut mask, _) = lanes[g as usize].meeting(&q_lo, &q_hi);
                 while mask != 0 {
                     let k = mask.trailing_zeros();
-                    let i = g as usize * NODE_SIZE + k as usize;
                     mask &= mask - 1;
-                    if level > 0 {
-                        // A parent that only may meet costs a wasted
-                        // group at worst; its children decide.
-                        below.push(node_number(i));
-                    } else if !self.removed[i] && (surely & (1 << k) != 0 || self.levels[0][i].meets(query)) {
-                        // A tie in `f32` (coordinates within rounding of
-                        // each other) is settled by the exact box, so the
-                        // keys are exactly those whose boxes meet.
-                        out.push(self.keys[i]);
-                    }
+                    below.push(node_number(g as usize * NODE_SIZE + k as usize));
                 }
             }
             std::mem::swap(&mut groups, &mut below);
+        }
+        // The leaves, their keys read ahead with their boxes (after the
+        // test they were one more miss per group with a candidate).
+        for &g in &groups {
+            let leaves = &self.leaves[g as usize];
+            std::hint::black_box((leaves.lanes.read_ahead(), leaves.keys[0]));
+        }
+        for &g in &groups {
+            let leaves = &self.leaves[g as usize];
+            let (mut mask, surely) = leaves.lanes.meeting(&q_lo, &q_hi);
+            while mask != 0 {
+                let k = mask.trailing_zeros();
+                mask &= mask - 1;
+                // Removed entries are NaN, so never in `mask`. A tie in
+                // `f32` (coordinates within rounding of each other) is
+                // settled by the exact box, so the keys are exactly those
+                // whose boxes meet.
+                if surely & (1 << k) != 0 || self.levels[0][g as usize * NODE_SIZE + k as usize].meets(query)
+                {
+                    out.push(leaves.keys[k as usize]);
+                }
+            }
         }
     }
 
@@ -638,8 +696,10 @@ impl<K: Copy + Eq + Hash + Ord + std::fmt::Debug> SpatioTemporalIndex<K> {
             None => return false,
             Some(Filed::Packed(slots)) => {
                 for &slot in slots.as_slice() {
-                    self.packed.removed[slot as usize] = true;
+                    let slot = slot as usize;
+                    self.packed.removed[slot] = true;
                     self.packed.removed_count += 1;
+                    self.packed.leaves[slot / NODE_SIZE].lanes.clear(slot % NODE_SIZE);
                 }
             }
             Some(Filed::Dynamic(filed)) => {
@@ -846,6 +906,22 @@ mod tests {
     /// Coordinates closer than the single-precision lanes can tell apart:
     /// the lanes tie, and the exact boxes decide, so the answer is the
     /// `f64` one on both sides of the tie.
+    #[test]
+    fn bit_mask_sets_the_bit_of_each_set_byte() {
+        for mask in [0u32, 1, 0x8000, 0xffff, 0x5a5a, 0xa5a5, 0x0180, 0x7ffe] {
+            let bits: [u8; NODE_SIZE] = std::array::from_fn(|k| u8::from(mask & (1 << k) != 0));
+            assert_eq!(bit_mask(bits), mask);
+        }
+        for k in 0..NODE_SIZE {
+            let mut bits = [0; NODE_SIZE];
+            bits[k] = 1;
+            assert_eq!(bit_mask(bits), 1 << k);
+            let mut bits = [1; NODE_SIZE];
+            bits[k] = 0;
+            assert_eq!(bit_mask(bits), 0xffff & !(1 << k));
+        }
+    }
+
     #[test]
     fn single_precision_ties_are_decided_exactly() {
         let (west_a, east_a) = (10.0, 11.0);

@@ -154,6 +154,20 @@ pub(crate) fn segment_closest(p0: V3, p1: V3, q0: V3, q1: V3) -> (f64, f64, f64)
     (norm(gap), s, t)
 }
 
+/// The distance from `m` to the segment `q0`–`q1` (computed from
+/// differences, as [`segment_closest`]).
+pub(crate) fn point_segment_distance(m: V3, q0: V3, q1: V3) -> f64 {
+    let d = sub(q1, q0);
+    let r = sub(m, q0);
+    let e = dot(d, d);
+    let t = if e > f64::EPSILON {
+        (dot(r, d) / e).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    norm([r[0] - d[0] * t, r[1] - d[1] * t, r[2] - d[2] * t])
+}
+
 /// The point `s` of the way from `p0` to `p1`.
 pub(crate) fn lerp(p0: V3, p1: V3, s: f64) -> V3 {
     [
@@ -200,6 +214,7 @@ pub(crate) fn geodesic_upper_m(chord_m: f64) -> f64 {
 
 /// The local east and north unit vectors at `p`, for projecting chords onto
 /// the tangent plane.
+#[cfg(test)]
 pub(crate) fn east_north(p: LonLat) -> (V3, V3) {
     let (sin_lat, cos_lat) = p.lat_deg.to_radians().sin_cos();
     let (sin_lon, cos_lon) = p.lon_deg.to_radians().sin_cos();
@@ -209,11 +224,55 @@ pub(crate) fn east_north(p: LonLat) -> (V3, V3) {
     )
 }
 
+/// The tangent plane at a surface point: the point Earth-centred, and its
+/// local east and north unit vectors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Tangent {
+    pub origin: V3,
+    pub east: V3,
+    pub north: V3,
+}
+
+impl Tangent {
+    /// `ecef(p)` and `east_north(p)` to the bit, from one pair of sines and
+    /// cosines (each computed them again: two of the four `sin_cos` of a
+    /// point-in-ring test).
+    pub(crate) fn at(p: LonLat) -> Tangent {
+        let e2 = F * (2.0 - F);
+        let (sin_lat, cos_lat) = p.lat_deg.to_radians().sin_cos();
+        let (sin_lon, cos_lon) = p.lon_deg.to_radians().sin_cos();
+        let n = A_M / (1.0 - e2 * sin_lat * sin_lat).sqrt();
+        Tangent {
+            origin: [
+                n * cos_lat * cos_lon,
+                n * cos_lat * sin_lon,
+                n * (1.0 - e2) * sin_lat,
+            ],
+            east: [-sin_lon, cos_lon, 0.0],
+            north: [-sin_lat * cos_lon, -sin_lat * sin_lon, cos_lat],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ellipsoid::distance_m;
     use crate::segment::point_segment;
+
+    #[test]
+    fn the_tangent_plane_is_ecef_and_east_north_to_the_bit() {
+        for lat in [-89.9, -45.3, -0.001, 0.0, 12.34567, 37.0, 60.0, 89.99] {
+            for lon in [-180.0, -179.9, -41.4, 0.0, 0.5, 41.40001, 120.0, 180.0] {
+                let p = LonLat::new(lon, lat);
+                let (east, north) = east_north(p);
+                let plane = Tangent::at(p);
+                assert_eq!(plane.origin.map(f64::to_bits), ecef(p).map(f64::to_bits), "{p:?}");
+                assert_eq!(plane.east.map(f64::to_bits), east.map(f64::to_bits), "{p:?}");
+                assert_eq!(plane.north.map(f64::to_bits), north.map(f64::to_bits), "{p:?}");
+            }
+        }
+    }
 
     #[test]
     fn chords_never_exceed_geodesics() {

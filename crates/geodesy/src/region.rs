@@ -3,7 +3,7 @@
 use geographiclib_rs::{PolygonArea, Winding};
 
 use crate::bounds::edge_bounds;
-use crate::chord::{dot, east_north, ecef, norm, sagitta_m, sub, Capsule, V3};
+use crate::chord::{dot, ecef, norm, sagitta_m, sub, Capsule, Tangent, V3};
 use crate::ellipsoid::{inverse, wgs84, M_MIN_M};
 use crate::segment::{point_segment, segments_intersection};
 use crate::LonLat;
@@ -51,7 +51,7 @@ fn in_ring_on_tangent_plane(p: LonLat, ring: &[LonLat]) -> Option<bool> {
         .windows(2)
         .map(|e| tangent_plane_margin_m(e[0], e[1]))
         .collect();
-    in_ring_on_tangent_plane_cached(p, &at, &margins)
+    in_ring_on_tangent_plane_cached(&Tangent::at(p), &at, &margins)
 }
 
 /// How far an edge's projection onto a tangent plane (within [`LOCAL_M`])
@@ -65,10 +65,14 @@ pub(crate) fn tangent_plane_margin_m(start: V3, end: V3) -> f64 {
 }
 
 /// [`in_ring_on_tangent_plane`] with the ring's Earth-centred vertices and
-/// edge margins ([`tangent_plane_margin_m`]) computed beforehand.
-pub(crate) fn in_ring_on_tangent_plane_cached(p: LonLat, ring_at: &[V3], margins_m: &[f64]) -> Option<bool> {
-    let origin = ecef(p);
-    let (east, north) = east_north(p);
+/// edge margins ([`tangent_plane_margin_m`]) computed beforehand, and the
+/// tangent plane at the point (one for all the rings of a region).
+pub(crate) fn in_ring_on_tangent_plane_cached(
+    plane: &Tangent,
+    ring_at: &[V3],
+    margins_m: &[f64],
+) -> Option<bool> {
+    let Tangent { origin, east, north } = *plane;
     let project = |at: V3| -> Option<(f64, f64)> {
         let w = sub(at, origin);
         (dot(w, w) <= LOCAL_M * LOCAL_M).then(|| (dot(east, w), dot(north, w)))

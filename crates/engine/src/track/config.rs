@@ -82,11 +82,12 @@ pub struct TrackConfig {
     pub batch_threads: usize,
     /// Reports a batch takes through one run (admit, gather, apply) at most;
     /// a longer batch goes in several runs, with the same alerts. It bounds
-    /// the batch's working memory (some 330 bytes per report of a run, kept
-    /// in the watch for the next batch); longer runs find more neighbours
-    /// already cached (at 100k reports a second, runs of 16,384 cost some
-    /// 15 % more CPU than one run; 65,536 nothing measurable). From 1 to
-    /// 1,000,000; default 65,536 (about 21 MiB).
+    /// the batch's working memory (some 250 bytes per report of a run, kept
+    /// in the watch for the next batch, besides some 30 bytes per entity);
+    /// longer runs find more neighbours already cached (at 100k reports a
+    /// second, runs of 16,384 cost some 10 % more CPU than runs of 65,536;
+    /// 32,768 nothing measurable, `crates/sim/NOTES.md`, tracks-s20). From
+    /// 1 to 1,000,000; default 32,768 (about 8 MiB).
     pub batch_run_reports: usize,
     /// Temporal coherence (see `watch/quiet.rs`): after a full search of its
     /// neighbours, an entity that keeps to its course (within
@@ -127,7 +128,7 @@ impl Default for TrackConfig {
             altitude_layer_m: 500.0,
             refile_every_ms: 10_000,
             batch_threads: 2,
-            batch_run_reports: 65_536,
+            batch_run_reports: 32_768,
             quiet_horizon_ms: 10_000,
             quiet_tolerance_m: 200.0,
         }

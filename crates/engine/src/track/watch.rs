@@ -31,7 +31,7 @@ use super::report::PositionReport;
 mod batch;
 mod quiet;
 
-use quiet::Quiet;
+use quiet::{NearList, Quiet};
 
 /// Where an entity's velocity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +117,9 @@ struct Kin {
 
 /// One live entity. The fields a pair check reads come first, so that a
 /// candidate (a report meets tens, each a likely cache miss) costs as few
-/// cache lines as possible. (Aligning records to cache lines would cost
-/// some 60 bytes each against the memory budget.)
+/// cache lines as possible, the small ones among them so that no padding
+/// follows them (200 bytes, 232 before). (Aligning records to cache lines
+/// would cost some 60 bytes each against the memory budget.)
 #[derive(Debug)]
 #[repr(C)]
 struct Entity {
@@ -126,27 +127,30 @@ struct Entity {
     /// (time, speed, tangent) is in the entity's `Kin`.
     origin: LonLat,
     course_deg: f32,
+    /// The cells the swept box is filed under; `None` before the first filing.
+    filed: Option<CellBox>,
+    velocity: VelocitySource,
+    layer: u16,
+    /// Whether the entity is linked to an activity (`TrackWatch::links`
+    /// holds which: few entities are, and 16 bytes in every record cost
+    /// more than a lookup for those).
+    linked: bool,
     /// Open `proximity` and `cpa` episodes this entity is in: (other
     /// entity's id, kind, alert id). Usually empty or a few, so a pair's lookup is a
     /// scan of the reporting entity's own list, not a search of a global map.
     pairs: Vec<(u32, AlertKind, AlertId)>,
     key: TrackKey,
-    velocity: VelocitySource,
-    layer: u16,
     stale_ms: i64,
     /// The swept box covers the path up to this instant plus the look-ahead;
     /// `i64::MAX` for an entity at rest.
     refile_ms: i64,
     /// The earliest wake-up queued for this entity.
     wake_ms: i64,
-    /// The cells the swept box is filed under; `None` before the first filing.
-    filed: Option<CellBox>,
-    link: Option<ActivityId>,
     /// The model of the entity's last scan (`watch/quiet.rs`).
     quiet: Quiet,
     /// The ids of the entities the last scans of this entity and of them
     /// could not rule out (symmetric; `watch/quiet.rs`).
-    near: Vec<u32>,
+    near: NearList,
 }
 
 impl Kin {
@@ -376,6 +380,8 @@ pub struct TrackWatch {
     zone_alerts: BTreeMap<(u32, u32), AlertId>,
     /// By entity id.
     deviation_alerts: BTreeMap<u32, (AlertId, ActivityId)>,
+    /// By entity id, the activity of every linked entity (`Entity::linked`).
+    links: BTreeMap<u32, ActivityId>,
     next_alert: u64,
     alerts: VecDeque<Alert>,
     stats: TrackStats,
@@ -420,6 +426,7 @@ impl TrackWatch {
             open_pairs: 0,
             zone_alerts: BTreeMap::new(),
             deviation_alerts: BTreeMap::new(),
+            links: BTreeMap::new(),
             next_alert: 0,
             alerts: VecDeque::new(),
             stats: TrackStats::default(),
@@ -465,7 +472,7 @@ impl TrackWatch {
         self.open_pairs + self.zone_alerts.len() + self.deviation_alerts.len()
     }
 
-    fn view<'a>(entity: &'a Entity, kin: &Kin) -> TrackView<'a> {
+    fn view<'a>(entity: &'a Entity, kin: &Kin, link: Option<ActivityId>) -> TrackView<'a> {
         let moving = entity.velocity != VelocitySource::Unknown;
         TrackView {
             key: &entity.key,
@@ -480,7 +487,7 @@ impl TrackWatch {
             course_deg: f64::from(entity.course_deg),
             velocity: entity.velocity,
             stale: Timestamp(entity.stale_ms),
-            activity: entity.link,
+            activity: link,
             airborne: kin.airborne,
             motion: Motion {
                 origin: entity.origin,
@@ -494,7 +501,10 @@ impl TrackWatch {
     pub fn track(&self, party: PartyId, uid: &str) -> Option<TrackView<'_>> {
         let slot = self.slot_of(party, uid)?;
         let kin = &self.kin[slot as usize];
-        self.entities[slot as usize].as_ref().map(|e| Self::view(e, kin))
+        let link = self.link(slot);
+        self.entities[slot as usize]
+            .as_ref()
+            .map(|e| Self::view(e, kin, link))
     }
 
     /// Every live entity, in a reproducible order.
@@ -502,7 +512,7 @@ impl TrackWatch {
         // In id order: slots move.
         self.slot_of_id.iter().filter(|&&slot| slot != NONE).map(|&slot| {
             let entity = self.entity(slot);
-            Self::view(entity, &self.kin[slot as usize])
+            Self::view(entity, &self.kin[slot as usize], self.link(slot))
         })
     }
 
@@ -558,6 +568,28 @@ impl TrackWatch {
         self.entities[slot as usize].as_mut().expect("a live slot")
     }
 
+    /// The activity a live entity is linked to.
+    fn link(&self, slot: u32) -> Option<ActivityId> {
+        if self.entity(slot).linked {
+            self.links.get(&self.id(slot)).copied()
+        } else {
+            None
+        }
+    }
+
+    fn set_link(&mut self, slot: u32, link: Option<ActivityId>) {
+        let id = self.id(slot);
+        let entity = self.entity_mut(slot);
+        if !entity.linked && link.is_none() {
+            return;
+        }
+        entity.linked = link.is_some();
+        match link {
+            Some(activity) => self.links.insert(id, activity),
+            None => self.links.remove(&id),
+        };
+    }
+
     // ----- time -----------------------------------------------------------
 
     /// Expires what went stale by `now` (clearing its alerts) and refiles
@@ -586,7 +618,7 @@ impl TrackWatch {
             let entity = self.entity_mut(slot);
             entity.wake_ms = entity.stale_ms.min(entity.refile_ms);
             let wake = entity.wake_ms;
-            self.wakes.push(Reverse((wake, id)));
+            push_snug(&mut self.wakes, Reverse((wake, id)));
         }
         // Horizons that came without a report, after the expiries (in
         // their own queue: the order of expiries, hence of their alerts,
@@ -612,7 +644,7 @@ impl TrackWatch {
         let key = self.entity(slot).key.clone();
         self.close_all(now, slot, &ClearReason::Stale(key.clone()));
         let near = std::mem::take(&mut self.entity_mut(slot).near);
-        self.leave_near_lists(self.id(slot), &near);
+        self.leave_near_lists(self.id(slot), near.as_slice());
         let entity = self.entities[slot as usize].take().expect("a live slot");
         if let Some(filed) = entity.filed {
             self.grid.remove(filed, entity.layer, slot);
@@ -624,6 +656,7 @@ impl TrackWatch {
             }
         }
         let id = self.id(slot);
+        self.links.remove(&id);
         self.free.push(id);
         self.free_slots.push(slot);
         self.slot_of_id[id as usize] = NONE;
@@ -688,8 +721,11 @@ impl TrackWatch {
         let kind = detail.kind();
         let id = self.open(now, detail);
         let (id_a, id_b) = (self.id(a), self.id(b));
-        self.entity_mut(a).pairs.push((id_b, kind, id));
-        self.entity_mut(b).pairs.push((id_a, kind, id));
+        for (slot, other) in [(a, id_b), (b, id_a)] {
+            let pairs = &mut self.entity_mut(slot).pairs;
+            reserve_snug(pairs, 1);
+            pairs.push((other, kind, id));
+        }
         self.open_pairs += 1;
     }
 
@@ -876,7 +912,7 @@ impl TrackWatch {
     ) -> u32 {
         let slot = match existing {
             Some(slot) => {
-                let old_link = self.entity(slot).link;
+                let old_link = self.link(slot);
                 if old_link != report.activity {
                     if let Some((id, activity)) = self.deviation_alerts.remove(&self.id(slot)) {
                         let track = self.entity(slot).key.clone();
@@ -895,10 +931,14 @@ impl TrackWatch {
                 entity.course_deg = prepared.course_deg;
                 entity.velocity = prepared.velocity;
                 entity.stale_ms = prepared.stale_ms;
-                entity.link = report.activity;
+                self.set_link(slot, report.activity);
                 slot
             }
-            None => self.insert(report, prepared),
+            None => {
+                let slot = self.insert(report, prepared);
+                self.set_link(slot, report.activity);
+                slot
+            }
         };
         self.refile_to(now, slot, prepared.layer, prepared.filed);
         slot
@@ -1025,15 +1065,16 @@ impl TrackWatch {
             refile_ms: i64::MAX,
             wake_ms: i64::MAX,
             filed: None,
-            link: report.activity,
+            linked: false,
             pairs: Vec::new(),
             quiet: Quiet::NONE,
-            near: Vec::new(),
+            near: NearList::default(),
         };
         let kin = prepared.kin;
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
+                grow_snug(&mut self.slot_of_id);
                 self.slot_of_id.push(NONE);
                 (self.slot_of_id.len() - 1) as u32
             }
@@ -1046,6 +1087,10 @@ impl TrackWatch {
                 slot
             }
             None => {
+                grow_snug(&mut self.entities);
+                grow_snug(&mut self.kin);
+                grow_snug(&mut self.id_of);
+                grow_snug(&mut self.seen);
                 self.entities.push(Some(entity));
                 self.kin.push(kin);
                 self.id_of.push(id);
@@ -1538,7 +1583,7 @@ impl TrackWatch {
     fn check_plan(&mut self, now: Timestamp, slot: u32) {
         let entity = self.entity(slot);
         let (here, time) = (entity.origin, Timestamp(self.kin[slot as usize].tangent.time_ms));
-        let Some(activity) = entity.link else { return };
+        let Some(activity) = self.link(slot) else { return };
         let Some(held) = self.plans.get(&activity) else {
             return;
         };
@@ -1808,11 +1853,54 @@ impl TrackWatch {
             .iter()
             .flatten()
             .map(|e| {
-                e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.capacity() * 4
+                e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.heap_bytes()
             })
             .sum();
-        slots + seen + wakes + names + pairs + self.grid.heap_bytes() + self.batch.heap_bytes()
+        // A B-tree's entry with its share of the nodes: about twice its size.
+        let links = self.links.len() * 2 * std::mem::size_of::<(u32, ActivityId)>();
+        slots + seen + wakes + names + pairs + links + self.grid.heap_bytes() + self.batch.heap_bytes()
     }
+}
+
+/// The smallest capacity `reserve_snug` gives, in bytes: glibc's smallest
+/// block holds 24.
+const SNUG_MIN_BYTES: usize = 24;
+
+/// Room for `additional` more items in an entity's own short list (its
+/// open episodes, its near list), growing by half rather than doubling and
+/// from one small block rather than `Vec`'s first 4 or 8 items: some 75k of
+/// 100k entities hold each list, most with one to three items, and every
+/// block's slack is resident (the open episodes' lists took 80-byte blocks
+/// for two items of 16 bytes).
+fn reserve_snug<T>(list: &mut Vec<T>, additional: usize) {
+    let needed = list.len() + additional;
+    if needed > list.capacity() {
+        let room = needed
+            .max(list.len() + list.len() / 2)
+            .max(SNUG_MIN_BYTES / std::mem::size_of::<T>().max(1));
+        list.reserve_exact(room - list.len());
+    }
+}
+
+/// Room for one more item in a per-slot or per-id vector, growing by an
+/// eighth (and at least 64 items) rather than doubling: at 100k entities a
+/// doubling vector held room for 131,072, 31 % more than live, in records
+/// of 208 + 64 bytes. (Room never written is address space, not resident
+/// memory; `entity_bytes` counts it.) Growing by an eighth copies each
+/// item some 8 times instead of 2 over the vector's growth, and most
+/// growth is a large block's `mremap`, without copying.
+fn grow_snug<T>(list: &mut Vec<T>) {
+    if list.len() == list.capacity() {
+        list.reserve_exact(list.len() / 8 + 64);
+    }
+}
+
+/// `push` on a wake-up queue, which grows as `grow_snug`.
+fn push_snug<T: Ord>(queue: &mut BinaryHeap<T>, item: T) {
+    if queue.len() == queue.capacity() {
+        queue.reserve_exact(queue.len() / 8 + 64);
+    }
+    queue.push(item);
 }
 
 /// A candidate as (entity id, slot) in one number, so that sorting
@@ -1852,4 +1940,102 @@ fn crossings(
         }
     }
     (count % 2 == 1).then_some(first).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_lists_grow_by_half_from_one_small_block() {
+        let mut pairs: Vec<(u32, AlertKind, AlertId)> = Vec::new();
+        let mut capacities = Vec::new();
+        for k in 0..10 {
+            reserve_snug(&mut pairs, 1);
+            pairs.push((k, AlertKind::Cpa, AlertId(u64::from(k))));
+            capacities.push(pairs.capacity());
+        }
+        assert_eq!(capacities, [1, 2, 3, 4, 6, 6, 9, 9, 9, 13]);
+        let mut near: Vec<u32> = Vec::new();
+        reserve_snug(&mut near, 0);
+        assert_eq!(near.capacity(), 0, "an empty list takes no block");
+        reserve_snug(&mut near, 1);
+        assert_eq!(near.capacity(), 6);
+        near.extend([1, 2, 3, 4, 5, 6]);
+        reserve_snug(&mut near, 10);
+        assert_eq!(near.capacity(), 16);
+    }
+
+    #[test]
+    fn links_live_beside_the_records_and_leave_with_their_entity() {
+        let mut watch = TrackWatch::new(TrackConfig::default()).unwrap();
+        let report = |uid, time_ms, activity| PositionReport {
+            party: PartyId(1),
+            uid,
+            time: Timestamp(time_ms),
+            position: LonLat::new(41.4, 36.9),
+            alt_m: None,
+            speed_mps: Some(0.0),
+            course_deg: None,
+            stale: None,
+            activity,
+        };
+        watch
+            .handle_report(Timestamp(0), &report("a", 0, Some(ActivityId(7))))
+            .unwrap();
+        watch.handle_report(Timestamp(0), &report("b", 0, None)).unwrap();
+        assert_eq!(
+            watch.track(PartyId(1), "a").unwrap().activity,
+            Some(ActivityId(7))
+        );
+        assert_eq!(watch.track(PartyId(1), "b").unwrap().activity, None);
+        watch
+            .handle_report(Timestamp(1_000), &report("a", 1_000, Some(ActivityId(8))))
+            .unwrap();
+        assert_eq!(
+            watch.track(PartyId(1), "a").unwrap().activity,
+            Some(ActivityId(8))
+        );
+        watch
+            .handle_report(Timestamp(2_000), &report("a", 2_000, None))
+            .unwrap();
+        assert_eq!(watch.track(PartyId(1), "a").unwrap().activity, None);
+        assert!(watch.links.is_empty());
+        watch
+            .handle_report(Timestamp(3_000), &report("a", 3_000, Some(ActivityId(9))))
+            .unwrap();
+        // Both go stale; a newcomer takes a freed id and no link with it.
+        watch.handle_tick(Timestamp(200_000));
+        assert!(watch.is_empty());
+        assert!(watch.links.is_empty(), "an expired entity's link is dropped");
+        watch
+            .handle_report(Timestamp(200_000), &report("c", 200_000, None))
+            .unwrap();
+        assert_eq!(watch.track(PartyId(1), "c").unwrap().activity, None);
+        assert_eq!(watch.tracks().filter(|t| t.activity.is_some()).count(), 0);
+    }
+
+    #[test]
+    fn per_slot_vectors_and_queues_grow_by_an_eighth() {
+        let mut slots: Vec<u64> = Vec::new();
+        let mut queue: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
+        for k in 0..100_000u32 {
+            grow_snug(&mut slots);
+            slots.push(u64::from(k));
+            push_snug(&mut queue, Reverse((i64::from(k % 977), k)));
+            for capacity in [slots.capacity(), queue.capacity()] {
+                assert!(capacity >= slots.len());
+                assert!(capacity <= slots.len() + slots.len() / 8 + 64);
+            }
+        }
+        // Still a heap: the earliest first.
+        assert_eq!(queue.peek(), Some(&Reverse((0, 0))));
+    }
+
+    #[test]
+    fn records_stay_within_their_budget() {
+        // The entity record has no padding left; `Kin` is one cache line.
+        assert_eq!(std::mem::size_of::<Option<Entity>>(), 200);
+        assert_eq!(std::mem::size_of::<Kin>(), 64);
+    }
 }

@@ -53,6 +53,11 @@ use super::*;
 /// Fewer reports than this per thread are not worth a thread's start.
 const REPORTS_PER_THREAD: usize = 1_024;
 
+/// `GatherScratch::marks`: found in the index as it was before the run.
+const FOUND_BEFORE: u32 = 1;
+/// `GatherScratch::marks`: found in the run's new filings.
+const FOUND_AFTER: u32 = 2;
+
 /// A run gathers new entities after the existing ones (above any slot).
 const NEW_AFTER_EXISTING: u64 = 1 << 63;
 
@@ -81,7 +86,9 @@ const OUT_OF_RUN: InRun = InRun {
     near_grown: false,
 };
 
-/// An applied report of a run.
+/// An applied report of a run: 24 bytes (the checked values of the report
+/// are not kept: `prepare` checks the report again, a pure function of the
+/// report, `now` and the configuration, on the gathering threads).
 #[derive(Debug)]
 struct Step {
     /// Its index in the batch.
@@ -89,7 +96,26 @@ struct Step {
     slot: u32,
     /// The entity's id (see `TrackWatch::entities`).
     id: u32,
-    admitted: Admitted,
+    /// The entity's slot before the run (`NONE` for a new entity).
+    existing: u32,
+    plan_kind: Option<ActivityKind>,
+}
+
+impl Step {
+    fn existing(&self) -> Option<u32> {
+        (self.existing != NONE).then_some(self.existing)
+    }
+
+    /// What `admit` decided for the step's report, checked again.
+    fn admitted(&self, now: Timestamp, report: &PositionReport, config: &TrackConfig) -> Admitted {
+        Admitted {
+            existing: self.existing(),
+            checked: report
+                .check(now, config)
+                .expect("an admitted report passes its check"),
+            plan_kind: self.plan_kind,
+        }
+    }
 }
 
 /// What one gathering thread found, for the steps it was given.
@@ -109,27 +135,54 @@ struct Gathered {
     /// report, earlier in the run, may change the pair's episodes; the
     /// partner's state is taken as it is at the step.)
     settled: Vec<Settled>,
-    /// Per step: (step, end of its pairs, of its fences, of its foreseen
-    /// approaches, of its near list, of its settled partners; each starts
-    /// where the previous ends; whether the entity has open zone episodes).
-    spans: Vec<(u32, u32, u32, u32, u32, u32, bool)>,
+    /// Per step, in the order the thread gathered them (its part of the
+    /// run's gathering order): where its findings end (each starts where
+    /// the previous step's end).
+    ends: Vec<Ends>,
 }
 
-/// Where one step's findings are in its thread's `Gathered`: the thread,
-/// then the start and end of its pairs, fences and foreseen approaches (in
-/// 32 bits: a run holds at most a million reports; 28 bytes a report
-/// instead of 56 with `usize` ranges).
+/// Where one step's findings end in its thread's `Gathered`, and whether
+/// the entity had open zone episodes before the run (only its own reports
+/// change them in a run). In 32 bits: a run holds at most a million
+/// reports.
 #[derive(Debug, Clone, Copy, Default)]
+struct Ends {
+    pairs: u32,
+    fences: u32,
+    foreseen: u32,
+    near: u32,
+    settled: u32,
+    zones_open: bool,
+}
+
+/// Where one step's findings are in its thread's `Gathered`.
+#[derive(Debug, Clone, Copy)]
 struct Span {
-    thread: u32,
     pairs: [u32; 2],
     fences: [u32; 2],
     foreseen: [u32; 2],
     near: [u32; 2],
     settled: [u32; 2],
-    /// Whether the entity had open zone episodes before the run (only its
-    /// own reports change them in a run).
     zones_open: bool,
+}
+
+impl Gathered {
+    /// The findings of the thread's `at`-th step. (Found through the
+    /// step's place in the gathering order, which the run keeps per slot
+    /// anyway: no per-step record of where its findings are, 48 bytes a
+    /// report before.)
+    fn span(&self, at: usize) -> Span {
+        let start = at.checked_sub(1).map_or(Ends::default(), |k| self.ends[k]);
+        let end = self.ends[at];
+        Span {
+            pairs: [start.pairs, end.pairs],
+            fences: [start.fences, end.fences],
+            foreseen: [start.foreseen, end.foreseen],
+            near: [start.near, end.near],
+            settled: [start.settled, end.settled],
+            zones_open: end.zones_open,
+        }
+    }
 }
 
 fn range([start, end]: [u32; 2]) -> Range<usize> {
@@ -173,7 +226,6 @@ pub(super) struct BatchScratch {
     /// sorted) after its slot.
     by_cell: Vec<(u64, u32)>,
     ids: Vec<u32>,
-    spans: Vec<Span>,
     /// Per report of the run, its entity's slot before the run (`NONE`
     /// for a new entity) and the time of the entity's current report.
     existing: Vec<(u32, i64)>,
@@ -187,10 +239,12 @@ pub(super) struct BatchScratch {
 /// One gathering thread's marks and findings.
 #[derive(Debug, Default)]
 struct GatherScratch {
-    /// Per slot, the last step whose query found it in the index as it was
-    /// before the run (`before`) and in the run's new filings (`after`).
-    before: Vec<u32>,
-    after: Vec<u32>,
+    /// Per slot, the last query that found it (`filed_at`'s `query`, two
+    /// bits up) and where that query found it: in the index as it was
+    /// before the run (`FOUND_BEFORE`), in the run's new filings
+    /// (`FOUND_AFTER`). One array, not one per index: 4 bytes per slot and
+    /// thread less.
+    marks: Vec<u32>,
     fence_seen: Vec<u32>,
     found: Vec<u32>,
     /// The ids of the reporting entity's open `cpa` episodes.
@@ -206,7 +260,6 @@ impl BatchScratch {
             step_of: Vec::new(),
             by_cell: Vec::new(),
             ids: Vec::new(),
-            spans: Vec::new(),
             existing: Vec::new(),
             refiled: Grid::new(cell_m),
             packed: PackedGrid::default(),
@@ -223,8 +276,7 @@ impl BatchScratch {
             .threads
             .iter()
             .map(|t| {
-                bytes(&t.before)
-                    + bytes(&t.after)
+                bytes(&t.marks)
                     + bytes(&t.fence_seen)
                     + bytes(&t.found)
                     + bytes(&t.open_cpa)
@@ -233,7 +285,7 @@ impl BatchScratch {
                     + bytes(&t.out.foreseen)
                     + bytes(&t.out.near)
                     + bytes(&t.out.settled)
-                    + bytes(&t.out.spans)
+                    + bytes(&t.out.ends)
             })
             .sum();
         bytes(&self.steps)
@@ -241,7 +293,6 @@ impl BatchScratch {
             + bytes(&self.step_of)
             + bytes(&self.by_cell)
             + bytes(&self.ids)
-            + bytes(&self.spans)
             + bytes(&self.existing)
             + self.refiled.heap_bytes()
             + self.packed.heap_bytes()
@@ -292,7 +343,6 @@ impl TrackWatch {
             step_of,
             by_cell,
             ids,
-            spans,
             existing: _,
             refiled,
             packed,
@@ -318,7 +368,7 @@ impl TrackWatch {
         // this one gives locality.
         by_cell.clear();
         by_cell.extend(steps.iter().enumerate().map(|(i, step)| {
-            let key = match step.admitted.existing {
+            let key = match step.existing() {
                 Some(slot) => u64::from(slot),
                 None => {
                     let position = reports[step.report].position;
@@ -332,7 +382,8 @@ impl TrackWatch {
         prepared.clear();
         if let Some(step) = steps.first() {
             // Any value: every element is overwritten below.
-            let placeholder = self.prepare(now, &reports[step.report], &step.admitted);
+            let report = &reports[step.report];
+            let placeholder = self.prepare(now, report, &step.admitted(now, report, &self.config));
             prepared.resize(steps.len(), placeholder);
         }
         let per_thread = steps.len().div_ceil(threads).max(1);
@@ -344,7 +395,8 @@ impl TrackWatch {
             |(places, prepared)| {
                 for (&(_, i), p) in places.iter().zip(prepared) {
                     let step = &steps[i as usize];
-                    *p = self.prepare(now, &reports[step.report], &step.admitted);
+                    let report = &reports[step.report];
+                    *p = self.prepare(now, report, &step.admitted(now, report, &self.config));
                 }
             },
         );
@@ -384,58 +436,34 @@ impl TrackWatch {
             packed,
         };
         thread_scratch.resize_with(threads.max(thread_scratch.len()), GatherScratch::default);
-        // A run with no applied report gives no chunk: no thread may keep
-        // the spans of an earlier run.
-        for scratch in thread_scratch.iter_mut() {
-            scratch.out.spans.clear();
-        }
+        // Thread `t` gathers places `t * chunk ..`: a step's findings are
+        // its thread's `place % chunk`-th.
+        let chunk = by_cell.len().div_ceil(threads).max(1);
         in_parallel(
-            by_cell
-                .chunks(by_cell.len().div_ceil(threads).max(1))
-                .zip(thread_scratch.iter_mut())
-                .collect(),
+            by_cell.chunks(chunk).zip(thread_scratch.iter_mut()).collect(),
             |(chunk, scratch)| run.gather(chunk, scratch),
         );
 
-        spans.clear();
-        spans.resize(steps.len(), Span::default());
-        for (thread, scratch) in thread_scratch.iter().enumerate().take(threads) {
-            let (mut pairs, mut fences, mut foreseen, mut near, mut settled) = (0, 0, 0, 0, 0);
-            for &(step, pairs_end, fences_end, foreseen_end, near_end, settled_end, zones_open) in
-                &scratch.out.spans
-            {
-                spans[step as usize] = Span {
-                    thread: thread as u32,
-                    pairs: [pairs, pairs_end],
-                    fences: [fences, fences_end],
-                    foreseen: [foreseen, foreseen_end],
-                    near: [near, near_end],
-                    settled: [settled, settled_end],
-                    zones_open,
-                };
-                (pairs, fences, foreseen, near, settled) =
-                    (pairs_end, fences_end, foreseen_end, near_end, settled_end);
-            }
-        }
-        for (step, span) in steps.iter().zip(spans.iter()) {
-            let prepared = &prepared[step_of[step.slot as usize].place as usize];
+        for step in steps.iter() {
+            let place = step_of[step.slot as usize].place as usize;
+            let found = &thread_scratch[place / chunk].out;
+            let span = found.span(place % chunk);
+            let prepared = &prepared[place];
             // No fence near the path and no zone episode open: the fences'
             // check would change nothing.
-            let fences = &thread_scratch[span.thread as usize].out.fences[range(span.fences)];
+            let fences = &found.fences[range(span.fences)];
             let check_fences = !fences.is_empty() || span.zones_open;
             let previous = step
-                .admitted
-                .existing
+                .existing()
                 .filter(|_| check_fences)
                 .map(|slot| self.motion(slot));
-            let slot = self.apply(now, &reports[step.report], step.admitted.existing, prepared);
+            let slot = self.apply(now, &reports[step.report], step.existing(), prepared);
             assert_eq!(slot, step.slot, "a run predicts the slots of its new entities");
             assert_eq!(
                 self.id(slot),
                 step.id,
                 "a run predicts the ids of its new entities"
             );
-            let found = &thread_scratch[span.thread as usize].out;
             if prepared.quiet {
                 self.stats.quiet_reports += 1;
             }
@@ -493,8 +521,7 @@ impl TrackWatch {
         // ones, as `insert` will give them.
         let longest = (reports.len() - first).min(self.config.batch_run_reports);
         let step_of = &mut scratch.step_of;
-        step_of.clear();
-        step_of.resize(slots_before + longest, OUT_OF_RUN);
+        resize_snug(step_of, slots_before + longest, OUT_OF_RUN);
         // Every report's entity looked up first, on the gathering threads,
         // with the time of its current report: a hash probe, a comparison of
         // the uid with the held one and the entity's filter data, all cache
@@ -544,7 +571,11 @@ impl TrackWatch {
             match self.admit(now, report, current, pending) {
                 Err(error) => results.push(Err(error)),
                 Ok(Err(ignored)) => results.push(Ok(ignored)),
-                Ok(Ok(admitted)) => {
+                Ok(Ok(Admitted {
+                    existing: _,
+                    checked: _,
+                    plan_kind,
+                })) => {
                     results.push(Ok(ReportOutcome::Applied));
                     let (slot, id) = match existing {
                         Some(slot) => (slot, self.id_of[slot as usize]),
@@ -567,7 +598,8 @@ impl TrackWatch {
                         report: end,
                         slot,
                         id,
-                        admitted,
+                        existing: existing.unwrap_or(NONE),
+                        plan_kind,
                     });
                 }
             }
@@ -618,17 +650,14 @@ impl Run<'_> {
         let watch = self.watch;
         let slots = self.step_of.len();
         let GatherScratch {
-            before,
-            after,
+            marks,
             fence_seen,
             found,
             open_cpa,
             out,
         } = scratch;
-        for marks in [&mut *before, &mut *after] {
-            marks.clear();
-            marks.resize(slots, NOT_IN_RUN);
-        }
+        // (No query is `NOT_IN_RUN >> 2`: steps stay below 2²⁰.)
+        resize_snug(marks, slots, NOT_IN_RUN);
         fence_seen.clear();
         fence_seen.resize(watch.fences.len(), 0);
         out.pairs.clear();
@@ -636,7 +665,7 @@ impl Run<'_> {
         out.foreseen.clear();
         out.near.clear();
         out.settled.clear();
-        out.spans.clear();
+        out.ends.clear();
         for (query, &(slot, i)) in steps.iter().enumerate() {
             let slot = slot as u32;
             let p = &self.prepared[self.step_of[slot as usize].place as usize];
@@ -667,6 +696,7 @@ impl Run<'_> {
                 found.extend(
                     entity
                         .near
+                        .as_slice()
                         .iter()
                         .chain(open_cpa.iter())
                         .map(|&other| watch.slot_of_id[other as usize]),
@@ -712,7 +742,7 @@ impl Run<'_> {
                 }
             } else {
                 let (cells, layers) = watch.pair_query(self.now, &ma, &p.kin);
-                self.filed_at(i, i, cells, layers.as_slice(), before, after, found);
+                self.filed_at(i, i << 1, cells, layers.as_slice(), marks, found);
                 for &b in found.iter() {
                     let kb = self.state_at(i, b).0;
                     if kb.party == p.kin.party {
@@ -734,9 +764,8 @@ impl Run<'_> {
                     let plan = watch.plan_after(self.now, p, before_run.is_none().then_some(id));
                     let (cells, layers) =
                         watch.scan_query(self.now, &ma, &p.kin, &plan, self.quiet_radius_max_m);
-                    // Marks apart from the pair query's (steps stay below 2³¹).
-                    let mark = i | 1 << 31;
-                    self.filed_at(i, mark, cells, layers.as_slice(), before, after, found);
+                    // A query apart from the pair query's.
+                    self.filed_at(i, i << 1 | 1, cells, layers.as_slice(), marks, found);
                     let near_start = out.near.len();
                     for &b in found.iter() {
                         let (kb, changed) = self.state_at(i, b);
@@ -785,8 +814,10 @@ impl Run<'_> {
                 }
                 out.settled[settled_start..].sort_unstable();
             }
-            let (pairs_start, foreseen_start) =
-                out.spans.last().map_or((0, 0), |s| (s.1 as usize, s.3 as usize));
+            let (pairs_start, foreseen_start) = out
+                .ends
+                .last()
+                .map_or((0, 0), |e| (e.pairs as usize, e.foreseen as usize));
             out.pairs[pairs_start..].sort_unstable();
             out.foreseen[foreseen_start..].sort_unstable_by_key(|f| f.other);
             watch.fences_near_with(
@@ -798,31 +829,29 @@ impl Run<'_> {
                 &mut out.fences,
             );
             let zones_open = watch.zone_alerts.range((id, 0)..=(id, u32::MAX)).next().is_some();
-            out.spans.push((
-                i,
-                out.pairs.len() as u32,
-                out.fences.len() as u32,
-                out.foreseen.len() as u32,
-                out.near.len() as u32,
-                out.settled.len() as u32,
+            out.ends.push(Ends {
+                pairs: out.pairs.len() as u32,
+                fences: out.fences.len() as u32,
+                foreseen: out.foreseen.len() as u32,
+                near: out.near.len() as u32,
+                settled: out.settled.len() as u32,
                 zones_open,
-            ));
+            });
         }
     }
 
     /// The entities filed in `cells` and `layers` in the state they have
     /// when step `i` is applied in turn (the index as it was, or the run's
     /// new filing for one whose report comes before), once each, into
-    /// `found`; `mark` is unique to the query in this thread's marks.
-    #[allow(clippy::too_many_arguments)]
+    /// `found`; `query` (below 2³⁰) is unique to the query in this
+    /// thread's marks.
     fn filed_at(
         &self,
         i: u32,
-        mark: u32,
+        query: u32,
         cells: CellBox,
         layers: &[RangeInclusive<u16>],
-        before: &mut [u32],
-        after: &mut [u32],
+        marks: &mut [u32],
         found: &mut Vec<u32>,
     ) {
         let watch = self.watch;
@@ -833,11 +862,13 @@ impl Run<'_> {
         found.clear();
         self.packed
             .for_each(&watch.grid, cells, layers, |b| found.push(b));
+        let mark = query << 2;
         let mut kept = 0;
         for k in 0..found.len() {
             let b = found[k];
-            let fresh = before[b as usize] != mark;
-            before[b as usize] = mark;
+            // (Before the run's new filings, only this flag can be set.)
+            let fresh = marks[b as usize] != mark | FOUND_BEFORE;
+            marks[b as usize] = mark | FOUND_BEFORE;
             found[kept] = b;
             kept += usize::from(fresh);
         }
@@ -847,8 +878,11 @@ impl Run<'_> {
         self.refiled.for_each(cells, layers, |b| found.push(b));
         for k in start..found.len() {
             let b = found[k];
-            let fresh = (after[b as usize] != mark) & (before[b as usize] != mark);
-            after[b as usize] = mark;
+            let old = marks[b as usize];
+            let fresh = old >> 2 != query;
+            // This query's flags so far, kept (none if another query's).
+            let flags = (old & (FOUND_BEFORE | FOUND_AFTER)) * u32::from(!fresh);
+            marks[b as usize] = mark | flags | FOUND_AFTER;
             found[kept] = b;
             kept += usize::from(fresh);
         }
@@ -866,13 +900,15 @@ impl Run<'_> {
             }
         }
         std::hint::black_box(touched);
+        // (Every item in `found` carries this query's mark.)
         found.retain(|&b| {
             let in_run = self.step_of[b as usize];
-            if in_run.step < i && in_run.refiled {
-                after[b as usize] == mark
+            let want = if in_run.step < i && in_run.refiled {
+                FOUND_AFTER
             } else {
-                before[b as usize] == mark
-            }
+                FOUND_BEFORE
+            };
+            marks[b as usize] & want != 0
         });
     }
 
@@ -1009,6 +1045,16 @@ pub(super) fn permute(len: usize, from: impl Fn(usize) -> usize, mut swap: impl 
             at = source;
         }
     }
+}
+
+/// `list` as `len` copies of `value`, with room for no more: per-slot
+/// buffers are refilled every run to a length that changes little, and a
+/// doubling vector of 100k slots held room for 262,144 (the part past
+/// `len` is never written, so never resident, but is address space).
+fn resize_snug<T: Clone>(list: &mut Vec<T>, len: usize, value: T) {
+    list.clear();
+    list.reserve_exact(len);
+    list.resize(len, value);
 }
 
 /// `work` on every chunk, the first on this thread and each other on a
