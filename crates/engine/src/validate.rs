@@ -299,6 +299,14 @@ fn fold_repeats(positions: &[LonLat]) -> (Vec<LonLat>, Vec<usize>) {
 
 fn check_edges(problems: &mut Problems, positions: &[LonLat], ring: Option<usize>, limits: &Limits) {
     for (i, pair) in positions.windows(2).enumerate() {
+        // Nearly every edge is far below the limit: the bound from its
+        // chord settles it without a geodesic problem (a polygon's edges
+        // are solved once more for its prepared shape). Only an edge that
+        // may exceed the limit is solved here, and its problem names the
+        // exact length as before.
+        if geodesy::geodesic_at_most_m(pair[0], pair[1], limits.max_edge_m) {
+            continue;
+        }
         let length_m = geodesy::distance_m(pair[0], pair[1]);
         if length_m > limits.max_edge_m {
             problems.add(
@@ -572,4 +580,78 @@ fn validate_altitude(problems: &mut Problems, spec: &ActivitySpec) -> AltitudeBa
         problems.add(Field::AltMinM, Problem::MinAboveMax);
     }
     band
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The edge check as it was: every edge's geodesic solved.
+    fn edge_problems_solving_every_edge(positions: &[LonLat], limits: &Limits) -> Vec<FieldError> {
+        let mut problems = Problems::default();
+        for (i, pair) in positions.windows(2).enumerate() {
+            let length_m = geodesy::distance_m(pair[0], pair[1]);
+            if length_m > limits.max_edge_m {
+                problems.add(
+                    position_field(Some(0), Some(i + 1), None),
+                    Problem::EdgeTooLong {
+                        length_m,
+                        limit_m: limits.max_edge_m,
+                    },
+                );
+            }
+        }
+        problems.0
+    }
+
+    /// The chord's shortcut names the same edges with the same lengths as
+    /// solving every edge, with the limit at, just below and just above
+    /// edges' exact lengths and at the default, on routes of short and long
+    /// edges (some beyond the default limit) and repeated positions.
+    #[test]
+    fn edge_check_equals_solving_every_edge() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut flagged = 0;
+        for round in 0..300 {
+            let scale_deg = [0.01, 1.0, 30.0, 60.0][round % 4];
+            let mut route = vec![LonLat::new(next() * 360.0 - 180.0, next() * 170.0 - 85.0)];
+            for _ in 0..8 {
+                let last = *route.last().unwrap();
+                let next_point = if next() < 0.1 {
+                    last
+                } else {
+                    LonLat::new(
+                        (last.lon_deg + (next() - 0.5) * scale_deg + 540.0).rem_euclid(360.0) - 180.0,
+                        (last.lat_deg + (next() - 0.5) * scale_deg).clamp(-90.0, 90.0),
+                    )
+                };
+                route.push(next_point);
+            }
+            let some_edge_m = geodesy::distance_m(route[0], route[1]);
+            for max_edge_m in [
+                Limits::default().max_edge_m,
+                some_edge_m,
+                some_edge_m * (1.0 - 1e-12),
+                some_edge_m.next_up(),
+                1.0,
+            ] {
+                let limits = Limits {
+                    max_edge_m,
+                    ..Limits::default()
+                };
+                let mut problems = Problems::default();
+                check_edges(&mut problems, &route, Some(0), &limits);
+                let expected = edge_problems_solving_every_edge(&route, &limits);
+                flagged += expected.len();
+                assert_eq!(problems.0, expected, "route {route:?} limit {max_edge_m}");
+            }
+        }
+        assert!(flagged > 300, "too few edges beyond a limit: {flagged}");
+    }
 }

@@ -63,9 +63,9 @@ impl ParsedActivity {
 }
 
 /// Collects problems with their pointers while reading one Feature.
-struct Reader<'a> {
-    prefix: &'a str,
-    errors: Vec<FormatError>,
+pub(crate) struct Reader<'a> {
+    pub(crate) prefix: &'a str,
+    pub(crate) errors: Vec<FormatError>,
 }
 
 impl Reader<'_> {
@@ -148,44 +148,25 @@ impl Reader<'_> {
     }
 }
 
-/// Reads one Feature (`value`) as an activity of `party`. `prefix` is the
-/// Feature's pointer in the document.
-pub fn activity_from_feature(
-    value: &Value,
-    party: PartyId,
-    prefix: &str,
-) -> Result<ParsedActivity, FormatErrors> {
-    let mut r = Reader {
-        prefix,
-        errors: Vec::new(),
-    };
-    let Some(feature) = value.as_object() else {
-        r.fail("", "must be a GeoJSON Feature object");
-        return Err(FormatErrors(r.errors));
-    };
-    if feature.get("type").and_then(Value::as_str) != Some("Feature") {
-        r.fail("/type", "must be \"Feature\"");
-    }
-    let id = match feature.get("id") {
-        None | Some(Value::Null) => None,
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
-        Some(_) => {
-            r.fail("/id", "must be a string or a number");
-            None
-        }
-    };
-    let empty = Map::new();
-    let properties = match feature.get("properties") {
-        Some(Value::Object(p)) => p,
-        _ => {
-            r.fail(
-                "/properties",
-                "must be an object with the activity's kind, start and end",
-            );
-            &empty
-        }
-    };
+/// What a Feature's properties say of the activity (each problem named on
+/// `r`), shared by the tree reading ([`activity_from_feature`]) and the
+/// typed one (`crate::feature_doc`).
+pub(crate) struct Properties {
+    kind: Option<ActivityKind>,
+    name: Option<String>,
+    sharing: Sharing,
+    start: Option<Timestamp>,
+    end: Option<Option<Timestamp>>,
+    alt_min_m: Option<f64>,
+    alt_max_m: Option<f64>,
+    separation_m: Option<f64>,
+    vertical_separation_m: Option<f64>,
+    radius_m: Option<f64>,
+    corridor_m: Option<f64>,
+    waypoint_times: Option<Vec<Timestamp>>,
+}
 
+pub(crate) fn read_properties(r: &mut Reader<'_>, properties: &Map<String, Value>) -> Properties {
     let kind = match properties.get("kind") {
         Some(Value::String(text)) => ActivityKind::parse(text).or_else(|| {
             r.fail(
@@ -264,6 +245,61 @@ pub fn activity_from_feature(
         }
     };
 
+    Properties {
+        kind,
+        name,
+        sharing,
+        start,
+        end,
+        alt_min_m,
+        alt_max_m,
+        separation_m,
+        vertical_separation_m,
+        radius_m,
+        corridor_m,
+        waypoint_times,
+    }
+}
+
+/// Reads one Feature (`value`) as an activity of `party`. `prefix` is the
+/// Feature's pointer in the document.
+pub fn activity_from_feature(
+    value: &Value,
+    party: PartyId,
+    prefix: &str,
+) -> Result<ParsedActivity, FormatErrors> {
+    let mut r = Reader {
+        prefix,
+        errors: Vec::new(),
+    };
+    let Some(feature) = value.as_object() else {
+        r.fail("", "must be a GeoJSON Feature object");
+        return Err(FormatErrors(r.errors));
+    };
+    if feature.get("type").and_then(Value::as_str) != Some("Feature") {
+        r.fail("/type", "must be \"Feature\"");
+    }
+    let id = match feature.get("id") {
+        None | Some(Value::Null) => None,
+        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
+        Some(_) => {
+            r.fail("/id", "must be a string or a number");
+            None
+        }
+    };
+    let empty = Map::new();
+    let properties = match feature.get("properties") {
+        Some(Value::Object(p)) => p,
+        _ => {
+            r.fail(
+                "/properties",
+                "must be an object with the activity's kind, start and end",
+            );
+            &empty
+        }
+    };
+
+    let mut props = read_properties(&mut r, properties);
     let geometry = feature.get("geometry").and_then(Value::as_object);
     let geometry_type = geometry.and_then(|g| g.get("type")).and_then(Value::as_str);
     let coordinates = geometry
@@ -272,41 +308,17 @@ pub fn activity_from_feature(
     let (geometry_kind, footprint) = match geometry_type {
         Some("Point") => {
             let center = r.position("/geometry/coordinates", coordinates);
-            if radius_m.is_none() && matches!(properties.get("radius_m"), None | Some(Value::Null)) {
-                r.fail(
-                    "/properties/radius_m",
-                    "required for a Point: the radius of the disk in metres",
-                );
-            }
-            for key in ["corridor_m", "waypoint_times"] {
-                if properties.get(key).is_some_and(|v| !v.is_null()) {
-                    r.fail(&format!("/properties/{key}"), "only for a LineString");
-                }
-            }
-            let footprint = center
-                .zip(radius_m)
-                .map(|(center, radius_m)| FootprintSpec::Point { center, radius_m });
-            (GeometryKind::Point, footprint)
+            (
+                GeometryKind::Point,
+                point_footprint(&mut r, properties, &props, center),
+            )
         }
         Some("LineString") => {
             let route = r.positions("/geometry/coordinates", coordinates);
-            if corridor_m.is_none() && matches!(properties.get("corridor_m"), None | Some(Value::Null)) {
-                r.fail(
-                    "/properties/corridor_m",
-                    "required for a LineString: the corridor's full width in metres",
-                );
-            }
-            if properties.get("radius_m").is_some_and(|v| !v.is_null()) {
-                r.fail("/properties/radius_m", "only for a Point");
-            }
-            let footprint = route
-                .zip(corridor_m)
-                .map(|(route, corridor_m)| FootprintSpec::LineString {
-                    route,
-                    corridor_m,
-                    waypoint_times,
-                });
-            (GeometryKind::LineString, footprint)
+            (
+                GeometryKind::LineString,
+                line_footprint(&mut r, properties, &mut props, route),
+            )
         }
         Some("Polygon") => {
             let rings = match coordinates.as_array() {
@@ -324,19 +336,9 @@ pub fn activity_from_feature(
                     None
                 }
             };
-            for key in ["radius_m", "corridor_m", "waypoint_times"] {
-                if properties.get(key).is_some_and(|v| !v.is_null()) {
-                    let only = if key == "radius_m" {
-                        "a Point"
-                    } else {
-                        "a LineString"
-                    };
-                    r.fail(&format!("/properties/{key}"), format!("only for {only}"));
-                }
-            }
             (
                 GeometryKind::Polygon,
-                rings.map(|rings| FootprintSpec::Polygon { rings }),
+                polygon_footprint(&mut r, properties, rings),
             )
         }
         Some(other) => {
@@ -351,24 +353,107 @@ pub fn activity_from_feature(
             (GeometryKind::Point, None)
         }
     };
+    assemble(r, props, geometry_kind, footprint, id, party)
+}
 
-    match (kind, start, end, footprint) {
+/// A Point's footprint from its centre (read before) and the properties;
+/// names a missing radius and the LineString's properties.
+pub(crate) fn point_footprint(
+    r: &mut Reader<'_>,
+    properties: &Map<String, Value>,
+    props: &Properties,
+    center: Option<LonLat>,
+) -> Option<FootprintSpec> {
+    if props.radius_m.is_none() && matches!(properties.get("radius_m"), None | Some(Value::Null)) {
+        r.fail(
+            "/properties/radius_m",
+            "required for a Point: the radius of the disk in metres",
+        );
+    }
+    for key in ["corridor_m", "waypoint_times"] {
+        if properties.get(key).is_some_and(|v| !v.is_null()) {
+            r.fail(&format!("/properties/{key}"), "only for a LineString");
+        }
+    }
+    center
+        .zip(props.radius_m)
+        .map(|(center, radius_m)| FootprintSpec::Point { center, radius_m })
+}
+
+/// A LineString's footprint from its route (read before) and the
+/// properties (its schedule moves into it); names a missing corridor and
+/// a radius.
+pub(crate) fn line_footprint(
+    r: &mut Reader<'_>,
+    properties: &Map<String, Value>,
+    props: &mut Properties,
+    route: Option<Vec<LonLat>>,
+) -> Option<FootprintSpec> {
+    if props.corridor_m.is_none() && matches!(properties.get("corridor_m"), None | Some(Value::Null)) {
+        r.fail(
+            "/properties/corridor_m",
+            "required for a LineString: the corridor's full width in metres",
+        );
+    }
+    if properties.get("radius_m").is_some_and(|v| !v.is_null()) {
+        r.fail("/properties/radius_m", "only for a Point");
+    }
+    let waypoint_times = props.waypoint_times.take();
+    route
+        .zip(props.corridor_m)
+        .map(|(route, corridor_m)| FootprintSpec::LineString {
+            route,
+            corridor_m,
+            waypoint_times,
+        })
+}
+
+/// A Polygon's footprint from its rings (read before); names the other
+/// geometries' properties.
+pub(crate) fn polygon_footprint(
+    r: &mut Reader<'_>,
+    properties: &Map<String, Value>,
+    rings: Option<Vec<Vec<LonLat>>>,
+) -> Option<FootprintSpec> {
+    for key in ["radius_m", "corridor_m", "waypoint_times"] {
+        if properties.get(key).is_some_and(|v| !v.is_null()) {
+            let only = if key == "radius_m" {
+                "a Point"
+            } else {
+                "a LineString"
+            };
+            r.fail(&format!("/properties/{key}"), format!("only for {only}"));
+        }
+    }
+    rings.map(|rings| FootprintSpec::Polygon { rings })
+}
+
+/// The activity once everything was read, or every problem named.
+pub(crate) fn assemble(
+    mut r: Reader<'_>,
+    props: Properties,
+    geometry_kind: GeometryKind,
+    footprint: Option<FootprintSpec>,
+    id: Option<Value>,
+    party: PartyId,
+) -> Result<ParsedActivity, FormatErrors> {
+    match (props.kind, props.start, props.end, footprint) {
         (Some(kind), Some(start), Some(end), Some(footprint)) if r.errors.is_empty() => Ok(ParsedActivity {
             id,
-            name,
-            sharing,
+            name: props.name,
+            sharing: props.sharing,
             geometry: geometry_kind,
             spec: ActivitySpec {
                 party,
                 kind,
                 window: TimeWindow::new(start, end),
                 footprint,
-                alt_min_m,
-                alt_max_m,
-                separation_m,
-                vertical_separation_m,
+                alt_min_m: props.alt_min_m,
+                alt_max_m: props.alt_max_m,
+                separation_m: props.separation_m,
+                vertical_separation_m: props.vertical_separation_m,
             },
-            pointer: prefix.to_owned(),
+            pointer: r.prefix.to_owned(),
         }),
         _ => {
             if r.errors.is_empty() {

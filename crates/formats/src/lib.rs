@@ -10,6 +10,7 @@
 mod conflict;
 mod cot;
 mod error;
+mod feature_doc;
 mod geojson;
 mod time;
 
@@ -19,5 +20,6 @@ pub use cot::{
     CotControl, CotError, CotEvent, CotFramer, CotLimits, CotMessage, FrameError, UNKNOWN_ERROR_M,
 };
 pub use error::{FormatError, FormatErrors};
+pub use feature_doc::{Body, Coordinates, FeatureDoc, Position};
 pub use geojson::{activities_from_geojson, activity_from_feature, GeometryKind, ParsedActivity, Sharing};
 pub use time::{format_rfc3339, parse_rfc3339, TimeError};

@@ -75,7 +75,7 @@ mod region;
 mod segment;
 mod shape;
 
-pub use bounds::bounds;
+pub use bounds::{bounds, geodesic_at_most_m};
 pub use ellipsoid::{distance_m, point_at_distance};
 pub use moving::{closest_approach, time_span_below, MovingApproach, TimedPath};
 pub use prepared::{

@@ -85,3 +85,50 @@ async fn a_feature_collection_answers_each_feature_with_a_receipt_that_verifies(
     server.stop().await;
 }
 }
+
+on_both_backends! {
+/// A collection read in the typed (plain) shape and one that is not (a
+/// geometry with a foreign member sends it through the tree) answer alike:
+/// each bad feature named under its own `/features/N`, with the engine's
+/// pointer for a bad vertex and the reader's for a bad property.
+async fn plain_and_other_collections_name_the_same_pointers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {}).await;
+    let (_, token) = server.party("blue", "military").await;
+    for foreign_geometry_member in [false, true] {
+        let mut vertex = patrol(40.0, "full", 9, 10);
+        vertex["geometry"]["coordinates"][1] = json!([40.0, 95.0]);
+        let mut width = patrol(41.0, "full", 9, 10);
+        width["properties"]["corridor_m"] = json!("wide");
+        let mut good = patrol(42.0, "full", 9, 10);
+        if foreign_geometry_member {
+            good["geometry"]["bbox"] = json!([41.0, 36.0, 43.0, 38.0]);
+        }
+        let collection = json!({"type": "FeatureCollection", "features": [good, vertex, width]});
+        let (status, answer) = server
+            .call(Method::POST, "/v1/activities", Some(&token), Some(collection))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let results = answer["results"].as_array().unwrap();
+        assert_eq!(results[0]["status"], 201, "{answer}");
+        let pointers = |at: usize| -> Vec<String> {
+            results[at]["problem"]["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["pointer"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(results[1]["status"], 422);
+        assert_eq!(pointers(1), vec!["/features/1/geometry/coordinates/1/1"], "{answer}");
+        assert_eq!(results[2]["status"], 422);
+        assert_eq!(pointers(2), vec!["/features/2/properties/corridor_m"], "{answer}");
+        // The stored Feature keeps the foreign member (the tree's text).
+        let id = results[0]["id"].as_u64().unwrap();
+        let (_, stored) = server
+            .call(Method::GET, &format!("/v1/activities/{id}"), Some(&token), None)
+            .await;
+        assert_eq!(stored["geometry"].get("bbox").is_some(), foreign_geometry_member, "{stored}");
+    }
+}
+}

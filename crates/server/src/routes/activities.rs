@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deconflict_audit::Receipt;
 use deconflict_engine::Timestamp;
-use deconflict_formats::{activity_from_feature, parse_rfc3339};
+use deconflict_formats::{activity_from_feature, parse_rfc3339, Body, FeatureDoc};
 use deconflict_geodesy::GeoBounds;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -19,7 +19,9 @@ use crate::driver::{now_ms, ChangeOutcome, Command, Committed, Submission};
 use crate::ledger::{self, ActivityFilter};
 use crate::model::{render_conflict, PartyInfo, Viewer};
 use crate::problem::{ApiError, FieldProblem, Problem};
-use crate::routes::{answer, blocking, json_response, path_id, receipt_of, JsonBody};
+use crate::routes::{
+    answer, blocking, feature_text, json_response, json_value, path_id, receipt_of, BodyBytes,
+};
 use crate::state::AppState;
 
 /// Parses and validates a Feature in the handler (in parallel, off the
@@ -43,6 +45,57 @@ fn submission(state: &AppState, party: &PartyInfo, feature: Value) -> Result<Sub
         sharing: valid.sharing,
         bounds,
     })
+}
+
+/// [`submission`] of a Feature read in the plain shape, without its tree:
+/// the same activity, stored text and canonical form (the formats crate's
+/// and [`feature_text`]'s tests hold them to the tree's), or `None` when
+/// the tree reading would refuse it or anything is not plain. The caller
+/// then reads the tree, whose answer (its problems) is the one given.
+fn typed_submission(state: &AppState, party: &PartyInfo, mut doc: FeatureDoc) -> Option<Submission> {
+    let parsed = doc.activity(party.id)?;
+    let activity = parsed.validate(&state.validator).ok()?;
+    if activity.window.ended_by(Timestamp(now_ms())) {
+        return None;
+    }
+    normalise_doc(&mut doc)?;
+    let feature_canonical = feature_text::canonical(&doc)?;
+    let feature_text = feature_text::stored_text(&doc)?;
+    let bounds = activity.footprint_bounds();
+    Some(Submission {
+        activity,
+        feature_text,
+        feature_canonical,
+        sharing: parsed.sharing,
+        bounds,
+    })
+}
+
+/// A one-Feature body, read (in the plain shape, or else as a tree) before
+/// anything else of the request is looked at, as the `Json` extractor did.
+enum OneFeature {
+    Typed(FeatureDoc),
+    Tree(Value),
+}
+
+impl OneFeature {
+    fn read(bytes: &[u8]) -> Result<OneFeature, ApiError> {
+        match Body::parse(bytes) {
+            Some(Body::Feature(doc)) => Ok(OneFeature::Typed(doc)),
+            _ => json_value(bytes).map(OneFeature::Tree),
+        }
+    }
+
+    /// Its submission; a refusal is always the tree's.
+    fn submission(self, state: &AppState, party: &PartyInfo, bytes: &[u8]) -> Result<Submission, ApiError> {
+        match self {
+            OneFeature::Typed(doc) => match typed_submission(state, party, doc) {
+                Some(submission) => Ok(submission),
+                None => submission(state, party, json_value(bytes)?),
+            },
+            OneFeature::Tree(feature) => submission(state, party, feature),
+        }
+    }
 }
 
 /// A Feature that validated.
@@ -81,6 +134,19 @@ fn normalise(feature: &mut Value) {
             }
         }
     }
+}
+
+/// [`normalise`] on a Feature's typed parts (`None` without properties,
+/// which a Feature read as an activity has).
+fn normalise_doc(doc: &mut FeatureDoc) -> Option<()> {
+    let client_id = doc.id.take().filter(|id| !id.is_null());
+    let properties = doc.properties_mut()?;
+    properties.remove("version");
+    properties.remove("party");
+    if let Some(id) = client_id {
+        properties.insert("client_id".into(), id);
+    }
+    Some(())
 }
 
 fn render_all(conflicts: &[(crate::model::ConflictRecord, [bool; 2])], viewer: &Viewer) -> Vec<Value> {
@@ -168,12 +234,24 @@ async fn change_response(
 pub async fn create(
     party: Party,
     State(state): State<AppState>,
-    JsonBody(feature): JsonBody,
+    BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
-    if feature.get("type").and_then(Value::as_str) == Some("FeatureCollection") {
-        return create_many(&state, &party, feature).await;
-    }
-    let submission = submission(&state, &party.0, feature)?;
+    let submission = match Body::parse(&bytes) {
+        Some(Body::Collection(features)) => {
+            return create_many(&state, &party, Features::Typed(features, &bytes)).await
+        }
+        Some(Body::Feature(doc)) => match typed_submission(&state, &party.0, doc) {
+            Some(submission) => submission,
+            None => submission(&state, &party.0, json_value(&bytes)?)?,
+        },
+        None => {
+            let feature = json_value(&bytes)?;
+            if feature.get("type").and_then(Value::as_str) == Some("FeatureCollection") {
+                return create_many(&state, &party, Features::Tree(feature)).await;
+            }
+            submission(&state, &party.0, feature)?
+        }
+    };
     let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Notify {
         viewer: party.viewer(),
@@ -192,12 +270,22 @@ pub async fn create(
 /// feature refuses only itself; queued back to back, they commit in a few
 /// driver batches instead of one request each. At most
 /// `--max-pending-commands` features (the driver's queue): beyond, 413.
-async fn create_many(state: &AppState, party: &Party, mut collection: Value) -> Result<Response, ApiError> {
-    let Some(Value::Array(features)) = collection.get_mut("features").map(Value::take) else {
-        return Err(ApiError::field(
-            "/features",
-            "a FeatureCollection needs a features array",
-        ));
+async fn create_many(state: &AppState, party: &Party, features: Features<'_>) -> Result<Response, ApiError> {
+    let features = match features {
+        Features::Typed(docs, bytes) => FeatureList::Typed {
+            docs,
+            bytes,
+            tree: None,
+        },
+        Features::Tree(mut collection) => {
+            let Some(Value::Array(features)) = collection.get_mut("features").map(Value::take) else {
+                return Err(ApiError::field(
+                    "/features",
+                    "a FeatureCollection needs a features array",
+                ));
+            };
+            FeatureList::Tree(features)
+        }
     };
     let limit = state.driver.queue_limit;
     if features.len() > limit {
@@ -211,11 +299,10 @@ async fn create_many(state: &AppState, party: &Party, mut collection: Value) -> 
         ));
     }
     let viewer = party.viewer();
-    let waits: Vec<Result<oneshot::Receiver<_>, ApiError>> = features
-        .into_iter()
-        .enumerate()
-        .map(|(at, feature)| {
-            let submission = submission(state, &party.0, feature).map_err(|mut error| {
+    let mut features = features;
+    let waits: Vec<Result<oneshot::Receiver<_>, ApiError>> = (0..features.len())
+        .map(|at| {
+            let submission = features.submission(state, &party.0, at).map_err(|mut error| {
                 for problem in &mut error.0.errors {
                     problem.pointer = format!("/features/{at}{}", problem.pointer);
                 }
@@ -258,6 +345,59 @@ async fn create_many(state: &AppState, party: &Party, mut collection: Value) -> 
     json_response(StatusCode::OK, &Results { results }, capacity)
 }
 
+/// A FeatureCollection's features as read: typed (the plain shape) or as
+/// trees.
+enum Features<'a> {
+    Typed(Vec<FeatureDoc>, &'a [u8]),
+    Tree(Value),
+}
+
+enum FeatureList<'a> {
+    /// `tree` is the body's `features` as trees, read at the first feature
+    /// the typed path does not take (for the tree's answer).
+    Typed {
+        docs: Vec<FeatureDoc>,
+        bytes: &'a [u8],
+        tree: Option<Vec<Value>>,
+    },
+    Tree(Vec<Value>),
+}
+
+impl FeatureList<'_> {
+    fn len(&self) -> usize {
+        match self {
+            FeatureList::Typed { docs, .. } => docs.len(),
+            FeatureList::Tree(features) => features.len(),
+        }
+    }
+
+    /// Feature `at`'s submission (each feature is asked for once).
+    fn submission(&mut self, state: &AppState, party: &PartyInfo, at: usize) -> Result<Submission, ApiError> {
+        match self {
+            FeatureList::Tree(features) => submission(state, party, features[at].take()),
+            FeatureList::Typed { docs, bytes, tree } => {
+                let doc = std::mem::take(&mut docs[at]);
+                if let Some(submission) = typed_submission(state, party, doc) {
+                    return Ok(submission);
+                }
+                if tree.is_none() {
+                    let mut collection = json_value(bytes)?;
+                    let Some(Value::Array(features)) = collection.get_mut("features").map(Value::take) else {
+                        return Err(ApiError::unavailable(&"the features read differently as a tree"));
+                    };
+                    *tree = Some(features);
+                }
+                let feature = tree
+                    .as_mut()
+                    .and_then(|features| features.get_mut(at))
+                    .map(Value::take)
+                    .ok_or_else(|| ApiError::unavailable(&"the features read differently as a tree"))?;
+                submission(state, party, feature)
+            }
+        }
+    }
+}
+
 /// Checks a Feature against what is notified, storing nothing.
 #[utoipa::path(post, path = "/v1/activities/check", tag = "activities",
     request_body(content = Object, description = "a GeoJSON Feature"),
@@ -266,9 +406,19 @@ async fn create_many(state: &AppState, party: &Party, mut collection: Value) -> 
 pub async fn check(
     party: Party,
     State(state): State<AppState>,
-    JsonBody(feature): JsonBody,
+    BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
-    let activity = validated(&state, &party.0, feature)?.activity;
+    let typed = match Body::parse(&bytes) {
+        Some(Body::Feature(doc)) => doc
+            .activity(party.0.id)
+            .and_then(|parsed| parsed.validate(&state.validator).ok())
+            .filter(|activity| !activity.window.ended_by(Timestamp(now_ms()))),
+        _ => None,
+    };
+    let activity = match typed {
+        Some(activity) => activity,
+        None => validated(&state, &party.0, json_value(&bytes)?)?.activity,
+    };
     let driver = state.driver.clone();
     let viewer = party.viewer();
     let found = tokio::task::spawn_blocking(move || {
@@ -464,11 +614,12 @@ pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    JsonBody(feature): JsonBody,
+    BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
+    let feature = OneFeature::read(&bytes)?;
     let id = path_id(&id, "activity")?;
     let version = if_match(&headers)?;
-    let submission = submission(&state, &party.0, feature)?;
+    let submission = feature.submission(&state, &party.0, &bytes)?;
     let (reply, wait) = crate::driver::reply_channel();
     state.driver.submit(Command::Update {
         viewer: party.viewer(),
@@ -500,4 +651,136 @@ pub async fn cancel(
     })?;
     let committed = answer(wait).await?;
     change_response(&state, &party.viewer(), committed, StatusCode::OK).await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Random Features of the plain shape: numbers of every form (integers,
+    /// fractions, `-0`, exponents), ids of each kind, properties that the
+    /// normalisation moves or drops, keys whose UTF-16 and UTF-8 orders
+    /// differ, strings that need escapes, foreign members.
+    fn random_features() -> Vec<Value> {
+        let mut seed = 0x853c_49e6_748f_ea9b_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let numbers = [
+            json!(10),
+            json!(-3),
+            json!(10.25),
+            json!(-0.0),
+            json!(1e21),
+            json!(1.5e-7),
+            json!(123.456_789_012_345_67),
+            json!(0),
+        ];
+        let number = |next: &mut dyn FnMut(u64) -> u64| numbers[next(numbers.len() as u64) as usize].clone();
+        let mut features = Vec::new();
+        for round in 0..500 {
+            let position = |next: &mut dyn FnMut(u64) -> u64| {
+                if next(4) == 0 {
+                    json!([number(next), number(next), number(next)])
+                } else {
+                    json!([number(next), number(next)])
+                }
+            };
+            let geometry = match round % 3 {
+                0 => json!({"type": "Point", "coordinates": position(&mut next)}),
+                1 => {
+                    let route: Vec<Value> = (0..2 + next(5)).map(|_| position(&mut next)).collect();
+                    json!({"coordinates": route, "type": "LineString"})
+                }
+                _ => {
+                    let rings: Vec<Value> = (0..1 + next(2))
+                        .map(|_| Value::Array((0..4 + next(4)).map(|_| position(&mut next)).collect()))
+                        .collect();
+                    json!({"type": "Polygon", "coordinates": rings})
+                }
+            };
+            let mut properties = json!({
+                "kind": "area",
+                "start": "2031-01-01T00:00:00Z",
+                "note": "é \u{1F600} \"q\" back\\slash \n\t\u{1}\u{7f}",
+                "\u{e000}": 1,
+                "\u{1F600}": [true, null, {"b": 2, "a": 1.0}],
+            });
+            if next(2) == 0 {
+                properties["version"] = json!(4);
+                properties["party"] = json!(9);
+            }
+            if next(3) == 0 {
+                properties["client_id"] = json!("theirs");
+            }
+            let mut feature = json!({"type": "Feature", "geometry": geometry, "properties": properties});
+            match next(4) {
+                0 => feature["id"] = json!("us-1"),
+                1 => feature["id"] = json!(17),
+                2 => feature["id"] = Value::Null,
+                _ => {}
+            }
+            if next(3) == 0 {
+                feature["bbox"] = json!([1, 2.5, 3, 4]);
+                feature["\u{e001}x"] = json!("private");
+                // Before U+E001 in UTF-16 (a surrogate pair), after it in UTF-8.
+                feature["\u{1F600}"] = json!(-0.0);
+                feature["Z"] = json!({"nested": [1, {"k": "v"}]});
+            }
+            features.push(feature);
+        }
+        features
+    }
+
+    /// The stored text and the canonical form written from the typed parts
+    /// equal the tree's (`normalise`, then `to_string` and
+    /// `canonical_json`), byte for byte.
+    #[test]
+    fn typed_feature_texts_equal_the_trees() {
+        for feature in random_features() {
+            let text = feature.to_string();
+            let mut tree = json_value(text.as_bytes()).unwrap();
+            normalise(&mut tree);
+            let Some(Body::Feature(mut doc)) = Body::parse(text.as_bytes()) else {
+                panic!("not read in the plain shape: {text}");
+            };
+            normalise_doc(&mut doc).unwrap();
+            assert_eq!(
+                feature_text::stored_text(&doc).unwrap(),
+                tree.to_string(),
+                "{text}"
+            );
+            assert_eq!(
+                feature_text::canonical(&doc).unwrap(),
+                deconflict_audit::canonical_json(&tree).unwrap(),
+                "{text}"
+            );
+        }
+    }
+
+    /// An integer a double cannot hold is refused by both: the typed
+    /// writer gives nothing (the tree's refusal is then the answer).
+    #[test]
+    fn an_integer_beyond_2_pow_53_is_refused_by_both() {
+        for coordinates in [
+            "[9007199254740993,40]",
+            "[10,-9007199254740993]",
+            "[10,40,9007199254740992]",
+        ] {
+            let text = format!(
+                r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":{coordinates}}},"properties":{{"kind":"site"}}}}"#
+            );
+            let tree = json_value(text.as_bytes()).unwrap();
+            assert!(deconflict_audit::canonical_json(&tree).is_err());
+            let Some(Body::Feature(doc)) = Body::parse(text.as_bytes()) else {
+                panic!("not read in the plain shape: {text}");
+            };
+            assert!(feature_text::canonical(&doc).is_none(), "{text}");
+        }
+    }
 }

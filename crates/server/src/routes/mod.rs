@@ -7,6 +7,7 @@ pub mod demo;
 pub mod escalation;
 pub mod events;
 pub mod export;
+mod feature_text;
 pub mod history;
 pub mod incidents;
 pub mod log;
