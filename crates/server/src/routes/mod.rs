@@ -187,35 +187,17 @@ async fn read_body(request: Request, limit: usize, drain: Drain) -> Result<Bytes
         }
         return Err(ApiError::too_large(limit));
     }
-    // A body that arrives as one chunk is that chunk (no copy); else the
-    // chunks are gathered into a buffer of the declared length (at most the
-    // limit, checked above), so it is not grown by doubling, each growth a
-    // fresh allocation the kernel zeroes.
-    let mut first: Option<Bytes> = None;
     let mut read = Vec::new();
-    let mut length = 0usize;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(unreadable)?;
-        if length + chunk.len() > limit {
-            let past_limit = length + chunk.len() - limit;
+        if read.len() + chunk.len() > limit {
+            let past_limit = read.len() + chunk.len() - limit;
             discard(&mut body, drain.bytes.saturating_sub(past_limit), drain.within).await;
             return Err(ApiError::too_large(limit));
         }
-        length += chunk.len();
-        match first.take() {
-            None if read.is_empty() => first = Some(chunk),
-            None => read.extend_from_slice(&chunk),
-            Some(held) => {
-                let expected = declared
-                    .and_then(|length| usize::try_from(length).ok())
-                    .unwrap_or(0);
-                read.reserve(expected.max(length));
-                read.extend_from_slice(&held);
-                read.extend_from_slice(&chunk);
-            }
-        }
+        read.extend_from_slice(&chunk);
     }
-    Ok(first.unwrap_or_else(|| Bytes::from(read)))
+    Ok(Bytes::from(read))
 }
 
 /// Reads and drops what is left of `body`: about `budget` bytes at most
@@ -320,68 +302,4 @@ pub async fn answer<T>(
 /// A decimal id from the path; anything else names nothing (404).
 pub fn path_id(text: &str, what: &str) -> Result<u64, ApiError> {
     text.parse::<u64>().map_err(|_| ApiError::not_found(what))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-
-    /// A request whose body arrives in the given chunks, with or without
-    /// its length declared.
-    fn request(chunks: &[&[u8]], declared: bool) -> Request {
-        let owned: Vec<Result<Bytes, std::io::Error>> = chunks
-            .iter()
-            .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
-            .collect();
-        let total: usize = chunks.iter().map(|chunk| chunk.len()).sum();
-        let mut builder = Request::builder().method("POST").uri("/");
-        if declared {
-            builder = builder.header(axum::http::header::CONTENT_LENGTH, total);
-        }
-        builder
-            .body(Body::from_stream(futures_util::stream::iter(owned)))
-            .unwrap()
-    }
-
-    const DRAIN: Drain = Drain {
-        bytes: 1 << 20,
-        within: Duration::from_secs(1),
-    };
-
-    #[tokio::test]
-    async fn a_body_reads_as_its_chunks_joined_and_over_the_limit_is_413() {
-        let text: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
-        // Every split into up to four chunks (empty ones too), declared or not.
-        for a in (0..=text.len()).step_by(97) {
-            for b in (a..=text.len()).step_by(131) {
-                for c in (b..=text.len()).step_by(211) {
-                    let chunks = [&text[..a], &text[a..b], &text[b..c], &text[c..]];
-                    for count in 1..=4 {
-                        let (head, tail) = chunks.split_at(count - 1);
-                        let mut parts: Vec<&[u8]> = head.to_vec();
-                        let rest: Vec<u8> = tail.concat();
-                        parts.push(&rest);
-                        let joined = parts.concat();
-                        for declared in [false, true] {
-                            for limit in [joined.len(), joined.len() + 1, 2000] {
-                                let read = read_body(request(&parts, declared), limit, DRAIN).await.unwrap();
-                                assert_eq!(
-                                    read.as_ref(),
-                                    joined.as_slice(),
-                                    "{a} {b} {c} {count} {declared}"
-                                );
-                            }
-                            if !joined.is_empty() {
-                                let refused = read_body(request(&parts, declared), joined.len() - 1, DRAIN)
-                                    .await
-                                    .unwrap_err();
-                                assert_eq!(refused.0.status, 413, "{a} {b} {c} {count} {declared}");
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
