@@ -154,6 +154,20 @@ pub(crate) fn segment_closest(p0: V3, p1: V3, q0: V3, q1: V3) -> (f64, f64, f64)
     (norm(gap), s, t)
 }
 
+/// The distance from `m` to the segment `q0`–`q1` (computed from
+/// differences, as [`segment_closest`]).
+pub(crate) fn point_segment_distance(m: V3, q0: V3, q1: V3) -> f64 {
+    let d = sub(q1, q0);
+    let r = sub(m, q0);
+    let e = dot(d, d);
+    let t = if e > f64::EPSILON {
+        (dot(r, d) / e).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    norm([r[0] - d[0] * t, r[1] - d[1] * t, r[2] - d[2] * t])
+}
+
 /// The point `s` of the way from `p0` to `p1`.
 pub(crate) fn lerp(p0: V3, p1: V3, s: f64) -> V3 {
     [

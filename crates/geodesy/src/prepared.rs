@@ -48,7 +48,8 @@ use smallvec::SmallVec;
 
 use crate::bounds::bounds_given;
 use crate::chord::{
-    ecef, geodesic_upper_m, lerp, norm, sagitta_m, segment_closest, sub, surface_point, Tangent, V3,
+    ecef, geodesic_upper_m, lerp, norm, point_segment_distance, sagitta_m, segment_closest, sub,
+    surface_point, Tangent, V3,
 };
 use crate::ellipsoid::{direct, inverse};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
@@ -558,12 +559,19 @@ type Scratch<T, const N: usize> = SmallVec<[T; N]>;
 /// point will do, so the rest of the bracket would be wasted. Pass
 /// `NEG_INFINITY` for the full bracket.
 fn bracket(a: &Prepared, b: &Prepared, limit_m: f64, overlap_m: f64) -> Bracket {
-    bracket_pruned::<true>(a, b, limit_m, overlap_m)
+    bracket_pruned::<true, true>(a, b, limit_m, overlap_m)
 }
 
 /// [`bracket`], with (`PRUNE`) or without the piece-against-edge pruning,
-/// which must not change the result (tested).
-fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, overlap_m: f64) -> Bracket {
+/// which must not change the result (tested), and with (`SPHERE_CHORD`) or
+/// without the sphere-against-chord test of an edge pair, which must not
+/// change any decision (tested; see the test's comment in the loop).
+fn bracket_pruned<const PRUNE: bool, const SPHERE_CHORD: bool>(
+    a: &Prepared,
+    b: &Prepared,
+    limit_m: f64,
+    overlap_m: f64,
+) -> Bracket {
     let mut lower_m = f64::INFINITY;
     let apart_m = norm(sub(a.centre, b.centre)) - a.radius_m - b.radius_m;
     if apart_m >= limit_m {
@@ -620,6 +628,35 @@ fn bracket_pruned<const PRUNE: bool>(a: &Prepared, b: &Prepared, limit_m: f64, o
                 continue;
             }
             let (chord_b0, chord_b1, radius_b_m) = b.chord(j as usize);
+            // The smaller of the two spheres against the other edge's chord
+            // (a point-to-segment distance, about half the arithmetic of
+            // `segment_closest`): a short polygon edge within reach of a
+            // long corridor edge's sphere is mostly far from its chord.
+            // Proof that a skip changes no decision: the sphere (centre
+            // `m`, radius `ρ ≥ chord/2 + r_s`, see `add_edge`) holds its
+            // edge's chord within `ρ − r_s` of `m`, so the chord distance
+            // below is `c ≥ |m, chord_l| − (ρ − r_s)`, and the bound
+            // `c − r_s − r_l ≥ |m, chord_l| − ρ − r_l`. When that is at
+            // least the limit plus a millimetre (far above the rounding of
+            // either distance, ~1e-8 m at the Earth's scale), the pair
+            // would have given a bound of at least the limit: it would not
+            // have been a pair to refine, nor an overlap exit (whose upper
+            // bound is above the lower one), only `lower_m.min(bound)`.
+            // Taking `lower_m.min(limit)` instead leaves every `lower_m`
+            // below the limit as it was, and one at or above it at or
+            // above it: the same verdict, bounds and witness (tested
+            // against the bracket without it, at the threshold).
+            if SPHERE_CHORD {
+                let apart_m = if sphere_a_m <= sphere_b_m {
+                    point_segment_distance([xa, ya, za], chord_b0, chord_b1) - sphere_a_m - radius_b_m
+                } else {
+                    point_segment_distance([xb, yb, zb], chord_a0, chord_a1) - sphere_b_m - radius_a_m
+                };
+                if apart_m >= limit_m + 1e-3 {
+                    lower_m = lower_m.min(limit_m);
+                    continue;
+                }
+            }
             let (c, s, t) = segment_closest(chord_a0, chord_a1, chord_b0, chord_b1);
             // Each chord point is within its edge's capsule radius of the
             // edge (as for a piece), so the edges are at most
@@ -1047,8 +1084,47 @@ mod tests {
             let pa = Prepared::new(&Shape::Path(&route_a));
             let pb = Prepared::new(&Shape::Path(&route_b));
             let full = f64::NEG_INFINITY;
-            prop_assert_eq!(bracket_pruned::<true>(&pa, &pb, limit_m, full), bracket_pruned::<false>(&pa, &pb, limit_m, full));
-            prop_assert_eq!(bracket_pruned::<true>(&pb, &pa, limit_m, full), bracket_pruned::<false>(&pb, &pa, limit_m, full));
+            prop_assert_eq!(bracket_pruned::<true, false>(&pa, &pb, limit_m, full), bracket_pruned::<false, false>(&pa, &pb, limit_m, full));
+            prop_assert_eq!(bracket_pruned::<true, false>(&pb, &pa, limit_m, full), bracket_pruned::<false, false>(&pb, &pa, limit_m, full));
+        }
+
+        /// The sphere-against-chord test of an edge pair changes no
+        /// decision: the bracket with it proves apart exactly when the
+        /// bracket without it does, and otherwise returns the same bounds,
+        /// witness and overlap, bit for bit (for the overlap exit too).
+        /// Short legs against long ones and limits around the shapes'
+        /// distance are where a wrong skip would show.
+        #[test]
+        fn the_sphere_chord_test_changes_no_decision(
+            lon in -180.0..180.0f64,
+            lat in -89.0..89.0f64,
+            (north_m, east_m) in (-15_000.0..15_000.0f64, -15_000.0..15_000.0f64),
+            legs_a in prop::collection::vec((0.0..360.0f64, 50.0..1_500.0f64), 1..8),
+            legs_b in legs(),
+            limit_m in 0.0..12_000.0f64,
+            overlap_m in prop_oneof![Just(f64::NEG_INFINITY), 0.0..3_000.0f64],
+        ) {
+            let start_a = LonLat::new(lon, lat);
+            let start_b = direct(direct(start_a, 0.0, north_m).0, 90.0, east_m).0;
+            let (route_a, route_b) = (path(start_a, legs_a), path(start_b, legs_b));
+            let pa = Prepared::new(&Shape::Path(&route_a));
+            let pb = Prepared::new(&Shape::Path(&route_b));
+            let centre_b = [route_b[0]];
+            let point_b = Prepared::new(&Shape::Point(centre_b[0]));
+            for (x, y) in [(&pa, &pb), (&pb, &pa), (&pa, &point_b), (&point_b, &pa)] {
+                // The limit drawn, and limits at the lower bound itself
+                // (within a metre, a centimetre, a millimetre), where a skip
+                // that forgot a radius would first show.
+                let lowest_m = bracket_pruned::<true, false>(x, y, 1e9, f64::NEG_INFINITY).lower_m;
+                for limit_m in [limit_m, lowest_m, lowest_m - 1.0, lowest_m + 1.0, lowest_m + 0.01, lowest_m + 1e-3] {
+                    let with = bracket_pruned::<true, true>(x, y, limit_m, overlap_m);
+                    let without = bracket_pruned::<true, false>(x, y, limit_m, overlap_m);
+                    prop_assert_eq!(with.lower_m >= limit_m, without.lower_m >= limit_m);
+                    if without.lower_m < limit_m || without.overlap.is_some() {
+                        prop_assert_eq!(with, without);
+                    }
+                }
+            }
         }
     }
 }

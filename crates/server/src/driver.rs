@@ -10,21 +10,28 @@
 //!    engine, drains the engine's events, and appends a leaf per state
 //!    change to the tree, collecting the rows to write. A refused command
 //!    changes nothing and is answered at once.
-//! 3. It signs one checkpoint for the batch (the signer refuses a fork) and
-//!    hands rows, leaves, nodes and checkpoint to the committer as one
-//!    store write: one transaction, one fsync, for the whole batch.
+//!    The driver only encodes and numbers the leaves (an index is a
+//!    counter).
+//! 3. The *sealer* ([`Sealer`], a thread of its own) takes the batches in
+//!    the order they were built, hashes their leaves into the audit tree,
+//!    signs one checkpoint per batch (the signer refuses a fork) and hands
+//!    rows, leaves, nodes and checkpoint to the committer as one store
+//!    write: one transaction, one fsync, for the whole batch. It seals one
+//!    batch while the driver builds the next.
 //! 4. The committer answers every command of the batch and publishes its
 //!    events only after the commit. Meanwhile the driver already builds the
-//!    next batch (at most two are in flight), so the engine works while the
-//!    disk syncs.
+//!    next batch, so the engine works while the disk syncs.
 //!
-//! The tree's append order is the stored order by construction: one thread
-//! appends, batches commit in the order they were built, and each batch's
-//! write checks that the log on disk ends exactly where the batch begins.
-//! If a commit fails, that check also fails every batch built on top of it;
-//! the driver then stops taking commands (they answer 503), waits for the
-//! committer to drain, and rebuilds engine, tree and signer from the store:
-//! the state is again exactly what was committed.
+//! The tree's append order is the stored order by construction: the driver
+//! numbers every leaf, the sealer appends them in that order (and refuses a
+//! batch that does not start where its tree ends), batches commit in the
+//! order they were built, and each batch's write checks that the log on
+//! disk ends exactly where the batch begins. If a commit fails, that check
+//! also fails every batch built on top of it; the driver then stops taking
+//! commands (they answer 503), waits for the sealer and the committer to
+//! drain, and rebuilds engine, tree and signer from the store, handing the
+//! tree and signer to the sealer before any new batch: the state is again
+//! exactly what was committed.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -448,11 +455,9 @@ impl DriverHandle {
 
 /// The state only the driver touches.
 struct Ledger {
-    tree: Tree,
-    signer: CheckpointSigner,
-    /// Nodes appended but maybe not yet committed: the signer's proofs
-    /// read them from here, the rest from the store.
-    overlay: BTreeMap<NodeId, Hash>,
+    /// The log's size once every leaf numbered so far is appended: the
+    /// next leaf's index. The tree itself is the sealer's (see [`Sealer`]).
+    size: u64,
     next_party: u64,
     next_activity: u64,
     next_zone: u64,
@@ -460,8 +465,11 @@ struct Ledger {
     parties: HashMap<PartyId, PartyKind>,
     party_names: HashSet<String>,
     live_per_party: HashMap<PartyId, usize>,
-    /// Open or acknowledged conflicts by subject, and subject by id.
-    live: HashMap<Subject, ConflictRecord>,
+    /// Open or acknowledged conflicts by subject, and subject by id. A
+    /// record is boxed: the table holds hundreds of thousands, and growing
+    /// it moves every entry (~230 bytes each unboxed; that move and the
+    /// fresh pages it needs were ~12 % of the driver's time among 100k).
+    live: HashMap<Subject, Box<ConflictRecord>>,
     by_id: HashMap<u64, Subject>,
     /// Subjects the engine (or a zone) still finds in conflict but that a
     /// party resolved by hand: they reopen only if they change.
@@ -478,6 +486,9 @@ struct Batch {
     first_index: u64,
     now_ms: i64,
     rows: Vec<Row>,
+    /// The batch's leaves, numbered from `first_index` in this order: the
+    /// sealer hashes them into the tree (and their rows into `rows`).
+    leaves: Vec<PendingLeaf>,
     completions: Vec<Completion>,
     events: Vec<HubEvent>,
     /// Each hotline message as last written in this batch, so that a
@@ -505,9 +516,269 @@ enum Job {
         rows: Vec<Row>,
         completions: Vec<Completion>,
         events: Vec<HubEvent>,
-        head: Arc<SignedHead>,
+        /// `None`: the sealer could not seal it (an earlier batch failed to
+        /// seal, and `poisoned` is set): it fails like a batch built on one
+        /// that failed to commit.
+        head: Option<Arc<SignedHead>>,
     },
     Barrier(mpsc::Sender<()>),
+}
+
+/// A leaf the driver numbered, for the sealer to encode and hash: the
+/// leaves written several times per notification come as the values they
+/// are written from (the sealer writes their RFC 8785 bytes, off the
+/// driver's thread), the rarer ones already encoded.
+#[derive(Debug)]
+enum PendingLeaf {
+    /// Encoded bytes and who may read them in full (0: everyone).
+    Bytes { bytes: Vec<u8>, readers: Vec<u64> },
+    /// An activity's new version: [`activity_leaf_bytes`] of the Feature's
+    /// canonical form, read by its party or, shared in full, by everyone.
+    Activity {
+        kind: &'static str,
+        id: ActivityId,
+        party: PartyId,
+        version: u64,
+        sharing: Sharing,
+        feature_canonical: Vec<u8>,
+    },
+    /// A conflict change ([`conflict_leaf_bytes`]), read by its parties.
+    Conflict {
+        kind: &'static str,
+        record: ConflictRecord,
+    },
+    /// A conflict's acknowledgement record of the hotline, read by its
+    /// parties (`hotline_driving::conflict_ack_leaf_bytes`).
+    ConflictAck(deconflict_hotline::ConflictAck),
+}
+
+impl PendingLeaf {
+    /// The leaf's bytes (its event at `at_ms`, the batch's time) and
+    /// readers.
+    fn encode(self, at_ms: i64) -> Result<(Vec<u8>, Vec<u64>), deconflict_audit::Error> {
+        Ok(match self {
+            PendingLeaf::Bytes { bytes, readers } => (bytes, readers),
+            PendingLeaf::Activity {
+                kind,
+                id,
+                party,
+                version,
+                sharing,
+                feature_canonical,
+            } => (
+                activity_leaf_bytes(kind, at_ms, id.0, party.0, version, &feature_canonical)?,
+                activity_readers(party, sharing),
+            ),
+            PendingLeaf::Conflict { kind, record } => (
+                conflict_leaf_bytes(kind, at_ms, &record)?,
+                vec![record.parties[0].0, record.parties[1].0],
+            ),
+            PendingLeaf::ConflictAck(ack) => (
+                hotline_driving::conflict_ack_leaf_bytes(&ack, at_ms)?,
+                ack.parties.iter().map(|p| p.party.0).collect(),
+            ),
+        })
+    }
+}
+
+/// Who may read an activity's leaves in full: its party, or everyone (0)
+/// when it is shared in full.
+fn activity_readers(party: PartyId, sharing: Sharing) -> Vec<u64> {
+    match sharing {
+        Sharing::Full => vec![0],
+        Sharing::NeedToKnow => vec![party.0],
+    }
+}
+
+/// A batch the driver built, for the sealer to seal and hand on.
+struct Sealing {
+    first_index: u64,
+    now_ms: i64,
+    rows: Vec<Row>,
+    leaves: Vec<PendingLeaf>,
+    completions: Vec<Completion>,
+    events: Vec<HubEvent>,
+}
+
+/// The audit log's appending state: the tree and the signer that has
+/// signed its heads. `restore` rebuilds it from the store; the sealer
+/// holds it.
+struct SealState {
+    tree: Tree,
+    signer: CheckpointSigner,
+}
+
+enum SealJob {
+    Seal(Box<Sealing>),
+    /// The driver rebuilt its state from the store: the tree and signer
+    /// start over from there (sent after a flush, before any new batch).
+    Reset(Box<SealState>),
+    /// Passed on to the committer (see [`Driver::flush`]).
+    Barrier(mpsc::Sender<()>),
+}
+
+/// The sealer: the stage between the driver and the committer that owns
+/// the audit tree and the checkpoint signer. For each batch, in the order
+/// the driver built them, it hashes the leaves into the tree (their leaf
+/// and node rows), signs one head, and gathers the nodes the batch's
+/// receipts need ([`BatchNodes`]); so the driver only numbers leaves, and
+/// the sealing of one batch overlaps the engine's work on the next.
+struct Sealer {
+    state: SealState,
+    /// Nodes appended but maybe not yet committed: the signer's proofs
+    /// read them from here, the rest from the store.
+    overlay: BTreeMap<NodeId, Hash>,
+    store: Arc<Store>,
+    committed_size: Arc<AtomicU64>,
+    /// Set by a batch that could not be sealed: later batches are not
+    /// sealed either (they fail) until the driver's rebuild resets it.
+    broken: bool,
+}
+
+impl Sealer {
+    fn new(state: SealState, store: Arc<Store>, committed_size: Arc<AtomicU64>) -> Self {
+        Sealer {
+            state,
+            overlay: BTreeMap::new(),
+            store,
+            committed_size,
+            broken: false,
+        }
+    }
+
+    fn reset(&mut self, state: SealState) {
+        self.state = state;
+        self.overlay.clear();
+        self.broken = false;
+    }
+
+    /// Appends the batch's leaves to the tree (their rows and nodes to
+    /// `rows`, after the batch's other rows), signs the new head (its row
+    /// last) and returns it with the batch's end size.
+    fn seal(&mut self, sealing: &mut Sealing) -> Result<(u64, Arc<SignedHead>), String> {
+        if self.broken {
+            return Err("an earlier batch could not be sealed".into());
+        }
+        let tree = &mut self.state.tree;
+        if sealing.first_index != tree.size() {
+            return Err(format!(
+                "the batch starts at entry {} but the tree holds {}",
+                sealing.first_index,
+                tree.size()
+            ));
+        }
+        let start_tree = tree.clone();
+        let rows = &mut sealing.rows;
+        rows.reserve(sealing.leaves.len() * 3 + 1);
+        for leaf in sealing.leaves.drain(..) {
+            let (bytes, readers) = leaf
+                .encode(sealing.now_ms)
+                .map_err(|e| format!("audit log: {e}"))?;
+            let appended = tree.append(&bytes).map_err(|e| format!("audit log: {e}"))?;
+            rows.push(Row::Leaf {
+                index: appended.index,
+                bytes,
+                hash: appended.leaf_hash,
+                readers,
+            });
+            for (id, hash) in appended.nodes {
+                self.overlay.insert(id, hash);
+                rows.push(Row::Node { id, hash });
+            }
+        }
+        // Nodes the committer has confirmed are on disk leave the overlay.
+        let committed = self.committed_size.load(Ordering::Acquire);
+        self.overlay
+            .retain(|id, _| ((id.index + 1) << id.level) > committed);
+        // The consistency proof from the last signed head (as a rule this
+        // batch's start) takes the starting frontier and the batch's own
+        // nodes: read from memory, not by a store read per batch.
+        let batch_nodes = BatchNodes::new(&start_tree, rows);
+        let reader = BatchNodesFirst {
+            batch: &batch_nodes,
+            rest: OverlayReader {
+                overlay: &self.overlay,
+                store: &self.store,
+            },
+        };
+        let signer = &mut self.state.signer;
+        let note = signer
+            .sign_tree(&reader, tree)
+            .map_err(|error| format!("the signer refused the new tree head: {error}"))?;
+        let end_size = tree.size();
+        rows.push(Row::Checkpoint {
+            size: end_size,
+            note: note.clone(),
+            at_ms: sealing.now_ms,
+        });
+        let head = Arc::new(SignedHead {
+            note,
+            checkpoint: signer
+                .last_signed()
+                .cloned()
+                .unwrap_or_else(|| Checkpoint::of_tree(signer.verifier().name(), tree)),
+            batch_nodes,
+        });
+        Ok((end_size, head))
+    }
+
+    fn run(
+        mut self,
+        inbox: Receiver<SealJob>,
+        jobs: SyncSender<Job>,
+        poisoned: Arc<AtomicBool>,
+        spare_leaves: SyncSender<Vec<PendingLeaf>>,
+    ) {
+        while let Ok(job) = inbox.recv() {
+            let job = match job {
+                SealJob::Reset(state) => {
+                    self.reset(*state);
+                    continue;
+                }
+                SealJob::Barrier(done) => Job::Barrier(done),
+                SealJob::Seal(mut sealing) => {
+                    let (end_size, head) = match self.seal(&mut sealing) {
+                        Ok((end_size, head)) => (end_size, Some(head)),
+                        Err(reason) => {
+                            if !self.broken {
+                                tracing::error!(%reason, "cannot seal a batch; rebuilding from the store");
+                                self.broken = true;
+                                poisoned.store(true, Ordering::Release);
+                                for complete in std::mem::take(&mut sealing.completions) {
+                                    complete(Err(ApiError::unavailable(&reason)));
+                                }
+                            }
+                            (sealing.first_index, None)
+                        }
+                    };
+                    let Sealing {
+                        first_index,
+                        rows,
+                        mut leaves,
+                        completions,
+                        events,
+                        ..
+                    } = *sealing;
+                    // Emptied by a sealing; back to the driver for reuse.
+                    leaves.clear();
+                    let _ = spare_leaves.try_send(leaves);
+                    Job::Commit {
+                        first_index,
+                        end_size,
+                        rows,
+                        completions,
+                        events,
+                        head,
+                    }
+                }
+            };
+            if let Err(mpsc::SendError(Job::Commit { completions, .. })) = jobs.send(job) {
+                for complete in completions {
+                    complete(Err(ApiError::unavailable(&"the committer has stopped")));
+                }
+            }
+        }
+    }
 }
 
 /// Reads nodes from the overlay first, then from the store.
@@ -606,7 +877,15 @@ impl std::fmt::Debug for DriverSetup {
 /// ended while the service was down.
 type Stale = Vec<Subject>;
 
-fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), StartError> {
+/// What [`restore`] rebuilds from the store.
+struct Restored {
+    world: World,
+    ledger: Ledger,
+    seal: SealState,
+    stale: Stale,
+}
+
+fn restore(setup: &DriverSetup, now: i64) -> Result<Restored, StartError> {
     let note_signer = NoteSigner::parse(&setup.log_key)?;
     // One read transaction: another node on the same database may commit
     // meanwhile, and the rows, the leaves and the signed head must be of
@@ -706,7 +985,7 @@ fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), Star
         } else {
             stale.push(record.subject);
         }
-        live.insert(record.subject, record);
+        live.insert(record.subject, Box::new(record));
     }
     let suppressed = current.into_iter().filter(|s| !live.contains_key(s)).collect();
     let hotline = HotlineState::restore(
@@ -715,9 +994,7 @@ fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), Star
         snap.parties.iter().map(|p| p.id),
     )?;
     let ledger = Ledger {
-        tree,
-        signer,
-        overlay: BTreeMap::new(),
+        size: tree.size(),
         next_party: snap.parties.iter().map(|p| p.id.0).max().unwrap_or(0) + 1,
         next_activity: snap.max_activity_id + 1,
         next_zone: snap.max_zone_id + 1,
@@ -734,20 +1011,37 @@ fn restore(setup: &DriverSetup, now: i64) -> Result<(World, Ledger, Stale), Star
         suppressed,
         hotline,
     };
-    Ok((world, ledger, stale))
+    Ok(Restored {
+        world,
+        ledger,
+        seal: SealState { tree, signer },
+        stale,
+    })
 }
 
 /// Starts the driver and its committer; returns the handle. The first
 /// batch resolves what ended while the service was down.
 pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
     let now = now_ms();
-    let (world, ledger, stale) = restore(&setup, now)?;
+    let Restored {
+        world,
+        ledger,
+        seal,
+        stale,
+    } = restore(&setup, now)?;
     let world = Arc::new(RwLock::new(world));
     let (commands, inbox) = mpsc::sync_channel(setup.max_pending.max(1));
-    // Two batches in flight at most: one committing, one being built.
+    // Batches in flight: one committing, one sealed waiting for it, one
+    // being sealed, one being built. The driver hands a batch to the
+    // sealer only when the sealer takes it (a rendezvous): the sealing of
+    // one batch overlaps the building of the next, no more.
     let (jobs, job_inbox) = mpsc::sync_channel::<Job>(1);
+    let (seal_jobs, seal_inbox) = mpsc::sync_channel::<SealJob>(0);
+    // Emptied lists come back for the next batches (see [`Spare`]).
+    let (spare_back, spare_rows) = mpsc::sync_channel(2);
+    let (spare_leaves_back, spare_leaves) = mpsc::sync_channel(2);
     let poisoned = Arc::new(AtomicBool::new(false));
-    let committed_size = Arc::new(AtomicU64::new(ledger.tree.size()));
+    let committed_size = Arc::new(AtomicU64::new(ledger.size));
     let reconciling = Arc::new(AtomicBool::new(false));
     let lost_race = Arc::new(AtomicBool::new(false));
     {
@@ -758,7 +1052,25 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         let lost_race = Arc::clone(&lost_race);
         std::thread::Builder::new()
             .name("deconflict-committer".into())
-            .spawn(move || commit_loop(job_inbox, store, hub, poisoned, lost_race, committed_size))
+            .spawn(move || {
+                commit_loop(
+                    job_inbox,
+                    store,
+                    hub,
+                    poisoned,
+                    lost_race,
+                    committed_size,
+                    spare_back,
+                )
+            })
+            .map_err(|e| StartError::Store(StoreError::CommitFailed(e.to_string())))?;
+    }
+    {
+        let sealer = Sealer::new(seal, Arc::clone(&setup.store), Arc::clone(&committed_size));
+        let poisoned = Arc::clone(&poisoned);
+        std::thread::Builder::new()
+            .name("deconflict-sealer".into())
+            .spawn(move || sealer.run(seal_inbox, jobs, poisoned, spare_leaves_back))
             .map_err(|e| StartError::Store(StoreError::CommitFailed(e.to_string())))?;
     }
     let handle = DriverHandle {
@@ -781,7 +1093,9 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
         setup,
         world,
         ledger,
-        jobs,
+        jobs: seal_jobs,
+        spare: spare_rows,
+        spare_leaves,
         poisoned,
         committed_size,
         reconciling,
@@ -793,6 +1107,16 @@ pub fn start(setup: DriverSetup) -> Result<DriverHandle, StartError> {
     Ok(handle)
 }
 
+/// A committed batch's emptied row and event lists, handed back to the
+/// driver for its next batch: a full batch's lists hold thousands of rows
+/// and events (megabytes), and fresh ones per batch meant growing them by
+/// copies into fresh pages.
+#[derive(Default)]
+struct Spare {
+    rows: Vec<Row>,
+    events: Vec<HubEvent>,
+}
+
 fn commit_loop(
     jobs: Receiver<Job>,
     store: Arc<Store>,
@@ -800,6 +1124,7 @@ fn commit_loop(
     poisoned: Arc<AtomicBool>,
     lost_race: Arc<AtomicBool>,
     committed_size: Arc<AtomicU64>,
+    spare: SyncSender<Spare>,
 ) {
     while let Ok(job) = jobs.recv() {
         match job {
@@ -816,24 +1141,29 @@ fn commit_loop(
             } => {
                 let started = std::time::Instant::now();
                 let commands = completions.len();
-                let result = if poisoned.load(Ordering::Acquire) {
-                    // Built on a batch that did not commit: its first leaf
-                    // would not follow the log on disk.
-                    Err(StoreError::CommitFailed(
+                let result = match head {
+                    Some(head) if !poisoned.load(Ordering::Acquire) => store
+                        .write(move |conn| ledger::write_batch(conn, first_index, &rows).map(|()| rows))
+                        .map(|rows| (head, rows)),
+                    // Built on a batch that did not commit (or could not be
+                    // sealed): its first leaf would not follow the log on disk.
+                    _ => Err(StoreError::CommitFailed(
                         "an earlier batch failed to commit".into(),
-                    ))
-                } else {
-                    store.write(move |conn| ledger::write_batch(conn, first_index, &rows))
+                    )),
                 };
                 metrics::histogram!("deconflict_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("deconflict_batch_commands").record(commands as f64);
                 match result {
-                    Ok(()) => {
+                    Ok((head, mut rows)) => {
                         committed_size.store(end_size, Ordering::Release);
                         for complete in completions {
                             complete(Ok(Arc::clone(&head)));
                         }
                         hub.publish(&events);
+                        rows.clear();
+                        let mut events = events;
+                        events.clear();
+                        let _ = spare.try_send(Spare { rows, events });
                     }
                     Err(error)
                         if error.is_lost_race()
@@ -894,7 +1224,11 @@ struct Driver {
     setup: DriverSetup,
     world: Arc<RwLock<World>>,
     ledger: Ledger,
-    jobs: SyncSender<Job>,
+    /// To the sealer, which hands each batch on to the committer.
+    jobs: SyncSender<SealJob>,
+    /// Emptied row and leaf lists of committed (sealed) batches, to reuse.
+    spare: Receiver<Spare>,
+    spare_leaves: Receiver<Vec<PendingLeaf>>,
     poisoned: Arc<AtomicBool>,
     committed_size: Arc<AtomicU64>,
     reconciling: Arc<AtomicBool>,
@@ -1012,7 +1346,7 @@ impl Driver {
     /// Waits until the committer has answered every batch handed to it.
     fn flush(&self) {
         let (done, wait) = mpsc::channel();
-        if self.jobs.send(Job::Barrier(done)).is_ok() {
+        if self.jobs.send(SealJob::Barrier(done)).is_ok() {
             let _ = wait.recv();
         }
     }
@@ -1040,8 +1374,13 @@ impl Driver {
         }
         let started = std::time::Instant::now();
         match restore(&self.setup, now_ms()) {
-            Ok((world, ledger, stale)) => {
-                let size = self.install_rebuilt(world, ledger);
+            Ok(Restored {
+                world,
+                ledger,
+                seal,
+                stale,
+            }) => {
+                let size = self.install_rebuilt(world, ledger, seal);
                 self.lost_race.store(false, Ordering::Release);
                 metrics::counter!("deconflict_catch_ups_total").increment(1);
                 // A catch-up rebuilds from the whole store: its cost grows
@@ -1101,7 +1440,7 @@ impl Driver {
             return; // the next turn catches up or rebuilds
         }
         match self.setup.store.read(crate::multinode::log_head) {
-            Ok(head) if head > self.ledger.tree.size() => self.catch_up(),
+            Ok(head) if head > self.ledger.size => self.catch_up(),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "cannot read the log head"),
         }
@@ -1134,15 +1473,19 @@ impl Driver {
     }
 
     /// Puts a state rebuilt from the store in place of ours (the engine's
-    /// world, the ledger, the committed size) and clears the poison;
-    /// returns the log size it holds.
-    fn install_rebuilt(&mut self, world: World, ledger: Ledger) -> u64 {
+    /// world, the ledger, the sealer's tree and signer, the committed size)
+    /// and clears the poison; returns the log size it holds. Called once
+    /// the sealer and the committer are drained ([`Self::flush`]).
+    fn install_rebuilt(&mut self, world: World, ledger: Ledger, seal: SealState) -> u64 {
         *self
             .world
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = world;
         self.ledger = ledger;
-        let size = self.ledger.tree.size();
+        // Before any batch built on the rebuilt state: the sealer takes its
+        // jobs in order.
+        let _ = self.jobs.send(SealJob::Reset(Box::new(seal)));
+        let size = self.ledger.size;
         self.committed_size.store(size, Ordering::Release);
         self.rebuilt_at_size = size;
         self.poisoned.store(false, Ordering::Release);
@@ -1173,14 +1516,16 @@ impl Driver {
         let committed = self.committed_size.load(Ordering::Acquire);
         loop {
             match restore(&self.setup, now_ms()) {
-                Ok((world, ledger, stale)) => {
-                    let size = self.install_rebuilt(world, ledger);
+                Ok(Restored {
+                    world,
+                    ledger,
+                    seal,
+                    stale,
+                }) => {
+                    let size = self.install_rebuilt(world, ledger, seal);
                     self.announce_from_log(committed, size);
                     self.reconciling.store(false, Ordering::Release);
-                    tracing::warn!(
-                        log_size = self.ledger.tree.size(),
-                        "rebuilt the state from the store"
-                    );
+                    tracing::warn!(log_size = self.ledger.size, "rebuilt the state from the store");
                     if !stale.is_empty() {
                         self.run_batch(Vec::new(), stale);
                     }
@@ -1205,13 +1550,14 @@ impl Driver {
             Vec::new()
         };
         let now_ms = now_ms();
-        let start_tree = self.ledger.tree.clone();
+        let spare = self.spare.try_recv().unwrap_or_default();
         let mut batch = Batch {
-            first_index: self.ledger.tree.size(),
+            first_index: self.ledger.size,
             now_ms,
-            rows: Vec::new(),
+            rows: spare.rows,
+            leaves: self.spare_leaves.try_recv().unwrap_or_default(),
             completions: Vec::new(),
-            events: Vec::new(),
+            events: spare.events,
             messages_written: HashMap::new(),
         };
         let mut commands = commands.into_iter();
@@ -1250,69 +1596,28 @@ impl Driver {
             metrics::gauge!("deconflict_activities").set(world.activities.len() as f64);
             metrics::gauge!("deconflict_open_conflicts").set(self.ledger.live.len() as f64);
         }
-        if self.ledger.tree.size() == batch.first_index {
+        if self.ledger.size == batch.first_index {
             return; // nothing changed: every command was refused or read-only
         }
-        // Nodes the committer has confirmed are on disk leave the overlay.
-        let committed = self.committed_size.load(Ordering::Acquire);
-        self.ledger
-            .overlay
-            .retain(|id, _| ((id.index + 1) << id.level) > committed);
-        // The consistency proof from the last signed head (as a rule this
-        // batch's start) takes the starting frontier and the batch's own
-        // nodes: read from memory, not by a store read per batch.
-        let batch_nodes = BatchNodes::new(&start_tree, &batch.rows);
-        let signed = {
-            let reader = BatchNodesFirst {
-                batch: &batch_nodes,
-                rest: OverlayReader {
-                    overlay: &self.ledger.overlay,
-                    store: &self.setup.store,
-                },
-            };
-            self.ledger.signer.sign_tree(&reader, &self.ledger.tree)
-        };
-        let note = match signed {
-            Ok(note) => note,
-            Err(error) => {
-                tracing::error!(%error, "the signer refused the new tree head; rebuilding from the store");
-                for complete in batch.completions {
-                    complete(Err(ApiError::unavailable(&error)));
-                }
-                self.poisoned.store(true, Ordering::Release);
-                return;
-            }
-        };
-        let end_size = self.ledger.tree.size();
-        batch.rows.push(Row::Checkpoint {
-            size: end_size,
-            note: note.clone(),
-            at_ms: now_ms,
-        });
-        let head = Arc::new(SignedHead {
-            note,
-            checkpoint: self.ledger.signer.last_signed().cloned().unwrap_or_else(|| {
-                Checkpoint::of_tree(self.ledger.signer.verifier().name(), &self.ledger.tree)
-            }),
-            batch_nodes,
-        });
+        let end_size = self.ledger.size;
         if self.keep_for_redo {
             self.in_flight.push_back(InFlight {
                 end_size,
                 commands: kept,
             });
         }
-        let job = Job::Commit {
+        let sealing = Sealing {
             first_index: batch.first_index,
-            end_size,
+            now_ms,
             rows: batch.rows,
+            leaves: batch.leaves,
             completions: batch.completions,
             events: batch.events,
-            head,
         };
-        if let Err(mpsc::SendError(Job::Commit { completions, .. })) = self.jobs.send(job) {
-            for complete in completions {
-                complete(Err(ApiError::unavailable(&"the committer has stopped")));
+        if let Err(mpsc::SendError(SealJob::Seal(sealing))) = self.jobs.send(SealJob::Seal(Box::new(sealing)))
+        {
+            for complete in sealing.completions {
+                complete(Err(ApiError::unavailable(&"the sealer has stopped")));
             }
         }
     }
@@ -1323,7 +1628,8 @@ impl Driver {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends one leaf and queues its rows. Returns its index.
+    /// Encodes one leaf and numbers it (see [`Self::append_leaf`]).
+    /// Returns its index.
     fn leaf(
         &mut self,
         batch: &mut Batch,
@@ -1337,24 +1643,19 @@ impl Driver {
             payload,
         }
         .encode()?;
-        self.append_leaf(batch, bytes, readers)
+        self.append_leaf(batch, PendingLeaf::Bytes { bytes, readers })
     }
 
-    /// Appends one leaf of already encoded `bytes` and queues its rows.
-    /// Returns its index.
-    fn append_leaf(&mut self, batch: &mut Batch, bytes: Vec<u8>, readers: Vec<u64>) -> Result<u64, Fatal> {
-        let appended = self.ledger.tree.append(&bytes)?;
-        batch.rows.push(Row::Leaf {
-            index: appended.index,
-            bytes,
-            hash: appended.leaf_hash,
-            readers,
-        });
-        for (id, hash) in appended.nodes {
-            self.ledger.overlay.insert(id, hash);
-            batch.rows.push(Row::Node { id, hash });
+    /// Numbers one leaf and queues it for the sealer, which encodes it (if
+    /// it is not yet) and hashes it into the tree. Returns its index.
+    fn append_leaf(&mut self, batch: &mut Batch, leaf: PendingLeaf) -> Result<u64, Fatal> {
+        let index = self.ledger.size;
+        if index == u64::MAX {
+            return Err(Fatal::from(deconflict_audit::Error::TreeFull));
         }
-        Ok(appended.index)
+        self.ledger.size = index + 1;
+        batch.leaves.push(leaf);
+        Ok(index)
     }
 
     /// Records a conflict change: its row, its leaf and its event.
@@ -1363,12 +1664,16 @@ impl Driver {
         world: &World,
         batch: &mut Batch,
         record: &ConflictRecord,
-        leaf_kind: &str,
+        leaf_kind: &'static str,
         event_kind: Option<&'static str>,
     ) -> Result<(), Fatal> {
-        let readers = vec![record.parties[0].0, record.parties[1].0];
-        let bytes = conflict_leaf_bytes(leaf_kind, batch.now_ms, record)?;
-        let index = self.append_leaf(batch, bytes, readers)?;
+        let index = self.append_leaf(
+            batch,
+            PendingLeaf::Conflict {
+                kind: leaf_kind,
+                record: record.clone(),
+            },
+        )?;
         batch.rows.push(Row::Conflict(record.clone()));
         if let Some(kind) = event_kind {
             batch.events.push(HubEvent {
@@ -1396,7 +1701,7 @@ impl Driver {
         self.record_conflict(world, batch, &record, "conflict.opened", Some("conflict.opened"))?;
         self.hotline_conflict_opened(batch, record.id, parties)?;
         self.ledger.by_id.insert(record.id, subject);
-        self.ledger.live.insert(subject, record);
+        self.ledger.live.insert(subject, Box::new(record));
         Ok(())
     }
 
@@ -1411,7 +1716,7 @@ impl Driver {
         parties: [PartyId; 2],
         finding: Finding,
     ) -> Result<(), Fatal> {
-        let Some(mut record) = self.ledger.live.get(&subject).cloned() else {
+        let Some(mut record) = self.ledger.live.get(&subject).map(|r| ConflictRecord::clone(r)) else {
             return self.open(world, batch, subject, parties, finding);
         };
         if record.finding == finding {
@@ -1428,7 +1733,7 @@ impl Driver {
             "conflict.updated",
             Some("conflict.updated"),
         )?;
-        self.ledger.live.insert(subject, record);
+        self.ledger.live.insert(subject, Box::new(record));
         Ok(())
     }
 
@@ -1440,7 +1745,7 @@ impl Driver {
         resolution: &str,
     ) -> Result<(), Fatal> {
         self.ledger.suppressed.remove(&subject);
-        let Some(mut record) = self.ledger.live.remove(&subject) else {
+        let Some(mut record) = self.ledger.live.remove(&subject).map(|r| *r) else {
             return Ok(());
         };
         self.ledger.by_id.remove(&record.id);
@@ -1553,7 +1858,7 @@ impl Driver {
         let mut out: Vec<(ConflictRecord, [bool; 2])> = pairs
             .chain(zones)
             .filter_map(|subject| self.ledger.live.get(&subject))
-            .map(|r| (r.clone(), world.sides_full(&r.subject)))
+            .map(|r| (ConflictRecord::clone(r), world.sides_full(&r.subject)))
             .collect();
         out.sort_by_key(|(r, _)| r.id);
         out
@@ -1564,13 +1869,22 @@ impl Driver {
     fn activity_leaf(
         &mut self,
         batch: &mut Batch,
-        kind: &str,
+        kind: &'static str,
         (id, party, version): (ActivityId, PartyId, u64),
         sharing: Sharing,
-        feature_canonical: &[u8],
+        feature_canonical: Vec<u8>,
     ) -> Result<u64, Fatal> {
-        let bytes = activity_leaf_bytes(kind, batch.now_ms, id.0, party.0, version, feature_canonical)?;
-        self.append_leaf(batch, bytes, Self::readers(party, sharing))
+        self.append_leaf(
+            batch,
+            PendingLeaf::Activity {
+                kind,
+                id,
+                party,
+                version,
+                sharing,
+                feature_canonical,
+            },
+        )
     }
 
     /// [`Self::settle_zones`] for an activity the engine just took, read
@@ -1604,13 +1918,6 @@ impl Driver {
             ));
         }
         Err(ApiError::not_found("activity"))
-    }
-
-    fn readers(party: PartyId, sharing: Sharing) -> Vec<u64> {
-        match sharing {
-            Sharing::Full => vec![0],
-            Sharing::NeedToKnow => vec![party.0],
-        }
     }
 
     fn apply(&mut self, world: &mut World, batch: &mut Batch, command: Command) -> Result<(), Fatal> {
@@ -1711,9 +2018,8 @@ impl Driver {
                     "activity.notified",
                     (id, party, 1),
                     sharing,
-                    &feature_canonical,
+                    feature_canonical,
                 )?;
-                drop(feature_canonical);
                 batch.rows.push(Row::Activity(ActivityRow {
                     id,
                     party,
@@ -1797,9 +2103,8 @@ impl Driver {
                     "activity.updated",
                     (id, meta.party, version),
                     sharing,
-                    &feature_canonical,
+                    feature_canonical,
                 )?;
-                drop(feature_canonical);
                 batch.rows.push(Row::Activity(ActivityRow {
                     id,
                     party: meta.party,
@@ -1845,7 +2150,7 @@ impl Driver {
                     batch,
                     "activity.cancelled",
                     &payload,
-                    Self::readers(meta.party, meta.sharing),
+                    activity_readers(meta.party, meta.sharing),
                 )?;
                 batch.rows.push(Row::ActivityCancel {
                     id,
@@ -1928,7 +2233,7 @@ impl Driver {
                     .live
                     .values()
                     .filter(|r| matches!(r.subject, Subject::Zone { zone, .. } if zone == id))
-                    .map(|r| (r.clone(), world.sides_full(&r.subject)))
+                    .map(|r| (ConflictRecord::clone(r), world.sides_full(&r.subject)))
                     .collect();
                 conflicts.sort_by_key(|(r, _)| r.id);
                 let outcome = ChangeOutcome {
@@ -1955,7 +2260,7 @@ impl Driver {
             reply_now(reply, ApiError::not_found("open conflict"));
             return Ok(());
         };
-        let Some(mut record) = self.ledger.live.get(&subject).cloned() else {
+        let Some(mut record) = self.ledger.live.get(&subject).map(|r| ConflictRecord::clone(r)) else {
             reply_now(reply, ApiError::not_found("open conflict"));
             return Ok(());
         };
@@ -1979,7 +2284,7 @@ impl Driver {
                 &format!("resolved_by_party_{}", viewer.party.0),
             )?;
             self.ledger.suppressed.insert(subject);
-            index = self.ledger.tree.size() - 1;
+            index = self.ledger.size - 1;
             record.state = ConflictState::Resolved;
             record.resolved_at_ms = Some(batch.now_ms);
             record.updated_at_ms = batch.now_ms;
@@ -1998,13 +2303,13 @@ impl Driver {
                     "conflict.acknowledged",
                     Some("conflict.updated"),
                 )?;
-                self.ledger.live.insert(subject, record.clone());
+                self.ledger.live.insert(subject, Box::new(record.clone()));
             } else {
                 // Acknowledging again changes no state, so no event; it is
                 // still logged, which gives the answer its receipt.
                 self.record_conflict(world, batch, &record, "conflict.acknowledged", None)?;
             }
-            index = self.ledger.tree.size() - 1;
+            index = self.ledger.size - 1;
             self.hotline_conflict_acked(batch, conflict, viewer.party)?;
         }
         let full = world.sides_full(&record.subject);
@@ -2015,9 +2320,241 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use deconflict_audit::{consistency_proof, inclusion_proof, MemoryStore};
+    use deconflict_audit::{consistency_proof, inclusion_proof, verify_inclusion, MemoryStore};
 
     use super::*;
+
+    /// The inline path the sealer replaces: the driver appended each leaf
+    /// to its tree and overlay as it went, then signed the batch's head
+    /// with the same readers (the code of `run_batch` before the sealer).
+    struct Inline {
+        tree: Tree,
+        signer: CheckpointSigner,
+        overlay: BTreeMap<NodeId, Hash>,
+    }
+
+    impl Inline {
+        fn seal(
+            &mut self,
+            store: &Store,
+            committed: u64,
+            now_ms: i64,
+            leaves: &[Vec<u8>],
+        ) -> (Vec<Row>, SignedHead) {
+            let start_tree = self.tree.clone();
+            let mut rows = Vec::new();
+            for bytes in leaves {
+                let appended = self.tree.append(bytes).unwrap();
+                rows.push(Row::Leaf {
+                    index: appended.index,
+                    bytes: bytes.clone(),
+                    hash: appended.leaf_hash,
+                    readers: vec![appended.index % 3],
+                });
+                for (id, hash) in appended.nodes {
+                    self.overlay.insert(id, hash);
+                    rows.push(Row::Node { id, hash });
+                }
+            }
+            self.overlay
+                .retain(|id, _| ((id.index + 1) << id.level) > committed);
+            let batch_nodes = BatchNodes::new(&start_tree, &rows);
+            let reader = BatchNodesFirst {
+                batch: &batch_nodes,
+                rest: OverlayReader {
+                    overlay: &self.overlay,
+                    store,
+                },
+            };
+            let note = self.signer.sign_tree(&reader, &self.tree).unwrap();
+            rows.push(Row::Checkpoint {
+                size: self.tree.size(),
+                note: note.clone(),
+                at_ms: now_ms,
+            });
+            let checkpoint = self.signer.last_signed().cloned().unwrap();
+            (
+                rows,
+                SignedHead {
+                    note,
+                    checkpoint,
+                    batch_nodes,
+                },
+            )
+        }
+    }
+
+    /// What `restore` gives the sealer: the tree rebuilt from the stored
+    /// leaves and the signer resumed from the stored head.
+    fn rebuilt(store: &Store, key: &NoteSigner) -> SealState {
+        store
+            .read(|db| {
+                let note = ledger::latest_checkpoint(db)?.unwrap();
+                let signer = CheckpointSigner::resume(key.clone(), &note).unwrap();
+                let tree = ledger::rebuild_log(db, signer.last_signed())?.unwrap();
+                Ok(SealState { tree, signer })
+            })
+            .unwrap()
+    }
+
+    /// The staged path (the sealer, a stage of its own) gives every batch
+    /// the rows, the signed note and the checkpoint the inline path gave,
+    /// and receipts (inclusion proofs from the head's `BatchNodes`) equal to
+    /// the full tree's: over batches of many sizes, commits that lag the
+    /// sealing (the overlay, then the store, serve the older nodes), a
+    /// failed commit followed by a reset to the stored state (both paths
+    /// rebuilt the same way), and a batch that does not start where the
+    /// tree ends, which breaks the sealer until the next reset.
+    #[test]
+    fn the_sealer_signs_and_proves_as_the_inline_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(
+                dir.path().join("sealer.sqlite"),
+                deconflict_store::StoreConfig::default(),
+            )
+            .unwrap(),
+        );
+        let key = NoteSigner::from_seed("sealer.test", &[7; 32]).unwrap();
+        let committed = Arc::new(AtomicU64::new(0));
+        let fresh = || SealState {
+            tree: Tree::new(),
+            signer: CheckpointSigner::new(key.clone()),
+        };
+        let mut sealer = Sealer::new(fresh(), Arc::clone(&store), Arc::clone(&committed));
+        let mut inline = Inline {
+            tree: Tree::new(),
+            signer: CheckpointSigner::new(key.clone()),
+            overlay: BTreeMap::new(),
+        };
+        let mut all = MemoryStore::new();
+        let mut full_tree = Tree::new();
+        // Sealed but not committed yet: (first index, rows, end size).
+        let mut pending: VecDeque<(u64, Vec<Row>, u64)> = VecDeque::new();
+        let commit = |pending: &mut VecDeque<(u64, Vec<Row>, u64)>| {
+            let (first, rows, end) = pending.pop_front().unwrap();
+            store
+                .write(move |db| ledger::write_batch(db, first, &rows))
+                .unwrap();
+            committed.store(end, Ordering::Release);
+        };
+        let mut serial = 0u32;
+        let sizes = [1usize, 3, 17, 2, 40, 1, 8, 64, 5, 33, 1, 1, 16, 7, 100, 2];
+        for (round, &len) in sizes.iter().enumerate() {
+            let now_ms = 1_790_000_000_000 + round as i64;
+            let leaves: Vec<Vec<u8>> = (0..len)
+                .map(|_| {
+                    serial += 1;
+                    format!(
+                        "{{\"leaf\":{serial},\"pad\":\"{}\"}}",
+                        "x".repeat(serial as usize % 50)
+                    )
+                    .into_bytes()
+                })
+                .collect();
+            let first_index = inline.tree.size();
+            let mut sealing = Sealing {
+                first_index,
+                now_ms,
+                rows: Vec::new(),
+                leaves: leaves
+                    .iter()
+                    .zip(first_index..)
+                    .map(|(bytes, index)| PendingLeaf::Bytes {
+                        bytes: bytes.clone(),
+                        readers: vec![index % 3],
+                    })
+                    .collect(),
+                completions: Vec::new(),
+                events: Vec::new(),
+            };
+            let (end, head) = sealer.seal(&mut sealing).unwrap();
+            let (rows, expected) = inline.seal(&store, committed.load(Ordering::Acquire), now_ms, &leaves);
+            assert_eq!(end, first_index + len as u64);
+            assert_eq!(head.note, expected.note, "batch {round}");
+            assert_eq!(head.checkpoint, expected.checkpoint, "batch {round}");
+            assert_eq!(
+                format!("{:?}", sealing.rows),
+                format!("{rows:?}"),
+                "batch {round}"
+            );
+            assert_eq!(
+                format!("{:?}", head.batch_nodes),
+                format!("{:?}", expected.batch_nodes)
+            );
+            for bytes in &leaves {
+                all.apply(&full_tree.append(bytes).unwrap());
+            }
+            for index in first_index..end {
+                let proof = inclusion_proof(&head.batch_nodes, index, end).unwrap();
+                assert_eq!(proof, inclusion_proof(&all, index, end).unwrap(), "entry {index}");
+                let leaf = deconflict_audit::leaf_hash(&leaves[(index - first_index) as usize]);
+                verify_inclusion(&leaf, index, end, &proof, &head.checkpoint.root_hash).unwrap();
+            }
+            pending.push_back((first_index, sealing.rows, end));
+            match round % 4 {
+                // Commits lag two batches behind, then catch up.
+                0 | 1 => {}
+                _ => {
+                    while !pending.is_empty() {
+                        commit(&mut pending);
+                    }
+                }
+            }
+            if round == 9 {
+                // The batch sealed last fails to commit: both paths start
+                // over from the store, as the driver's rebuild does.
+                while pending.len() > 1 {
+                    commit(&mut pending);
+                }
+                pending.clear();
+                let SealState { tree, signer } = rebuilt(&store, &key);
+                inline = Inline {
+                    tree,
+                    signer,
+                    overlay: BTreeMap::new(),
+                };
+                sealer.reset(rebuilt(&store, &key));
+                (full_tree, all) = (Tree::new(), MemoryStore::new());
+                let stored: Vec<Vec<u8>> = store
+                    .read(|db| {
+                        db.query_map(
+                            "SELECT leaf FROM log_leaves ORDER BY idx",
+                            deconflict_store::params![],
+                            |r| r.get_blob(0),
+                        )
+                    })
+                    .unwrap();
+                for bytes in &stored {
+                    all.apply(&full_tree.append(bytes).unwrap());
+                }
+                assert_eq!(full_tree, inline.tree);
+            }
+        }
+        // A batch that does not start where the tree ends is refused, and
+        // so is every batch after it until a reset.
+        let size = inline.tree.size();
+        let mut stray = Sealing {
+            first_index: size + 1,
+            now_ms: 0,
+            rows: Vec::new(),
+            leaves: vec![PendingLeaf::Bytes {
+                bytes: b"stray".to_vec(),
+                readers: vec![0],
+            }],
+            completions: Vec::new(),
+            events: Vec::new(),
+        };
+        assert!(sealer.seal(&mut stray).is_err());
+        sealer.broken = true; // as `Sealer::run` marks it
+        stray.first_index = size;
+        assert!(sealer.seal(&mut stray).is_err());
+        while !pending.is_empty() {
+            commit(&mut pending);
+        }
+        sealer.reset(rebuilt(&store, &key));
+        assert_eq!(sealer.seal(&mut stray).unwrap().0, size + 1);
+    }
 
     /// The spliced activity leaf is byte for byte the leaf LeafEvent
     /// encodes, for Features whose numbers and strings JCS rewrites.
@@ -2043,6 +2580,102 @@ mod tests {
         }
         assert!(activity_leaf_bytes("activity.notified", 0, 1 << 53, 1, 1, b"{}").is_err());
         assert!(activity_leaf_bytes("a\"b", 0, 1, 1, 1, b"{}").is_err());
+    }
+
+    /// Each leaf the driver hands over unencoded becomes, in the sealer,
+    /// the bytes `LeafEvent::encode` gives its payload (the payload the
+    /// driver's leaf functions replaced) and its readers: an activity's by
+    /// sharing, a conflict's parties, an acknowledgement record's parties
+    /// as `leaf_of` names them.
+    #[test]
+    fn pending_leaves_encode_as_their_payloads() {
+        use deconflict_engine::{TimeWindow, ZoneId};
+        use deconflict_geodesy::LonLat;
+        use deconflict_hotline::{ConflictAck, ConflictId, ConflictParty, Record};
+        let at_ms = 1_790_000_000_123_i64;
+        let feature = json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [13.5, -0.0]},
+                             "properties": {"sharing": "full", "name": "é\"x"}});
+        let canonical = deconflict_audit::canonical_json(&feature).unwrap();
+        for (sharing, readers) in [(Sharing::Full, vec![0]), (Sharing::NeedToKnow, vec![7])] {
+            for (kind, version) in [("activity.notified", 1), ("activity.updated", 4)] {
+                let (bytes, got) = PendingLeaf::Activity {
+                    kind,
+                    id: ActivityId(12),
+                    party: PartyId(7),
+                    version,
+                    sharing,
+                    feature_canonical: canonical.clone(),
+                }
+                .encode(at_ms)
+                .unwrap();
+                let payload = json!({"activity": 12, "party": 7, "version": version, "feature": feature});
+                crate::jcs::assert_same_leaf(bytes, kind, at_ms, &payload);
+                assert_eq!(got, readers);
+            }
+        }
+        let finding = Finding {
+            window: TimeWindow::new(Timestamp(at_ms), Some(Timestamp(at_ms + 60_000))),
+            location: LonLat::new(13.25, 52.5),
+            min_distance_m: 12.5,
+            required_m: 1e21,
+        };
+        let mut records = vec![
+            unsaved(
+                Subject::Pair([ActivityId(3), ActivityId(9)]),
+                [PartyId(2), PartyId(5)],
+                finding,
+                at_ms,
+            ),
+            unsaved(
+                Subject::Zone {
+                    activity: ActivityId(4),
+                    zone: ZoneId(1),
+                },
+                [PartyId(6), PartyId(6)],
+                finding,
+                at_ms,
+            ),
+        ];
+        records[1].state = ConflictState::Resolved;
+        records[1].resolution = Some("resolved_by_party_6".into());
+        records[1].acked_ms = [Some(at_ms - 1), None];
+        for (record, kind) in records.into_iter().zip(["conflict.opened", "conflict.resolved"]) {
+            let payload = crate::model::conflict_leaf_payload(&record);
+            let parties = vec![record.parties[0].0, record.parties[1].0];
+            let (bytes, got) = PendingLeaf::Conflict { kind, record }.encode(at_ms).unwrap();
+            crate::jcs::assert_same_leaf(bytes, kind, at_ms, &payload);
+            assert_eq!(got, parties);
+        }
+        let ack = ConflictAck {
+            conflict: ConflictId(40),
+            required_at: Timestamp(at_ms),
+            deadline: Timestamp(at_ms + 300_000),
+            parties: vec![
+                ConflictParty {
+                    party: PartyId(2),
+                    acked_at: None,
+                    overdue_at: None,
+                },
+                ConflictParty {
+                    party: PartyId(5),
+                    acked_at: Some(Timestamp(at_ms)),
+                    overdue_at: None,
+                },
+            ],
+            deadline_fired: false,
+        };
+        let (kind, payload, readers) =
+            crate::hotline::leaf_of(&Record::ConflictAck(ack.clone()), None, Timestamp(at_ms));
+        let (bytes, got) = PendingLeaf::ConflictAck(ack).encode(at_ms).unwrap();
+        crate::jcs::assert_same_leaf(bytes, kind, at_ms, &payload);
+        assert_eq!(got, readers);
+        let (bytes, got) = PendingLeaf::Bytes {
+            bytes: b"{}".to_vec(),
+            readers: vec![3],
+        }
+        .encode(at_ms)
+        .unwrap();
+        assert_eq!((bytes, got), (b"{}".to_vec(), vec![3]));
     }
 
     /// For batches of every size from every starting size, the batch's own

@@ -11,7 +11,7 @@ use deconflict_engine::{PartyId, Timestamp};
 use deconflict_hotline::{AckOutcome, Action, ConflictAck, ConflictId, HotlineError, MessageId, Record};
 use serde_json::json;
 
-use super::{completion, now_ms, reply_now, Batch, Driver, Fatal};
+use super::{completion, now_ms, reply_now, Batch, Driver, Fatal, PendingLeaf};
 use crate::hotline::store::HotlineRow;
 use crate::hotline::{leaf_of, problem, render_message, HotlineCommand, Work};
 use crate::jcs::Jcs;
@@ -30,23 +30,25 @@ impl Driver {
                 Record::Message(message) => batch.messages_written.get(&message.id),
                 _ => None,
             };
-            let index = if let Record::ConflictAck(ack) = &record {
-                // One per opened conflict: written directly (the same bytes
-                // as `leaf_of`'s payload encoded, tested below).
-                let bytes = conflict_ack_leaf_bytes(ack, batch.now_ms)?;
-                let readers = ack.parties.iter().map(|p| p.party.0).collect();
-                self.append_leaf(batch, bytes, readers)?
-            } else {
-                let (kind, payload, readers) = leaf_of(&record, earlier, now);
-                if let Record::Message(message) = &record {
-                    batch.messages_written.insert(message.id, message.clone());
+            let (index, row) = match record {
+                // One per opened conflict: its row written directly and its
+                // leaf by the sealer (the same bytes as `HotlineRow::of` and
+                // as `leaf_of`'s payload encoded, tested beside each).
+                Record::ConflictAck(ack) => {
+                    let row = HotlineRow::conflict_ack(&ack, batch.now_ms);
+                    (self.append_leaf(batch, PendingLeaf::ConflictAck(ack))?, row)
                 }
-                self.leaf(batch, kind, &payload, readers)?
+                record => {
+                    let (kind, payload, readers) = leaf_of(&record, earlier, now);
+                    if let Record::Message(message) = &record {
+                        batch.messages_written.insert(message.id, message.clone());
+                    }
+                    let index = self.leaf(batch, kind, &payload, readers)?;
+                    (index, HotlineRow::of(&record, batch.now_ms))
+                }
             };
             first.get_or_insert(index);
-            batch
-                .rows
-                .push(Row::Hotline(HotlineRow::of(&record, batch.now_ms)));
+            batch.rows.push(Row::Hotline(row));
         }
         let mut work = Vec::new();
         while let Some(action) = self.ledger.hotline.machine.poll_action() {
@@ -312,7 +314,10 @@ impl Driver {
 /// The leaf `leaf_of` gives a conflict's acknowledgement record
 /// (`hotline.conflict_ack`, the record as serde writes it), encoded, but
 /// written directly in JCS order (see `crate::jcs`).
-fn conflict_ack_leaf_bytes(ack: &ConflictAck, at_ms: i64) -> Result<Vec<u8>, deconflict_audit::Error> {
+pub(super) fn conflict_ack_leaf_bytes(
+    ack: &ConflictAck,
+    at_ms: i64,
+) -> Result<Vec<u8>, deconflict_audit::Error> {
     let mut jcs = Jcs::leaf("hotline.conflict_ack", at_ms, 256)?;
     jcs.raw(b"{\"conflict_ack\":{\"conflict\":");
     jcs.uint(ack.conflict.0)?;

@@ -3,7 +3,7 @@
 //! escalation ladders and incidents.
 //!
 //! The sans-IO machine ([`deconflict_hotline::Hotline`]) lives inside the
-//! driver thread, next to the engine and the audit tree (`driver` calls it
+//! driver thread, next to the engine (`driver` calls it
 //! through [`HotlineCommand`], and ticks it in every batch). Every
 //! [`Record`] it emits becomes a `hotline_records` row *and* an audit leaf
 //! in the same batch, hence the same transaction (see `driving.rs`). Its
