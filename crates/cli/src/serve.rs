@@ -85,6 +85,32 @@ pub struct ServeArgs {
     /// Commands committed together at most.
     #[arg(long, env = "DECONFLICT_MAX_BATCH", default_value_t = 1_024)]
     max_batch: usize,
+    /// Writes waiting for the store's writer thread (beyond: the write is
+    /// refused with 503 rather than queued without bound).
+    #[arg(long, env = "DECONFLICT_STORE_MAX_PENDING_WRITES", default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    store_max_pending_writes: usize,
+    /// Read connections the store keeps open (receipts, lists, gets).
+    #[arg(long, env = "DECONFLICT_STORE_READERS", default_value_t = 32,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_024))]
+    store_readers: usize,
+    /// SQLite: how long a reader waits for a lock before giving up, ms.
+    #[arg(long, env = "DECONFLICT_SQLITE_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
+    sqlite_busy_timeout_ms: u64,
+    /// SQLite: the writer connection's page cache, KiB (grows up to it).
+    #[arg(long, env = "DECONFLICT_SQLITE_CACHE_KIB", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(64..))]
+    sqlite_cache_kib: u32,
+    /// SQLite: WAL pages after which the checkpointer thread copies the WAL
+    /// back into the database (every commit still syncs the WAL).
+    #[arg(long, env = "DECONFLICT_SQLITE_WAL_AUTOCHECKPOINT_PAGES", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    sqlite_wal_autocheckpoint_pages: u32,
+    /// SQLite: WAL pages after which the writer checkpoints itself, the
+    /// bound on the WAL's length when the checkpointer falls behind.
+    #[arg(long, env = "DECONFLICT_SQLITE_WAL_MAX_PAGES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    sqlite_wal_max_pages: u32,
     /// Several `serve` processes on one PostgreSQL database: how often each
     /// reads the log head to publish what the others appended to its event
     /// streams (10 ms to 60 s).
@@ -235,6 +261,13 @@ impl ServeArgs {
         limits.ws_max_message_bytes = self.ws_max_message_bytes;
         limits.max_pending_commands = self.max_pending_commands;
         limits.max_batch = self.max_batch;
+        let store = &mut config.store;
+        store.max_pending_writes = self.store_max_pending_writes;
+        store.readers = self.store_readers;
+        store.busy_timeout_ms = self.sqlite_busy_timeout_ms;
+        store.writer_cache_kib = self.sqlite_cache_kib;
+        store.wal_autocheckpoint_pages = self.sqlite_wal_autocheckpoint_pages;
+        store.wal_max_pages = self.sqlite_wal_max_pages;
         config.poll_interval_ms = self.poll_interval_ms;
         config.max_redos = self.max_redos;
         limits.max_list = self.max_list;
@@ -434,5 +467,41 @@ mod tests {
         assert_eq!(set.live.history.retention_ms, 120_000);
         assert_eq!(set.live.history.max_points_per_entity, 7);
         assert_eq!(set.live.history.max_points_total, 70);
+    }
+
+    #[test]
+    fn store_flags_reach_the_config_and_zero_is_refused_by_name() {
+        // The flags' defaults are the service's own.
+        assert_eq!(config(&[]).store, ServerConfig::new("unused").store);
+        let set = config(&[
+            "--store-max-pending-writes=7",
+            "--store-readers=3",
+            "--sqlite-busy-timeout-ms=250",
+            "--sqlite-cache-kib=1024",
+            "--sqlite-wal-autocheckpoint-pages=100",
+            "--sqlite-wal-max-pages=400",
+        ]);
+        let store = &set.store;
+        assert_eq!(
+            (store.max_pending_writes, store.readers, store.busy_timeout_ms),
+            (7, 3, 250)
+        );
+        assert_eq!(
+            (
+                store.writer_cache_kib,
+                store.wal_autocheckpoint_pages,
+                store.wal_max_pages
+            ),
+            (1024, 100, 400)
+        );
+        for flag in [
+            "--store-max-pending-writes",
+            "--store-readers",
+            "--sqlite-wal-autocheckpoint-pages",
+            "--sqlite-wal-max-pages",
+        ] {
+            let error = Cli::try_parse_from(["serve", &format!("{flag}=0")]).unwrap_err();
+            assert!(error.to_string().contains(flag), "{flag}: {error}");
+        }
     }
 }
