@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use deconflict_audit::{Checkpoint, CheckpointSigner, Hash, HashReader, LeafEvent, NodeId, NoteSigner, Tree};
 use deconflict_engine::{
-    Activity, ActivityId, Engine, EngineConfig, EngineError, Event, Finding, PartyId, Resolution, Timestamp,
-    Zone, ZoneId,
+    Activity, ActivityId, Engine, EngineConfig, EngineError, Event, Finding, PartyId, Resolution, TimeWindow,
+    Timestamp, Zone, ZoneId,
 };
 use deconflict_formats::{activity_from_feature, Sharing};
 use deconflict_geodesy::GeoBounds;
@@ -290,6 +290,21 @@ pub struct Submission {
     pub feature_canonical: Vec<u8>,
     pub sharing: Sharing,
     pub bounds: GeoBounds,
+}
+
+/// A version of an activity the engine has taken (notified or updated),
+/// with what its row and its leaf keep of the [`Submission`].
+struct TakenVersion {
+    /// `activity.notified` or `activity.updated`.
+    kind: &'static str,
+    id: ActivityId,
+    party: PartyId,
+    version: u64,
+    window: TimeWindow,
+    feature_text: String,
+    feature_canonical: Vec<u8>,
+    sharing: Sharing,
+    bounds: GeoBounds,
 }
 
 /// The exact bytes `LeafEvent { kind, at_ms, payload: {"activity": id,
@@ -1864,17 +1879,37 @@ impl Driver {
         out
     }
 
-    /// The leaf of an activity's new version (`activity.notified` or
-    /// `activity.updated`), from its Feature's canonical form.
-    fn activity_leaf(
+    /// What a version the engine just took leaves behind, the same for a
+    /// notification and an update: its meta, its leaf (from the Feature's
+    /// canonical form), its row, the engine's events, its zones, and the
+    /// answer with its conflicts.
+    fn record_version(
         &mut self,
+        world: &mut World,
         batch: &mut Batch,
-        kind: &'static str,
-        (id, party, version): (ActivityId, PartyId, u64),
-        sharing: Sharing,
-        feature_canonical: Vec<u8>,
-    ) -> Result<u64, Fatal> {
-        self.append_leaf(
+        taken: TakenVersion,
+        reply: Reply<ChangeOutcome>,
+    ) -> Result<(), Fatal> {
+        let TakenVersion {
+            kind,
+            id,
+            party,
+            version,
+            window,
+            feature_text,
+            feature_canonical,
+            sharing,
+            bounds,
+        } = taken;
+        world.activities.insert(
+            id,
+            ActivityMeta {
+                party,
+                version,
+                sharing,
+            },
+        );
+        let index = self.append_leaf(
             batch,
             PendingLeaf::Activity {
                 kind,
@@ -1884,7 +1919,27 @@ impl Driver {
                 sharing,
                 feature_canonical,
             },
-        )
+        )?;
+        batch.rows.push(Row::Activity(ActivityRow {
+            id,
+            party,
+            version,
+            feature: feature_text,
+            at_ms: batch.now_ms,
+            sharing: sharing.as_str(),
+            start_ms: window.start.unix_ms(),
+            end_ms: window.end.map(Timestamp::unix_ms),
+            bounds,
+        }));
+        self.drain(world, batch)?;
+        self.settle_zones_of_held(world, batch, id)?;
+        let outcome = ChangeOutcome {
+            id: id.0,
+            version,
+            conflicts: self.conflicts_of(world, id),
+        };
+        batch.completions.push(completion(reply, outcome, index));
+        Ok(())
     }
 
     /// [`Self::settle_zones`] for an activity the engine just took, read
@@ -2004,42 +2059,20 @@ impl Driver {
                     Err(other) => return Err(Fatal(format!("engine refused a fresh id: {other}"))),
                 }
                 self.ledger.next_activity += 1;
-                world.activities.insert(
-                    id,
-                    ActivityMeta {
-                        party,
-                        version: 1,
-                        sharing,
-                    },
-                );
                 self.count(party, 1);
-                let index = self.activity_leaf(
-                    batch,
-                    "activity.notified",
-                    (id, party, 1),
-                    sharing,
-                    feature_canonical,
-                )?;
-                batch.rows.push(Row::Activity(ActivityRow {
+                let _ = viewer;
+                let taken = TakenVersion {
+                    kind: "activity.notified",
                     id,
                     party,
                     version: 1,
-                    feature: feature_text,
-                    at_ms: batch.now_ms,
-                    sharing: sharing.as_str(),
-                    start_ms: window.start.unix_ms(),
-                    end_ms: window.end.map(Timestamp::unix_ms),
+                    window,
+                    feature_text,
+                    feature_canonical,
+                    sharing,
                     bounds,
-                }));
-                self.drain(world, batch)?;
-                self.settle_zones_of_held(world, batch, id)?;
-                let _ = viewer;
-                let outcome = ChangeOutcome {
-                    id: id.0,
-                    version: 1,
-                    conflicts: self.conflicts_of(world, id),
                 };
-                batch.completions.push(completion(reply, outcome, index));
+                self.record_version(world, batch, taken, reply)?;
             }
             Command::Update {
                 viewer,
@@ -2088,42 +2121,20 @@ impl Driver {
                     }
                     Err(other) => return Err(Fatal(format!("engine refused an update: {other}"))),
                 }
-                world.activities.insert(
-                    id,
-                    ActivityMeta {
-                        party: meta.party,
-                        version,
-                        sharing,
-                    },
-                );
                 // The activity's party never changes: the submission's is
                 // the owner's (Self::owned checked it).
-                let index = self.activity_leaf(
-                    batch,
-                    "activity.updated",
-                    (id, meta.party, version),
-                    sharing,
-                    feature_canonical,
-                )?;
-                batch.rows.push(Row::Activity(ActivityRow {
+                let taken = TakenVersion {
+                    kind: "activity.updated",
                     id,
                     party: meta.party,
                     version,
-                    feature: feature_text,
-                    at_ms: batch.now_ms,
-                    sharing: sharing.as_str(),
-                    start_ms: window.start.unix_ms(),
-                    end_ms: window.end.map(Timestamp::unix_ms),
+                    window,
+                    feature_text,
+                    feature_canonical,
+                    sharing,
                     bounds,
-                }));
-                self.drain(world, batch)?;
-                self.settle_zones_of_held(world, batch, id)?;
-                let outcome = ChangeOutcome {
-                    id: id.0,
-                    version,
-                    conflicts: self.conflicts_of(world, id),
                 };
-                batch.completions.push(completion(reply, outcome, index));
+                self.record_version(world, batch, taken, reply)?;
             }
             Command::Cancel { viewer, id, reply } => {
                 let (id, meta) = match Self::owned(world, &viewer, id) {
