@@ -1928,6 +1928,27 @@ fn push_snug<T: Ord>(queue: &mut BinaryHeap<T>, item: T) {
     queue.push(item);
 }
 
+/// Gives back a vector's room beyond an eighth above `longest` (the most
+/// it held lately), if it holds more than twice that: room a rare large
+/// batch needed is not kept for the ordinary ones, and a vector whose use
+/// stays within a factor of two of its peak is never reallocated.
+fn trim_snug<T>(list: &mut Vec<T>, longest: usize) {
+    let keep = longest.max(list.len());
+    if list.capacity() > 2 * keep + 64 {
+        list.shrink_to(keep + keep / 8 + 64);
+    }
+}
+
+/// `trim_snug` for a wake-up queue, against its length: a queue's entries
+/// come and go steadily (one horizon per scan, popped when it comes), but
+/// the first second of a fleet, every entity scanning, pushed many more.
+fn trim_heap_snug<T: Ord>(queue: &mut BinaryHeap<T>) {
+    let keep = queue.len();
+    if queue.capacity() > keep + keep / 4 + 64 {
+        queue.shrink_to(keep + keep / 8 + 64);
+    }
+}
+
 /// A candidate as (entity id, slot) in one number, so that sorting
 /// candidates sorts them by id.
 fn by_id(id: u32, slot: u32) -> u64 {
