@@ -67,27 +67,56 @@ const NEW_AFTER_EXISTING: u64 = 1 << 63;
 /// No entity in a batch's slots: its report is not in the run.
 const NOT_IN_RUN: u32 = u32::MAX;
 
-/// Where a slot's entity is in a run.
+/// Where a slot's entity is in a run: 8 bytes per slot (12 with the two
+/// flags in fields of their own).
 #[derive(Debug, Clone, Copy)]
 struct InRun {
     /// The step of its report (`NOT_IN_RUN`).
     step: u32,
     /// Its report's place in the gathering order (`by_cell`), where its
-    /// prepared state is.
-    place: u32,
-    /// Whether the report changes its filing (`Prepared::refiled`).
-    refiled: bool,
-    /// Whether a scan earlier in the run added to its near list (a quiet
-    /// report then checks its whole list, not what the gathering found).
-    near_grown: bool,
+    /// prepared state is (`PLACE`: `NO_PLACE` out of the run, past any
+    /// run's end); `REFILED`: whether the report changes its filing
+    /// (`Prepared::refiled`); `NEAR_GROWN`: whether a scan earlier in the
+    /// run added to its near list (a quiet report then checks its whole
+    /// list, not what the gathering found).
+    place_and_flags: u32,
 }
+
+/// `InRun::place_and_flags`: the place (a run holds at most a million
+/// reports, `TrackConfig::batch_run_reports`, below 2³⁰).
+const PLACE: u32 = (1 << 30) - 1;
+const NO_PLACE: u32 = PLACE;
+const REFILED: u32 = 1 << 30;
+const NEAR_GROWN: u32 = 1 << 31;
 
 const OUT_OF_RUN: InRun = InRun {
     step: NOT_IN_RUN,
-    place: NOT_IN_RUN,
-    refiled: false,
-    near_grown: false,
+    place_and_flags: NO_PLACE,
 };
+
+impl InRun {
+    fn place(self) -> usize {
+        (self.place_and_flags & PLACE) as usize
+    }
+
+    fn refiled(self) -> bool {
+        self.place_and_flags & REFILED != 0
+    }
+
+    fn near_grown(self) -> bool {
+        self.place_and_flags & NEAR_GROWN != 0
+    }
+
+    /// Its place and whether it refiles (its near list not grown yet).
+    fn set_place(&mut self, place: usize, refiled: bool) {
+        debug_assert!(place < PLACE as usize);
+        self.place_and_flags = place as u32 | if refiled { REFILED } else { 0 };
+    }
+
+    fn set_near_grown(&mut self) {
+        self.place_and_flags |= NEAR_GROWN;
+    }
+}
 
 /// An applied report of a run: 24 bytes (the checked values of the report
 /// are not kept: `prepare` checks the report again, a pure function of the
@@ -442,8 +471,7 @@ impl TrackWatch {
         for (place, (key, i)) in by_cell.iter_mut().enumerate() {
             let (step, p) = (&steps[*i as usize], &prepared[place]);
             let in_run = &mut step_of[step.slot as usize];
-            in_run.place = place as u32;
-            in_run.refiled = p.refiled;
+            in_run.set_place(place, p.refiled);
             if p.refiled {
                 refiled.insert(p.filed, p.layer, step.slot);
             }
@@ -481,7 +509,7 @@ impl TrackWatch {
         );
 
         for step in steps.iter() {
-            let place = step_of[step.slot as usize].place as usize;
+            let place = step_of[step.slot as usize].place();
             let found = &thread_scratch[place / chunk].out;
             let span = found.span(place % chunk);
             let prepared = &prepared[place];
@@ -503,7 +531,7 @@ impl TrackWatch {
             if prepared.quiet {
                 self.stats.quiet_reports += 1;
             }
-            if prepared.quiet && step_of[slot as usize].near_grown {
+            if prepared.quiet && step_of[slot as usize].near_grown() {
                 self.check_quiet_pairs(
                     now,
                     slot,
@@ -526,7 +554,7 @@ impl TrackWatch {
                 let near = &found.near[range(span.near)];
                 self.rescan_with(now, slot, near);
                 for &other in near {
-                    step_of[self.slot_of_id[other as usize] as usize].near_grown = true;
+                    step_of[self.slot_of_id[other as usize] as usize].set_near_grown();
                 }
             }
             if check_fences {
@@ -707,7 +735,7 @@ impl Run<'_> {
                 self.read_ahead(steps, query);
             }
             let slot = slot as u32;
-            let p = &self.prepared[self.step_of[slot as usize].place as usize];
+            let p = &self.prepared[self.step_of[slot as usize].place()];
             let ma = p.motion();
             let id = self.ids[i as usize];
             // The entity before the run: none for a new one (its slot is free
@@ -749,7 +777,7 @@ impl Run<'_> {
                 for &b in found.iter() {
                     let in_run = self.step_of[b as usize];
                     let (kb, filed, layer) = if in_run.step < i {
-                        let pb = &self.prepared[in_run.place as usize];
+                        let pb = &self.prepared[in_run.place()];
                         (&pb.kin, pb.filed, pb.layer)
                     } else {
                         let eb = watch.entity(b);
@@ -812,14 +840,10 @@ impl Run<'_> {
                             continue;
                         }
                         let in_run = self.step_of[b as usize];
-                        let plan_b = if changed && !self.prepared[in_run.place as usize].quiet {
+                        let plan_b = if changed && !self.prepared[in_run.place()].quiet {
                             let new = watch.entities.get(b as usize).is_none_or(Option::is_none);
                             let b_id = self.id_of(b, in_run);
-                            watch.plan_after(
-                                self.now,
-                                &self.prepared[in_run.place as usize],
-                                new.then_some(b_id),
-                            )
+                            watch.plan_after(self.now, &self.prepared[in_run.place()], new.then_some(b_id))
                         } else {
                             watch.entity(b).quiet
                         };
@@ -960,7 +984,7 @@ impl Run<'_> {
             if let Some(kb) = watch.kin.get(b as usize) {
                 touched ^= kb.party.0;
             }
-            if let Some(p) = self.prepared.get(self.step_of[b as usize].place as usize) {
+            if let Some(p) = self.prepared.get(self.step_of[b as usize].place()) {
                 touched ^= p.kin.party.0;
             }
         }
@@ -968,7 +992,7 @@ impl Run<'_> {
         // (Every item in `found` carries this query's mark.)
         found.retain(|&b| {
             let in_run = self.step_of[b as usize];
-            let want = if in_run.step < i && in_run.refiled {
+            let want = if in_run.step < i && in_run.refiled() {
                 FOUND_AFTER
             } else {
                 FOUND_BEFORE
@@ -982,7 +1006,7 @@ impl Run<'_> {
     fn state_at(&self, i: u32, b: u32) -> (&Kin, bool) {
         let in_run = self.step_of[b as usize];
         if in_run.step < i {
-            (&self.prepared[in_run.place as usize].kin, true)
+            (&self.prepared[in_run.place()].kin, true)
         } else {
             (&self.watch.kin[b as usize], false)
         }
@@ -1023,7 +1047,7 @@ impl Run<'_> {
         let kept = open_cpa.contains(&b_id);
         if may_open || kept {
             let mb = if in_run.step < i {
-                self.prepared[in_run.place as usize].motion()
+                self.prepared[in_run.place()].motion()
             } else {
                 watch.motion(b)
             };
@@ -1211,5 +1235,33 @@ mod tests {
         queue.pop();
         trim_heap_snug(&mut queue);
         assert_eq!(queue.capacity(), 4_000 + 500 + 64, "within a quarter: kept");
+    }
+
+    #[test]
+    fn a_slot_in_a_run_takes_eight_bytes_and_keeps_its_flags_apart() {
+        assert_eq!(std::mem::size_of::<InRun>(), 8);
+        let mut in_run = OUT_OF_RUN;
+        assert_eq!(in_run.place(), NO_PLACE as usize);
+        assert!(!in_run.refiled() && !in_run.near_grown());
+        in_run.set_place(999_999, true);
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (999_999, true, false)
+        );
+        in_run.set_near_grown();
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (999_999, true, true)
+        );
+        in_run.set_place(7, false);
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (7, false, false)
+        );
+        in_run.set_near_grown();
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (7, false, true)
+        );
     }
 }
