@@ -2081,7 +2081,9 @@ mod tests {
                 alt_m: None,
                 speed_mps: Some(0.0),
                 course_deg: None,
-                stale: Some(Timestamp(time_ms + if k % 3 == 0 { 10_000 } else { 1_000_000 })),
+                stale: Some(Timestamp(
+                    time_ms + if k.is_multiple_of(3) { 10_000 } else { 1_000_000 },
+                )),
                 activity: None,
             }
         }
@@ -2113,7 +2115,7 @@ mod tests {
         assert_eq!(watch.party_len(PartyId(1)), 3_000);
         // A third go stale and leave their tables.
         watch.handle_tick(Timestamp(20_000));
-        check(&watch, &|k| k % 3 != 0);
+        check(&watch, &|k| !k.is_multiple_of(3));
         assert_eq!(watch.party_len(PartyId(2)), 2_000);
         // They come back (new ids from the free list); the others report again.
         for (k, uid) in uids.iter().enumerate() {
