@@ -1942,10 +1942,13 @@ fn trim_snug<T>(list: &mut Vec<T>, longest: usize) {
 /// `trim_snug` for a wake-up queue, against its length: a queue's entries
 /// come and go steadily (one horizon per scan, popped when it comes), but
 /// the first second of a fleet, every entity scanning, pushed many more.
+/// Kept a quarter above its length, trimmed only past a half: the length
+/// moves by some tenth between batches, and a queue trimmed closer grew
+/// again (a reallocation) in the next batch.
 fn trim_heap_snug<T: Ord>(queue: &mut BinaryHeap<T>) {
     let keep = queue.len();
-    if queue.capacity() > keep + keep / 4 + 64 {
-        queue.shrink_to(keep + keep / 8 + 64);
+    if queue.capacity() > keep + keep / 2 + 64 {
+        queue.shrink_to(keep + keep / 4 + 64);
     }
 }
 
