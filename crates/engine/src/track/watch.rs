@@ -121,7 +121,7 @@ struct Kin {
 /// One live entity. The fields a pair check reads come first, so that a
 /// candidate (a report meets tens, each a likely cache miss) costs as few
 /// cache lines as possible, the small ones among them so that no padding
-/// follows them (200 bytes, 232 before). (Aligning records to cache lines
+/// follows them (192 bytes; 200 with a `Vec` of open episodes, 232 before). (Aligning records to cache lines
 /// would cost some 60 bytes each against the memory budget.)
 #[derive(Debug)]
 #[repr(C)]
@@ -141,7 +141,10 @@ struct Entity {
     /// Open `proximity` and `cpa` episodes this entity is in: (other
     /// entity's id, kind, alert id). Usually empty or a few, so a pair's lookup is a
     /// scan of the reporting entity's own list, not a search of a global map.
-    pairs: Vec<(u32, AlertKind, AlertId)>,
+    /// A boxed slice of exactly its length (16 bytes in the record against
+    /// a `Vec`'s 24, and no slack in the block): episodes open and close
+    /// far more rarely than the list is read.
+    pairs: Box<[(u32, AlertKind, AlertId)]>,
     key: TrackKey,
     stale_ms: i64,
     /// The swept box covers the path up to this instant plus the look-ahead;
@@ -681,7 +684,7 @@ impl TrackWatch {
     /// Clears every open episode of an entity.
     fn close_all(&mut self, now: Timestamp, slot: u32, reason: &ClearReason) {
         let pairs = self.entity(slot).pairs.clone();
-        for (other, kind, id) in pairs {
+        for &(other, kind, id) in pairs.iter() {
             let other = self.slot_of_id[other as usize];
             self.close_pair(now, slot, other, kind, id, reason.clone());
         }
@@ -723,7 +726,7 @@ impl TrackWatch {
         for (this, that) in [(a, b), (b, a)] {
             let that = self.id(that);
             let pairs = &mut self.entity_mut(this).pairs;
-            pairs.retain(|&(other, k, _)| (other, k) != (that, kind));
+            remove_exact(pairs, |&(other, k, _)| (other, k) == (that, kind));
         }
         self.open_pairs -= 1;
         let subject = self.pair_subject(a, b);
@@ -736,8 +739,7 @@ impl TrackWatch {
         let (id_a, id_b) = (self.id(a), self.id(b));
         for (slot, other) in [(a, id_b), (b, id_a)] {
             let pairs = &mut self.entity_mut(slot).pairs;
-            reserve_snug(pairs, 1);
-            pairs.push((other, kind, id));
+            push_exact(pairs, (other, kind, id));
         }
         self.open_pairs += 1;
     }
@@ -1086,7 +1088,7 @@ impl TrackWatch {
             wake_ms: i64::MAX,
             filed: None,
             linked: false,
-            pairs: Vec::new(),
+            pairs: Box::default(),
             quiet: Quiet::NONE,
             near: NearList::default(),
         };
@@ -1878,7 +1880,7 @@ impl TrackWatch {
             .iter()
             .flatten()
             .map(|e| {
-                e.pairs.capacity() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.heap_bytes()
+                e.pairs.len() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.heap_bytes()
             })
             .sum();
         // A B-tree's entry with its share of the nodes: about twice its size.
@@ -1904,6 +1906,25 @@ fn reserve_snug<T>(list: &mut Vec<T>, additional: usize) {
             .max(list.len() + list.len() / 2)
             .max(SNUG_MIN_BYTES / std::mem::size_of::<T>().max(1));
         list.reserve_exact(room - list.len());
+    }
+}
+
+/// `list` with `item` appended, in a block of exactly its length.
+fn push_exact<T: Copy>(list: &mut Box<[T]>, item: T) {
+    let mut longer = Vec::with_capacity(list.len() + 1);
+    longer.extend_from_slice(list);
+    longer.push(item);
+    *list = longer.into_boxed_slice();
+}
+
+/// `list` without the items `gone` picks (the others in their order), in a
+/// block of exactly its length; the same block when `gone` picks none.
+fn remove_exact<T: Copy>(list: &mut Box<[T]>, mut gone: impl FnMut(&T) -> bool) {
+    let kept = list.iter().filter(|&item| !gone(item)).count();
+    if kept < list.len() {
+        let mut shorter = Vec::with_capacity(kept);
+        shorter.extend(list.iter().copied().filter(|item| !gone(item)));
+        *list = shorter.into_boxed_slice();
     }
 }
 
@@ -2150,9 +2171,30 @@ mod tests {
     }
 
     #[test]
+    fn exact_lists_keep_vec_order_and_no_slack() {
+        let mut exact: Box<[(u32, AlertKind, AlertId)]> = Box::default();
+        let mut model: Vec<(u32, AlertKind, AlertId)> = Vec::new();
+        let mut x = 7u32;
+        for step in 0..400u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let other = (x >> 16) % 5;
+            let kind = if x & 1 == 0 { AlertKind::Cpa } else { AlertKind::Proximity };
+            if x % 3 == 0 {
+                remove_exact(&mut exact, |&(o, k, _)| (o, k) == (other, kind));
+                model.retain(|&(o, k, _)| (o, k) != (other, kind));
+            } else {
+                push_exact(&mut exact, (other, kind, AlertId(u64::from(step))));
+                model.push((other, kind, AlertId(u64::from(step))));
+            }
+            assert_eq!(&exact[..], &model[..], "step {step}");
+        }
+        assert!(!exact.is_empty(), "the walk ends with a list to compare");
+    }
+
+    #[test]
     fn records_stay_within_their_budget() {
         // The entity record has no padding left; `Kin` is one cache line.
-        assert_eq!(std::mem::size_of::<Option<Entity>>(), 200);
+        assert_eq!(std::mem::size_of::<Option<Entity>>(), 192);
         assert_eq!(std::mem::size_of::<Kin>(), 64);
     }
 }
