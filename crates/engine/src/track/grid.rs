@@ -74,6 +74,23 @@ pub(crate) struct Grid {
     cells: StableHashMap<u64, Vec<Layer>>,
 }
 
+/// The smallest block a cell's list takes, in bytes: glibc's smallest
+/// block holds 24.
+const MIN_LIST_BYTES: usize = 24;
+
+/// Room for one more item in a cell's list, growing by half rather than
+/// doubling and from one small block rather than `Vec`'s first 4 or 8
+/// items: a cell's lists hold a few to a few hundred items, and a doubling
+/// list's slack (a third of its length on average) is resident.
+fn grow_by_half<T>(list: &mut Vec<T>) {
+    if list.len() == list.capacity() {
+        let room = (list.len() / 2)
+            .max(1)
+            .max((MIN_LIST_BYTES / std::mem::size_of::<T>().max(1)).saturating_sub(list.len()));
+        list.reserve_exact(room);
+    }
+}
+
 /// Cell numbers take 24 bits each in a key (`grid_cell_m ≥ 100 m` gives at
 /// most 400,000 columns).
 fn key(row: u32, column: u32) -> u64 {
@@ -134,14 +151,18 @@ impl Grid {
         for k in keys {
             let layers = self.cells.entry(k).or_default();
             match layers.binary_search_by_key(&layer, |l| l.layer) {
-                Ok(at) => layers[at].items.push(item),
-                Err(at) => layers.insert(
-                    at,
-                    Layer {
-                        layer,
-                        items: vec![item],
-                    },
-                ),
+                Ok(at) => {
+                    let items = &mut layers[at].items;
+                    grow_by_half(items);
+                    items.push(item);
+                }
+                Err(at) => {
+                    grow_by_half(layers);
+                    let mut items = Vec::new();
+                    grow_by_half(&mut items);
+                    items.push(item);
+                    layers.insert(at, Layer { layer, items });
+                }
             }
         }
     }
@@ -421,5 +442,48 @@ mod tests {
         assert!(hits > 1);
         grid.remove(cb, 3, 7);
         assert!(grid.cells.is_empty());
+    }
+
+    #[test]
+    fn cell_lists_grow_by_half_and_keep_their_items_in_order() {
+        let mut items: Vec<u32> = Vec::new();
+        let mut capacities = Vec::new();
+        for k in 0..30 {
+            grow_by_half(&mut items);
+            items.push(k);
+            capacities.push(items.capacity());
+        }
+        capacities.dedup();
+        assert_eq!(capacities, [6, 9, 13, 19, 28, 42]);
+        let mut layers: Vec<Layer> = Vec::new();
+        grow_by_half(&mut layers);
+        assert_eq!(layers.capacity(), 1);
+
+        // One crowded cell, items coming and going in many layers, against
+        // a list per layer kept with `Vec`'s own calls.
+        let mut grid = Grid::new(1_000.0);
+        let cb = grid.cell_box(&bounds(36.004, 36.004, 41.004, 41.004));
+        assert_eq!((cb.south, cb.west), (cb.north, cb.east), "one cell");
+        let mut model: Vec<Vec<u32>> = vec![Vec::new(); 7];
+        let mut x = 11u32;
+        for item in 0..3_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let layer = (x >> 16) % 7;
+            let list = &mut model[layer as usize];
+            if x % 4 == 0 && !list.is_empty() {
+                let gone = list[(x >> 8) as usize % list.len()];
+                grid.remove(cb, layer as u16, gone);
+                let at = list.iter().position(|&i| i == gone).expect("listed");
+                list.swap_remove(at);
+            } else {
+                grid.insert(cb, layer as u16, item);
+                list.push(item);
+            }
+            for (layer, list) in model.iter().enumerate() {
+                let mut got = Vec::new();
+                grid.for_each(cb, &[layer as u16..=layer as u16], |i| got.push(i));
+                assert_eq!(&got, list, "item {item}, layer {layer}");
+            }
+        }
     }
 }
