@@ -61,6 +61,47 @@ const FOUND_AFTER: u32 = 2;
 /// `Run::read_ahead`: the reports whose records the gathering reads at once.
 const READ_AHEAD: usize = 32;
 
+/// `read_ahead_uids`: the reports whose entities a lookup loop reads at once.
+const UID_READ_AHEAD: usize = 16;
+
+/// Reads what `slot_of` and the lookup loop read of each of `reports` (at
+/// most `UID_READ_AHEAD`), in waves whose iterations do not depend on each
+/// other, so that each wave's cache misses are in flight together: the
+/// uid table's first candidate for the uid's hash, its slot, the entity's
+/// record (the held uid) and `Kin`, then the held uid's text. Looked up
+/// one after the other, each report waits for four or five misses in
+/// turn (the uid tables of ids only added the record's). Changes nothing;
+/// a candidate that is not the entity (another uid with the same hash
+/// bits) is read for nothing.
+fn read_ahead_uids(watch: &TrackWatch, reports: &[PositionReport]) {
+    let mut slots = [NONE; UID_READ_AHEAD];
+    for (report, slot) in reports.iter().zip(&mut slots) {
+        if let Some(party) = watch.parties.get(&report.party) {
+            if let Some(&id) = party.by_uid.iter_hash(uid_hash(report.uid)).next() {
+                *slot = id;
+            }
+        }
+    }
+    for slot in &mut slots[..reports.len()] {
+        *slot = watch.slot_of_id.get(*slot as usize).copied().unwrap_or(NONE);
+    }
+    let mut touched = 0u64;
+    for &slot in &slots[..reports.len()] {
+        if let Some(Some(entity)) = watch.entities.get(slot as usize) {
+            touched ^= entity.key.uid.len() as u64;
+        }
+        if let Some(kin) = watch.kin.get(slot as usize) {
+            touched ^= kin.tangent.time_ms as u64;
+        }
+    }
+    for &slot in &slots[..reports.len()] {
+        if let Some(Some(entity)) = watch.entities.get(slot as usize) {
+            touched ^= entity.key.uid.as_bytes().first().map_or(0, |&b| u64::from(b));
+        }
+    }
+    std::hint::black_box(touched);
+}
+
 /// A run gathers new entities after the existing ones (above any slot).
 const NEW_AFTER_EXISTING: u64 = 1 << 63;
 
@@ -605,9 +646,12 @@ impl TrackWatch {
                 .zip(lookups.chunks_mut(per_thread))
                 .collect(),
             |(reports, found)| {
-                for (report, found) in reports.iter().zip(found) {
-                    if let Some(slot) = watch.slot_of(report.party, report.uid) {
-                        *found = (slot, watch.kin[slot as usize].tangent.time_ms);
+                for (reports, found) in reports.chunks(UID_READ_AHEAD).zip(found.chunks_mut(UID_READ_AHEAD)) {
+                    read_ahead_uids(watch, reports);
+                    for (report, found) in reports.iter().zip(found) {
+                        if let Some(slot) = watch.slot_of(report.party, report.uid) {
+                            *found = (slot, watch.kin[slot as usize].tangent.time_ms);
+                        }
                     }
                 }
             },
