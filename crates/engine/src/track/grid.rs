@@ -470,7 +470,7 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let layer = (x >> 16) % 7;
             let list = &mut model[layer as usize];
-            if x % 4 == 0 && !list.is_empty() {
+            if x.is_multiple_of(4) && !list.is_empty() {
                 let gone = list[(x >> 8) as usize % list.len()];
                 grid.remove(cb, layer as u16, gone);
                 let at = list.iter().position(|&i| i == gone).expect("listed");

@@ -1879,9 +1879,7 @@ impl TrackWatch {
             .entities
             .iter()
             .flatten()
-            .map(|e| {
-                e.pairs.len() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.heap_bytes()
-            })
+            .map(|e| e.pairs.len() * std::mem::size_of::<(u32, AlertKind, AlertId)>() + e.near.heap_bytes())
             .sum();
         // A B-tree's entry with its share of the nodes: about twice its size.
         let links = self.links.len() * 2 * std::mem::size_of::<(u32, ActivityId)>();
@@ -2178,8 +2176,12 @@ mod tests {
         for step in 0..400u32 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let other = (x >> 16) % 5;
-            let kind = if x & 1 == 0 { AlertKind::Cpa } else { AlertKind::Proximity };
-            if x % 3 == 0 {
+            let kind = if x & 1 == 0 {
+                AlertKind::Cpa
+            } else {
+                AlertKind::Proximity
+            };
+            if x.is_multiple_of(3) {
                 remove_exact(&mut exact, |&(o, k, _)| (o, k) == (other, kind));
                 model.retain(|&(o, k, _)| (o, k) != (other, kind));
             } else {

@@ -646,7 +646,10 @@ impl TrackWatch {
                 .zip(lookups.chunks_mut(per_thread))
                 .collect(),
             |(reports, found)| {
-                for (reports, found) in reports.chunks(UID_READ_AHEAD).zip(found.chunks_mut(UID_READ_AHEAD)) {
+                for (reports, found) in reports
+                    .chunks(UID_READ_AHEAD)
+                    .zip(found.chunks_mut(UID_READ_AHEAD))
+                {
                     read_ahead_uids(watch, reports);
                     for (report, found) in reports.iter().zip(found) {
                         if let Some(slot) = watch.slot_of(report.party, report.uid) {
