@@ -121,7 +121,8 @@ struct Kin {
 /// One live entity. The fields a pair check reads come first, so that a
 /// candidate (a report meets tens, each a likely cache miss) costs as few
 /// cache lines as possible, the small ones among them so that no padding
-/// follows them (192 bytes; 200 with a `Vec` of open episodes, 232 before). (Aligning records to cache lines
+/// follows them (184 bytes; 200 with a `Vec` of open episodes and an
+/// `Option<CellBox>`, 232 before). (Aligning records to cache lines
 /// would cost some 60 bytes each against the memory budget.)
 #[derive(Debug)]
 #[repr(C)]
@@ -131,9 +132,9 @@ struct Entity {
     origin: LonLat,
     course_deg: f32,
     /// The cells the swept box is filed under; `None` before the first filing.
-    filed: Option<CellBox>,
-    velocity: VelocitySource,
+    filed: FiledBox,
     layer: u16,
+    velocity: VelocitySource,
     /// Whether the entity is linked to an activity (`TrackWatch::links`
     /// holds which: few entities are, and 16 bytes in every record cost
     /// more than a lookup for those).
@@ -157,6 +158,53 @@ struct Entity {
     /// The ids of the entities the last scans of this entity and of them
     /// could not rule out (symmetric; `watch/quiet.rs`).
     near: NearList,
+}
+
+/// An entity's `Option<CellBox>` in 16 bytes rather than 20 (with the
+/// record's padding, 8 bytes a record): `wraps` in the top bit of `west`,
+/// `None` as a `south` of `u32::MAX`. Rows and columns stay below 2³¹:
+/// `grid_cell_m ≥ 100` (checked by `TrackConfig`) gives at most 400,000
+/// columns and 200,000 rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FiledBox {
+    south: u32,
+    north: u32,
+    west_and_wraps: u32,
+    east: u32,
+}
+
+const FILED_WRAPS: u32 = 1 << 31;
+
+impl FiledBox {
+    const NONE: FiledBox = FiledBox {
+        south: u32::MAX,
+        north: 0,
+        west_and_wraps: 0,
+        east: 0,
+    };
+
+    fn new(cells: CellBox) -> Self {
+        assert!(
+            cells.south < FILED_WRAPS && cells.north < FILED_WRAPS && cells.west < FILED_WRAPS,
+            "cell numbers below 2^31"
+        );
+        FiledBox {
+            south: cells.south,
+            north: cells.north,
+            west_and_wraps: cells.west | if cells.wraps { FILED_WRAPS } else { 0 },
+            east: cells.east,
+        }
+    }
+
+    fn get(self) -> Option<CellBox> {
+        (self.south != u32::MAX).then_some(CellBox {
+            south: self.south,
+            north: self.north,
+            west: self.west_and_wraps & !FILED_WRAPS,
+            east: self.east,
+            wraps: self.west_and_wraps & FILED_WRAPS != 0,
+        })
+    }
 }
 
 impl Kin {
@@ -660,7 +708,7 @@ impl TrackWatch {
         let near = std::mem::take(&mut self.entity_mut(slot).near);
         self.leave_near_lists(self.id(slot), near.as_slice());
         let entity = self.entities[slot as usize].take().expect("a live slot");
-        if let Some(filed) = entity.filed {
+        if let Some(filed) = entity.filed.get() {
             self.grid.remove(filed, entity.layer, slot);
         }
         let id = self.id(slot);
@@ -900,7 +948,7 @@ impl TrackWatch {
         let filed = self.swept_cells(now, &motion);
         let refiled = admitted.existing.is_none_or(|slot| {
             let entity = self.entity(slot);
-            entity.filed != Some(filed) || entity.layer != layer
+            entity.filed.get() != Some(filed) || entity.layer != layer
         });
         let kin = Kin {
             tangent: motion.tangent,
@@ -990,7 +1038,7 @@ impl TrackWatch {
             .map(|(slot, (e, &id))| {
                 let key = e
                     .as_ref()
-                    .and_then(|e| e.filed)
+                    .and_then(|e| e.filed.get())
                     .map_or(u64::MAX, |filed| batch::z_order(filed.south, filed.west));
                 (key, id, slot as u32)
             })
@@ -1086,7 +1134,7 @@ impl TrackWatch {
             stale_ms: prepared.stale_ms,
             refile_ms: i64::MAX,
             wake_ms: i64::MAX,
-            filed: None,
+            filed: FiledBox::NONE,
             linked: false,
             pairs: Box::default(),
             quiet: Quiet::NONE,
@@ -1139,7 +1187,7 @@ impl TrackWatch {
     /// Files an entity's swept box `new_box` after a report (its layer may change).
     fn refile_to(&mut self, now: Timestamp, slot: u32, layer: u16, new_box: CellBox) {
         let old = self.entity(slot);
-        let (old_box, old_layer) = (old.filed, old.layer);
+        let (old_box, old_layer) = (old.filed.get(), old.layer);
         if old_box != Some(new_box) || old_layer != layer {
             if let Some(old_box) = old_box {
                 self.grid.remove(old_box, old_layer, slot);
@@ -1152,7 +1200,7 @@ impl TrackWatch {
         let refile_every = self.config.refile_every_ms;
         let moving = self.kin[slot as usize].tangent.speed_mps > 0.0;
         let entity = self.entity_mut(slot);
-        entity.filed = Some(new_box);
+        entity.filed = FiledBox::new(new_box);
         entity.layer = layer;
         entity.refile_ms = if moving {
             now.unix_ms() + refile_every
@@ -2194,9 +2242,47 @@ mod tests {
     }
 
     #[test]
+    fn a_filed_box_gives_back_the_cells_it_took() {
+        assert_eq!(FiledBox::NONE.get(), None);
+        let grid = Grid::new(100.0);
+        for (south, north, west, east) in [
+            (-90.0, 90.0, -180.0, 180.0),
+            (36.0, 36.5, 179.5, -179.5),
+            (-89.99, -89.0, 170.0, -170.0),
+            (0.0, 0.0, 0.0, 0.0),
+            (89.0, 90.0, -180.0, -179.99),
+        ] {
+            let cells = grid.cell_box(&deconflict_geodesy::GeoBounds {
+                south_deg: south,
+                north_deg: north,
+                west_deg: west,
+                east_deg: east,
+            });
+            assert_eq!(FiledBox::new(cells).get(), Some(cells), "{cells:?}");
+        }
+        let wrapping = CellBox {
+            south: 0,
+            north: 199_999,
+            west: 399_999,
+            east: 3,
+            wraps: true,
+        };
+        assert_eq!(FiledBox::new(wrapping).get(), Some(wrapping));
+        assert_eq!(
+            FiledBox::new(CellBox {
+                wraps: false,
+                ..wrapping
+            })
+            .get()
+            .map(|c| c.wraps),
+            Some(false)
+        );
+    }
+
+    #[test]
     fn records_stay_within_their_budget() {
         // The entity record has no padding left; `Kin` is one cache line.
-        assert_eq!(std::mem::size_of::<Option<Entity>>(), 192);
+        assert_eq!(std::mem::size_of::<Option<Entity>>(), 184);
         assert_eq!(std::mem::size_of::<Kin>(), 64);
     }
 }

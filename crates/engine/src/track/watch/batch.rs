@@ -830,7 +830,7 @@ impl Run<'_> {
                         let eb = watch.entity(b);
                         (
                             &watch.kin[b as usize],
-                            eb.filed.expect("a filed entity"),
+                            eb.filed.get().expect("a filed entity"),
                             eb.layer,
                         )
                     };

@@ -433,7 +433,7 @@ impl TrackWatch {
         for &other_id in entity.near.as_slice() {
             let other = self.slot_of_id[other_id as usize];
             let b = self.entity(other);
-            let indexed = b.filed.is_some_and(|filed| filed.meets(&cells))
+            let indexed = b.filed.get().is_some_and(|filed| filed.meets(&cells))
                 && layers.as_slice().iter().any(|range| range.contains(&b.layer));
             if indexed {
                 candidates.push(by_id(other_id, other));
