@@ -1940,7 +1940,7 @@ impl TrackWatch {
 const SNUG_MIN_BYTES: usize = 24;
 
 /// Room for `additional` more items in an entity's own short list (its
-/// open episodes, its near list), growing by half rather than doubling and
+/// near list; the open episodes now take a block of exactly their length), growing by half rather than doubling and
 /// from one small block rather than `Vec`'s first 4 or 8 items: some 75k of
 /// 100k entities hold each list, most with one to three items, and every
 /// block's slack is resident (the open episodes' lists took 80-byte blocks
