@@ -7,8 +7,10 @@
 /// is how long freed pages stay before they go back to the OS: handed back
 /// sooner, they come back as fresh pages the kernel zeroes again, 2 MiB at a
 /// time (mimalloc's arenas are transparent huge pages). Kept 10 s, the W1
-/// bench took a quarter of the page faults and ~5 % less CPU, its peak
-/// memory ~2 % more (crates/server/NOTES.md, `workers-s21`).
+/// bench at 100k took a third of the page faults (136k → 41k) and a few %
+/// less CPU, its peak memory ~9 % more (crates/server/NOTES.md,
+/// `workers-s21`). `-1` (never hand back) saved about as much CPU and held
+/// ~10 % more memory for good.
 pub const ENV: [(&str, &str); 1] = [("MIMALLOC_PURGE_DELAY", "10000")];
 
 /// mimalloc reads its settings from the environment when the process starts,
