@@ -2420,13 +2420,21 @@ mod tests {
         let distinct: HashSet<u64> = hashes.iter().copied().collect();
         assert_eq!(distinct.len(), subjects.len(), "subjects collide");
         let buckets: HashSet<u64> = hashes.iter().map(|h| h & ((1 << 17) - 1)).collect();
-        assert!(buckets.len() > 90_000, "{} of 131,072 buckets used", buckets.len());
+        assert!(
+            buckets.len() > 90_000,
+            "{} of 131,072 buckets used",
+            buckets.len()
+        );
         let tops: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
         assert_eq!(tops.len(), 128, "control bytes");
         let ids: HashSet<u64> = (1..=200_000_u64)
             .map(|id| build.hash_one(id) & ((1 << 18) - 1))
             .collect();
-        assert!(ids.len() > 120_000, "{} of 262,144 buckets used by ids", ids.len());
+        assert!(
+            ids.len() > 120_000,
+            "{} of 262,144 buckets used by ids",
+            ids.len()
+        );
     }
 
     /// The inline path the sealer replaces: the driver appended each leaf

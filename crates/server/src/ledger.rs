@@ -1267,7 +1267,9 @@ mod tests {
         for c in records {
             let (table, a, b, x, y) = match c.subject {
                 Subject::Pair([a, b]) => ("conflicts", "activity_a", "activity_b", a.0, b.0),
-                Subject::Zone { activity, zone } => ("zone_conflicts", "activity_id", "zone_id", activity.0, zone.0),
+                Subject::Zone { activity, zone } => {
+                    ("zone_conflicts", "activity_id", "zone_id", activity.0, zone.0)
+                }
             };
             let sql = format!(
                 "INSERT INTO {table} (id, {a}, {b}, party_a, party_b, state, finding, opened_at_ms, updated_at_ms, \
@@ -1301,7 +1303,9 @@ mod tests {
     }
 
     fn dump(conn: &Connection, table: &str) -> Vec<Vec<deconflict_store::rusqlite::types::Value>> {
-        let mut statement = conn.prepare(&format!("SELECT * FROM {table} ORDER BY id")).unwrap();
+        let mut statement = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY id"))
+            .unwrap();
         let columns = statement.column_count();
         statement
             .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
@@ -1368,7 +1372,10 @@ mod tests {
                     (Subject::Pair(pair), [party(pair[0].0), party(pair[1].0)])
                 };
                 let finding = Finding {
-                    window: TimeWindow::new(Timestamp(now), (draw(2) == 0).then_some(Timestamp(now + 60_000))),
+                    window: TimeWindow::new(
+                        Timestamp(now),
+                        (draw(2) == 0).then_some(Timestamp(now + 60_000)),
+                    ),
                     min_distance_m: draw(10_000) as f64 / 7.0,
                     required_m: 5_000.0,
                     location: LonLat::new(draw(360) as f64 - 180.0, draw(180) as f64 / 3.0 - 30.0),
@@ -1420,12 +1427,18 @@ mod tests {
             shapes[1] += usize::from(records.len() > INSERT_CHUNKS[0]);
             shapes[2] += usize::from(records.iter().enumerate().any(|(i, r)| {
                 r.state == ConflictState::Resolved
-                    && records[i..].iter().any(|later| later.subject == r.subject && later.id != r.id)
+                    && records[i..]
+                        .iter()
+                        .any(|later| later.subject == r.subject && later.id != r.id)
             }));
             write_conflicts(&mut Db::sqlite(&fast), &records.iter().collect::<Vec<_>>()).unwrap();
             write_one_by_one(&slow, &records);
             for table in ["conflicts", "zone_conflicts"] {
-                assert_eq!(dump(&fast, table), dump(&slow, table), "{table} after batch {batch}");
+                assert_eq!(
+                    dump(&fast, table),
+                    dump(&slow, table),
+                    "{table} after batch {batch}"
+                );
             }
         }
         assert!(shapes.iter().all(|&n| n > 5), "the batches' shapes: {shapes:?}");
@@ -1476,9 +1489,18 @@ mod tests {
         add_zone_conflicts(&conn, &ZONE_CONFLICTS);
         assert_eq!(ids(&conn, 1, false, None), [1, 2, 4_095, 4_097, 11 * 4_096 + 5]);
         assert_eq!(ids(&conn, 2, false, None), [1, 2, 4_097, 4_098, 8_192]);
-        assert_eq!(ids(&conn, 3, false, None), [4_095, 4_096, 4_098, 8_192, 11 * 4_096 + 5]);
-        assert_eq!(ids(&conn, 3, false, Some(ConflictState::Open)), [4_096, 4_098, 8_192]);
-        assert_eq!(ids(&conn, 1, false, Some(ConflictState::Resolved)), [4_097, 11 * 4_096 + 5]);
+        assert_eq!(
+            ids(&conn, 3, false, None),
+            [4_095, 4_096, 4_098, 8_192, 11 * 4_096 + 5]
+        );
+        assert_eq!(
+            ids(&conn, 3, false, Some(ConflictState::Open)),
+            [4_096, 4_098, 8_192]
+        );
+        assert_eq!(
+            ids(&conn, 1, false, Some(ConflictState::Resolved)),
+            [4_097, 11 * 4_096 + 5]
+        );
         assert_eq!(ids(&conn, 2, true, None).len(), 8, "a broker sees every conflict");
         let plan: Vec<String> = conn
             .prepare(&format!(
@@ -1491,7 +1513,8 @@ mod tests {
             .unwrap();
         for index in ["zone_conflicts_block_party_a", "zone_conflicts_block_party_b"] {
             assert!(
-                plan.iter().any(|step| step.contains(index) && step.contains("party_")),
+                plan.iter()
+                    .any(|step| step.contains(index) && step.contains("party_")),
                 "{index} not used: {plan:#?}"
             );
         }
@@ -1535,7 +1558,8 @@ mod tests {
         };
         let before = lists(&conn);
         assert!(before.iter().map(Vec::len).sum::<usize>() > 20);
-        conn.execute_batch(deconflict_store::SQLITE_MIGRATIONS[9]).unwrap();
+        conn.execute_batch(deconflict_store::SQLITE_MIGRATIONS[9])
+            .unwrap();
         assert_eq!(lists(&conn), before);
     }
 

@@ -881,7 +881,10 @@ mod tests {
             let plan: String = conn
                 .query_row(&format!("EXPLAIN QUERY PLAN {seek}"), (1, 1), |r| r.get(3))
                 .unwrap();
-            assert!(plan.contains(&format!("zone_conflicts_block_party_{side}")), "{plan}");
+            assert!(
+                plan.contains(&format!("zone_conflicts_block_party_{side}")),
+                "{plan}"
+            );
             let found: i64 = conn.query_row(&seek, (id / block, party), |r| r.get(0)).unwrap();
             assert_eq!(found, id);
         }

@@ -218,9 +218,9 @@ pub fn incidents_for(db: &mut Db<'_>, viewer: &Viewer, limit: usize) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
     use deconflict_engine::{PartyId, Timestamp};
     use deconflict_hotline::{Hotline, HotlineConfig, MessageId, MessageSpec, PartyContacts, Priority};
+    use std::collections::HashSet;
 
     #[test]
     fn rows_round_trip_and_lists_filter_by_party() {
@@ -313,7 +313,9 @@ mod tests {
             }
         }
         fn dump(conn: &Connection) -> Vec<Vec<deconflict_store::rusqlite::types::Value>> {
-            let mut statement = conn.prepare("SELECT * FROM hotline_records ORDER BY key").unwrap();
+            let mut statement = conn
+                .prepare("SELECT * FROM hotline_records ORDER BY key")
+                .unwrap();
             statement
                 .query_map([], |row| (0..6).map(|i| row.get(i)).collect())
                 .unwrap()
@@ -362,7 +364,10 @@ mod tests {
             one_by_one(&slow, &rows);
             assert_eq!(dump(&fast), dump(&slow), "after batch {batch}");
         }
-        assert!(repeated > 5 && long > 5 && deleted > 5, "{repeated} {long} {deleted}");
+        assert!(
+            repeated > 5 && long > 5 && deleted > 5,
+            "{repeated} {long} {deleted}"
+        );
         assert!(dump(&fast).len() > 5);
     }
 
