@@ -1322,28 +1322,15 @@ mod tests {
     /// several times, resolves a pair and opens it again (the unique
     /// index of live pairs fails a wrong order), and updates rows of
     /// earlier batches.
-    #[test]
-    fn conflicts_written_several_per_statement_end_as_one_upsert_per_record() {
+    /// 40 random batches (up to 200 records each, across the statements'
+    /// chunk sizes) of opens, changes, acknowledgements and resolutions over
+    /// activities 1–8 (party `id % 3 + 1`) and zones 1–2 (party 1's), as the
+    /// driver makes them: a batch often updates a conflict several times,
+    /// resolves a pair and opens it again (the unique index of live pairs
+    /// fails a wrong order), and updates rows of earlier batches.
+    fn random_conflict_batches() -> Vec<Vec<ConflictRecord>> {
         use deconflict_engine::{Finding, TimeWindow, Timestamp};
         use deconflict_geodesy::LonLat;
-        let [fast, slow] = [database(&[]), database(&[])];
-        for conn in [&fast, &slow] {
-            conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-            for activity in 1..=8_i64 {
-                conn.execute(
-                    "INSERT INTO activities (id, party_id, version, created_at_ms, updated_at_ms) VALUES (?1, ?2, 1, 0, 0)",
-                    (activity, activity % 3 + 1),
-                )
-                .unwrap();
-            }
-            for zone in 1..=2_i64 {
-                conn.execute(
-                    "INSERT INTO zones (id, party_id, kind, feature, created_at_ms) VALUES (?1, 1, 'exclusion', '{}', 0)",
-                    [zone],
-                )
-                .unwrap();
-            }
-        }
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut draw = |below: u64| {
             seed ^= seed << 13;
@@ -1354,7 +1341,7 @@ mod tests {
         let party = |activity: u64| PartyId(activity % 3 + 1);
         let mut live: HashMap<Subject, ConflictRecord> = HashMap::new();
         let mut next_id = 1;
-        let mut shapes = [0_usize; 3];
+        let mut batches = Vec::new();
         for batch in 0..40_i64 {
             let mut records = Vec::new();
             for step in 0..1 + draw(200) as i64 {
@@ -1422,6 +1409,31 @@ mod tests {
                 }
                 records.push(record);
             }
+            batches.push(records);
+        }
+        batches
+    }
+
+    /// The parents conflict rows reference: activities 1–8 and zones 1–2.
+    const CONFLICT_PARENTS: &str =
+        "INSERT INTO activities (id, party_id, version, created_at_ms, updated_at_ms) \
+        VALUES (1, 2, 1, 0, 0), (2, 3, 1, 0, 0), (3, 1, 1, 0, 0), (4, 2, 1, 0, 0), (5, 3, 1, 0, 0), \
+        (6, 1, 1, 0, 0), (7, 2, 1, 0, 0), (8, 3, 1, 0, 0); \
+        INSERT INTO zones (id, party_id, kind, feature, created_at_ms) \
+        VALUES (1, 1, 'exclusion', '{}', 0), (2, 1, 'exclusion', '{}', 0);";
+
+    /// Conflict records written several per statement, each id's last
+    /// record once, leave the same rows as one upsert per record in order,
+    /// over [`random_conflict_batches`].
+    #[test]
+    fn conflicts_written_several_per_statement_end_as_one_upsert_per_record() {
+        let [fast, slow] = [database(&[]), database(&[])];
+        for conn in [&fast, &slow] {
+            conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+            conn.execute_batch(CONFLICT_PARENTS).unwrap();
+        }
+        let mut shapes = [0_usize; 3];
+        for (batch, records) in random_conflict_batches().iter().enumerate() {
             let ids: HashSet<u64> = records.iter().map(|r| r.id).collect();
             shapes[0] += usize::from(ids.len() < records.len());
             shapes[1] += usize::from(records.len() > INSERT_CHUNKS[0]);
@@ -1432,7 +1444,7 @@ mod tests {
                         .any(|later| later.subject == r.subject && later.id != r.id)
             }));
             write_conflicts(&mut Db::sqlite(&fast), &records.iter().collect::<Vec<_>>()).unwrap();
-            write_one_by_one(&slow, &records);
+            write_one_by_one(&slow, records);
             for table in ["conflicts", "zone_conflicts"] {
                 assert_eq!(
                     dump(&fast, table),
@@ -1443,6 +1455,46 @@ mod tests {
         }
         assert!(shapes.iter().all(|&n| n > 5), "the batches' shapes: {shapes:?}");
         assert!(dump(&fast, "zone_conflicts").len() > 10);
+    }
+
+    /// The same on PostgreSQL (which refuses a statement touching a row
+    /// twice, and checks the live-pair index row by row): the conflicts it
+    /// reads back after each batch are those of SQLite written one record
+    /// at a time. Skipped without a test server.
+    #[test]
+    fn on_postgres_conflicts_written_several_per_statement_end_as_one_upsert_per_record() {
+        let Some(admin) =
+            deconflict_store::testing::test_database_url_or_skip("multi-row conflict upserts on PostgreSQL")
+        else {
+            return;
+        };
+        let url = deconflict_store::testing::create_test_database(&admin, "ledger_conflict_upserts").unwrap();
+        let store = deconflict_store::Store::open_database(
+            &deconflict_store::Database::Postgres(url),
+            deconflict_store::StoreConfig::default(),
+        )
+        .unwrap();
+        store
+            .write(|db| {
+                db.execute_batch(
+                    "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) VALUES \
+                     (1, 'p1', 'military', '\\x01', 0), (2, 'p2', 'military', '\\x02', 0), \
+                     (3, 'p3', 'military', '\\x03', 0)",
+                )?;
+                db.execute_batch(CONFLICT_PARENTS)
+            })
+            .unwrap();
+        let slow = database(&[]);
+        slow.execute_batch(CONFLICT_PARENTS).unwrap();
+        let everything = |db: &mut Db<'_>| read_conflict_rows(db, ["", ""], &[]);
+        for (batch, records) in random_conflict_batches().into_iter().enumerate() {
+            write_one_by_one(&slow, &records);
+            store
+                .write(move |db| write_conflicts(db, &records.iter().collect::<Vec<_>>()))
+                .unwrap();
+            let expected = everything(&mut Db::sqlite(&slow)).unwrap();
+            assert_eq!(store.read(everything).unwrap(), expected, "after batch {batch}");
+        }
     }
 
     /// Adds zone conflicts `(id, party_a, party_b, state)`, each of an
