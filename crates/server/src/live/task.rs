@@ -845,7 +845,7 @@ impl TrackTask {
                         positions.push((party, LonLat::new(cot.lon_deg, cot.lat_deg)));
                         let bytes: Arc<[u8]> = cot.to_xml().into_bytes().into();
                         for outbound in tak.iter() {
-                            outbound.send_to_party(party, Arc::clone(&bytes));
+                            outbound.send_episode_to_party(party, id.0, Arc::clone(&bytes));
                         }
                     }
                     self.open.insert(
@@ -863,7 +863,7 @@ impl TrackTask {
                             let cot = cot_cleared(*id, *at, open.kind, reason, position);
                             let bytes: Arc<[u8]> = cot.to_xml().into_bytes().into();
                             for outbound in tak.iter() {
-                                outbound.send_to_party(party, Arc::clone(&bytes));
+                                outbound.send_episode_to_party(party, id.0, Arc::clone(&bytes));
                             }
                         }
                     }
