@@ -663,7 +663,7 @@ mod tests {
         assert_eq!(&text[..notice_at], "<a/><b/>");
         let notice_end = text.find("</event>").unwrap() + "</event>".len();
         assert_eq!(&text[notice_end..], "<f/>");
-        let CotMessage::Event(notice) = parse_cot(text[notice_at..notice_end].as_bytes()).unwrap() else {
+        let CotMessage::Event(notice) = parse_cot(&text.as_bytes()[notice_at..notice_end]).unwrap() else {
             panic!("the notice is a CoT event");
         };
         assert_eq!(notice.event_type, CotChat::EVENT_TYPE);
