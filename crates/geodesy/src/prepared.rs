@@ -68,6 +68,12 @@ pub const MAX_PREPARED_POINTS: usize = 8_192;
 /// exact gap.
 pub const GAP_TOLERANCE_M: f64 = 0.25;
 
+/// The factor that packs an edge's first and last point indices into one
+/// `f64` (see `Prepared::hot`): above every index of a prepared shape
+/// (at most `MAX_PREPARED_POINTS` points).
+const SPAN: f64 = 65_536.0;
+const _: () = assert!(MAX_PREPARED_POINTS < 65_536);
+
 /// One geodesic edge as the bracket reads it: its pieces run between
 /// points `first..=last`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,7 +137,9 @@ pub struct Prepared {
     ///   edge (the chord's midpoint, and half the chord plus the capsule
     ///   radius);
     /// - `edge_count` chords, two quadruples each, `[x, y, z, radius_m]`
-    ///   of the edge's first point and `[x, y, z, 0]` of its last: the
+    ///   of the edge's first point and `[x, y, z, span]` of its last, `span`
+    ///   the edge's point indices `first · SPAN + last` (exact: both are
+    ///   below `SPAN`, see `Prepared::span`): the
     ///   points an edge pair's chord distance reads, copied next to the
     ///   spheres (in the points below they were two lines per edge
     ///   scattered among the cut points, which [`Prepared::touch`] read by
@@ -283,7 +291,8 @@ impl Prepared {
             .map(|(&[x, y, z], &sagitta_m)| [x, y, z, sagitta_m]);
         let chords = parts.edges.iter().flat_map(|e| {
             let ([x0, y0, z0], [x1, y1, z1]) = (parts.points[e.first], parts.points[e.last]);
-            [[x0, y0, z0, e.radius_m], [x1, y1, z1, 0.0]]
+            let span = e.first as f64 * SPAN + e.last as f64;
+            [[x0, y0, z0, e.radius_m], [x1, y1, z1, span]]
         });
         let hot: Box<[[f64; 4]]> = parts
             .spheres
@@ -342,13 +351,22 @@ impl Prepared {
     /// overlap exit's witness) from its chord, read with the spheres, the
     /// same values as the points (tested), which are not.
     fn piece_ends(&self, edge: usize, piece: (usize, usize)) -> (V3, V3) {
-        let e = self.edge(edge);
-        if piece == (e.first, e.last) {
+        if piece == self.span(edge) {
             let (p0, p1, _) = self.chord(edge);
             (p0, p1)
         } else {
             (self.point(piece.0), self.point(piece.1))
         }
+    }
+
+    /// Edge `i`'s first and last point indices, from its chord (the same
+    /// as `edge(i)`'s, tested): the overlap exit's witness needs them, and
+    /// the edges are not read ahead.
+    fn span(&self, i: usize) -> (usize, usize) {
+        let span = self.hot[self.edge_count() + 2 * i + 1][3];
+        // Integers below 2^32 and a power of two: every step is exact.
+        let first = (span / SPAN).floor();
+        (first as usize, (span - first * SPAN) as usize)
     }
 
     /// Point `i`, Earth-centred.
@@ -363,9 +381,9 @@ impl Prepared {
     }
 
     /// Reads one number in each cache line of the hot data's head (the
-    /// spheres, chords and edges, and the first point: what the bracket
-    /// reads before refining an edge pair into pieces, which few pairs
-    /// need; up to `TOUCH_LINES` lines), the first ring vertex and the
+    /// spheres and chords: what the bracket reads before refining an edge
+    /// pair into pieces, which few pairs need; up to `TOUCH_LINES` lines),
+    /// the first ring vertex and the
     /// first probe, and
     /// returns a number made of them. A caller about to ask many questions
     /// about many shapes reads them all first (and passes the sum to
@@ -376,7 +394,7 @@ impl Prepared {
         // Two quadruples of `f64` per 64-byte line: the bracket reads every
         // sphere, then the chords of the near ones.
         const TOUCH_LINES: usize = 24;
-        let head = (4 * self.edge_count() + 1).min(self.hot.len());
+        let head = (3 * self.edge_count()).min(self.hot.len());
         self.hot[..head]
             .iter()
             .step_by(2)
@@ -710,21 +728,22 @@ fn bracket_pruned<const PRUNE: bool, const SPHERE_CHORD: bool>(
                 f64::INFINITY
             };
             if upper_m <= overlap_m && upper_m < limit_m {
+                // The spans and radii from the chords (the edges' own
+                // values, tested), so that the exit reads no edge.
                 let (i, j) = (i as usize, j as usize);
-                let (ea, eb) = (a.edge(i), b.edge(j));
                 return Bracket {
                     lower_m: 0.0,
                     upper_m,
                     witness: None,
                     overlap: Some(Witness {
                         edge_a: i,
-                        piece_a: (ea.first, ea.last),
+                        piece_a: a.span(i),
                         s,
-                        sag_a_m: ea.radius_m,
+                        sag_a_m: radius_a_m,
                         edge_b: j,
-                        piece_b: (eb.first, eb.last),
+                        piece_b: b.span(j),
                         t,
-                        sag_b_m: eb.radius_m,
+                        sag_b_m: radius_b_m,
                     }),
                 };
             }
@@ -951,7 +970,8 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
         if let Shape::Point(centre) = disk.shape {
             // The buffer of a point is its disk's radius, positive once
             // validated; a point alone is not inside anything of its own.
-            if disk.buffer_m > 0.0 && inside(other, x, sag_m, centre, disk.prepared.point(0)) {
+            // (`chord(0).0` is `point(0)`, read ahead with the chords.)
+            if disk.buffer_m > 0.0 && inside(other, x, sag_m, centre, disk.prepared.chord(0).0) {
                 return Some(centre);
             }
         }
@@ -1116,6 +1136,7 @@ mod tests {
                     (prepared.point(e.first), prepared.point(e.last), e.radius_m),
                     "edge {k}"
                 );
+                assert_eq!(prepared.span(k), (e.first, e.last), "edge {k}");
                 for piece in prepared.pieces(&e).chain([(e.first, e.last)]) {
                     assert_eq!(
                         prepared.piece_ends(k, piece),
