@@ -1120,7 +1120,7 @@ mod tests {
         let store = Arc::new(Store::open(dir.path().join("live.sqlite"), StoreConfig::default()).unwrap());
         let world = Arc::new(RwLock::new(World {
             engine: Engine::new(EngineConfig::default()),
-            activities: HashMap::new(),
+            activities: Default::default(),
             zones: BTreeMap::new(),
         }));
         let hub = Arc::new(Hub::new(10, 1_000_000));
