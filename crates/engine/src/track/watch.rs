@@ -3,8 +3,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use deconflict_geodesy::{
     bounds, closest, closest_if_below, point_in_region, segments_intersection, GeoBounds, LonLat, Shape,
@@ -20,7 +23,7 @@ use super::config::TrackConfig;
 use super::error::TrackError;
 use super::fence::{Fence, FenceId, FenceRule, HeldFence};
 use super::grid::{CellBox, Grid, PackedGrid};
-use super::hash::StableHashMap;
+use super::hash::{StableHashMap, StableHasher};
 use super::kinematics::{
     chord_m, closest_approach, exact_at, geodesic_at_most_m, inverse, pair_bounds, pair_lower_bound_m,
     Approach, Band, Motion, PairBounds, Tangent,
@@ -282,9 +285,17 @@ impl Layers {
 
 #[derive(Debug, Default)]
 struct PartyTracks {
-    /// The entity's id (not its slot: slots move when the watch lays its
-    /// entities out again in cell order).
-    by_uid: StableHashMap<Arc<str>, u32>,
+    /// The party's entities by uid: their ids only (not their slots: slots
+    /// move when the watch lays its entities out again in cell order),
+    /// hashed by uid, the uid itself read from the entity's record
+    /// (`TrackKey`). 5 bytes a bucket against 25 with the uid's `Arc`
+    /// beside the id in a map.
+    by_uid: HashTable<u32>,
+}
+
+/// The hash of a uid in its party's table (`PartyTracks::by_uid`).
+fn uid_hash(uid: &str) -> u64 {
+    BuildHasherDefault::<StableHasher>::default().hash_one(uid)
 }
 
 /// No entity: a free slot's id, a free id's slot.
@@ -649,13 +660,15 @@ impl TrackWatch {
         if let Some(filed) = entity.filed {
             self.grid.remove(filed, entity.layer, slot);
         }
+        let id = self.id(slot);
         if let Some(party) = self.parties.get_mut(&key.party) {
-            party.by_uid.remove(&key.uid);
+            if let Ok(entry) = party.by_uid.find_entry(uid_hash(&key.uid), |&other| other == id) {
+                entry.remove();
+            }
             if party.by_uid.is_empty() {
                 self.parties.remove(&key.party);
             }
         }
-        let id = self.id(slot);
         self.links.remove(&id);
         self.free.push(id);
         self.free_slots.push(slot);
@@ -790,8 +803,16 @@ impl TrackWatch {
     }
 
     fn slot_of(&self, party: PartyId, uid: &str) -> Option<u32> {
-        let id = *self.parties.get(&party)?.by_uid.get(uid)?;
-        Some(self.slot_of_id[id as usize])
+        let mut found = NONE;
+        self.parties.get(&party)?.by_uid.find(uid_hash(uid), |&id| {
+            let slot = self.slot_of_id[id as usize];
+            let same = self.entity(slot).key.uid.as_ref() == uid;
+            if same {
+                found = slot;
+            }
+            same
+        })?;
+        Some(found)
     }
 
     /// Decides what becomes of a report (refused, ignored or applied) and
@@ -1051,11 +1072,10 @@ impl TrackWatch {
     }
 
     fn insert(&mut self, report: &PositionReport, prepared: &Prepared) -> u32 {
-        let uid: Arc<str> = Arc::from(report.uid);
         let entity = Entity {
             key: TrackKey {
                 party: report.party,
-                uid: uid.clone(),
+                uid: Arc::from(report.uid),
             },
             origin: prepared.origin,
             course_deg: prepared.course_deg,
@@ -1099,11 +1119,16 @@ impl TrackWatch {
             }
         };
         self.slot_of_id[id as usize] = slot;
+        let (entities, slot_of_id) = (&self.entities, &self.slot_of_id);
         self.parties
             .entry(report.party)
             .or_default()
             .by_uid
-            .insert(uid, id);
+            .insert_unique(uid_hash(report.uid), id, |&other| {
+                let slot = slot_of_id[other as usize] as usize;
+                let entity = entities[slot].as_ref().expect("a listed entity is live");
+                uid_hash(&entity.key.uid)
+            });
         self.live += 1;
         self.disorder += 1;
         slot
@@ -1846,7 +1871,7 @@ impl TrackWatch {
         let names: usize = self
             .parties
             .values()
-            .map(|p| p.by_uid.capacity() * (std::mem::size_of::<(Arc<str>, u32)>() + 1))
+            .map(|p| p.by_uid.capacity() * (std::mem::size_of::<u32>() + 1))
             .sum();
         let pairs: usize = self
             .entities
@@ -1901,6 +1926,30 @@ fn push_snug<T: Ord>(queue: &mut BinaryHeap<T>, item: T) {
         queue.reserve_exact(queue.len() / 8 + 64);
     }
     queue.push(item);
+}
+
+/// Gives back a vector's room beyond an eighth above `longest` (the most
+/// it held lately), if it holds more than twice that: room a rare large
+/// batch needed is not kept for the ordinary ones, and a vector whose use
+/// stays within a factor of two of its peak is never reallocated.
+fn trim_snug<T>(list: &mut Vec<T>, longest: usize) {
+    let keep = longest.max(list.len());
+    if list.capacity() > 2 * keep + 64 {
+        list.shrink_to(keep + keep / 8 + 64);
+    }
+}
+
+/// `trim_snug` for a wake-up queue, against its length: a queue's entries
+/// come and go steadily (one horizon per scan, popped when it comes), but
+/// the first second of a fleet, every entity scanning, pushed many more.
+/// Kept a quarter above its length, trimmed only past a half: the length
+/// moves by some tenth between batches, and a queue trimmed closer grew
+/// again (a reallocation) in the next batch.
+fn trim_heap_snug<T: Ord>(queue: &mut BinaryHeap<T>) {
+    let keep = queue.len();
+    if queue.capacity() > keep + keep / 2 + 64 {
+        queue.shrink_to(keep + keep / 4 + 64);
+    }
 }
 
 /// A candidate as (entity id, slot) in one number, so that sorting
@@ -2013,6 +2062,74 @@ mod tests {
             .unwrap();
         assert_eq!(watch.track(PartyId(1), "c").unwrap().activity, None);
         assert_eq!(watch.tracks().filter(|t| t.activity.is_some()).count(), 0);
+    }
+
+    #[test]
+    fn uid_tables_find_every_entity_through_growth_expiry_and_relayout() {
+        // Two parties with the same uids (same hashes, different tables),
+        // enough of them that each table grows several times (its ids
+        // rehashed through their records) and `relayout` moves slots.
+        let mut watch = TrackWatch::new(TrackConfig::default()).unwrap();
+        let uids: Vec<String> = (0..3_000).map(|k| format!("unit-{k}")).collect();
+        fn expected_lon(party: u64, k: usize) -> f64 {
+            // Spread in space, so that the slots leave insertion order.
+            30.0 + ((k * 7_919) % 3_000) as f64 * 0.003 + party as f64 * 0.0001
+        }
+        fn report(party: u64, k: usize, uid: &str, time_ms: i64) -> PositionReport<'_> {
+            PositionReport {
+                party: PartyId(party),
+                uid,
+                time: Timestamp(time_ms),
+                position: LonLat::new(expected_lon(party, k), 36.0),
+                alt_m: None,
+                speed_mps: Some(0.0),
+                course_deg: None,
+                stale: Some(Timestamp(
+                    time_ms + if k.is_multiple_of(3) { 10_000 } else { 1_000_000 },
+                )),
+                activity: None,
+            }
+        }
+        for (k, uid) in uids.iter().enumerate() {
+            for party in [1, 2] {
+                watch
+                    .handle_report(Timestamp(0), &report(party, k, uid, 0))
+                    .unwrap();
+            }
+        }
+        let check = |watch: &TrackWatch, live: &dyn Fn(usize) -> bool| {
+            for (k, uid) in uids.iter().enumerate() {
+                for party in [1, 2] {
+                    match watch.track(PartyId(party), uid) {
+                        Some(view) => {
+                            assert!(live(k), "{party}/{uid} should have left");
+                            assert_eq!(view.key.uid.as_ref(), uid.as_str());
+                            assert_eq!(view.key.party, PartyId(party));
+                            assert!((view.position.lon_deg - expected_lon(party, k)).abs() < 1e-9);
+                        }
+                        None => assert!(!live(k), "{party}/{uid} not found"),
+                    }
+                }
+            }
+            assert_eq!(watch.track(PartyId(3), "unit-1").map(|v| v.time), None);
+            assert_eq!(watch.track(PartyId(1), "unit-3000").map(|v| v.time), None);
+        };
+        check(&watch, &|_| true);
+        assert_eq!(watch.party_len(PartyId(1)), 3_000);
+        // A third go stale and leave their tables.
+        watch.handle_tick(Timestamp(20_000));
+        check(&watch, &|k| !k.is_multiple_of(3));
+        assert_eq!(watch.party_len(PartyId(2)), 2_000);
+        // They come back (new ids from the free list); the others report again.
+        for (k, uid) in uids.iter().enumerate() {
+            for party in [1, 2] {
+                let outcome = watch.handle_report(Timestamp(20_000), &report(party, k, uid, 20_000));
+                assert_eq!(outcome.unwrap(), ReportOutcome::Applied);
+            }
+        }
+        check(&watch, &|_| true);
+        assert_eq!(watch.party_len(PartyId(1)) + watch.party_len(PartyId(2)), 6_000);
+        assert_eq!(watch.len(), 6_000);
     }
 
     #[test]

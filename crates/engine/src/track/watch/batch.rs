@@ -67,27 +67,56 @@ const NEW_AFTER_EXISTING: u64 = 1 << 63;
 /// No entity in a batch's slots: its report is not in the run.
 const NOT_IN_RUN: u32 = u32::MAX;
 
-/// Where a slot's entity is in a run.
+/// Where a slot's entity is in a run: 8 bytes per slot (12 with the two
+/// flags in fields of their own).
 #[derive(Debug, Clone, Copy)]
 struct InRun {
     /// The step of its report (`NOT_IN_RUN`).
     step: u32,
     /// Its report's place in the gathering order (`by_cell`), where its
-    /// prepared state is.
-    place: u32,
-    /// Whether the report changes its filing (`Prepared::refiled`).
-    refiled: bool,
-    /// Whether a scan earlier in the run added to its near list (a quiet
-    /// report then checks its whole list, not what the gathering found).
-    near_grown: bool,
+    /// prepared state is (`PLACE`: `NO_PLACE` out of the run, past any
+    /// run's end); `REFILED`: whether the report changes its filing
+    /// (`Prepared::refiled`); `NEAR_GROWN`: whether a scan earlier in the
+    /// run added to its near list (a quiet report then checks its whole
+    /// list, not what the gathering found).
+    place_and_flags: u32,
 }
+
+/// `InRun::place_and_flags`: the place (a run holds at most a million
+/// reports, `TrackConfig::batch_run_reports`, below 2³⁰).
+const PLACE: u32 = (1 << 30) - 1;
+const NO_PLACE: u32 = PLACE;
+const REFILED: u32 = 1 << 30;
+const NEAR_GROWN: u32 = 1 << 31;
 
 const OUT_OF_RUN: InRun = InRun {
     step: NOT_IN_RUN,
-    place: NOT_IN_RUN,
-    refiled: false,
-    near_grown: false,
+    place_and_flags: NO_PLACE,
 };
+
+impl InRun {
+    fn place(self) -> usize {
+        (self.place_and_flags & PLACE) as usize
+    }
+
+    fn refiled(self) -> bool {
+        self.place_and_flags & REFILED != 0
+    }
+
+    fn near_grown(self) -> bool {
+        self.place_and_flags & NEAR_GROWN != 0
+    }
+
+    /// Its place and whether it refiles (its near list not grown yet).
+    fn set_place(&mut self, place: usize, refiled: bool) {
+        debug_assert!(place < PLACE as usize);
+        self.place_and_flags = place as u32 | if refiled { REFILED } else { 0 };
+    }
+
+    fn set_near_grown(&mut self) {
+        self.place_and_flags |= NEAR_GROWN;
+    }
+}
 
 /// An applied report of a run: 24 bytes (the checked values of the report
 /// are not kept: `prepare` checks the report again, a pure function of the
@@ -142,6 +171,9 @@ struct Gathered {
     /// run's gathering order): where its findings end (each starts where
     /// the previous step's end).
     ends: Vec<Ends>,
+    /// The longest each of the six vectors above was in a run since the
+    /// last `trim`.
+    longest: [usize; 6],
 }
 
 /// Where one step's findings end in its thread's `Gathered`, and whether
@@ -170,6 +202,32 @@ struct Span {
 }
 
 impl Gathered {
+    fn lens(&self) -> [usize; 6] {
+        [
+            self.pairs.len(),
+            self.fences.len(),
+            self.foreseen.len(),
+            self.near.len(),
+            self.settled.len(),
+            self.ends.len(),
+        ]
+    }
+
+    /// Gives back the room none of the runs since the last call used (see
+    /// `trim_snug`): a batch of only new entities (the first second of a
+    /// fleet, every report scanning) gathers several times what the steady
+    /// batches after it do, and kept that room (20 bytes per entity at
+    /// W3's 100k in foreseen approaches alone).
+    fn trim(&mut self) {
+        let [pairs, fences, foreseen, near, settled, ends] = std::mem::take(&mut self.longest);
+        trim_snug(&mut self.pairs, pairs);
+        trim_snug(&mut self.fences, fences);
+        trim_snug(&mut self.foreseen, foreseen);
+        trim_snug(&mut self.near, near);
+        trim_snug(&mut self.settled, settled);
+        trim_snug(&mut self.ends, ends);
+    }
+
     /// The findings of the thread's `at`-th step. (Found through the
     /// step's place in the gathering order, which the run keeps per slot
     /// anyway: no per-step record of where its findings are, 48 bytes a
@@ -318,6 +376,10 @@ impl TrackWatch {
         while next < reports.len() {
             next = self.handle_run(now, reports, next, &mut results);
         }
+        for thread in &mut self.batch.threads {
+            thread.out.trim();
+        }
+        trim_heap_snug(&mut self.horizons);
         results
     }
 
@@ -409,8 +471,7 @@ impl TrackWatch {
         for (place, (key, i)) in by_cell.iter_mut().enumerate() {
             let (step, p) = (&steps[*i as usize], &prepared[place]);
             let in_run = &mut step_of[step.slot as usize];
-            in_run.place = place as u32;
-            in_run.refiled = p.refiled;
+            in_run.set_place(place, p.refiled);
             if p.refiled {
                 refiled.insert(p.filed, p.layer, step.slot);
             }
@@ -448,7 +509,7 @@ impl TrackWatch {
         );
 
         for step in steps.iter() {
-            let place = step_of[step.slot as usize].place as usize;
+            let place = step_of[step.slot as usize].place();
             let found = &thread_scratch[place / chunk].out;
             let span = found.span(place % chunk);
             let prepared = &prepared[place];
@@ -470,7 +531,7 @@ impl TrackWatch {
             if prepared.quiet {
                 self.stats.quiet_reports += 1;
             }
-            if prepared.quiet && step_of[slot as usize].near_grown {
+            if prepared.quiet && step_of[slot as usize].near_grown() {
                 self.check_quiet_pairs(
                     now,
                     slot,
@@ -493,7 +554,7 @@ impl TrackWatch {
                 let near = &found.near[range(span.near)];
                 self.rescan_with(now, slot, near);
                 for &other in near {
-                    step_of[self.slot_of_id[other as usize] as usize].near_grown = true;
+                    step_of[self.slot_of_id[other as usize] as usize].set_near_grown();
                 }
             }
             if check_fences {
@@ -674,7 +735,7 @@ impl Run<'_> {
                 self.read_ahead(steps, query);
             }
             let slot = slot as u32;
-            let p = &self.prepared[self.step_of[slot as usize].place as usize];
+            let p = &self.prepared[self.step_of[slot as usize].place()];
             let ma = p.motion();
             let id = self.ids[i as usize];
             // The entity before the run: none for a new one (its slot is free
@@ -716,7 +777,7 @@ impl Run<'_> {
                 for &b in found.iter() {
                     let in_run = self.step_of[b as usize];
                     let (kb, filed, layer) = if in_run.step < i {
-                        let pb = &self.prepared[in_run.place as usize];
+                        let pb = &self.prepared[in_run.place()];
                         (&pb.kin, pb.filed, pb.layer)
                     } else {
                         let eb = watch.entity(b);
@@ -779,14 +840,10 @@ impl Run<'_> {
                             continue;
                         }
                         let in_run = self.step_of[b as usize];
-                        let plan_b = if changed && !self.prepared[in_run.place as usize].quiet {
+                        let plan_b = if changed && !self.prepared[in_run.place()].quiet {
                             let new = watch.entities.get(b as usize).is_none_or(Option::is_none);
                             let b_id = self.id_of(b, in_run);
-                            watch.plan_after(
-                                self.now,
-                                &self.prepared[in_run.place as usize],
-                                new.then_some(b_id),
-                            )
+                            watch.plan_after(self.now, &self.prepared[in_run.place()], new.then_some(b_id))
                         } else {
                             watch.entity(b).quiet
                         };
@@ -843,6 +900,10 @@ impl Run<'_> {
                 settled: out.settled.len() as u32,
                 zones_open,
             });
+        }
+        let lens = out.lens();
+        for (longest, len) in out.longest.iter_mut().zip(lens) {
+            *longest = (*longest).max(len);
         }
     }
 
@@ -923,7 +984,7 @@ impl Run<'_> {
             if let Some(kb) = watch.kin.get(b as usize) {
                 touched ^= kb.party.0;
             }
-            if let Some(p) = self.prepared.get(self.step_of[b as usize].place as usize) {
+            if let Some(p) = self.prepared.get(self.step_of[b as usize].place()) {
                 touched ^= p.kin.party.0;
             }
         }
@@ -931,7 +992,7 @@ impl Run<'_> {
         // (Every item in `found` carries this query's mark.)
         found.retain(|&b| {
             let in_run = self.step_of[b as usize];
-            let want = if in_run.step < i && in_run.refiled {
+            let want = if in_run.step < i && in_run.refiled() {
                 FOUND_AFTER
             } else {
                 FOUND_BEFORE
@@ -945,7 +1006,7 @@ impl Run<'_> {
     fn state_at(&self, i: u32, b: u32) -> (&Kin, bool) {
         let in_run = self.step_of[b as usize];
         if in_run.step < i {
-            (&self.prepared[in_run.place as usize].kin, true)
+            (&self.prepared[in_run.place()].kin, true)
         } else {
             (&self.watch.kin[b as usize], false)
         }
@@ -986,7 +1047,7 @@ impl Run<'_> {
         let kept = open_cpa.contains(&b_id);
         if may_open || kept {
             let mb = if in_run.step < i {
-                self.prepared[in_run.place as usize].motion()
+                self.prepared[in_run.place()].motion()
             } else {
                 watch.motion(b)
             };
@@ -1104,7 +1165,8 @@ fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
 
 #[cfg(test)]
 mod tests {
-    use super::z_order;
+
+    use super::*;
 
     #[test]
     fn a_permutation_moves_every_item_where_it_belongs() {
@@ -1127,5 +1189,81 @@ mod tests {
         let top = (1 << 24) - 1;
         assert!(z_order(top, top - 1) < z_order(top, top));
         assert_eq!(z_order(top, top), (1u64 << 48) - 1);
+    }
+
+    #[test]
+    fn gathered_room_follows_the_longest_run_since_the_last_trim() {
+        let mut out = Gathered::default();
+        // A first batch's long run, then a trim with that run as the longest:
+        // nothing given back.
+        out.fences.resize(10_000, 0);
+        out.pairs.resize(10_000, 0);
+        out.longest = out.lens();
+        out.fences.clear();
+        out.pairs.clear();
+        out.trim();
+        assert!(out.fences.capacity() >= 10_000);
+        assert_eq!(out.longest, [0; 6], "a trim starts the count again");
+        // Steady runs of at most 1,000: the room above 1,000 + 1/8 + 64 goes.
+        out.pairs.resize(1_000, 0);
+        out.longest = out.lens();
+        out.pairs.clear();
+        out.trim();
+        assert_eq!(out.pairs.capacity(), 1_000 + 125 + 64);
+        assert_eq!(out.fences.capacity(), 64, "no run used any");
+        // Within twice the longest: left as it is (no reallocation).
+        out.pairs.resize(600, 0);
+        out.longest = out.lens();
+        out.trim();
+        assert_eq!(out.pairs.capacity(), 1_000 + 125 + 64);
+        assert_eq!(out.pairs.len(), 600, "a trim never drops items");
+    }
+
+    #[test]
+    fn a_queue_gives_back_room_beyond_half_its_length_above_it() {
+        let mut queue: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
+        for k in 0..10_000u32 {
+            push_snug(&mut queue, Reverse((i64::from(k % 97), k)));
+        }
+        while queue.len() > 4_000 {
+            queue.pop();
+        }
+        let before: Vec<_> = queue.clone().into_sorted_vec();
+        trim_heap_snug(&mut queue);
+        assert_eq!(queue.capacity(), 4_000 + 1_000 + 64);
+        assert_eq!(queue.clone().into_sorted_vec(), before, "the same entries");
+        while queue.len() > 3_400 {
+            queue.pop();
+        }
+        trim_heap_snug(&mut queue);
+        assert_eq!(queue.capacity(), 4_000 + 1_000 + 64, "within a half: kept");
+    }
+
+    #[test]
+    fn a_slot_in_a_run_takes_eight_bytes_and_keeps_its_flags_apart() {
+        assert_eq!(std::mem::size_of::<InRun>(), 8);
+        let mut in_run = OUT_OF_RUN;
+        assert_eq!(in_run.place(), NO_PLACE as usize);
+        assert!(!in_run.refiled() && !in_run.near_grown());
+        in_run.set_place(999_999, true);
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (999_999, true, false)
+        );
+        in_run.set_near_grown();
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (999_999, true, true)
+        );
+        in_run.set_place(7, false);
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (7, false, false)
+        );
+        in_run.set_near_grown();
+        assert_eq!(
+            (in_run.place(), in_run.refiled(), in_run.near_grown()),
+            (7, false, true)
+        );
     }
 }
