@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// mimalloc instead of glibc's malloc: the service allocates and frees many
 /// small values per request on several threads, and glibc spent a fifth of
 /// the driver thread's time consolidating its free chunks
-/// (crates/server/NOTES.md).
+/// (crates/server/NOTES.md). Its settings: `deconflict_server::allocator`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -127,6 +127,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    deconflict_server::allocator::settle();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),

@@ -241,3 +241,52 @@ fn export_writes_what_the_party_may_see_as_geojson_and_kml() {
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), kml);
 }
+
+/// The service runs with mimalloc's purge delay of `main.rs` (set by
+/// running itself again in place: the same process, which still serves),
+/// unless the operator set one, which is kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_service_runs_with_its_allocator_settings_unless_the_operator_sets_them() {
+    for (set, expected) in [
+        (None, "MIMALLOC_PURGE_DELAY=10000"),
+        (Some("-1"), "MIMALLOC_PURGE_DELAY=-1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = deconflict_command();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .env("DECONFLICT_DATA", dir.path().join("data"))
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .stderr(Stdio::null());
+        if let Some(value) = set {
+            command.env("MIMALLOC_PURGE_DELAY", value);
+        }
+        let served = Served::start(command);
+        let environ = std::fs::read(format!("/proc/{}/environ", served.child.id())).unwrap();
+        let settings: Vec<String> = environ
+            .split(|&b| b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .filter(|v| v.starts_with("MIMALLOC_"))
+            .collect();
+        assert_eq!(settings, [expected]);
+        let health = get_healthz(&served.url);
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    }
+}
+
+/// `GET /healthz` over a plain socket: the served process answers.
+#[cfg(target_os = "linux")]
+fn get_healthz(url: &str) -> String {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}

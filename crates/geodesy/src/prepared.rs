@@ -68,6 +68,12 @@ pub const MAX_PREPARED_POINTS: usize = 8_192;
 /// exact gap.
 pub const GAP_TOLERANCE_M: f64 = 0.25;
 
+/// The factor that packs an edge's first and last point indices into one
+/// `f64` (see `Prepared::hot`): above every index of a prepared shape
+/// (at most `MAX_PREPARED_POINTS` points).
+const SPAN: f64 = 65_536.0;
+const _: () = assert!(MAX_PREPARED_POINTS < 65_536);
+
 /// One geodesic edge as the bracket reads it: its pieces run between
 /// points `first..=last`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,9 +136,18 @@ pub struct Prepared {
     /// - `edge_count` spheres `[x, y, z, r]`, one per edge, each holding its
     ///   edge (the chord's midpoint, and half the chord plus the capsule
     ///   radius);
+    /// - `edge_count` chords, two quadruples each, `[x, y, z, radius_m]`
+    ///   of the edge's first point and `[x, y, z, span]` of its last, `span`
+    ///   the edge's point indices `first · SPAN + last` (exact: both are
+    ///   below `SPAN`, see `Prepared::span`): the
+    ///   points an edge pair's chord distance reads, copied next to the
+    ///   spheres (in the points below they were two lines per edge
+    ///   scattered among the cut points, which [`Prepared::touch`] read by
+    ///   the dozen for a corridor without needing them);
     /// - `edge_count` edges `[first, last, radius_m, piece_sagitta_m]`
     ///   (point indices stored as `f64`, exact far beyond
-    ///   `MAX_PREPARED_POINTS`);
+    ///   `MAX_PREPARED_POINTS`), read only to refine an edge into pieces
+    ///   or to place a witness;
     /// - one `[x, y, z, sagitta_m]` per point, the sagitta bounding the
     ///   piece from this point to the next (0 at an edge's last point).
     hot: Box<[[f64; 4]]>,
@@ -274,7 +289,19 @@ impl Prepared {
             .iter()
             .zip(&parts.sagitta_m)
             .map(|(&[x, y, z], &sagitta_m)| [x, y, z, sagitta_m]);
-        let hot: Box<[[f64; 4]]> = parts.spheres.iter().copied().chain(edges).chain(points).collect();
+        let chords = parts.edges.iter().flat_map(|e| {
+            let ([x0, y0, z0], [x1, y1, z1]) = (parts.points[e.first], parts.points[e.last]);
+            let span = e.first as f64 * SPAN + e.last as f64;
+            [[x0, y0, z0, e.radius_m], [x1, y1, z1, span]]
+        });
+        let hot: Box<[[f64; 4]]> = parts
+            .spheres
+            .iter()
+            .copied()
+            .chain(chords)
+            .chain(edges)
+            .chain(points)
+            .collect();
         let prepared = Prepared {
             hot,
             edge_count: u32::try_from(parts.edges.len()).expect("at most MAX_PREPARED_POINTS edges"),
@@ -301,7 +328,7 @@ impl Prepared {
     }
 
     fn edge(&self, i: usize) -> Edge {
-        let [first, last, radius_m, piece_sagitta_m] = self.hot[self.edge_count() + i];
+        let [first, last, radius_m, piece_sagitta_m] = self.hot[3 * self.edge_count() + i];
         Edge {
             first: first as usize,
             last: last as usize,
@@ -311,24 +338,53 @@ impl Prepared {
     }
 
     /// Edge `i`'s end points (Earth-centred) and capsule radius.
+    /// (The copies next to the spheres, see `hot`: the same values as
+    /// `point(edge(i).first)`, `point(edge(i).last)` and `edge(i).radius_m`,
+    /// tested.)
     fn chord(&self, i: usize) -> (V3, V3, f64) {
-        let e = self.edge(i);
-        (self.point(e.first), self.point(e.last), e.radius_m)
+        let at = self.edge_count() + 2 * i;
+        let ([x0, y0, z0, radius_m], [x1, y1, z1, _]) = (self.hot[at], self.hot[at + 1]);
+        ([x0, y0, z0], [x1, y1, z1], radius_m)
+    }
+
+    /// The end points of `piece` of edge `edge`: a whole edge's (the
+    /// overlap exit's witness) from its chord, read with the spheres, the
+    /// same values as the points (tested), which are not.
+    fn piece_ends(&self, edge: usize, piece: (usize, usize)) -> (V3, V3) {
+        if piece == self.span(edge) {
+            let (p0, p1, _) = self.chord(edge);
+            (p0, p1)
+        } else {
+            (self.point(piece.0), self.point(piece.1))
+        }
+    }
+
+    /// Edge `i`'s first and last point indices, from its chord (the same
+    /// as `edge(i)`'s, tested): the overlap exit's witness needs them, and
+    /// the edges are not read ahead.
+    fn span(&self, i: usize) -> (usize, usize) {
+        let span = self.hot[self.edge_count() + 2 * i + 1][3];
+        // Integers below 2^32 and a power of two: every step is exact.
+        let first = (span / SPAN).floor();
+        (first as usize, (span - first * SPAN) as usize)
     }
 
     /// Point `i`, Earth-centred.
     fn point(&self, i: usize) -> V3 {
-        let [x, y, z, _] = self.hot[2 * self.edge_count() + i];
+        let [x, y, z, _] = self.hot[4 * self.edge_count() + i];
         [x, y, z]
     }
 
     /// The sagitta of the piece from point `i` to point `i + 1`.
     fn sagitta_m(&self, i: usize) -> f64 {
-        self.hot[2 * self.edge_count() + i][3]
+        self.hot[4 * self.edge_count() + i][3]
     }
 
-    /// Reads one number in each cache line of the hot data (up to
-    /// `TOUCH_LINES` lines), the first ring vertex and the first probe, and
+    /// Reads one number in each cache line of the hot data's head (the
+    /// spheres and chords: what the bracket reads before refining an edge
+    /// pair into pieces, which few pairs need; up to `TOUCH_LINES` lines),
+    /// the first ring vertex and the
+    /// first probe, and
     /// returns a number made of them. A caller about to ask many questions
     /// about many shapes reads them all first (and passes the sum to
     /// `std::hint::black_box`): the reads are independent, so the processor
@@ -336,9 +392,10 @@ impl Prepared {
     /// time. It changes no result.
     pub fn touch(&self) -> f64 {
         // Two quadruples of `f64` per 64-byte line: the bracket reads every
-        // sphere, then the edges and points of the near ones.
+        // sphere, then the chords of the near ones.
         const TOUCH_LINES: usize = 24;
-        self.hot
+        let head = (3 * self.edge_count()).min(self.hot.len());
+        self.hot[..head]
             .iter()
             .step_by(2)
             .take(TOUCH_LINES)
@@ -671,21 +728,22 @@ fn bracket_pruned<const PRUNE: bool, const SPHERE_CHORD: bool>(
                 f64::INFINITY
             };
             if upper_m <= overlap_m && upper_m < limit_m {
+                // The spans and radii from the chords (the edges' own
+                // values, tested), so that the exit reads no edge.
                 let (i, j) = (i as usize, j as usize);
-                let (ea, eb) = (a.edge(i), b.edge(j));
                 return Bracket {
                     lower_m: 0.0,
                     upper_m,
                     witness: None,
                     overlap: Some(Witness {
                         edge_a: i,
-                        piece_a: (ea.first, ea.last),
+                        piece_a: a.span(i),
                         s,
-                        sag_a_m: ea.radius_m,
+                        sag_a_m: radius_a_m,
                         edge_b: j,
-                        piece_b: (eb.first, eb.last),
+                        piece_b: b.span(j),
                         t,
-                        sag_b_m: eb.radius_m,
+                        sag_b_m: radius_b_m,
                     }),
                 };
             }
@@ -882,10 +940,9 @@ fn vertices<'a>(shape: &Shape<'a>) -> Box<dyn Iterator<Item = LonLat> + 'a> {
 }
 
 fn witness_points(pa: &Prepared, pb: &Prepared, w: &Witness) -> (V3, V3) {
-    (
-        lerp(pa.point(w.piece_a.0), pa.point(w.piece_a.1), w.s),
-        lerp(pb.point(w.piece_b.0), pb.point(w.piece_b.1), w.t),
-    )
+    let (a0, a1) = pa.piece_ends(w.edge_a, w.piece_a);
+    let (b0, b1) = pb.piece_ends(w.edge_b, w.piece_b);
+    (lerp(a0, a1, w.s), lerp(b0, b1, w.t))
 }
 
 /// A point provably inside both footprints, near the witness pieces, when
@@ -913,7 +970,8 @@ fn overlap_location(a: &Buffered, b: &Buffered, w: &Witness) -> Option<LonLat> {
         if let Shape::Point(centre) = disk.shape {
             // The buffer of a point is its disk's radius, positive once
             // validated; a point alone is not inside anything of its own.
-            if disk.buffer_m > 0.0 && inside(other, x, sag_m, centre, disk.prepared.point(0)) {
+            // (`chord(0).0` is `point(0)`, read ahead with the chords.)
+            if disk.buffer_m > 0.0 && inside(other, x, sag_m, centre, disk.prepared.chord(0).0) {
                 return Some(centre);
             }
         }
@@ -1035,6 +1093,57 @@ mod tests {
             offset_of!(Prepared, offsets_m),
         ] {
             assert!(cold >= Prepared::HEAD_BYTES);
+        }
+    }
+
+    /// The chords next to the spheres are copies: for every edge of a
+    /// point, a path (long legs, cut into many pieces) and a region with a
+    /// hole, the same bits as the edge's first and last points and its
+    /// capsule radius (the bracket reads only the copies, the pieces and
+    /// witnesses the points).
+    #[test]
+    fn each_chord_is_its_edge_end_points_and_radius() {
+        let exterior = vec![
+            LonLat::new(40.0, 36.0),
+            LonLat::new(40.1, 36.0),
+            LonLat::new(40.1, 36.1),
+            LonLat::new(40.0, 36.1),
+            LonLat::new(40.0, 36.0),
+        ];
+        let hole = vec![
+            LonLat::new(40.04, 36.04),
+            LonLat::new(40.04, 36.06),
+            LonLat::new(40.06, 36.06),
+            LonLat::new(40.04, 36.04),
+        ];
+        let rings = vec![exterior, hole];
+        let route = path(
+            LonLat::new(-3.0, 51.0),
+            vec![(10.0, 9_000.0), (200.0, 25_000.0), (95.0, 700.0)],
+        );
+        let point = LonLat::new(179.9, -12.0);
+        let shapes = [Shape::Point(point), Shape::Path(&route), Shape::Region(&rings)];
+        for shape in &shapes {
+            let prepared = Prepared::new(shape);
+            assert!(prepared.usable);
+            let points = prepared.hot.len() - 4 * prepared.edge_count();
+            assert!(points >= prepared.edge_count(), "{points} points");
+            for k in 0..prepared.edge_count() {
+                let e = prepared.edge(k);
+                assert!(e.last < points);
+                assert_eq!(
+                    prepared.chord(k),
+                    (prepared.point(e.first), prepared.point(e.last), e.radius_m),
+                    "edge {k}"
+                );
+                assert_eq!(prepared.span(k), (e.first, e.last), "edge {k}");
+                for piece in prepared.pieces(&e).chain([(e.first, e.last)]) {
+                    assert_eq!(
+                        prepared.piece_ends(k, piece),
+                        (prepared.point(piece.0), prepared.point(piece.1))
+                    );
+                }
+            }
         }
     }
 

@@ -41,7 +41,8 @@ use common::child::ChildProcess;
 use harness::{Shape, Target};
 
 /// The allocator the `deconflict` binary uses (crates/cli/src/main.rs), so
-/// the bench measures the service as it runs.
+/// the bench measures the service as it runs; with its settings
+/// (`deconflict_server::allocator::settle` at the start of `main`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -78,6 +79,7 @@ fn serve(dir: &str) {
 }
 
 fn main() {
+    deconflict_server::allocator::settle();
     if let Ok(dir) = std::env::var(CHILD_DIR) {
         serve(&dir);
         return;

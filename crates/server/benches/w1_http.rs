@@ -41,7 +41,8 @@ use deconflict_sim::workload::{Workload, WorkloadShape};
 use serde_json::{json, Value};
 
 /// The allocator the `deconflict` binary uses (crates/cli/src/main.rs), so
-/// the bench measures the service as it runs.
+/// the bench measures the service as it runs; with its settings
+/// (`deconflict_server::allocator::settle` at the start of `main`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -320,6 +321,7 @@ fn report(name: &str, phase: &Phase) {
 }
 
 fn main() {
+    deconflict_server::allocator::settle();
     let benching = std::env::args().any(|arg| arg == "--bench");
     let env = |name: &str, default: usize| {
         std::env::var(name)

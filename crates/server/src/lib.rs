@@ -27,6 +27,7 @@
 //! transaction, and a failed commit leaves the service as if the batch
 //! never happened (see [`driver`]).
 
+pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod connections;

@@ -4,7 +4,7 @@
 //! only place that decides what of a conflict or an activity a party sees.
 
 use deconflict_engine::{ActivityId, Finding, PartyId, TimeWindow, Timestamp, ZoneId};
-use deconflict_formats::{conflict_json, format_rfc3339, ConflictNames, Sharing};
+use deconflict_formats::{format_rfc3339, Sharing};
 use deconflict_geodesy::LonLat;
 use serde_json::{json, Value};
 
@@ -183,55 +183,88 @@ pub fn finding_from_json(value: &Value) -> Option<Finding> {
 /// so does its party: the viewer learns the overlap, the distance and the
 /// closest point, nothing of the other plan.
 pub fn render_conflict(record: &ConflictRecord, full: [bool; 2], viewer: &Viewer) -> Option<Value> {
+    conflict_view(record, full, viewer).and_then(|view| serde_json::to_value(view).ok())
+}
+
+/// [`render_conflict`] as a typed value that serializes to the same bytes
+/// (the contract's members, in the order serde_json's sorted maps give
+/// them), for answers written straight into their body: a `Value` map per
+/// conflict, built and dropped, was ~6 % of the tokio workers' time in the
+/// W1 bench (crates/server/NOTES.md, `workers-s21`).
+pub fn conflict_view(record: &ConflictRecord, full: [bool; 2], viewer: &Viewer) -> Option<ConflictView> {
     if !record.visible_to(viewer) {
         return None;
     }
     let shown = |side: usize| viewer.broker || record.parties[side] == viewer.party || full[side];
     let (activities, zone) = match record.subject {
-        Subject::Pair([a, b]) => ([json!(a.0), json!(b.0)], None),
-        Subject::Zone { activity, zone } => ([json!(activity.0), Value::Null], Some(zone.0)),
+        Subject::Pair([a, b]) => ([Some(a.0), Some(b.0)], None),
+        Subject::Zone { activity, zone } => ([Some(activity.0), None], Some(zone.0)),
     };
-    let activity_of = |side: usize| {
-        if shown(side) {
-            activities[side].clone()
-        } else {
-            Value::Null
-        }
-    };
-    let party_of = |side: usize| {
-        if shown(side) {
-            json!(record.parties[side].0)
-        } else {
-            Value::Null
-        }
-    };
-    let mut value = conflict_json(
-        &record.finding,
-        ConflictNames {
-            id: json!(record.id),
-            activities: [activity_of(0), activity_of(1)],
-            parties: [party_of(0), party_of(1)],
-            state: record.state.as_str(),
+    let side = |side: usize, value: Option<u64>| value.filter(|_| shown(side));
+    let round_cm = |m: f64| (m * 100.0).round() / 100.0;
+    let finding = &record.finding;
+    Some(ConflictView {
+        acknowledged_by: Acked(
+            [0, 1].map(|s| record.acked_ms[s].and_then(|_| side(s, Some(record.parties[s].0)))),
+        ),
+        activities: [side(0, activities[0]), side(1, activities[1])],
+        end: finding.window.end.map(format_rfc3339),
+        id: record.id,
+        location: PointView {
+            coordinates: [finding.location.lon_deg, finding.location.lat_deg],
+            kind: "Point",
         },
-    );
-    let object = value.as_object_mut()?;
-    if let Some(zone) = zone {
-        // A zone conflict: `activities` is `[activity, null]` and the zone
-        // (always shared in full) takes the second place.
-        object.insert("zone".into(), json!(zone));
+        min_distance_m: round_cm(finding.min_distance_m),
+        parties: [
+            side(0, Some(record.parties[0].0)),
+            side(1, Some(record.parties[1].0)),
+        ],
+        required_m: round_cm(finding.required_m),
+        resolution: record.resolution.clone(),
+        resolved_at: record.resolved_at_ms.map(|at| format_rfc3339(Timestamp(at))),
+        start: format_rfc3339(finding.window.start),
+        state: record.state.as_str(),
+        zone,
+    })
+}
+
+/// See [`conflict_view`]. Members in sorted order; a double that is not
+/// finite is written `null`, as a `Value` made from it is.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConflictView {
+    acknowledged_by: Acked,
+    activities: [Option<u64>; 2],
+    end: Option<String>,
+    id: u64,
+    location: PointView,
+    min_distance_m: f64,
+    parties: [Option<u64>; 2],
+    required_m: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolution: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_at: Option<String>,
+    start: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone: Option<u64>,
+}
+
+/// The parties shown that acknowledged, side 0 first: a list of zero to two.
+#[derive(Debug, Clone)]
+struct Acked([Option<u64>; 2]);
+
+impl serde::Serialize for Acked {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().flatten())
     }
-    let acked: Vec<Value> = (0..2)
-        .filter(|&side| shown(side))
-        .filter_map(|side| record.acked_ms[side].map(|_| json!(record.parties[side].0)))
-        .collect();
-    object.insert("acknowledged_by".into(), Value::Array(acked));
-    if let Some(at) = record.resolved_at_ms {
-        object.insert("resolved_at".into(), json!(format_rfc3339(Timestamp(at))));
-    }
-    if let Some(resolution) = &record.resolution {
-        object.insert("resolution".into(), json!(resolution));
-    }
-    Some(value)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct PointView {
+    coordinates: [f64; 2],
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// The audit leaf payload of a conflict change: what happened to which
@@ -419,6 +452,166 @@ mod tests {
             }
         }
         assert_eq!(cases, 800);
+    }
+
+    /// `render_conflict` as it was: the formats crate's `conflict_json` map
+    /// with the zone, acknowledgements and resolution inserted.
+    fn render_conflict_as_before(record: &ConflictRecord, full: [bool; 2], viewer: &Viewer) -> Option<Value> {
+        use deconflict_formats::{conflict_json, ConflictNames};
+        if !record.visible_to(viewer) {
+            return None;
+        }
+        let shown = |side: usize| viewer.broker || record.parties[side] == viewer.party || full[side];
+        let (activities, zone) = match record.subject {
+            Subject::Pair([a, b]) => ([json!(a.0), json!(b.0)], None),
+            Subject::Zone { activity, zone } => ([json!(activity.0), Value::Null], Some(zone.0)),
+        };
+        let activity_of = |side: usize| {
+            if shown(side) {
+                activities[side].clone()
+            } else {
+                Value::Null
+            }
+        };
+        let party_of = |side: usize| {
+            if shown(side) {
+                json!(record.parties[side].0)
+            } else {
+                Value::Null
+            }
+        };
+        let mut value = conflict_json(
+            &record.finding,
+            ConflictNames {
+                id: json!(record.id),
+                activities: [activity_of(0), activity_of(1)],
+                parties: [party_of(0), party_of(1)],
+                state: record.state.as_str(),
+            },
+        );
+        let object = value.as_object_mut()?;
+        if let Some(zone) = zone {
+            object.insert("zone".into(), json!(zone));
+        }
+        let acked: Vec<Value> = (0..2)
+            .filter(|&side| shown(side))
+            .filter_map(|side| record.acked_ms[side].map(|_| json!(record.parties[side].0)))
+            .collect();
+        object.insert("acknowledged_by".into(), Value::Array(acked));
+        if let Some(at) = record.resolved_at_ms {
+            object.insert("resolved_at".into(), json!(format_rfc3339(Timestamp(at))));
+        }
+        if let Some(resolution) = &record.resolution {
+            object.insert("resolution".into(), json!(resolution));
+        }
+        Some(value)
+    }
+
+    /// The typed view serializes to the bytes of the `Value` the answer
+    /// held before, and `render_conflict` is that `Value`: over both
+    /// subjects, every viewer (either party, a broker, a stranger), every
+    /// sharing, acknowledgement and optional member, and doubles of every
+    /// form (`-0`, exponents, halves that round, non-finite ones).
+    #[test]
+    fn the_conflict_view_is_the_rendered_value() {
+        let doubles = [
+            0.0,
+            -0.0,
+            0.005,
+            -0.015,
+            1e21,
+            1e-7,
+            5000.0,
+            123.456_789_012_345_67,
+            -179.999_999_999_999_97,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut cases, mut hidden, mut shown_null) = (0, 0, 0);
+        for round in 0..3_000_u64 {
+            let mut pick = || {
+                let n = next();
+                if n % 3 == 0 {
+                    f64::from_bits(next())
+                } else {
+                    doubles[(n % doubles.len() as u64) as usize]
+                }
+            };
+            let finding = Finding {
+                window: TimeWindow::new(
+                    Timestamp(1_790_000_000_000 - (round as i64) * 1_000_003),
+                    (round % 3 != 0).then_some(Timestamp(1_790_000_000_123 + round as i64)),
+                ),
+                min_distance_m: pick(),
+                required_m: pick(),
+                location: LonLat::new(pick(), pick()),
+            };
+            let subject = if next() % 4 == 1 {
+                Subject::Zone {
+                    activity: ActivityId(next() % 100),
+                    zone: ZoneId(next() >> 11),
+                }
+            } else {
+                Subject::Pair([ActivityId(next() % 100), ActivityId(next() >> 11)])
+            };
+            let resolution = match next() % 4 {
+                0 | 1 => None,
+                2 => Some("é \u{1F600} \"quoted\" back\\slash \n\t\u{1}\u{7f}".to_owned()),
+                _ => Some(format!("resolved_by_party_{round}")),
+            };
+            let state = [
+                ConflictState::Open,
+                ConflictState::Acknowledged,
+                ConflictState::Resolved,
+            ][(next() % 3) as usize];
+            let record = ConflictRecord {
+                id: next() >> 11,
+                subject,
+                parties: [PartyId(next() % 4), PartyId(next() % 4)],
+                finding,
+                state,
+                acked_ms: [(next() % 2 == 0).then_some(-5), (next() % 2 == 0).then_some(7)],
+                opened_at_ms: 0,
+                updated_at_ms: 0,
+                resolved_at_ms: (next() % 3 == 0).then_some(1_790_000_000_000 + round as i64),
+                resolution,
+            };
+            let full = [next() % 2 == 0, next() % 2 == 0];
+            let viewer = Viewer {
+                party: PartyId(next() % 5),
+                broker: next() % 5 == 0,
+            };
+            let before = render_conflict_as_before(&record, full, &viewer);
+            let view = conflict_view(&record, full, &viewer);
+            assert_eq!(render_conflict(&record, full, &viewer), before);
+            match (before, view) {
+                (None, None) => hidden += 1,
+                (Some(before), Some(view)) => {
+                    assert_eq!(
+                        serde_json::to_string(&view).unwrap(),
+                        serde_json::to_string(&before).unwrap(),
+                        "{record:?} {full:?} {viewer:?}"
+                    );
+                    shown_null += usize::from(before["parties"].as_array().unwrap().contains(&Value::Null));
+                    cases += 1;
+                }
+                (before, view) => panic!("{before:?} against {view:?}"),
+            }
+        }
+        assert!(
+            cases > 1_200 && hidden > 1_200 && shown_null > 300,
+            "{cases} {hidden} {shown_null}"
+        );
     }
 
     /// The same limits as `LeafEvent::encode`: an integer a double cannot

@@ -46,10 +46,12 @@ fn main() {
             .map(|(i, a)| (ActivityId(i as u64), a.reach(), &a.window)),
     );
     let (mut candidates, mut conflicts, mut overlaps) = (0usize, 0usize, 0usize);
+    let mut counts = Vec::with_capacity(probes.len());
     let mut out = Vec::new();
     for probe in &probes {
         index.candidates(probe.reach(), &probe.window, &mut out);
         candidates += out.len();
+        counts.push(out.len());
         for finding in out.iter().filter_map(|id| evaluate(&held[id.0 as usize], probe)) {
             conflicts += 1;
             overlaps += usize::from(finding.min_distance_m == 0.0);
@@ -61,6 +63,15 @@ fn main() {
         candidates as f64 / k,
         conflicts as f64 / k,
         overlaps as f64 / k
+    );
+    counts.sort_unstable();
+    let quantile = |q: f64| counts[((counts.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "candidates per probe: median {}, 90 % {}, 99 % {}, most {}",
+        quantile(0.5),
+        quantile(0.9),
+        quantile(0.99),
+        quantile(1.0)
     );
 
     let started = cpu_s();

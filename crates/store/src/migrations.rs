@@ -165,6 +165,20 @@ const ACTIVITY_FEATURE_IN_VERSIONS: &str = r#"
     ALTER TABLE activities DROP COLUMN feature;
     "#;
 
+/// Migration 10 on both backends (issue 3): the zone conflicts' per-party
+/// indexes keyed like the pair conflicts' of migration 8, by the id's
+/// block of [`CONFLICT_ID_BLOCK`] ids first, then the party: a batch's new
+/// entries land in the last block's pages instead of at random places of
+/// `(party, state)`, and `state` no longer moves both entries at every
+/// acknowledgement and resolution. The server's `ledger::conflicts_for`
+/// seeks `(block, party)` per block for both kinds.
+const ZONE_CONFLICT_PARTY_BLOCK_INDEXES: &str = r#"
+    DROP INDEX zone_conflicts_party_a;
+    DROP INDEX zone_conflicts_party_b;
+    CREATE INDEX zone_conflicts_block_party_a ON zone_conflicts ((id / 4096), party_a);
+    CREATE INDEX zone_conflicts_block_party_b ON zone_conflicts ((id / 4096), party_b);
+    "#;
+
 /// SQLite's migrations, in order; `SQLITE_MIGRATIONS[i]` takes the schema from version
 /// `i` to `i + 1`. Never edit a released migration: add one.
 pub const SQLITE_MIGRATIONS: &[&str] = &[
@@ -324,6 +338,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     CONFLICT_PARTY_BLOCK_INDEXES,
     // 9: an activity's Feature text only in its versions.
     ACTIVITY_FEATURE_IN_VERSIONS,
+    // 10: per-party zone conflict indexes keyed by id block first.
+    ZONE_CONFLICT_PARTY_BLOCK_INDEXES,
 ];
 
 /// PostgreSQL's migrations: the same schema as [`SQLITE_MIGRATIONS`],
@@ -468,6 +484,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     CONFLICT_PARTY_BLOCK_INDEXES,
     // 9: the same as SQLite's.
     ACTIVITY_FEATURE_IN_VERSIONS,
+    // 10: the same as SQLite's.
+    ZONE_CONFLICT_PARTY_BLOCK_INDEXES,
 ];
 
 /// The migrations of `backend`.
@@ -822,6 +840,89 @@ mod tests {
             .is_err());
     }
 
+    /// Zone conflicts 1, 4,096 and 9,000 between parties 1 and 2 (two
+    /// resolved), over activities 1–3 and zone 1.
+    const ZONE_CONFLICT_ROWS: &str = "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) \
+        VALUES (1, 'blue', 'military', x'01', 0), (2, 'red', 'military', x'02', 0);
+        INSERT INTO activities (id, party_id, version, created_at_ms, updated_at_ms)
+        VALUES (1, 1, 1, 0, 0), (2, 2, 1, 0, 0), (3, 1, 1, 0, 0);
+        INSERT INTO zones (id, party_id, kind, feature, created_at_ms) VALUES (1, 2, 'exclusion', '{}', 0);
+        INSERT INTO zone_conflicts (id, activity_id, zone_id, party_a, party_b, state, finding, opened_at_ms, updated_at_ms)
+        VALUES (1, 1, 1, 1, 2, 'open', '{}', 0, 0), (4096, 2, 1, 2, 1, 'resolved', '{}', 0, 0),
+               (9000, 3, 1, 1, 2, 'resolved', '{}', 0, 0);";
+
+    #[test]
+    fn migration_10_keys_the_party_zone_conflict_indexes_by_id_block() {
+        let conn = sqlite_at_version(9);
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(ZONE_CONFLICT_ROWS).unwrap();
+        let mut db = Db::sqlite(&conn);
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'zone_conflicts' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "zone_conflicts_block_party_a",
+                "zone_conflicts_block_party_b",
+                "zone_conflicts_live_pair"
+            ]
+        );
+        // The rows are indexed: a seek by block and party finds them.
+        let block = CONFLICT_ID_BLOCK as i64;
+        for (side, id, party) in [("a", 9000, 1), ("b", 4096, 1), ("b", 1, 2)] {
+            let seek = format!("SELECT id FROM zone_conflicts WHERE (id / 4096) = ?1 AND party_{side} = ?2");
+            let plan: String = conn
+                .query_row(&format!("EXPLAIN QUERY PLAN {seek}"), (1, 1), |r| r.get(3))
+                .unwrap();
+            assert!(
+                plan.contains(&format!("zone_conflicts_block_party_{side}")),
+                "{plan}"
+            );
+            let found: i64 = conn.query_row(&seek, (id / block, party), |r| r.get(0)).unwrap();
+            assert_eq!(found, id);
+        }
+    }
+
+    #[test]
+    fn on_postgres_migration_10_keys_the_party_zone_conflict_indexes_by_id_block() {
+        let Some(mut conn) = postgres_at_version("migration 10 on PostgreSQL", "migration10", 9) else {
+            return;
+        };
+        let mut db = Db::postgres(&mut conn);
+        db.execute_batch(
+            &ZONE_CONFLICT_ROWS
+                .replace("x'01'", "'\\x01'")
+                .replace("x'02'", "'\\x02'"),
+        )
+        .unwrap();
+        migrate(&mut db).unwrap();
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
+        let found = db
+            .query_map(
+                "SELECT id FROM zone_conflicts WHERE (id / 4096) = ?1 AND party_a = ?2 ORDER BY id",
+                params![9000 / CONFLICT_ID_BLOCK as i64, 1i64],
+                |r| r.get_i64(0),
+            )
+            .unwrap();
+        assert_eq!(found, [9000]);
+        // The old indexes' names are free again, the new ones taken.
+        db.execute_batch(
+            "CREATE INDEX zone_conflicts_party_a ON zone_conflicts (party_a);
+             CREATE INDEX zone_conflicts_party_b ON zone_conflicts (party_b);",
+        )
+        .expect("the old indexes are gone");
+        assert!(db
+            .execute_batch("CREATE INDEX zone_conflicts_block_party_a ON zone_conflicts (party_a)")
+            .is_err());
+    }
+
     /// Activity 1 at version 2 with both versions recorded, activity 2 at
     /// version 1 whose version record is missing, party 1.
     const ACTIVITY_ROWS: &str = "INSERT INTO parties (id, name, kind, token_hash, created_at_ms) \
@@ -840,7 +941,7 @@ mod tests {
         conn.execute_batch(ACTIVITY_ROWS).unwrap();
         let mut db = Db::sqlite(&conn);
         migrate(&mut db).unwrap();
-        assert_eq!(schema_version(&mut db).unwrap(), 9);
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
         let current: Vec<(i64, String, i64)> = conn
             .prepare(CURRENT_FEATURES)
             .unwrap()
@@ -874,7 +975,7 @@ mod tests {
         db.execute_batch(&ACTIVITY_ROWS.replace("x'01'", "'\\x01'"))
             .unwrap();
         migrate(&mut db).unwrap();
-        assert_eq!(schema_version(&mut db).unwrap(), 9);
+        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
         let current = db
             .query_map(CURRENT_FEATURES, params![], |r| {
                 Ok((r.get_i64(0)?, r.get_text(1)?, r.get_i64(2)?))

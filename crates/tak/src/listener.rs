@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use deconflict_engine::{PartyId, Timestamp};
 use deconflict_formats::{
-    parse_cot_with, write_pong, ControlKind, CotEvent, CotFramer, CotLimits, CotMessage,
+    parse_cot_with, write_pong, ControlKind, CotChat, CotEvent, CotFramer, CotLimits, CotMessage,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ca::{certificate_issued_at, party_of_certificate, PartyCertError};
-use crate::outbound::{ConnectionId, CotBytes, Registry, TakOutbound};
+use crate::outbound::{ConnectionId, CotBytes, OutQueue, Registry, TakOutbound};
 use crate::revocation::Revocations;
 
 /// How clients authenticate.
@@ -51,8 +51,10 @@ pub struct TakLimits {
     pub read_idle_timeout: Duration,
     /// The time a client has to complete the TLS handshake.
     pub handshake_timeout: Duration,
-    /// CoT documents waiting to be written to one connection; past it the
-    /// newest is dropped (see [`TakOutbound`]).
+    /// CoT documents waiting to be written to one connection; past it an
+    /// episode's document takes the place of its queued one, any other is
+    /// dropped and the client told how many it missed (see
+    /// [`TakOutbound`]).
     pub outbound_queue_len: usize,
 }
 
@@ -117,6 +119,8 @@ pub(crate) struct Stats {
     pub(crate) frames_skipped: AtomicU64,
     pub(crate) outbound_queued: AtomicU64,
     pub(crate) outbound_dropped: AtomicU64,
+    pub(crate) outbound_coalesced: AtomicU64,
+    pub(crate) outbound_lagged_notices: AtomicU64,
 }
 
 /// A snapshot of the listener's counters (for `/metrics`).
@@ -143,6 +147,11 @@ pub struct TakStats {
     pub frames_skipped: u64,
     pub outbound_queued: u64,
     pub outbound_dropped: u64,
+    /// Documents that took the place of their episode's in a full queue
+    /// (counted in `outbound_queued` too).
+    pub outbound_coalesced: u64,
+    /// GeoChat notices telling a client how many documents it missed.
+    pub outbound_lagged_notices: u64,
 }
 
 impl Stats {
@@ -159,6 +168,8 @@ impl Stats {
             frames_skipped: get(&self.frames_skipped),
             outbound_queued: get(&self.outbound_queued),
             outbound_dropped: get(&self.outbound_dropped),
+            outbound_coalesced: get(&self.outbound_coalesced),
+            outbound_lagged_notices: get(&self.outbound_lagged_notices),
         }
     }
 
@@ -415,11 +426,12 @@ async fn serve<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let limits = shared.limits;
-    let (queue, queued) = mpsc::channel::<CotBytes>(limits.outbound_queue_len);
+    let queue = OutQueue::new(limits.outbound_queue_len);
     let close = Arc::new(Notify::new());
-    let Some(registration) = shared
-        .registry
-        .register(party, connection, queue.clone(), Arc::clone(&close))
+    let Some(registration) =
+        shared
+            .registry
+            .register(party, connection, Arc::clone(&queue), Arc::clone(&close))
     else {
         Stats::bump(&shared.stats.connections_refused);
         tracing::warn!(
@@ -440,7 +452,13 @@ async fn serve<S>(
     Stats::bump(&shared.stats.connections_accepted);
     tracing::debug!(?party, ?connection, "CoT client connected");
     let (mut reader, writer) = tokio::io::split(stream);
-    let mut writer_task = tokio::spawn(write_loop(writer, queued));
+    let mut writer_task = tokio::spawn(write_loop(
+        writer,
+        Arc::clone(&queue),
+        party,
+        connection,
+        Arc::clone(&shared.stats),
+    ));
 
     let mut framer = CotFramer::new(limits.cot.max_event_bytes);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
@@ -503,7 +521,7 @@ async fn serve<S>(
                     if control.kind == ControlKind::Ping {
                         let pong: CotBytes = Arc::from(write_pong(now(), PONG_STALE_MS).into_bytes());
                         // A full queue already proves the link is alive.
-                        let _ = queue.try_send(pong);
+                        let _ = queue.push(None, pong, false);
                     }
                 }
                 Err(error) => {
@@ -515,7 +533,7 @@ async fn serve<S>(
     }
     // Unregister, then let the writer flush what is queued and close.
     drop(registration);
-    drop(queue);
+    queue.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, &mut writer_task)
         .await
         .is_err()
@@ -526,15 +544,28 @@ async fn serve<S>(
     tracing::debug!(?party, ?connection, "CoT client disconnected");
 }
 
-async fn write_loop<W: AsyncWrite>(writer: tokio::io::WriteHalf<W>, mut queued: mpsc::Receiver<CotBytes>) {
+async fn write_loop<W: AsyncWrite>(
+    writer: tokio::io::WriteHalf<W>,
+    queue: Arc<OutQueue>,
+    party: PartyId,
+    connection: ConnectionId,
+    stats: Arc<Stats>,
+) {
     let mut writer = writer;
-    while let Some(document) = queued.recv().await {
-        if writer.write_all(&document).await.is_err() {
-            return;
+    let mut notices = 0u64;
+    // Whatever is queued is written before flushing once.
+    while let Some(taken) = queue.take().await {
+        for document in &taken.documents {
+            if writer.write_all(document).await.is_err() {
+                return;
+            }
         }
-        // Write whatever else is already queued before flushing once.
-        while let Ok(more) = queued.try_recv() {
-            if writer.write_all(&more).await.is_err() {
+        if taken.lagged > 0 {
+            notices += 1;
+            Stats::bump(&stats.outbound_lagged_notices);
+            tracing::debug!(?party, ?connection, missed = taken.lagged, "CoT client lagged");
+            let notice = lagged_notice(party, connection, notices, taken.lagged, now());
+            if writer.write_all(notice.as_bytes()).await.is_err() {
                 return;
             }
         }
@@ -546,6 +577,37 @@ async fn write_loop<W: AsyncWrite>(writer: tokio::io::WriteHalf<W>, mut queued: 
     let _ = writer.shutdown().await;
 }
 
+/// The GeoChat sender of the lagged notices.
+pub const LAGGED_SENDER_UID: &str = "deconflict";
+
+/// A GeoChat line telling a connection's user that `missed` documents
+/// (alarms) were not sent to it: the client fell behind and its queue was
+/// full. One line per notice (`message_uid` new each time).
+pub(crate) fn lagged_notice(
+    party: PartyId,
+    connection: ConnectionId,
+    number: u64,
+    missed: u64,
+    time: Timestamp,
+) -> String {
+    CotChat {
+        sender_uid: LAGGED_SENDER_UID.to_owned(),
+        sender_callsign: "deconflict".to_owned(),
+        chatroom: format!("party-{}", party.0),
+        message_uid: format!("lagged-{}-{number}", connection.0),
+        text: format!(
+            "{missed} deconflict alarm(s) were not sent to this device: it fell behind. \
+             Open alarms: the deconflict web view or GET /v1/tracks."
+        ),
+        time,
+        stale: Timestamp(time.0.saturating_add(LAGGED_NOTICE_STALE_MS)),
+    }
+    .to_xml()
+}
+
+/// How long a lagged notice stays current for the client.
+const LAGGED_NOTICE_STALE_MS: i64 = 10 * 60 * 1_000;
+
 /// The wall clock as a timestamp: the listener is a driver, the one place
 /// allowed to read it.
 fn now() -> Timestamp {
@@ -553,4 +615,64 @@ fn now() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as i64);
     Timestamp(unix_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use deconflict_formats::{parse_cot, CotMessage};
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// The writer writes what was queued, then a GeoChat line saying how
+    /// many documents the full queue dropped, then the next documents; and
+    /// once the queue is closed and written, it closes the stream.
+    #[tokio::test]
+    async fn the_writer_tells_a_lagging_client_how_many_it_missed() {
+        let queue = OutQueue::new(2);
+        let doc = |text: &str| -> CotBytes { Arc::from(text.as_bytes()) };
+        for (i, text) in ["<a/>", "<b/>", "<c/>", "<d/>", "<e/>"].into_iter().enumerate() {
+            queue.push(Some(i as u64), doc(text), true);
+        }
+        // A pong dropped by a full queue is not an alarm missed.
+        queue.push(None, doc("<pong/>"), false);
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (_, writer) = tokio::io::split(server);
+        let stats = Arc::new(Stats::default());
+        let writing = tokio::spawn(write_loop(
+            writer,
+            Arc::clone(&queue),
+            PartyId(3),
+            ConnectionId(9),
+            Arc::clone(&stats),
+        ));
+        let (mut reader, _keep) = tokio::io::split(client);
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("</event>") {
+            let mut chunk = [0u8; 4096];
+            let n = reader.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the stream ended early");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        queue.push(Some(9), doc("<f/>"), true);
+        queue.close();
+        reader.read_to_end(&mut got).await.unwrap();
+        writing.await.unwrap();
+        let text = String::from_utf8(got).unwrap();
+        let notice_at = text.find("<event").expect("a notice");
+        assert_eq!(&text[..notice_at], "<a/><b/>");
+        let notice_end = text.find("</event>").unwrap() + "</event>".len();
+        assert_eq!(&text[notice_end..], "<f/>");
+        let CotMessage::Event(notice) = parse_cot(&text.as_bytes()[notice_at..notice_end]).unwrap() else {
+            panic!("the notice is a CoT event");
+        };
+        assert_eq!(notice.event_type, CotChat::EVENT_TYPE);
+        assert_eq!(notice.uid, "GeoChat.deconflict.party-3.lagged-9-1");
+        let remarks = notice.remarks.expect("the notice's text");
+        assert!(
+            remarks.starts_with("3 deconflict alarm(s) were not sent"),
+            "{remarks}"
+        );
+        assert_eq!(stats.outbound_lagged_notices.load(Ordering::Relaxed), 1);
+    }
 }

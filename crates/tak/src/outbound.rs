@@ -1,20 +1,33 @@
 //! Who is connected, per party, and how CoT gets to them.
 //!
 //! Each connection has a bounded queue of outgoing documents drained by its
-//! writer task. [`TakOutbound::send_to_party`] never waits: when a
-//! connection's queue is full, the new document is dropped for that
-//! connection (drop-newest) and counted. A TAK client that cannot keep up
-//! misses alerts rather than making the server buffer without bound; CoT
-//! alerts carry a uid and a stale time, so the next one for the same episode
-//! replaces what was missed, and the driver still has every alert on its
-//! other channels (SSE, WebSocket).
+//! writer task ([`OutQueue`]). Sending never waits. When a connection's
+//! queue is full:
+//!
+//! - a document of an episode that already has one queued (the same key,
+//!   [`TakOutbound::send_episode_to_party`]: an alarm's clearing behind its
+//!   opening) takes that one's place: the client gets the episode's latest
+//!   state, where it would have got the first, and nothing is lost that
+//!   it needs (CoT alarms are filed by uid; the later replaces the earlier
+//!   anyway); counted as coalesced;
+//! - any other document is dropped for that connection (drop-newest:
+//!   what is queued is older and already promised) and counted; once the
+//!   writer has written what was queued, it tells the client how many it
+//!   missed, as a GeoChat line from `deconflict` (the `lagged` event of
+//!   the SSE and WebSocket streams, for TAK clients), so that the client's
+//!   user knows to look at the full picture (`GET /v1/tracks`, the event
+//!   streams).
+//!
+//! A TAK client that cannot keep up misses alerts rather than making the
+//! server buffer without bound, and the driver still has every alert on
+//! its other channels (SSE, WebSocket).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use deconflict_engine::PartyId;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::listener::Stats;
 
@@ -29,8 +42,120 @@ pub type CotBytes = Arc<[u8]>;
 #[derive(Debug)]
 struct Open {
     connection: ConnectionId,
-    queue: mpsc::Sender<CotBytes>,
+    queue: Arc<OutQueue>,
     close: Arc<Notify>,
+}
+
+/// What [`OutQueue::push`] did with a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// It took the place of its episode's queued document.
+    Coalesced,
+    /// The queue was full (counted toward the lagged notice) or closed.
+    Dropped,
+}
+
+/// One connection's outgoing documents, bounded (see the module
+/// documentation for what happens when it is full).
+#[derive(Debug)]
+pub(crate) struct OutQueue {
+    state: Mutex<QueueState>,
+    /// Signalled when there is something for the writer (a permit is kept
+    /// when it is not waiting).
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    /// In order, each with its episode's key if it has one.
+    documents: VecDeque<(Option<u64>, CotBytes)>,
+    /// Documents dropped since the writer last took the queue.
+    lagged: u64,
+    /// The connection is ending: nothing more is queued, and the writer
+    /// stops once the queue is empty.
+    closed: bool,
+}
+
+/// What the writer takes from its queue at once.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub(crate) documents: Vec<CotBytes>,
+    /// Documents dropped (the queue full) since the last take: to tell the
+    /// client after these.
+    pub(crate) lagged: u64,
+}
+
+impl OutQueue {
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(OutQueue {
+            state: Mutex::new(QueueState::default()),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // Every change is one call: the state is valid after any panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `document`; `episode` lets it take its episode's place when
+    /// the queue is full. `counted`: a drop counts toward the lagged
+    /// notice (not for a pong: a full queue already proves the link alive).
+    pub(crate) fn push(&self, episode: Option<u64>, document: CotBytes, counted: bool) -> Pushed {
+        let mut state = self.lock();
+        if state.closed {
+            return Pushed::Dropped;
+        }
+        if state.documents.len() < self.capacity {
+            state.documents.push_back((episode, document));
+            drop(state);
+            self.ready.notify_one();
+            return Pushed::Queued;
+        }
+        if let Some(episode) = episode {
+            if let Some(queued) = state.documents.iter_mut().find(|(key, _)| *key == Some(episode)) {
+                queued.1 = document;
+                return Pushed::Coalesced;
+            }
+        }
+        if counted {
+            state.lagged += 1;
+            drop(state);
+            // The writer must say so even if it finds nothing else queued.
+            self.ready.notify_one();
+        }
+        Pushed::Dropped
+    }
+
+    /// Ends the queue: what is queued is still taken, then [`Self::take`]
+    /// answers `None`.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Everything queued (and how many were dropped before), waiting until
+    /// there is something; `None` once closed and empty.
+    pub(crate) async fn take(&self) -> Option<Taken> {
+        loop {
+            {
+                let mut state = self.lock();
+                if !state.documents.is_empty() || state.lagged > 0 {
+                    return Some(Taken {
+                        documents: state.documents.drain(..).map(|(_, d)| d).collect(),
+                        lagged: std::mem::take(&mut state.lagged),
+                    });
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
 }
 
 /// The open connections of each party.
@@ -92,7 +217,7 @@ impl Registry {
         self: &Arc<Self>,
         party: PartyId,
         connection: ConnectionId,
-        queue: mpsc::Sender<CotBytes>,
+        queue: Arc<OutQueue>,
         close: Arc<Notify>,
     ) -> Option<Registration> {
         let mut parties = self.lock();
@@ -122,7 +247,8 @@ impl Registry {
 /// What happened to one document sent to a party.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Delivery {
-    /// Connections it was queued on.
+    /// Connections it was queued on (in its episode's place, when their
+    /// queue was full and held one: [`TakOutbound::send_episode_to_party`]).
     pub queued: usize,
     /// Connections whose queue was full, or that were closing.
     pub dropped: usize,
@@ -141,12 +267,29 @@ impl TakOutbound {
     /// on every connection of `party`. Never waits; see the module
     /// documentation for the drop policy.
     pub fn send_to_party(&self, party: PartyId, document: CotBytes) -> Delivery {
+        self.send(party, None, document)
+    }
+
+    /// As [`Self::send_to_party`], for a document of an episode (an alarm,
+    /// its clearing: one `episode` key, such as the alert's id): on a
+    /// connection whose queue is full, it takes the place of the queued
+    /// document of the same episode, if any, rather than being dropped.
+    pub fn send_episode_to_party(&self, party: PartyId, episode: u64, document: CotBytes) -> Delivery {
+        self.send(party, Some(episode), document)
+    }
+
+    fn send(&self, party: PartyId, episode: Option<u64>, document: CotBytes) -> Delivery {
         let parties = self.registry.lock();
         let mut delivery = Delivery::default();
+        let mut coalesced = 0u64;
         for open in parties.get(&party).into_iter().flatten() {
-            match open.queue.try_send(Arc::clone(&document)) {
-                Ok(()) => delivery.queued += 1,
-                Err(_) => delivery.dropped += 1,
+            match open.queue.push(episode, Arc::clone(&document), true) {
+                Pushed::Queued => delivery.queued += 1,
+                Pushed::Coalesced => {
+                    delivery.queued += 1;
+                    coalesced += 1;
+                }
+                Pushed::Dropped => delivery.dropped += 1,
             }
         }
         drop(parties);
@@ -156,6 +299,9 @@ impl TakOutbound {
         self.stats
             .outbound_dropped
             .fetch_add(delivery.dropped as u64, Ordering::Relaxed);
+        self.stats
+            .outbound_coalesced
+            .fetch_add(coalesced, Ordering::Relaxed);
         delivery
     }
 
@@ -197,29 +343,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_queue_drops_the_newest_and_counts_it() {
+    fn doc(text: &str) -> CotBytes {
+        Arc::from(text.as_bytes())
+    }
+
+    fn texts(taken: &Taken) -> Vec<&str> {
+        taken
+            .documents
+            .iter()
+            .map(|d| std::str::from_utf8(d).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_newest_and_counts_it() {
         let out = outbound(4);
-        let (tx, mut rx) = mpsc::channel(2);
+        let queue = OutQueue::new(2);
         let _registration = out
             .registry
-            .register(PartyId(1), ConnectionId(1), tx, Arc::default())
+            .register(PartyId(1), ConnectionId(1), Arc::clone(&queue), Arc::default())
             .unwrap();
-        let doc = |text: &str| -> CotBytes { Arc::from(text.as_bytes()) };
-        assert_eq!(
-            out.send_to_party(PartyId(1), doc("a")),
-            Delivery {
-                queued: 1,
-                dropped: 0
-            }
-        );
-        assert_eq!(
-            out.send_to_party(PartyId(1), doc("b")),
-            Delivery {
-                queued: 1,
-                dropped: 0
-            }
-        );
+        let one = Delivery {
+            queued: 1,
+            dropped: 0,
+        };
+        assert_eq!(out.send_to_party(PartyId(1), doc("a")), one);
+        assert_eq!(out.send_to_party(PartyId(1), doc("b")), one);
         assert_eq!(
             out.send_to_party(PartyId(1), doc("c")),
             Delivery {
@@ -228,16 +377,79 @@ mod tests {
             }
         );
         assert_eq!(out.send_to_party(PartyId(2), doc("x")), Delivery::default());
-        assert_eq!(&*rx.try_recv().unwrap(), b"a");
-        assert_eq!(&*rx.try_recv().unwrap(), b"b");
-        assert!(rx.try_recv().is_err(), "the newest was dropped, not an older one");
+        let taken = queue.take().await.unwrap();
+        assert_eq!(
+            texts(&taken),
+            ["a", "b"],
+            "the newest was dropped, not an older one"
+        );
+        assert_eq!(taken.lagged, 1, "the writer is told how many it missed");
         assert_eq!(out.stats.outbound_dropped.load(Ordering::Relaxed), 1);
+        // Said once: the next take starts from zero.
+        assert_eq!(out.send_to_party(PartyId(1), doc("d")), one);
+        assert_eq!(
+            queue.take().await.unwrap(),
+            Taken {
+                documents: vec![doc("d")],
+                lagged: 0
+            }
+        );
+    }
+
+    /// A full queue: an episode's document takes the place of the one of
+    /// the same episode queued (in its place in the order), another
+    /// episode's is dropped and counted; with room, both are queued.
+    #[tokio::test]
+    async fn a_full_queue_keeps_each_episodes_latest_document() {
+        let out = outbound(4);
+        let queue = OutQueue::new(3);
+        let _registration = out
+            .registry
+            .register(PartyId(1), ConnectionId(1), Arc::clone(&queue), Arc::default())
+            .unwrap();
+        let one = Delivery {
+            queued: 1,
+            dropped: 0,
+        };
+        assert_eq!(out.send_episode_to_party(PartyId(1), 7, doc("open 7")), one);
+        assert_eq!(out.send_episode_to_party(PartyId(1), 8, doc("open 8")), one);
+        assert_eq!(out.send_to_party(PartyId(1), doc("chat")), one);
+        // Full: 7's clearing replaces its opening; 9 is dropped.
+        assert_eq!(out.send_episode_to_party(PartyId(1), 7, doc("clear 7")), one);
+        assert_eq!(
+            out.send_episode_to_party(PartyId(1), 9, doc("open 9")),
+            Delivery {
+                queued: 0,
+                dropped: 1
+            }
+        );
+        assert_eq!(out.stats.outbound_coalesced.load(Ordering::Relaxed), 1);
+        assert_eq!(out.stats.outbound_dropped.load(Ordering::Relaxed), 1);
+        let taken = queue.take().await.unwrap();
+        assert_eq!(texts(&taken), ["clear 7", "open 8", "chat"]);
+        assert_eq!(taken.lagged, 1);
+        // Room again: an episode's documents are all queued, in order.
+        out.send_episode_to_party(PartyId(1), 9, doc("open 9"));
+        out.send_episode_to_party(PartyId(1), 9, doc("clear 9"));
+        assert_eq!(texts(&queue.take().await.unwrap()), ["open 9", "clear 9"]);
+        // Closed: what is queued is still taken, then nothing.
+        out.send_to_party(PartyId(1), doc("last"));
+        queue.close();
+        assert_eq!(
+            out.send_to_party(PartyId(1), doc("late")),
+            Delivery {
+                queued: 0,
+                dropped: 1
+            }
+        );
+        assert_eq!(texts(&queue.take().await.unwrap()), ["last"]);
+        assert_eq!(queue.take().await, None);
     }
 
     #[test]
     fn closing_a_party_signals_each_of_its_connections_and_no_other() {
         let out = outbound(4);
-        let channel = || mpsc::channel::<CotBytes>(1).0;
+        let channel = || OutQueue::new(1);
         let closes: Vec<Arc<Notify>> = (0..3).map(|_| Arc::default()).collect();
         let _a = out
             .registry
@@ -262,7 +474,7 @@ mod tests {
     #[test]
     fn connections_per_party_are_capped_and_released() {
         let out = outbound(2);
-        let channel = || mpsc::channel::<CotBytes>(1).0;
+        let channel = || OutQueue::new(1);
         let first = out
             .registry
             .register(PartyId(1), ConnectionId(1), channel(), Arc::default())

@@ -2,7 +2,11 @@
 //! the record as JSON, written by the driver's batch beside its leaf.
 
 use deconflict_hotline::{ConflictAck, Incident, Message, Record};
-use deconflict_store::{params, Db, StoreError};
+use std::collections::hash_map::{Entry, HashMap};
+
+use deconflict_store::{params, Db, StoreError, Value as SqlValue};
+
+use crate::ledger::{insert_many, opt_int, MultiInsert};
 
 use crate::model::Viewer;
 
@@ -89,29 +93,51 @@ fn sql(value: u64) -> i64 {
     value as i64
 }
 
-/// Writes one row change (inside the batch's transaction).
-pub fn write(db: &mut Db<'_>, row: &HotlineRow) -> Result<(), StoreError> {
-    match &row.record {
-        Some(record) => {
-            db.execute(
-                "INSERT INTO hotline_records (key, kind, party_from, party_to, record, updated_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (key) DO UPDATE SET record = excluded.record, updated_at_ms = excluded.updated_at_ms",
-                params![
-                    &row.key,
-                    row.kind,
-                    row.party_from.map(sql),
-                    row.party_to.map(sql),
-                    record,
-                    row.at_ms
-                ],
-            )?;
-        }
-        None => {
-            db.execute("DELETE FROM hotline_records WHERE key = ?1", params![&row.key])?;
+/// The upsert of hotline rows, several per statement.
+static UPSERT: MultiInsert = MultiInsert::with_tail(
+    "INSERT INTO hotline_records (key, kind, party_from, party_to, record, updated_at_ms)",
+    " ON CONFLICT (key) DO UPDATE SET record = excluded.record, updated_at_ms = excluded.updated_at_ms",
+    6,
+);
+
+/// Writes a batch's row changes (inside its transaction): each key's last
+/// change, upserts several per statement.
+///
+/// The same rows as one change per row in order: a key's row ends as its
+/// last change made it (an upsert keeps `kind` and the parties of an
+/// existing row, which a key's records never change), rows of different
+/// keys are independent, and PostgreSQL refuses a statement that touches
+/// one row twice, hence one change per key.
+pub fn write_many(db: &mut Db<'_>, rows: &[&HotlineRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut last: Vec<&HotlineRow> = Vec::with_capacity(rows.len());
+    let mut slots: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    for &row in rows {
+        match slots.entry(row.key.as_str()) {
+            Entry::Occupied(slot) => last[*slot.get()] = row,
+            Entry::Vacant(slot) => {
+                slot.insert(last.len());
+                last.push(row);
+            }
         }
     }
-    Ok(())
+    let (upserts, deletes): (Vec<&HotlineRow>, Vec<&HotlineRow>) =
+        last.into_iter().partition(|row| row.record.is_some());
+    for row in deletes {
+        db.execute("DELETE FROM hotline_records WHERE key = ?1", params![&row.key])?;
+    }
+    insert_many(db, &UPSERT, &upserts, |row| {
+        [
+            SqlValue::Text(&row.key),
+            SqlValue::Text(row.kind),
+            opt_int(row.party_from.map(sql)),
+            opt_int(row.party_to.map(sql)),
+            row.record.as_deref().map_or(SqlValue::Null, SqlValue::Text),
+            SqlValue::Int(row.at_ms),
+        ]
+    })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, StoreError> {
@@ -194,6 +220,7 @@ mod tests {
     use super::*;
     use deconflict_engine::{PartyId, Timestamp};
     use deconflict_hotline::{Hotline, HotlineConfig, MessageId, MessageSpec, PartyContacts, Priority};
+    use std::collections::HashSet;
 
     #[test]
     fn rows_round_trip_and_lists_filter_by_party() {
@@ -226,7 +253,7 @@ mod tests {
                 .unwrap();
         }
         while let Some(record) = hotline.poll_record() {
-            write(conn, &HotlineRow::of(&record, 0)).unwrap();
+            write_many(conn, &[&HotlineRow::of(&record, 0)]).unwrap();
         }
         let restored = Hotline::restore(HotlineConfig::default(), load_records(conn).unwrap()).unwrap();
         assert_eq!(restored.snapshot(), hotline.snapshot());
@@ -250,6 +277,98 @@ mod tests {
         );
         assert_eq!(message(conn, 2).unwrap().unwrap().body, "message 2");
         assert!(message(conn, 99).unwrap().is_none());
+    }
+
+    /// Rows written several per statement, each key's last change once,
+    /// end as one change per row in order with the statements `write` ran
+    /// before: random batches (up to 200 rows, across the statement's chunk
+    /// sizes) of upserts and deletes over a few keys of each kind, so that
+    /// a batch often writes a key several times, deletes and writes it
+    /// again, and changes rows of earlier batches.
+    #[test]
+    fn rows_written_several_per_statement_end_as_one_change_per_row() {
+        use deconflict_store::rusqlite::Connection;
+        fn one_by_one(conn: &Connection, rows: &[HotlineRow]) {
+            for row in rows {
+                match &row.record {
+                    Some(record) => conn
+                        .execute(
+                            "INSERT INTO hotline_records (key, kind, party_from, party_to, record, updated_at_ms) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                             ON CONFLICT (key) DO UPDATE SET record = excluded.record, updated_at_ms = excluded.updated_at_ms",
+                            deconflict_store::rusqlite::params![
+                                row.key,
+                                row.kind,
+                                row.party_from.map(sql),
+                                row.party_to.map(sql),
+                                record,
+                                row.at_ms
+                            ],
+                        )
+                        .unwrap(),
+                    None => conn
+                        .execute("DELETE FROM hotline_records WHERE key = ?1", [&row.key])
+                        .unwrap(),
+                };
+            }
+        }
+        fn dump(conn: &Connection) -> Vec<Vec<deconflict_store::rusqlite::types::Value>> {
+            let mut statement = conn
+                .prepare("SELECT * FROM hotline_records ORDER BY key")
+                .unwrap();
+            statement
+                .query_map([], |row| (0..6).map(|i| row.get(i)).collect())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        }
+        let [fast, slow] = [(); 2].map(|()| {
+            let conn = Connection::open_in_memory().unwrap();
+            for sql in deconflict_store::SQLITE_MIGRATIONS {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn
+        });
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut draw = |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        let (mut repeated, mut long, mut deleted) = (0, 0, 0);
+        for batch in 0..40_i64 {
+            let rows: Vec<HotlineRow> = (0..1 + draw(200) as i64)
+                .map(|step| {
+                    let n = draw(12);
+                    let (kind, party_from, party_to) = match n % 3 {
+                        0 => ("conflict", None, None),
+                        1 => ("message", Some(n % 4 + 1), Some(n % 5 + 1)),
+                        _ => ("incident", Some(n % 4 + 1), None),
+                    };
+                    HotlineRow {
+                        key: format!("{kind}/{n}"),
+                        kind,
+                        party_from,
+                        party_to,
+                        record: (draw(5) != 0).then(|| format!("{{\"v\":{}}}", draw(1_000))),
+                        at_ms: batch * 1_000 + step,
+                    }
+                })
+                .collect();
+            let keys: HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+            repeated += usize::from(keys.len() < rows.len());
+            long += usize::from(rows.len() > 64);
+            deleted += usize::from(rows.iter().any(|r| r.record.is_none()));
+            write_many(&mut Db::sqlite(&fast), &rows.iter().collect::<Vec<_>>()).unwrap();
+            one_by_one(&slow, &rows);
+            assert_eq!(dump(&fast), dump(&slow), "after batch {batch}");
+        }
+        assert!(
+            repeated > 5 && long > 5 && deleted > 5,
+            "{repeated} {long} {deleted}"
+        );
+        assert!(dump(&fast).len() > 5);
     }
 
     /// The directly written acknowledgement row is the row `of` gives for

@@ -51,6 +51,97 @@ fn point_of(report: &PositionReport<'_>) -> HistoryPoint {
     }
 }
 
+/// Reports queued for the watch at most taken in one call when several
+/// commands wait (whole commands; a command is never split). Large enough
+/// for the watch's second core (from 2,048 reports) and to spread its cost
+/// per call; small enough that the first command's alerts wait little for
+/// the others' (some 10–20 ms of the watch at 100,000 entities).
+pub const MAX_COALESCED_REPORTS: usize = 8_192;
+
+/// A CoT event as the watch's report.
+fn cot_report(inbound: &TakInbound) -> PositionReport<'_> {
+    let event = &inbound.event;
+    PositionReport {
+        party: inbound.party,
+        uid: &event.uid,
+        time: event.time,
+        position: LonLat::new(event.lon_deg, event.lat_deg),
+        alt_m: event.hae_m,
+        speed_mps: event.speed_mps,
+        course_deg: event.course_deg,
+        stale: Some(event.stale),
+        activity: None,
+    }
+}
+
+/// How many reports a command holds, if it may join a group taken in one
+/// call: CoT batches, and requests that need no parts.
+fn reports_in(command: &LiveCommand, publish_every_reports: usize) -> Option<usize> {
+    match command {
+        LiveCommand::Reports { reports, .. } if reports.len() <= publish_every_reports => Some(reports.len()),
+        LiveCommand::Cot(events) => Some(events.len()),
+        _ => None,
+    }
+}
+
+/// The entity limits a group of requests must pass together to be taken in
+/// one call: an upper bound of what each request's own check would find
+/// after the ones before it were taken (every entity not held now that any
+/// report of the group names counts as new, and the watch only gains
+/// entities within a call but for stale ones, which each check would
+/// find gone as well). A request that would not pass it ends the group
+/// and is checked alone, after the group is taken, as before.
+#[derive(Default)]
+struct GroupLimits {
+    /// The entities not held that the group's reports name, per party.
+    new: HashMap<PartyId, HashSet<String>>,
+    new_total: usize,
+}
+
+impl GroupLimits {
+    /// Whether `command` joins (its entities then count).
+    fn admit(&mut self, watch: &TrackWatch, command: &LiveCommand) -> bool {
+        let config = watch.config();
+        let mut added: Vec<(PartyId, &str)> = Vec::new();
+        let consider = |party: PartyId, uid: &'_ str| -> bool {
+            watch.track(party, uid).is_none() && !self.new.get(&party).is_some_and(|held| held.contains(uid))
+        };
+        match command {
+            LiveCommand::Reports { party, reports, .. } => {
+                for r in reports {
+                    if consider(*party, &r.uid) {
+                        added.push((*party, &r.uid));
+                    }
+                }
+            }
+            LiveCommand::Cot(events) => {
+                for e in events {
+                    if consider(e.party, &e.event.uid) {
+                        added.push((e.party, &e.event.uid));
+                    }
+                }
+            }
+            _ => return false,
+        }
+        added.sort_unstable();
+        added.dedup();
+        if let LiveCommand::Reports { party, .. } = command {
+            let of_party = self.new.get(party).map_or(0, HashSet::len)
+                + added.iter().filter(|(p, _)| p == party).count();
+            if watch.party_len(*party) + of_party > config.max_entities_per_party
+                || watch.len() + self.new_total + added.len() > config.max_entities
+            {
+                return false;
+            }
+        }
+        self.new_total += added.len();
+        for (party, uid) in added {
+            self.new.entry(party).or_default().insert(uid.to_owned());
+        }
+        true
+    }
+}
+
 /// A position report as parsed from JSON, owning its uid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnedReport {
@@ -132,6 +223,14 @@ pub(crate) struct TrackTask {
     /// Reports of one request taken between two publications of alerts
     /// ([`super::LiveConfig::publish_every_reports`]).
     pub publish_every_reports: usize,
+    /// Reports of queued commands taken in one call of the watch at most
+    /// (see [`MAX_COALESCED_REPORTS`]); 0 takes each command alone.
+    coalesce_reports: usize,
+    /// The clock (`now_ms`; a fixed one in tests).
+    clock: fn() -> i64,
+    /// Calls of the watch that took reports (the tests check the grouping).
+    #[cfg(test)]
+    report_calls: usize,
     /// The active zones (and, when a demarcation binds "every other
     /// party", the parties) the fences were last built from.
     fence_signature: (Vec<ZoneId>, Vec<PartyId>),
@@ -172,6 +271,10 @@ impl TrackTask {
             tak,
             tick_interval,
             publish_every_reports: super::DEFAULT_PUBLISH_EVERY_REPORTS,
+            coalesce_reports: MAX_COALESCED_REPORTS,
+            clock: now_ms,
+            #[cfg(test)]
+            report_calls: 0,
             fence_signature: (Vec::new(), Vec::new()),
             plans: HashMap::new(),
             open: BTreeMap::new(),
@@ -182,9 +285,27 @@ impl TrackTask {
     }
 
     /// Reports of one request taken between two publications of alerts.
+    /// Parts smaller than the default (whole requests) also take each
+    /// command alone: an alert waits for its part, as asked, not for the
+    /// commands queued with it.
     pub fn with_publish_every(mut self, reports: usize) -> Self {
         self.publish_every_reports = reports.max(1);
+        if self.publish_every_reports < super::DEFAULT_PUBLISH_EVERY_REPORTS {
+            self.coalesce_reports = 0;
+        }
         self
+    }
+
+    /// Reports of queued commands taken in one call at most (0: each
+    /// command alone, as before coalescing).
+    #[cfg(test)]
+    fn with_coalesce(mut self, reports: usize) -> Self {
+        self.coalesce_reports = reports;
+        self
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp((self.clock)())
     }
 
     /// The recent-history ring and the evidence captures to keep (with
@@ -196,22 +317,41 @@ impl TrackTask {
     }
 
     pub fn run(mut self, inbox: Receiver<LiveCommand>) {
-        self.resume_captures(Timestamp(now_ms()));
+        self.serve(&inbox);
+    }
+
+    /// Until the queue is closed and empty.
+    fn serve(&mut self, inbox: &Receiver<LiveCommand>) {
+        self.resume_captures(self.now());
         let mut next_tick = Instant::now();
+        // A command taken from the queue behind a group of reports, not
+        // part of it: handled next, before anything newer.
+        let mut held: Option<LiveCommand> = None;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match inbox.recv_timeout(wait) {
+            let received = match held.take() {
+                Some(command) => Ok(command),
+                None => inbox.recv_timeout(wait),
+            };
+            match received {
+                Ok(command)
+                    if self.coalesce_reports > 0
+                        && reports_in(&command, self.publish_every_reports).is_some() =>
+                {
+                    let group = self.gather_group(command, inbox, &mut held);
+                    self.take_group(group);
+                }
                 Ok(command) => self.handle(command),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     // Positions kept since the last tick go to disk; the
                     // captures still pending resume at the next start.
-                    self.flush_evidence(Timestamp(now_ms()));
+                    self.flush_evidence(self.now());
                     return;
                 }
             }
             if Instant::now() >= next_tick {
-                let now = Timestamp(now_ms());
+                let now = self.now();
                 self.watch.handle_tick(now);
                 self.sync(now);
                 self.publish();
@@ -221,6 +361,34 @@ impl TrackTask {
                 next_tick = Instant::now() + self.tick_interval;
             }
         }
+    }
+
+    /// `first` and the report commands queued right behind it, up to
+    /// `coalesce_reports` reports in all (whole commands); the first other
+    /// command found goes to `held`. Nothing waits for more: what is not
+    /// queued yet is not waited for.
+    fn gather_group(
+        &self,
+        first: LiveCommand,
+        inbox: &Receiver<LiveCommand>,
+        held: &mut Option<LiveCommand>,
+    ) -> Vec<LiveCommand> {
+        let mut total = reports_in(&first, self.publish_every_reports).unwrap_or(0);
+        let mut group = vec![first];
+        while total < self.coalesce_reports {
+            let Ok(next) = inbox.try_recv() else { break };
+            match reports_in(&next, self.publish_every_reports) {
+                Some(n) if total + n <= self.coalesce_reports => {
+                    total += n;
+                    group.push(next);
+                }
+                _ => {
+                    *held = Some(next);
+                    break;
+                }
+            }
+        }
+        group
     }
 
     fn world(&self) -> std::sync::RwLockReadGuard<'_, World> {
@@ -236,13 +404,13 @@ impl TrackTask {
                 reports,
                 reply,
             } => {
-                let now = Timestamp(now_ms());
+                let now = self.now();
                 let answer = self.take_reports(now, party, &reports);
                 self.publish();
                 let _ = reply.send(answer);
             }
             LiveCommand::Cot(events) => {
-                let now = Timestamp(now_ms());
+                let now = self.now();
                 self.take_cot(now, &events);
             }
             LiveCommand::Tracks {
@@ -254,12 +422,12 @@ impl TrackTask {
                 let _ = reply.send(self.visible_tracks(&viewer, bbox.as_ref(), limit));
             }
             LiveCommand::ZonesChanged => {
-                let now = Timestamp(now_ms());
+                let now = self.now();
                 self.sync(now);
                 self.publish();
             }
             LiveCommand::CaptureEvidence { incident } => {
-                let now = Timestamp(now_ms());
+                let now = self.now();
                 match self.store.read(move |conn| {
                     Ok((
                         evidence_store::incident(conn, incident)?,
@@ -334,6 +502,95 @@ impl TrackTask {
         }
     }
 
+    /// Takes a group of queued report commands (HTTP requests and CoT
+    /// batches, in queue order) in as few calls of the watch as the limits
+    /// allow, with the outcomes, alerts and answers of one command at a
+    /// time (the watch takes a batch as one report at a time). Why: the
+    /// watch's cost per call includes work on all it holds (the batch path
+    /// indexes the whole grid anew), and its second core only joins from
+    /// 2,048 reports a call; requests of at most 1,000 reports, one call
+    /// each, fell behind at 100,000 entities (the latency bench). Alone
+    /// (first command only) when the queue holds nothing else: the group
+    /// is what had to wait anyway.
+    fn take_group(&mut self, group: Vec<LiveCommand>) {
+        let mut rest = group.into_iter().peekable();
+        while rest.peek().is_some() {
+            let now = self.now();
+            let mut segment: Vec<LiveCommand> = Vec::new();
+            {
+                let mut fits = GroupLimits::default();
+                while let Some(next) = rest.peek() {
+                    if !fits.admit(&self.watch, next) {
+                        break;
+                    }
+                    segment.push(rest.next().expect("peeked"));
+                }
+            }
+            match segment.len() {
+                // Even alone it may pass no limit: its own exact check names it.
+                0 => self.handle(rest.next().expect("peeked")),
+                1 => self.handle(segment.pop().expect("one")),
+                _ => self.take_segment(now, segment),
+            }
+        }
+    }
+
+    /// Report commands that pass every entity limit together (checked by
+    /// [`GroupLimits`]), taken in one call.
+    fn take_segment(&mut self, now: Timestamp, segment: Vec<LiveCommand>) {
+        for command in &segment {
+            if let LiveCommand::Reports { reports, .. } = command {
+                for activity in reports.iter().filter_map(|r| r.activity) {
+                    self.ensure_plan(activity);
+                }
+            }
+        }
+        let mut built: Vec<PositionReport<'_>> = Vec::new();
+        let mut ends = Vec::with_capacity(segment.len());
+        for command in &segment {
+            match command {
+                LiveCommand::Reports { party, reports, .. } => {
+                    built.extend(reports.iter().map(|r| r.as_report(*party)));
+                }
+                LiveCommand::Cot(events) => built.extend(events.iter().map(cot_report)),
+                _ => unreachable!("a group holds report commands only"),
+            }
+            ends.push(built.len());
+        }
+        let mut outcomes = self.watch.handle_reports(now, &built).into_iter();
+        #[cfg(test)]
+        {
+            self.report_calls += 1;
+        }
+        let mut answers = Vec::with_capacity(segment.len());
+        let mut start = 0;
+        for (command, end) in segment.iter().zip(ends) {
+            let part = &built[start..end];
+            let taken: Vec<_> = outcomes.by_ref().take(end - start).collect();
+            start = end;
+            match command {
+                LiveCommand::Reports { party, .. } => {
+                    let mut accepted = Accepted::default();
+                    self.count_outcomes(*party, 0, part, taken, &mut accepted);
+                    metrics::counter!("deconflict_track_reports_total", "source" => "http")
+                        .increment(accepted.accepted as u64);
+                    answers.push(Some(accepted));
+                }
+                _ => {
+                    self.count_cot(part, taken);
+                    answers.push(None);
+                }
+            }
+        }
+        drop(built);
+        self.publish();
+        for (command, answer) in segment.into_iter().zip(answers) {
+            if let (LiveCommand::Reports { reply, .. }, Some(accepted)) = (command, answer) {
+                let _ = reply.send(Ok(accepted));
+            }
+        }
+    }
+
     /// Takes a validated batch whole or not at all: the limits on entities
     /// are checked for the batch before the first report is applied.
     fn take_reports(
@@ -387,6 +644,10 @@ impl TrackTask {
         let part_len = self.publish_every_reports.max(1);
         for (part, chunk) in built.chunks(part_len).enumerate() {
             let outcomes = self.watch.handle_reports(now, chunk);
+            #[cfg(test)]
+            {
+                self.report_calls += 1;
+            }
             self.count_outcomes(party, part * part_len, chunk, outcomes, &mut accepted);
             self.publish();
         }
@@ -399,24 +660,18 @@ impl TrackTask {
     /// same outcomes and alerts as one at a time); a refused event is
     /// counted and logged, the others still count.
     fn take_cot(&mut self, now: Timestamp, events: &[TakInbound]) {
-        let built: Vec<PositionReport<'_>> = events
-            .iter()
-            .map(|inbound| {
-                let event = &inbound.event;
-                PositionReport {
-                    party: inbound.party,
-                    uid: &event.uid,
-                    time: event.time,
-                    position: LonLat::new(event.lon_deg, event.lat_deg),
-                    alt_m: event.hae_m,
-                    speed_mps: event.speed_mps,
-                    course_deg: event.course_deg,
-                    stale: Some(event.stale),
-                    activity: None,
-                }
-            })
-            .collect();
+        let built: Vec<PositionReport<'_>> = events.iter().map(cot_report).collect();
         let outcomes = self.watch.handle_reports(now, &built);
+        #[cfg(test)]
+        {
+            self.report_calls += 1;
+        }
+        self.count_cot(&built, outcomes);
+        self.publish();
+    }
+
+    /// Keeps the applied CoT reports in the history; counts the refused.
+    fn count_cot(&mut self, built: &[PositionReport<'_>], outcomes: Vec<Result<ReportOutcome, TrackError>>) {
         let mut taken = 0u64;
         for (report, outcome) in built.iter().zip(outcomes) {
             match outcome {
@@ -434,7 +689,6 @@ impl TrackTask {
             }
         }
         metrics::counter!("deconflict_track_reports_total", "source" => "cot").increment(taken);
-        self.publish();
     }
 
     fn count_outcomes(
@@ -591,7 +845,7 @@ impl TrackTask {
                         positions.push((party, LonLat::new(cot.lon_deg, cot.lat_deg)));
                         let bytes: Arc<[u8]> = cot.to_xml().into_bytes().into();
                         for outbound in tak.iter() {
-                            outbound.send_to_party(party, Arc::clone(&bytes));
+                            outbound.send_episode_to_party(party, id.0, Arc::clone(&bytes));
                         }
                     }
                     self.open.insert(
@@ -609,7 +863,7 @@ impl TrackTask {
                             let cot = cot_cleared(*id, *at, open.kind, reason, position);
                             let bytes: Arc<[u8]> = cot.to_xml().into_bytes().into();
                             for outbound in tak.iter() {
-                                outbound.send_to_party(party, Arc::clone(&bytes));
+                                outbound.send_episode_to_party(party, id.0, Arc::clone(&bytes));
                             }
                         }
                     }
@@ -711,5 +965,271 @@ pub fn report_problem(index: usize, error: &TrackError) -> FieldProblem {
             format!("/reports/{index}/{field}")
         },
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::mpsc;
+
+    use deconflict_engine::track::TrackConfig;
+    use deconflict_engine::{Engine, EngineConfig};
+    use deconflict_formats::CotEvent;
+    use deconflict_store::StoreConfig;
+    use deconflict_tak::ConnectionId;
+
+    use super::*;
+    use crate::hub::Delivery;
+
+    /// Every report of the runs is before this; the clock stands still, so
+    /// that two runs see the same `now` whatever their speed.
+    const NOW_MS: i64 = 1_800_000_000_000;
+
+    thread_local! {
+        static CLOCK: Cell<i64> = const { Cell::new(NOW_MS) };
+    }
+
+    fn fixed_clock() -> i64 {
+        CLOCK.with(Cell::get)
+    }
+
+    /// A tiny deterministic generator (no dependency for the test).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn owned(uid: String, time: i64, rng: &mut Lcg) -> OwnedReport {
+        OwnedReport {
+            uid,
+            time: Timestamp(time),
+            position: LonLat::new(30.0 + 0.1 * rng.next(), 40.0 + 0.1 * rng.next()),
+            alt_m: None,
+            speed_mps: Some(20.0 * rng.next()),
+            course_deg: Some(360.0 * rng.next()),
+            stale: None,
+            activity: None,
+        }
+    }
+
+    fn cot(party: PartyId, uid: String, time: i64, rng: &mut Lcg) -> TakInbound {
+        let report = owned(uid, time, rng);
+        TakInbound {
+            party,
+            connection: ConnectionId(party.0),
+            event: CotEvent {
+                uid: report.uid,
+                event_type: "a-f-G-U-C".into(),
+                how: Some("m-g".into()),
+                time: report.time,
+                start: report.time,
+                stale: Timestamp(time + 120_000),
+                lat_deg: report.position.lat_deg,
+                lon_deg: report.position.lon_deg,
+                hae_m: None,
+                ce_m: None,
+                le_m: None,
+                speed_mps: report.speed_mps,
+                course_deg: report.course_deg,
+                callsign: None,
+                group: None,
+                remarks: None,
+            },
+        }
+    }
+
+    /// What a run answered and published.
+    #[derive(Debug, PartialEq)]
+    struct Outcome {
+        answers: Vec<Result<Accepted, (u16, String)>>,
+        /// Per subscriber (party 1, party 2, a broker), in order.
+        events: Vec<Vec<(&'static str, String)>>,
+        tracks: Vec<Value>,
+    }
+
+    /// The commands the thread finds queued: rounds of requests of both
+    /// parties, CoT batches between them, and a query and a zone change
+    /// among them (which end a group).
+    fn commands() -> Vec<(LiveCommand, Option<Pending>)> {
+        let mut rng = Lcg(7);
+        let mut out = Vec::new();
+        for round in 0..6i64 {
+            let time = NOW_MS - 6_000 + round * 1_000;
+            for request in 0..5 {
+                for party in [PartyId(1), PartyId(2)] {
+                    let reports: Vec<OwnedReport> = (0..40)
+                        .map(|i| owned(format!("u-{}", request * 40 + i), time + request as i64, &mut rng))
+                        .collect();
+                    let (reply, answer) = oneshot::channel();
+                    out.push((
+                        LiveCommand::Reports {
+                            party,
+                            reports,
+                            reply,
+                        },
+                        Some(Pending::Answer(answer)),
+                    ));
+                }
+                if request == 2 {
+                    let events = (0..30)
+                        .map(|i| cot(PartyId(1 + i % 2), format!("c-{i}"), time + 3, &mut rng))
+                        .collect();
+                    out.push((LiveCommand::Cot(events), None));
+                }
+            }
+            if round == 3 {
+                let (reply, answer) = oneshot::channel();
+                out.push((
+                    LiveCommand::Tracks {
+                        viewer: Viewer {
+                            party: PartyId(1),
+                            broker: false,
+                        },
+                        bbox: None,
+                        limit: 10_000,
+                        reply,
+                    },
+                    Some(Pending::Tracks(answer)),
+                ));
+                out.push((LiveCommand::ZonesChanged, None));
+            }
+        }
+        out
+    }
+
+    enum Pending {
+        Answer(oneshot::Receiver<Result<Accepted, ApiError>>),
+        Tracks(oneshot::Receiver<Value>),
+    }
+
+    /// Runs the thread over `commands`, all queued before it starts.
+    fn run(
+        track: TrackConfig,
+        coalesce: usize,
+        commands: Vec<(LiveCommand, Option<Pending>)>,
+    ) -> (Outcome, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path().join("live.sqlite"), StoreConfig::default()).unwrap());
+        let world = Arc::new(RwLock::new(World {
+            engine: Engine::new(EngineConfig::default()),
+            activities: Default::default(),
+            zones: BTreeMap::new(),
+        }));
+        let hub = Arc::new(Hub::new(10, 1_000_000));
+        let mut subscriptions: Vec<_> = [(1, false), (2, false), (9, true)]
+            .into_iter()
+            .map(|(party, broker)| {
+                hub.subscribe(Viewer {
+                    party: PartyId(party),
+                    broker,
+                })
+                .unwrap()
+            })
+            .collect();
+        let mut task = TrackTask::new(
+            TrackWatch::new(track).unwrap(),
+            world,
+            Arc::clone(&hub),
+            store,
+            Arc::new(Mutex::new(Vec::new())),
+            Duration::from_secs(3_600),
+        )
+        .with_coalesce(coalesce);
+        task.clock = fixed_clock;
+        let (inbox, queue) = mpsc::sync_channel(commands.len());
+        let mut pending = Vec::new();
+        for (command, answer) in commands {
+            inbox.send(command).unwrap();
+            pending.extend(answer);
+        }
+        drop(inbox);
+        task.serve(&queue);
+        let calls = task.report_calls;
+        let mut answers = Vec::new();
+        let mut tracks = Vec::new();
+        for answer in pending {
+            match answer {
+                Pending::Answer(mut answer) => answers.push(
+                    answer
+                        .try_recv()
+                        .expect("every request is answered")
+                        .map_err(|e| (e.status().as_u16(), format!("{e:?}"))),
+                ),
+                Pending::Tracks(mut answer) => tracks.push(answer.try_recv().expect("the query is answered")),
+            }
+        }
+        let events = subscriptions
+            .iter_mut()
+            .map(|s| {
+                let mut got = Vec::new();
+                while let Ok(Delivery { kind, data, .. }) = s.events.try_recv() {
+                    got.push((kind, data.to_string()));
+                }
+                got
+            })
+            .collect();
+        (
+            Outcome {
+                answers,
+                events,
+                tracks,
+            },
+            calls,
+        )
+    }
+
+    /// Queued requests and CoT batches taken in one call of the watch give
+    /// the answers, the events (to each party and to a broker, in order)
+    /// and the query's answer of one command at a time, in far fewer calls.
+    #[test]
+    fn queued_reports_taken_together_answer_and_alert_as_one_at_a_time() {
+        let track = TrackConfig::default();
+        let (alone, alone_calls) = run(track.clone(), 0, commands());
+        let (grouped, grouped_calls) = run(track.clone(), MAX_COALESCED_REPORTS, commands());
+        let alerts = alone.events[2].len();
+        assert!(alerts > 50, "the fleet raises alerts: {alerts}");
+        assert!(alone
+            .answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|a| a.accepted > 0)));
+        assert_eq!(alone_calls, 66, "one call per command");
+        // The query and the zone change split round 3 from round 4.
+        assert!(grouped_calls <= 3, "{grouped_calls} calls");
+        assert_eq!(alone, grouped);
+        // Groups of at most 100 reports: whole commands only.
+        let (small, small_calls) = run(track.clone(), 100, commands());
+        assert!((30..66).contains(&small_calls), "{small_calls} calls");
+        assert_eq!(alone, small);
+    }
+
+    /// A request that the entity limits may refuse is checked alone, after
+    /// the requests before it were taken: its answer (422, or taken) is
+    /// the one it gets alone.
+    #[test]
+    fn a_request_near_the_entity_limits_is_checked_alone() {
+        for (per_party, total) in [(90, 2_000_000), (130, 2_000_000), (2_000, 250), (2_000, 170)] {
+            let track = TrackConfig {
+                max_entities_per_party: per_party,
+                max_entities: total,
+                ..TrackConfig::default()
+            };
+            let (alone, _) = run(track.clone(), 0, commands());
+            let (grouped, grouped_calls) = run(track.clone(), MAX_COALESCED_REPORTS, commands());
+            let refused = alone.answers.iter().filter(|a| a.is_err()).count();
+            assert!(
+                refused > 0,
+                "{per_party}/{total}: the limits refuse some requests"
+            );
+            assert!(grouped_calls < 66, "{per_party}/{total}: some requests grouped");
+            assert_eq!(alone, grouped, "{per_party}/{total}");
+        }
     }
 }

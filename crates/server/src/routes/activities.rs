@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::auth::Party;
 use crate::driver::{now_ms, ChangeOutcome, Command, Committed, Submission};
 use crate::ledger::{self, ActivityFilter};
-use crate::model::{render_conflict, PartyInfo, Viewer};
+use crate::model::{conflict_view, render_conflict, ConflictView, PartyInfo, Viewer};
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::routes::{
     answer, blocking, feature_text, json_response, json_value, path_id, receipt_of, BodyBytes,
@@ -156,6 +156,14 @@ fn render_all(conflicts: &[(crate::model::ConflictRecord, [bool; 2])], viewer: &
         .collect()
 }
 
+/// [`render_all`] as typed values, serialized straight into an answer.
+fn views_of(conflicts: &[(crate::model::ConflictRecord, [bool; 2])], viewer: &Viewer) -> Vec<ConflictView> {
+    conflicts
+        .iter()
+        .filter_map(|(record, full)| conflict_view(record, *full, viewer))
+        .collect()
+}
+
 fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
@@ -165,7 +173,7 @@ fn etag(version: u64) -> HeaderValue {
 /// every feature). Members in the order serde_json's sorted maps gave.
 #[derive(serde::Serialize)]
 struct ChangeAnswer {
-    conflicts: Vec<Value>,
+    conflicts: Vec<ConflictView>,
     id: u64,
     receipt: Receipt,
     /// Only in a FeatureCollection's results (201).
@@ -194,7 +202,7 @@ async fn change_answer(
     let receipt = receipt_of(state, committed).await?;
     let outcome = &committed.value;
     Ok(ChangeAnswer {
-        conflicts: render_all(&outcome.conflicts, viewer),
+        conflicts: views_of(&outcome.conflicts, viewer),
         id: outcome.id,
         receipt,
         status: None,
