@@ -809,34 +809,53 @@ mod tests {
 
     #[test]
     fn on_postgres_migration_8_keys_the_party_conflict_indexes_by_id_block() {
-        let Some(mut conn) = postgres_at_version("migration 8 on PostgreSQL", "migration8", 7) else {
+        assert_postgres_keys_party_indexes_by_block(
+            "migration 8",
+            "migration8",
+            7,
+            "conflicts",
+            CONFLICT_ROWS,
+        );
+    }
+
+    /// On PostgreSQL at `version`, with `rows` (conflict 9,000 between
+    /// parties 1 and 2 among them) in `table`: the migrations that follow
+    /// replace `{table}_party_a/b` by the `{table}_block_party_a/b` indexes
+    /// on `(id / 4096)`, and party 1's conflict is found by its block.
+    fn assert_postgres_keys_party_indexes_by_block(
+        migration: &str,
+        database: &str,
+        version: usize,
+        table: &str,
+        rows: &str,
+    ) {
+        let Some(mut conn) = postgres_at_version(&format!("{migration} on PostgreSQL"), database, version)
+        else {
             return;
         };
         let mut db = Db::postgres(&mut conn);
-        db.execute_batch(
-            &CONFLICT_ROWS
-                .replace("x'01'", "'\\x01'")
-                .replace("x'02'", "'\\x02'"),
-        )
-        .unwrap();
+        db.execute_batch(&rows.replace("x'01'", "'\\x01'").replace("x'02'", "'\\x02'"))
+            .unwrap();
         migrate(&mut db).unwrap();
         assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
         let found = db
             .query_map(
-                "SELECT id FROM conflicts WHERE (id / 4096) = ?1 AND party_a = ?2 ORDER BY id",
+                &format!("SELECT id FROM {table} WHERE (id / 4096) = ?1 AND party_a = ?2 ORDER BY id"),
                 params![9000 / CONFLICT_ID_BLOCK as i64, 1i64],
                 |r| r.get_i64(0),
             )
             .unwrap();
         assert_eq!(found, [9000]);
         // The old indexes' names are free again, the new ones taken.
-        db.execute_batch(
-            "CREATE INDEX conflicts_party_a ON conflicts (party_a);
-             CREATE INDEX conflicts_party_b ON conflicts (party_b);",
-        )
+        db.execute_batch(&format!(
+            "CREATE INDEX {table}_party_a ON {table} (party_a);
+             CREATE INDEX {table}_party_b ON {table} (party_b);"
+        ))
         .expect("the old indexes are gone");
         assert!(db
-            .execute_batch("CREATE INDEX conflicts_block_party_a ON conflicts (party_a)")
+            .execute_batch(&format!(
+                "CREATE INDEX {table}_block_party_a ON {table} (party_a)"
+            ))
             .is_err());
     }
 
@@ -892,35 +911,13 @@ mod tests {
 
     #[test]
     fn on_postgres_migration_10_keys_the_party_zone_conflict_indexes_by_id_block() {
-        let Some(mut conn) = postgres_at_version("migration 10 on PostgreSQL", "migration10", 9) else {
-            return;
-        };
-        let mut db = Db::postgres(&mut conn);
-        db.execute_batch(
-            &ZONE_CONFLICT_ROWS
-                .replace("x'01'", "'\\x01'")
-                .replace("x'02'", "'\\x02'"),
-        )
-        .unwrap();
-        migrate(&mut db).unwrap();
-        assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
-        let found = db
-            .query_map(
-                "SELECT id FROM zone_conflicts WHERE (id / 4096) = ?1 AND party_a = ?2 ORDER BY id",
-                params![9000 / CONFLICT_ID_BLOCK as i64, 1i64],
-                |r| r.get_i64(0),
-            )
-            .unwrap();
-        assert_eq!(found, [9000]);
-        // The old indexes' names are free again, the new ones taken.
-        db.execute_batch(
-            "CREATE INDEX zone_conflicts_party_a ON zone_conflicts (party_a);
-             CREATE INDEX zone_conflicts_party_b ON zone_conflicts (party_b);",
-        )
-        .expect("the old indexes are gone");
-        assert!(db
-            .execute_batch("CREATE INDEX zone_conflicts_block_party_a ON zone_conflicts (party_a)")
-            .is_err());
+        assert_postgres_keys_party_indexes_by_block(
+            "migration 10",
+            "migration10",
+            9,
+            "zone_conflicts",
+            ZONE_CONFLICT_ROWS,
+        );
     }
 
     /// Activity 1 at version 2 with both versions recorded, activity 2 at
