@@ -1096,13 +1096,8 @@ mod tests {
         }
     }
 
-    /// The chords next to the spheres are copies: for every edge of a
-    /// point, a path (long legs, cut into many pieces) and a region with a
-    /// hole, the same bits as the edge's first and last points and its
-    /// capsule radius (the bracket reads only the copies, the pieces and
-    /// witnesses the points).
-    #[test]
-    fn each_chord_is_its_edge_end_points_and_radius() {
+    /// A 0.1° square near al-Qahtaniyah with a triangular hole: seven edges.
+    fn square_with_hole() -> Vec<Vec<LonLat>> {
         let exterior = vec![
             LonLat::new(40.0, 36.0),
             LonLat::new(40.1, 36.0),
@@ -1116,7 +1111,17 @@ mod tests {
             LonLat::new(40.06, 36.06),
             LonLat::new(40.04, 36.04),
         ];
-        let rings = vec![exterior, hole];
+        vec![exterior, hole]
+    }
+
+    /// The chords next to the spheres are copies: for every edge of a
+    /// point, a path (long legs, cut into many pieces) and a region with a
+    /// hole, the same bits as the edge's first and last points and its
+    /// capsule radius (the bracket reads only the copies, the pieces and
+    /// witnesses the points).
+    #[test]
+    fn each_chord_is_its_edge_end_points_and_radius() {
+        let rings = square_with_hole();
         let route = path(
             LonLat::new(-3.0, 51.0),
             vec![(10.0, 9_000.0), (200.0, 25_000.0), (95.0, 700.0)],
@@ -1149,20 +1154,7 @@ mod tests {
 
     #[test]
     fn edge_end_is_the_vertex_each_region_edge_is_prepared_to() {
-        let exterior = vec![
-            LonLat::new(40.0, 36.0),
-            LonLat::new(40.1, 36.0),
-            LonLat::new(40.1, 36.1),
-            LonLat::new(40.0, 36.1),
-            LonLat::new(40.0, 36.0),
-        ];
-        let hole = vec![
-            LonLat::new(40.04, 36.04),
-            LonLat::new(40.04, 36.06),
-            LonLat::new(40.06, 36.06),
-            LonLat::new(40.04, 36.04),
-        ];
-        let rings = vec![exterior, hole];
+        let rings = square_with_hole();
         let prepared = Prepared::new(&Shape::Region(&rings));
         assert_eq!(prepared.edge_count, 7);
         for k in 0..prepared.edge_count() {
