@@ -189,6 +189,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DECONFLICT_PUBLISH_EVERY_REPORTS", default_value_t = deconflict_server::live::DEFAULT_PUBLISH_EVERY_REPORTS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     publish_every_reports: usize,
+    /// Reports of queued track commands (requests, CoT batches) taken
+    /// together in one pass of the track thread at most: whole commands;
+    /// 0 takes each command alone (more CPU per report under load).
+    #[arg(long, env = "DECONFLICT_TRACK_GROUP_MAX_REPORTS", default_value_t = deconflict_server::live::task::MAX_COALESCED_REPORTS)]
+    track_group_max_reports: usize,
     /// Track commands waiting for the track thread (beyond: 503).
     #[arg(long, env = "DECONFLICT_MAX_PENDING_TRACKS", default_value_t = 4_096)]
     max_pending_tracks: usize,
@@ -289,6 +294,7 @@ impl ServeArgs {
         config.live.track.max_entities_per_party = self.max_entities_per_party;
         config.live.max_reports_per_request = self.max_reports_per_request;
         config.live.publish_every_reports = self.publish_every_reports;
+        config.live.group_max_reports = self.track_group_max_reports;
         config.live.max_pending = self.max_pending_tracks;
         config.live.cot_events_per_s = self.cot_events_per_s;
         config.hotline.evidence_before_s = self.incident_evidence_window_s;
@@ -467,6 +473,19 @@ mod tests {
         assert_eq!(set.live.history.retention_ms, 120_000);
         assert_eq!(set.live.history.max_points_per_entity, 7);
         assert_eq!(set.live.history.max_points_total, 70);
+    }
+
+    #[test]
+    fn the_track_grouping_flag_reaches_the_config_and_zero_turns_it_off() {
+        let service = ServerConfig::new("unused").live;
+        assert_eq!(config(&[]).live.group_max_reports, service.group_max_reports);
+        assert_eq!(
+            config(&["--track-group-max-reports=100"]).live.group_max_reports,
+            100
+        );
+        assert_eq!(config(&["--track-group-max-reports=0"]).live.group_max_reports, 0);
+        let error = Cli::try_parse_from(["serve", "--track-group-max-reports=-1"]).unwrap_err();
+        assert!(error.to_string().contains("--track-group-max-reports"), "{error}");
     }
 
     #[test]

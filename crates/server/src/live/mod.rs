@@ -70,6 +70,14 @@ pub struct LiveConfig {
     /// cost the watch more per report (less batching); from 1 (one report
     /// at a time) to `max_reports_per_request` (whole requests).
     pub publish_every_reports: usize,
+    /// Reports of queued report commands (HTTP requests, CoT batches) the
+    /// thread takes together in one call of the watch at most: whole
+    /// commands, the first other command ends the group; 0 takes each
+    /// command alone. Each call re-indexes what the watch holds, so at
+    /// 100,000 entities one call per request cost the thread three times
+    /// the CPU (crates/server/NOTES.md, live-s21). Publishing in parts
+    /// smaller than whole requests turns the grouping off.
+    pub group_max_reports: usize,
     /// CoT events per second one TAK connection may send, in bursts of
     /// `cot_burst`; the excess is dropped and counted
     /// (`deconflict_cot_rate_dropped_total`).
@@ -94,6 +102,7 @@ impl Default for LiveConfig {
             max_pending: 4_096,
             tick_interval_ms: 1_000,
             publish_every_reports: DEFAULT_PUBLISH_EVERY_REPORTS,
+            group_max_reports: task::MAX_COALESCED_REPORTS,
             cot_events_per_s: 50.0,
             cot_burst: 200.0,
             max_tracks_listed: 10_000,
@@ -158,6 +167,7 @@ pub fn start(
         Duration::from_millis(config.tick_interval_ms.max(1)),
     )
     .with_evidence(TrackHistory::new(config.history), Captures::new(config.evidence))
+    .with_coalesce(config.group_max_reports)
     .with_publish_every(config.publish_every_reports);
     std::thread::Builder::new()
         .name("deconflict-tracks".into())

@@ -51,8 +51,9 @@ fn point_of(report: &PositionReport<'_>) -> HistoryPoint {
     }
 }
 
-/// Reports queued for the watch at most taken in one call when several
-/// commands wait (whole commands; a command is never split). Large enough
+/// The default of [`super::LiveConfig::group_max_reports`]
+/// (`--track-group-max-reports`): reports queued for the watch at most
+/// taken in one call when several commands wait (whole commands; a command is never split). Large enough
 /// for the watch's second core (from 2,048 reports) and to spread its cost
 /// per call; small enough that the first command's alerts wait little for
 /// the others' (some 10–20 ms of the watch at 100,000 entities).
@@ -297,9 +298,10 @@ impl TrackTask {
     }
 
     /// Reports of queued commands taken in one call at most (0: each
-    /// command alone, as before coalescing).
-    #[cfg(test)]
-    fn with_coalesce(mut self, reports: usize) -> Self {
+    /// command alone, as before coalescing;
+    /// [`super::LiveConfig::group_max_reports`]). Call it before
+    /// [`Self::with_publish_every`], whose smaller parts turn it off.
+    pub fn with_coalesce(mut self, reports: usize) -> Self {
         self.coalesce_reports = reports;
         self
     }
