@@ -371,6 +371,17 @@ mod tests {
         .encode()
     }
 
+    /// A small deterministic generator (xorshift64) for test values of
+    /// every scale; `seed` must not be 0.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// The directly written conflict leaf is byte for byte the leaf of its
     /// payload, over both subjects, every optional member, doubles that JCS
     /// rewrites (exponents, `-0`, non-finite) and strings that need escapes.
@@ -390,13 +401,7 @@ mod tests {
             f64::INFINITY,
         ];
         // A small deterministic generator for more doubles of every scale.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut cases = 0;
         for round in 0..400 {
             let pick = |n: u64| doubles[(n % doubles.len() as u64) as usize];
@@ -530,18 +535,12 @@ mod tests {
             f64::INFINITY,
             f64::NEG_INFINITY,
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let (mut cases, mut hidden, mut shown_null) = (0, 0, 0);
         for round in 0..3_000_u64 {
             let mut pick = || {
                 let n = next();
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     f64::from_bits(next())
                 } else {
                     doubles[(n % doubles.len() as u64) as usize]
@@ -580,16 +579,19 @@ mod tests {
                 parties: [PartyId(next() % 4), PartyId(next() % 4)],
                 finding,
                 state,
-                acked_ms: [(next() % 2 == 0).then_some(-5), (next() % 2 == 0).then_some(7)],
+                acked_ms: [
+                    (next().is_multiple_of(2)).then_some(-5),
+                    (next().is_multiple_of(2)).then_some(7),
+                ],
                 opened_at_ms: 0,
                 updated_at_ms: 0,
-                resolved_at_ms: (next() % 3 == 0).then_some(1_790_000_000_000 + round as i64),
+                resolved_at_ms: (next().is_multiple_of(3)).then_some(1_790_000_000_000 + round as i64),
                 resolution,
             };
-            let full = [next() % 2 == 0, next() % 2 == 0];
+            let full = [next().is_multiple_of(2), next().is_multiple_of(2)];
             let viewer = Viewer {
                 party: PartyId(next() % 5),
-                broker: next() % 5 == 0,
+                broker: next().is_multiple_of(5),
             };
             let before = render_conflict_as_before(&record, full, &viewer);
             let view = conflict_view(&record, full, &viewer);

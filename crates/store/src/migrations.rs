@@ -766,6 +766,16 @@ mod tests {
         VALUES (1, 1, 2, 1, 2, 'open', '{}', 0, 0), (4096, 3, 4, 2, 1, 'resolved', '{}', 0, 0),
                (9000, 5, 6, 1, 2, 'resolved', '{}', 0, 0);";
 
+    /// The names of `table`'s indexes in SQLite, in order.
+    fn index_names(conn: &Connection, table: &str) -> Vec<String> {
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+            .unwrap()
+            .query_map([table], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn migration_8_keys_the_party_conflict_indexes_by_id_block() {
         let conn = sqlite_at_version(7);
@@ -773,13 +783,7 @@ mod tests {
         let mut db = Db::sqlite(&conn);
         migrate(&mut db).unwrap();
         assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
-        let indexes: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'conflicts' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let indexes = index_names(&conn, "conflicts");
         assert_eq!(
             indexes,
             [
@@ -878,13 +882,7 @@ mod tests {
         let mut db = Db::sqlite(&conn);
         migrate(&mut db).unwrap();
         assert_eq!(schema_version(&mut db).unwrap() as usize, SQLITE_MIGRATIONS.len());
-        let indexes: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'zone_conflicts' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let indexes = index_names(&conn, "zone_conflicts");
         assert_eq!(
             indexes,
             [
