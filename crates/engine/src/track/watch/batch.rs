@@ -507,7 +507,10 @@ impl TrackWatch {
             },
         );
 
-        packed.pack(&self.grid);
+        // The index as it is before the run: patched for the cells changed
+        // since the last run (a small call costs what its reports cost),
+        // copied afresh when many changed.
+        packed.refresh(&mut self.grid);
         refiled.clear();
         for (place, (key, i)) in by_cell.iter_mut().enumerate() {
             let (step, p) = (&steps[*i as usize], &prepared[place]);
