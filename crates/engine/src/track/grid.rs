@@ -444,12 +444,15 @@ impl PackedGrid {
         layers: &[RangeInclusive<u16>],
         mut f: impl FnMut(u32),
     ) {
+        if !self.packed || cb.wraps {
+            return grid.for_each(cb, layers, f);
+        }
         let (window_north, window_east) = (self.south + self.rows - 1, self.west + self.columns - 1);
         let inside = cb.south >= self.south
             && cb.north <= window_north
             && cb.west >= self.west
             && cb.east <= window_east;
-        if !self.packed || cb.wraps || (self.outside && !inside) {
+        if self.outside && !inside {
             return grid.for_each(cb, layers, f);
         }
         let (north, east) = (cb.north.min(window_north), cb.east.min(window_east));
