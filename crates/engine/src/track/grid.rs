@@ -506,6 +506,32 @@ mod tests {
         }
     }
 
+    /// Query boxes around the packed grids' items (near 36° N 41° E): inside,
+    /// small, partly outside to the south-west and north-east, far away.
+    fn queries() -> Vec<GeoBounds> {
+        vec![
+            bounds(36.0, 36.2, 41.0, 41.2),
+            bounds(36.03, 36.05, 41.02, 41.04),
+            bounds(35.0, 36.01, 40.0, 41.01),
+            bounds(36.1, 37.0, 41.05, 42.0),
+            bounds(10.0, 10.1, 10.0, 10.1),
+        ]
+    }
+
+    /// What `grid` finds and what `packed` finds for a query, in order.
+    fn found_by_both(
+        grid: &Grid,
+        packed: &PackedGrid,
+        query: &GeoBounds,
+        layers: &[RangeInclusive<u16>],
+    ) -> (Vec<u32>, Vec<u32>) {
+        let cb = grid.cell_box(query);
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        grid.for_each(cb, layers, |i| want.push(i));
+        packed.for_each(grid, cb, layers, |i| got.push(i));
+        (want, got)
+    }
+
     #[test]
     fn a_box_across_the_antimeridian_finds_both_sides() {
         let mut grid = Grid::new(10_000.0);
@@ -547,18 +573,9 @@ mod tests {
             v.sort_unstable();
             v
         };
-        for query in [
-            bounds(36.0, 36.2, 41.0, 41.2),
-            bounds(36.03, 36.05, 41.02, 41.04),
-            bounds(35.0, 36.01, 40.0, 41.01),
-            bounds(36.1, 37.0, 41.05, 42.0),
-            bounds(10.0, 10.1, 10.0, 10.1),
-        ] {
-            let cb = grid.cell_box(&query);
+        for query in queries() {
             for layers in [vec![0..=0], vec![0..=1, 5..=5], vec![2..=8], vec![0..=u16::MAX]] {
-                let (mut want, mut got) = (Vec::new(), Vec::new());
-                grid.for_each(cb, &layers, |i| want.push(i));
-                packed.for_each(&grid, cb, &layers, |i| got.push(i));
+                let (want, got) = found_by_both(&grid, &packed, &query, &layers);
                 assert_eq!(sorted(got), sorted(want), "{query:?} {layers:?}");
             }
         }
@@ -624,22 +641,16 @@ mod tests {
                 }
                 let mut fresh = PackedGrid::default();
                 fresh.pack(&grid);
-                for query in [
-                    bounds(36.0, 36.3, 41.0, 41.3),
-                    bounds(36.05, 36.08, 41.1, 41.12),
-                    bounds(35.9, 36.01, 40.9, 41.01),
-                    bounds(36.15, 36.4, 41.15, 41.4),
+                // The whole area, and across the antimeridian, too.
+                let more = [
                     bounds(35.6, 36.6, 40.6, 41.6),
-                    bounds(36.45, 36.5, 41.45, 41.5),
                     bounds(36.0, 36.01, 179.99, -179.99),
-                ] {
-                    let cb = grid.cell_box(&query);
+                ];
+                for query in queries().into_iter().chain(more) {
                     for layers in [vec![0..=0], vec![0..=1, 3..=3], vec![0..=u16::MAX]] {
-                        let (mut want, mut got, mut got_fresh) = (Vec::new(), Vec::new(), Vec::new());
-                        grid.for_each(cb, &layers, |i| want.push(i));
-                        packed.for_each(&grid, cb, &layers, |i| got.push(i));
-                        fresh.for_each(&grid, cb, &layers, |i| got_fresh.push(i));
+                        let (want, got) = found_by_both(&grid, &packed, &query, &layers);
                         assert_eq!(got, want, "round {round}, {query:?} {layers:?}");
+                        let (_, got_fresh) = found_by_both(&grid, &fresh, &query, &layers);
                         assert_eq!(got_fresh, want, "round {round}, {query:?} {layers:?}");
                     }
                 }
