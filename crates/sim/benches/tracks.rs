@@ -21,7 +21,13 @@
 //! `handle_reports` in calls of K reports each instead (the server's many
 //! small calls a second); the line then also gives the CPU per report.
 //!
-//! `cargo bench -p deconflict-sim --bench tracks`
+//! Built with `--features mimalloc`, the bench runs under the server's
+//! allocator (mimalloc, as `crates/cli` does; glibc's malloc otherwise), so
+//! that its resident figures are the server's; run it with
+//! `MIMALLOC_PURGE_DELAY=10000`, the setting the server gives itself
+//! (`crates/server/src/allocator.rs`). The lines name the allocator.
+//!
+//! `cargo bench -p deconflict-sim --bench tracks [--features mimalloc]`
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +35,17 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use deconflict_engine::track::{PositionReport, TrackConfig, TrackWatch};
 use deconflict_engine::Timestamp;
 use deconflict_sim::fleet::{Fleet, FleetShape};
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The global allocator this bench was built with.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "glibc malloc"
+};
 
 fn benching() -> bool {
     std::env::args().any(|arg| arg == "--bench")
@@ -165,7 +182,7 @@ fn build(n: usize) -> Run {
     let started = Instant::now();
     run.tick();
     eprintln!(
-        "W3 {n} entities, {} fences: first tick (every entity new) {:.0} ms; resident +{:.1} MiB for fences, +{:.1} MiB for entities = {:.0} bytes per entity (structure estimate {:.0} bytes per entity, uids excluded)",
+        "W3 {n} entities, {} fences, {ALLOCATOR_NAME}: first tick (every entity new) {:.0} ms; resident +{:.1} MiB for fences, +{:.1} MiB for entities = {:.0} bytes per entity (structure estimate {:.0} bytes per entity, uids excluded)",
         n / 10,
         started.elapsed().as_secs_f64() * 1e3,
         fences_mib - before_mib,
@@ -205,7 +222,7 @@ fn tracks_benches(c: &mut Criterion) {
         cpu.sort_unstable();
         all_cpu.sort_unstable();
         eprintln!(
-            "W3 {n} entities ({}{}): tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of the calling thread p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of all threads p50 {:.1} ms, p99 {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; resident after the ticks {:.0} bytes per entity; {:?}",
+            "W3 {n} entities ({ALLOCATOR_NAME}, {}{}): tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of the calling thread p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of all threads p50 {:.1} ms, p99 {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; resident after the ticks {:.0} bytes per entity; {:?}",
             if batched() {
                 format!("batches on up to {} threads", run.watch.config().batch_threads)
             } else {
