@@ -729,10 +729,15 @@ mod tests {
         (dir, store)
     }
 
-    fn count(store: &Store) -> i64 {
+    /// The one integer `sql` reads.
+    fn read_i64(store: &Store, sql: &'static str) -> i64 {
         store
-            .read(|db| db.query_one("SELECT count(*) FROM t", params![], |r| r.get_i64(0)))
+            .read(move |db| db.query_one(sql, params![], |r| r.get_i64(0)))
             .unwrap()
+    }
+
+    fn count(store: &Store) -> i64 {
+        read_i64(store, "SELECT count(*) FROM t")
     }
 
     #[test]
@@ -826,9 +831,7 @@ mod tests {
     }
 
     fn page_size(store: &Store) -> i64 {
-        store
-            .read(|db| db.query_one("PRAGMA page_size", params![], |r| r.get_i64(0)))
-            .unwrap()
+        read_i64(store, "PRAGMA page_size")
     }
 
     #[test]
