@@ -2838,7 +2838,7 @@ mod tests {
         all.dedup_by_key(|(id, _)| *id);
         let mut ids = Vec::new();
         for level in 0..9u8 {
-            for index in 0..=(2 * size >> level) + 1 {
+            for index in 0..=((2 * size) >> level) + 1 {
                 ids.push(NodeId::new(level, index));
             }
         }
