@@ -54,7 +54,12 @@ pub struct TakLimits {
     /// CoT documents waiting to be written to one connection; past it an
     /// episode's document takes the place of its queued one, any other is
     /// dropped and the client told how many it missed (see
-    /// [`TakOutbound`]).
+    /// [`TakOutbound`]). The default, 4,096, holds the bursts of alarms
+    /// seen at 100,000 entities (the latency bench: 256 lost 5–13k alarms
+    /// a party in 10 s, 2,048 and 4,096 none; crates/server/NOTES.md,
+    /// live-s22); a queued document costs its entry (32 bytes) and its
+    /// text (shared by the party's connections), so a full queue is
+    /// about 128 KiB of entries.
     pub outbound_queue_len: usize,
 }
 
@@ -66,7 +71,7 @@ impl Default for TakLimits {
             cot: CotLimits::default(),
             read_idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
-            outbound_queue_len: 256,
+            outbound_queue_len: 4_096,
         }
     }
 }
