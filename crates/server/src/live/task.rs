@@ -576,7 +576,13 @@ impl TrackTask {
                 }
             }
         }
-        let mut built: Vec<PositionReport<'_>> = Vec::new();
+        // Sized once: grown by doubling, up to 8,192 reports of ~100 bytes
+        // were copied again at each step into fresh pages.
+        let reports: usize = segment
+            .iter()
+            .filter_map(|command| reports_in(command, usize::MAX))
+            .sum();
+        let mut built: Vec<PositionReport<'_>> = Vec::with_capacity(reports);
         let mut ends = Vec::with_capacity(segment.len());
         for command in &segment {
             match command {
