@@ -76,14 +76,12 @@ fn serve(dir: &str) {
                     .expect("DECONFLICT_LATENCY_PUBLISH_EVERY: a count");
             }
             if let Ok(len) = std::env::var("DECONFLICT_LATENCY_SUBSCRIBER_QUEUE") {
-                config.limits.subscriber_queue = len
-                    .parse()
-                    .expect("DECONFLICT_LATENCY_SUBSCRIBER_QUEUE: a count");
+                config.limits.subscriber_queue =
+                    len.parse().expect("DECONFLICT_LATENCY_SUBSCRIBER_QUEUE: a count");
             }
             if let Ok(len) = std::env::var("DECONFLICT_LATENCY_TAK_QUEUE") {
-                config.live.tak.outbound_queue_len = len
-                    .parse()
-                    .expect("DECONFLICT_LATENCY_TAK_QUEUE: a count");
+                config.live.tak.outbound_queue_len =
+                    len.parse().expect("DECONFLICT_LATENCY_TAK_QUEUE: a count");
             }
         },
         true,

@@ -417,9 +417,13 @@ mod tests {
             let expected: Vec<(&str, Option<u64>, String)> = events
                 .iter()
                 .filter_map(|e| {
-                    render_conflict(&e.record, e.full, viewer).map(|data| (e.kind, Some(e.log_index), data.to_string()))
+                    render_conflict(&e.record, e.full, viewer)
+                        .map(|data| (e.kind, Some(e.log_index), data.to_string()))
                 })
-                .chain((viewer.broker || viewer.party == PartyId(1)).then(|| ("proximity", None, alert.to_string())))
+                .chain(
+                    (viewer.broker || viewer.party == PartyId(1))
+                        .then(|| ("proximity", None, alert.to_string())),
+                )
                 .collect();
             let actual: Vec<(&str, Option<u64>, String)> =
                 got.iter().map(|d| (d.kind, d.id, d.data.to_string())).collect();

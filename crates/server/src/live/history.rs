@@ -142,7 +142,11 @@ impl TrackHistory {
         let Some((time, party, uid)) = self.fronts.pop_first() else {
             return;
         };
-        let Some(ring) = self.rings.get_mut(&party).and_then(|of_party| of_party.get_mut(&uid)) else {
+        let Some(ring) = self
+            .rings
+            .get_mut(&party)
+            .and_then(|of_party| of_party.get_mut(&uid))
+        else {
             return;
         };
         debug_assert_eq!(ring.front().map(|p| p.time), Some(time));
@@ -283,7 +287,10 @@ mod tests {
         assert_eq!(h.total, counted);
         assert_eq!(h.fronts.len(), rings.len());
         assert_eq!(h.entities, rings.len());
-        assert!(h.rings.values().all(|of_party| !of_party.is_empty()), "no empty party map");
+        assert!(
+            h.rings.values().all(|of_party| !of_party.is_empty()),
+            "no empty party map"
+        );
         for (party, uid, ring) in rings {
             assert!(h
                 .fronts

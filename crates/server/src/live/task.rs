@@ -151,7 +151,8 @@ impl GroupLimits {
             .iter()
             .map(|r| r.uid.as_str())
             .filter(|uid| {
-                watch.track(*party, uid).is_none() && !self.new.get(party).is_some_and(|held| held.contains(*uid))
+                watch.track(*party, uid).is_none()
+                    && !self.new.get(party).is_some_and(|held| held.contains(*uid))
             })
             .collect();
         added.sort_unstable();
