@@ -28,7 +28,7 @@ pub(crate) fn edge_bounds(a: LonLat, b: LonLat) -> GeoBounds {
 
 /// [`edge_bounds`] from the edge's azimuths at both ends, as the geodesic
 /// inverse gives them (for a caller that has solved it already).
-fn edge_bounds_given(a: LonLat, b: LonLat, azi1: f64, azi2: f64) -> GeoBounds {
+pub(crate) fn edge_bounds_given(a: LonLat, b: LonLat, azi1: f64, azi2: f64) -> GeoBounds {
     let mut south = a.lat_deg.min(b.lat_deg);
     let mut north = a.lat_deg.max(b.lat_deg);
     let (cos1, cos2) = (azi1.to_radians().cos(), azi2.to_radians().cos());

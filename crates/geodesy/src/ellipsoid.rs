@@ -26,6 +26,37 @@ pub(crate) fn inverse(a: LonLat, b: LonLat) -> (f64, f64, f64) {
     (s12, azi1, azi2)
 }
 
+/// One edge's geodesic inverse, solved once for everything a validation
+/// needs of a polygon (its edges' boxes for the self-intersection test,
+/// then its prepared shape and box): [`crate::ring_self_intersection_solving`]
+/// gives them, [`crate::Prepared::with_bounds_solved`] takes them. The
+/// edge's ends are kept so that a solution is only ever used for the edge
+/// it was solved for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolvedEdge {
+    a: LonLat,
+    b: LonLat,
+    /// [`inverse`]'s distance and azimuths at `a` and `b`.
+    pub(crate) inverse: (f64, f64, f64),
+}
+
+impl SolvedEdge {
+    pub(crate) fn solve(a: LonLat, b: LonLat) -> SolvedEdge {
+        SolvedEdge {
+            a,
+            b,
+            inverse: inverse(a, b),
+        }
+    }
+
+    /// Whether this is the solution of the edge from `a` to `b` (to the
+    /// bit: `-0.0` and `0.0` are different inputs).
+    pub(crate) fn is_of(&self, a: LonLat, b: LonLat) -> bool {
+        let bits = |p: LonLat| (p.lon_deg.to_bits(), p.lat_deg.to_bits());
+        bits(self.a) == bits(a) && bits(self.b) == bits(b)
+    }
+}
+
 /// The point `s_m` along the geodesic leaving `from` at `azi_deg`, and the
 /// forward azimuth there.
 pub(crate) fn direct(from: LonLat, azi_deg: f64, s_m: f64) -> (LonLat, f64) {

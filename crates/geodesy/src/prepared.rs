@@ -51,7 +51,7 @@ use crate::chord::{
     ecef, geodesic_upper_m, lerp, norm, point_segment_distance, sagitta_m, segment_closest, sub,
     surface_point, Tangent, V3,
 };
-use crate::ellipsoid::{direct, inverse};
+use crate::ellipsoid::{direct, inverse, SolvedEdge};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
 use crate::shape::closest_if_below;
 use crate::{Closest, GeoBounds, LonLat, Shape};
@@ -186,6 +186,22 @@ impl Prepared {
     /// with each edge's geodesic inverse solved once for both (validating
     /// an activity needs both, and the inverses were most of their cost).
     pub fn with_bounds(shape: &Shape) -> (Prepared, GeoBounds) {
+        Self::with_bounds_solved(shape, &[])
+    }
+
+    /// [`Prepared::with_bounds`], taking each edge's geodesic inverse from
+    /// `solved` where it is there (in the order the edges are walked: a
+    /// path's, or each ring's, the exterior first, as
+    /// [`crate::ring_self_intersection_solving`] appends them) instead of
+    /// solving it again. An edge `solved` does not hold at its place is
+    /// solved here, so the result is [`Prepared::with_bounds`]'s to the bit
+    /// whatever `solved` holds (tested).
+    pub fn with_bounds_solved(shape: &Shape, solved: &[SolvedEdge]) -> (Prepared, GeoBounds) {
+        let mut given = solved.iter();
+        let mut solve = |a: LonLat, b: LonLat| match given.next() {
+            Some(edge) if edge.is_of(a, b) => edge.inverse,
+            _ => inverse(a, b),
+        };
         let mut parts = Parts::default();
         let mut probes = Vec::new();
         let mut rings_prepared = Vec::new();
@@ -211,14 +227,14 @@ impl Prepared {
             }
             Shape::Path(vertices) => {
                 for e in vertices.windows(2) {
-                    parts.add_edge(e[0], e[1]);
+                    parts.add_edge(e[0], e[1], solve(e[0], e[1]));
                 }
                 probes.extend(vertices.first());
             }
             Shape::Region(rings) => {
                 for ring in rings.iter() {
                     for e in ring.windows(2) {
-                        parts.add_edge(e[0], e[1]);
+                        parts.add_edge(e[0], e[1], solve(e[0], e[1]));
                     }
                     let at: Vec<V3> = ring.iter().map(|&v| ecef(v)).collect();
                     let margins_m = at
@@ -460,8 +476,9 @@ impl Prepared {
 }
 
 impl Parts {
-    fn add_edge(&mut self, a: LonLat, b: LonLat) {
-        let (length_m, azimuth_deg, azimuth_end_deg) = inverse(a, b);
+    /// Adds the edge from `a` to `b`, `solved` its geodesic inverse.
+    fn add_edge(&mut self, a: LonLat, b: LonLat, solved: (f64, f64, f64)) {
+        let (length_m, azimuth_deg, azimuth_end_deg) = solved;
         self.azimuths.push((azimuth_deg, azimuth_end_deg));
         if self.points.len() > MAX_PREPARED_POINTS {
             return;
