@@ -8,7 +8,9 @@
 //! to see the functions.
 
 use deconflict_engine::index::SpatioTemporalIndex;
-use deconflict_engine::{evaluate, Activity, ActivityId, Engine, EngineConfig, Timestamp};
+use deconflict_engine::{
+    evaluate, Activity, ActivityId, ActivitySpec, Engine, EngineConfig, FootprintSpec, Timestamp,
+};
 use deconflict_sim::workload::{Workload, WorkloadShape};
 
 /// CPU time of this thread in seconds (Linux; `NaN` elsewhere).
@@ -30,14 +32,33 @@ fn main() {
     let config = EngineConfig::default();
     let validator = Engine::new(config.clone());
     let mut workload = Workload::new(2022, WorkloadShape::default());
-    let mut valid = |count| -> Vec<Activity> {
-        workload
-            .activities(count)
+    let (held_specs, probe_specs) = (workload.activities(n), workload.activities(1_000));
+    let valid = |specs: &[ActivitySpec]| -> Vec<Activity> {
+        specs
             .iter()
             .map(|spec| validator.validate(spec).expect("valid workload"))
             .collect()
     };
-    let (held, probes) = (valid(n), valid(1_000));
+    // What a notification costs before the engine sees it (the HTTP
+    // workers validate every activity they receive).
+    let started = cpu_s();
+    let held = valid(&held_specs);
+    let validated_s = cpu_s() - started;
+    let polygons: Vec<ActivitySpec> = held_specs
+        .iter()
+        .filter(|spec| matches!(spec.footprint, FootprintSpec::Polygon { .. }))
+        .cloned()
+        .collect();
+    let started = cpu_s();
+    std::hint::black_box(valid(&polygons));
+    println!(
+        "validate: {:.2} us CPU per activity, {:.2} us per polygon ({} of them)",
+        validated_s / n as f64 * 1e6,
+        (cpu_s() - started) / polygons.len() as f64 * 1e6,
+        polygons.len()
+    );
+    let probes = valid(&probe_specs);
+    drop((held_specs, probe_specs, polygons));
     let per_probe = (repetitions * probes.len()) as f64;
 
     let index = SpatioTemporalIndex::bulk_load(
