@@ -202,7 +202,15 @@ impl Prepared {
             Some(edge) if edge.is_of(a, b) => edge.inverse,
             _ => inverse(a, b),
         };
-        let mut parts = Parts::default();
+        // Room for every edge, and for its ends when it is not cut: grown
+        // from empty, the seven lists were reallocated ~7 % of a polygon's
+        // validation (counted with callgrind).
+        let edge_count = match shape {
+            Shape::Point(_) => 1,
+            Shape::Path(vertices) => vertices.len().saturating_sub(1),
+            Shape::Region(rings) => rings.iter().map(|ring| ring.len().saturating_sub(1)).sum(),
+        };
+        let mut parts = Parts::with_room(edge_count.min(MAX_PREPARED_POINTS));
         let mut probes = Vec::new();
         let mut rings_prepared = Vec::new();
         let mut region_box = None;
@@ -476,6 +484,20 @@ impl Prepared {
 }
 
 impl Parts {
+    /// Empty lists with room for `edges` uncut edges.
+    fn with_room(edges: usize) -> Parts {
+        let points = 2 * edges;
+        Parts {
+            points: Vec::with_capacity(points),
+            offsets_m: Vec::with_capacity(points),
+            sagitta_m: Vec::with_capacity(points),
+            edges: Vec::with_capacity(edges),
+            starts: Vec::with_capacity(edges),
+            spheres: Vec::with_capacity(edges),
+            azimuths: Vec::with_capacity(edges),
+        }
+    }
+
     /// Adds the edge from `a` to `b`, `solved` its geodesic inverse.
     fn add_edge(&mut self, a: LonLat, b: LonLat, solved: (f64, f64, f64)) {
         let (length_m, azimuth_deg, azimuth_end_deg) = solved;
