@@ -318,7 +318,10 @@ impl Engine {
         // no candidate is left.
         let mut found: Vec<(ActivityId, Finding)> = Vec::with_capacity(candidates.len());
         for &slot in &candidates {
-            let Held { id: other, activity: held } = self.held(slot);
+            let Held {
+                id: other,
+                activity: held,
+            } = self.held(slot);
             let finding = match as_id {
                 Some(id) if id < *other => evaluate(activity, held),
                 _ => evaluate(held, activity),

@@ -171,7 +171,10 @@ pub fn ring_self_intersection(ring: &[LonLat]) -> Option<(usize, usize)> {
 /// the polygon from them ([`crate::Prepared::with_bounds_solved`]) instead
 /// of solving every edge a second time. The same boxes to the bit, so the
 /// same answer (tested against [`ring_self_intersection`]).
-pub fn ring_self_intersection_solving(ring: &[LonLat], solved: &mut Vec<SolvedEdge>) -> Option<(usize, usize)> {
+pub fn ring_self_intersection_solving(
+    ring: &[LonLat],
+    solved: &mut Vec<SolvedEdge>,
+) -> Option<(usize, usize)> {
     let first = solved.len();
     solved.extend(ring.windows(2).map(|e| SolvedEdge::solve(e[0], e[1])));
     let boxes: Vec<_> = ring
