@@ -202,90 +202,28 @@ impl Lanes {
     fn read_ahead(&self) -> f32 {
         (0..3).map(|axis| self.lo[axis][0] + self.hi[axis][0]).sum()
     }
-}
-
-/// A group of sixteen leaves as a query reads it: first their windows,
-/// column by column (`time[0][k]`, `time[1][k]`: the box's start and end
-/// hours through [`Narrow`], two lines), then their space corners box by
-/// box (`space[k]` = west, south, east, north, four boxes a line), then
-/// their keys (one line for `u32` keys). A query tests the two time lines
-/// of every group, then reads only the rows of the boxes that pass in time
-/// and the keys: a check's window is an hour or two of a week, and most
-/// leaves a query reaches are near it in space but not in time (the
-/// packing cuts time four times finer than space), so a group costs ~3–4
-/// lines where all of its boxes column by column were seven.
-///
-/// A removed entry's box is made NaN here, so a query never reads the
-/// removal marks. Missing leaves (past the end) repeat the group's first
-/// key behind a NaN box, never read.
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(64))]
-struct Leaves<K> {
-    time: [[f32; NODE_SIZE]; 2],
-    space: [[f32; 4]; NODE_SIZE],
-    keys: [K; NODE_SIZE],
-}
-
-impl<K: Copy> Leaves<K> {
-    fn of(boxes: &[Box3], keys: [K; NODE_SIZE], narrow: &Narrow) -> Leaves<K> {
-        let mut leaves = Leaves {
-            time: [[f32::NAN; NODE_SIZE]; 2],
-            space: [[f32::NAN; 4]; NODE_SIZE],
-            keys,
-        };
-        for (k, b) in boxes.iter().enumerate() {
-            let (lo, hi) = narrow.corners(b);
-            leaves.time[0][k] = lo[2];
-            leaves.time[1][k] = hi[2];
-            leaves.space[k] = [lo[0], lo[1], hi[0], hi[1]];
-        }
-        leaves
-    }
-
-    /// Two masks over the sixteen windows for a query's (narrowed) hours:
-    /// bit `k` of the first set when box `k` may meet it in time, of the
-    /// second when it surely does ([`Lanes::meeting`]'s tests on the time
-    /// axis alone).
-    #[inline]
-    fn in_time(&self, q_lo: f32, q_hi: f32) -> (u32, u32) {
-        let mut maybe = [0u8; NODE_SIZE];
-        let mut surely = [0u8; NODE_SIZE];
-        let (lo, hi) = (&self.time[0], &self.time[1]);
-        for k in 0..NODE_SIZE {
-            maybe[k] = u8::from(lo[k] <= q_hi) & u8::from(q_lo <= hi[k]);
-            surely[k] = u8::from(lo[k] < q_hi) & u8::from(q_lo < hi[k]);
-        }
-        (bit_mask(maybe), bit_mask(surely))
-    }
-
-    /// Whether box `k` may meet the query in space, and whether it surely
-    /// does (the other two axes of [`Lanes::meeting`]).
-    #[inline]
-    fn in_space(&self, k: usize, q_lo: &[f32; 3], q_hi: &[f32; 3]) -> (bool, bool) {
-        let [west, south, east, north] = self.space[k];
-        let maybe = (west <= q_hi[0]) & (q_lo[0] <= east) & (south <= q_hi[1]) & (q_lo[1] <= north);
-        let surely = (west < q_hi[0]) & (q_lo[0] < east) & (south < q_hi[1]) & (q_lo[1] < north);
-        (maybe, surely)
-    }
-
-    /// One number from each line a query with these boxes passing in time
-    /// reads next: the rows holding them (four boxes a line) and the keys.
-    fn read_ahead_rows(&self, in_time: u32) -> f32 {
-        let mut sum = 0.0;
-        for row in 0..NODE_SIZE / 4 {
-            if in_time >> (4 * row) & 0xF != 0 {
-                sum += self.space[4 * row][0];
-            }
-        }
-        sum
-    }
 
     /// Makes box `k` meet nothing (every coordinate NaN).
     fn clear(&mut self, k: usize) {
-        self.time[0][k] = f32::NAN;
-        self.time[1][k] = f32::NAN;
-        self.space[k] = [f32::NAN; 4];
+        for axis in 0..3 {
+            self.lo[axis][k] = f32::NAN;
+            self.hi[axis][k] = f32::NAN;
+        }
     }
+}
+
+/// A group of sixteen leaves as a query reads it: their boxes ([`Lanes`])
+/// and, in the line right after, their keys, so that a group whose boxes
+/// meet the query is one run of seven consecutive lines (the keys in their
+/// own array, unaligned, and the removal marks were one to three more
+/// lines elsewhere, each a miss). A removed entry's box is made NaN here,
+/// so a query never reads the removal marks. Missing leaves (past the end)
+/// repeat the group's first key behind a NaN box, never read.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Leaves<K> {
+    lanes: Lanes,
+    keys: [K; NODE_SIZE],
 }
 
 /// Bit `k` set when byte `k` of `bits` (each 0 or 1) is 1: eight bytes at
@@ -442,7 +380,10 @@ impl<K: Copy + Ord> Packed<K> {
                 for (key, entry) in keys.iter_mut().zip(group) {
                     *key = entry.0;
                 }
-                Leaves::of(boxes, keys, &narrow)
+                Leaves {
+                    lanes: Lanes::of(boxes, &narrow),
+                    keys,
+                }
             })
             .collect();
         Self {
@@ -512,44 +453,25 @@ impl<K: Copy + Ord> Packed<K> {
             }
             std::mem::swap(&mut groups, &mut below);
         }
-        // The leaves: the time lines of every group first; then, as each
-        // group's windows are tested, the rows of the boxes that pass and
-        // the keys are read ahead (after the test they were one more miss
-        // per group with a candidate), before any is tested in space.
-        let leaves = &self.leaves;
-        std::hint::black_box(
-            groups
-                .iter()
-                .map(|&g| leaves[g as usize].time[0][0] + leaves[g as usize].time[1][0])
-                .sum::<f32>(),
-        );
-        let mut in_time: SmallVec<[(u32, u32, u32); 64]> = SmallVec::new();
-        let mut ahead = 0.0;
+        // The leaves, their keys read ahead with their boxes (after the
+        // test they were one more miss per group with a candidate).
         for &g in &groups {
-            let group = &leaves[g as usize];
-            let (maybe, surely) = group.in_time(q_lo[2], q_hi[2]);
-            if maybe != 0 {
-                ahead += group.read_ahead_rows(maybe);
-                std::hint::black_box(group.keys[0]);
-                in_time.push((g, maybe, surely));
-            }
+            let leaves = &self.leaves[g as usize];
+            std::hint::black_box((leaves.lanes.read_ahead(), leaves.keys[0]));
         }
-        std::hint::black_box(ahead);
-        for &(g, mut mask, surely_in_time) in &in_time {
-            let group = &leaves[g as usize];
+        for &g in &groups {
+            let leaves = &self.leaves[g as usize];
+            let (mut mask, surely) = leaves.lanes.meeting(&q_lo, &q_hi);
             while mask != 0 {
-                let k = mask.trailing_zeros() as usize;
+                let k = mask.trailing_zeros();
                 mask &= mask - 1;
                 // Removed entries are NaN, so never in `mask`. A tie in
                 // `f32` (coordinates within rounding of each other) is
                 // settled by the exact box, so the keys are exactly those
                 // whose boxes meet.
-                let (maybe, surely) = group.in_space(k, &q_lo, &q_hi);
-                if maybe
-                    && ((surely && surely_in_time & (1 << k) != 0)
-                        || self.levels[0][g as usize * NODE_SIZE + k].meets(query))
+                if surely & (1 << k) != 0 || self.levels[0][g as usize * NODE_SIZE + k as usize].meets(query)
                 {
-                    out.push(group.keys[k]);
+                    out.push(leaves.keys[k as usize]);
                 }
             }
         }
@@ -777,7 +699,7 @@ impl<K: Copy + Eq + Hash + Ord + std::fmt::Debug> SpatioTemporalIndex<K> {
                     let slot = slot as usize;
                     self.packed.removed[slot] = true;
                     self.packed.removed_count += 1;
-                    self.packed.leaves[slot / NODE_SIZE].clear(slot % NODE_SIZE);
+                    self.packed.leaves[slot / NODE_SIZE].lanes.clear(slot % NODE_SIZE);
                 }
             }
             Some(Filed::Dynamic(filed)) => {
@@ -1027,8 +949,7 @@ mod tests {
         assert_eq!(out, vec![2]);
     }
 
-    /// The same on the time axis, which a leaf group tests on its own
-    /// before the space corners: a query starting a millisecond after a
+    /// The same on the time axis: a query starting a millisecond after a
     /// window's end ties with it in `f32` (far from the origin, an `f32`
     /// step is most of a second there) and must not meet it; one starting
     /// at the end must (the boxes are closed).
