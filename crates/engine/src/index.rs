@@ -723,13 +723,9 @@ impl<K: Copy + Eq + Hash + Ord + std::fmt::Debug> SpatioTemporalIndex<K> {
         out.clear();
         for query in boxes(bounds, window).as_slice() {
             self.packed.query(query, out);
-            // The envelope only when there is a dynamic tree to ask (rstar
-            // builds it through its generic point, ~70 instructions).
-            if self.dynamic.size() > 0 {
-                let envelope = query.aabb();
-                if self.dynamic.root().envelope().intersects(&envelope) {
-                    collect_meeting(self.dynamic.root(), &envelope, out);
-                }
+            let envelope = query.aabb();
+            if self.dynamic.size() > 0 && self.dynamic.root().envelope().intersects(&envelope) {
+                collect_meeting(self.dynamic.root(), &envelope, out);
             }
         }
         // A key filed as two boxes, or met by both halves of a query, is
