@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 
 use geographiclib_rs::{DirectGeodesic, Geodesic, InverseGeodesic};
 
-use crate::LonLat;
+use crate::bounds::edge_bounds_given;
+use crate::{GeoBounds, LonLat};
 
 /// WGS84 semi-major axis.
 pub(crate) const A_M: f64 = 6_378_137.0;
@@ -38,14 +39,19 @@ pub struct SolvedEdge {
     b: LonLat,
     /// [`inverse`]'s distance and azimuths at `a` and `b`.
     pub(crate) inverse: (f64, f64, f64),
+    /// The edge's box ([`crate::bounds::edge_bounds`]), from those azimuths.
+    pub(crate) bounds: GeoBounds,
 }
 
 impl SolvedEdge {
     pub(crate) fn solve(a: LonLat, b: LonLat) -> SolvedEdge {
+        let inverse = inverse(a, b);
+        let (_, azi1, azi2) = inverse;
         SolvedEdge {
             a,
             b,
-            inverse: inverse(a, b),
+            inverse,
+            bounds: edge_bounds_given(a, b, azi1, azi2),
         }
     }
 

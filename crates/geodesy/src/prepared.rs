@@ -46,7 +46,7 @@
 
 use smallvec::SmallVec;
 
-use crate::bounds::bounds_given;
+use crate::bounds::{bounds_given, edge_bounds_given};
 use crate::chord::{
     ecef, geodesic_upper_m, lerp, norm, point_segment_distance, sagitta_m, segment_closest, sub,
     surface_point, Tangent, V3,
@@ -255,13 +255,20 @@ impl Prepared {
             }
         }
         // The edges were added in the order `bounds` walks them (a path's,
-        // then the outer ring's first), so its azimuths are these.
-        let mut solved = parts.azimuths.iter().copied();
+        // then the outer ring's first), so its azimuths are these, and the
+        // boxes `solved` holds are those of the same edges where it names
+        // them (the self-intersection test's, from the same azimuths).
+        let mut azimuths = parts.azimuths.iter().copied();
+        let mut boxes = solved.iter();
         let shape_bounds = bounds_given(shape, |a, b| {
-            solved.next().unwrap_or_else(|| {
+            let (azi1, azi2) = azimuths.next().unwrap_or_else(|| {
                 let (_, azi1, azi2) = inverse(a, b);
                 (azi1, azi2)
-            })
+            });
+            match boxes.next() {
+                Some(edge) if edge.is_of(a, b) => edge.bounds,
+                _ => edge_bounds_given(a, b, azi1, azi2),
+            }
         });
         if matches!(shape, Shape::Region(_)) {
             region_box = Some(shape_bounds);

@@ -2,7 +2,7 @@
 
 use geographiclib_rs::{PolygonArea, Winding};
 
-use crate::bounds::{edge_bounds, edge_bounds_given};
+use crate::bounds::edge_bounds;
 use crate::chord::{dot, ecef, norm, sagitta_m, sub, Capsule, Tangent, V3};
 use crate::ellipsoid::{inverse, wgs84, SolvedEdge, M_MIN_M};
 use crate::segment::{point_segment, segments_intersection};
@@ -177,14 +177,7 @@ pub fn ring_self_intersection_solving(
 ) -> Option<(usize, usize)> {
     let first = solved.len();
     solved.extend(ring.windows(2).map(|e| SolvedEdge::solve(e[0], e[1])));
-    let boxes: Vec<_> = ring
-        .windows(2)
-        .zip(&solved[first..])
-        .map(|(e, s)| {
-            let (_, azi1, azi2) = s.inverse;
-            edge_bounds_given(e[0], e[1], azi1, azi2)
-        })
-        .collect();
+    let boxes: Vec<GeoBounds> = solved[first..].iter().map(|edge| edge.bounds).collect();
     first_crossing(ring, &boxes)
 }
 
