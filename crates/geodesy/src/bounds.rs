@@ -85,7 +85,10 @@ pub fn bounds(shape: &Shape) -> GeoBounds {
 /// passes boxes from the azimuths it solved for its own edges, or the
 /// boxes the self-intersection test made, so that a shape's edges are
 /// solved and boxed once, not twice.
-pub(crate) fn bounds_given(shape: &Shape, mut edge_box: impl FnMut(LonLat, LonLat) -> GeoBounds) -> GeoBounds {
+pub(crate) fn bounds_given(
+    shape: &Shape,
+    mut edge_box: impl FnMut(LonLat, LonLat) -> GeoBounds,
+) -> GeoBounds {
     let mut edge = |e: &[LonLat]| (e[0], e[1], edge_box(e[0], e[1]));
     match shape {
         Shape::Point(p) => boxed(p.lat_deg, p.lat_deg, p.lon_deg, p.lon_deg),
