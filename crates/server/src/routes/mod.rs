@@ -423,7 +423,7 @@ mod tests {
     #[test]
     fn receipt_answers_serialize_as_the_receipt() {
         let mut next = xorshift(0x1234_5678_9abc_def1);
-        let mut hash = |next: &mut dyn FnMut() -> u64| {
+        let hash = |next: &mut dyn FnMut() -> u64| {
             let mut bytes = [0u8; 32];
             for chunk in bytes.chunks_mut(8) {
                 chunk.copy_from_slice(&next().to_le_bytes());
