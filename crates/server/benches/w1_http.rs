@@ -347,29 +347,20 @@ fn report(name: &str, phase: &Phase) {
         phase.cpu.as_secs_f64() * 1e6 / phase.requests.max(1) as f64,
         phase.cpu.saturating_sub(phase.client_cpu).as_secs_f64() * 1e6 / phase.requests.max(1) as f64,
     );
-    let shares: Vec<String> = phase
+    // Each thread as a share of one core, and per request from its own CPU
+    // time (10 ms ticks): finer than a whole percent of a short phase.
+    let (shares, per_request): (Vec<String>, Vec<String>) = phase
         .threads
         .iter()
         .map(|(name, cpu)| {
-            format!(
-                "{name} {:.0} %",
-                100.0 * cpu.as_secs_f64() / phase.elapsed.as_secs_f64()
+            let cpu = cpu.as_secs_f64();
+            (
+                format!("{name} {:.0} %", 100.0 * cpu / phase.elapsed.as_secs_f64()),
+                format!("{name} {:.1}", cpu * 1e6 / phase.requests.max(1) as f64),
             )
         })
-        .collect();
+        .unzip();
     println!("    threads (% of one core): {}", shares.join(", "));
-    // The same per request from the threads' own CPU times (10 ms ticks),
-    // finer than a whole percent of a short phase.
-    let per_request: Vec<String> = phase
-        .threads
-        .iter()
-        .map(|(name, cpu)| {
-            format!(
-                "{name} {:.1}",
-                cpu.as_secs_f64() * 1e6 / phase.requests.max(1) as f64
-            )
-        })
-        .collect();
     println!("    threads (µs per request): {}", per_request.join(", "));
 }
 
