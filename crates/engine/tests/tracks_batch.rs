@@ -126,6 +126,18 @@ fn state(watch: &TrackWatch) -> String {
 /// watches taking them as batches; panics at the first difference.
 /// Returns the alerts and the refused reports it saw.
 fn compare(seed: u64, count: usize, side_m: f64, config: TrackConfig) -> (usize, usize) {
+    compare_in_calls(seed, count, side_m, config, usize::MAX)
+}
+
+/// [`compare`], the batched watches taking each second's reports in calls
+/// of at most `call` reports.
+fn compare_in_calls(
+    seed: u64,
+    count: usize,
+    side_m: f64,
+    config: TrackConfig,
+    call: usize,
+) -> (usize, usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut movers: Vec<Mover> = (0..count).map(|i| mover(&mut rng, i, START_MS, side_m)).collect();
     let fences = random_fences(&mut rng, ORIGIN, side_m, 30, PARTIES);
@@ -159,7 +171,10 @@ fn compare(seed: u64, count: usize, side_m: f64, config: TrackConfig) -> (usize,
         refused += expected.iter().filter(|o| o.is_err()).count();
         for watch in &mut batched {
             let threads = watch.config().batch_threads;
-            let outcomes = watch.handle_reports(now, &batch);
+            let outcomes: Vec<_> = batch
+                .chunks(call.min(batch.len()).max(1))
+                .flat_map(|reports| watch.handle_reports(now, reports))
+                .collect();
             assert_eq!(
                 outcomes, expected,
                 "seed {seed}, second {second}, {threads} threads: outcomes"
@@ -224,6 +239,20 @@ fn batches_in_bounded_runs_give_the_alerts_of_reports_in_turn() {
             ..TrackConfig::default()
         };
         let (alerts, _) = compare(seed + 200, 2_600, 70_000.0, config);
+        assert!(
+            alerts > 1_000,
+            "seed {seed}: only {alerts} alerts, too sparse to compare"
+        );
+    }
+}
+
+#[test]
+fn small_calls_give_the_alerts_of_reports_in_turn() {
+    for seed in seeds() {
+        // Calls of 97 reports, as a server's small requests come: each
+        // call's index is the previous call's copy patched for the cells
+        // that changed (`PackedGrid::refresh`), copied afresh now and then.
+        let (alerts, _) = compare_in_calls(seed + 300, 2_600, 70_000.0, TrackConfig::default(), 97);
         assert!(
             alerts > 1_000,
             "seed {seed}: only {alerts} alerts, too sparse to compare"

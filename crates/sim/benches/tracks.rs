@@ -17,6 +17,9 @@
 //! `DECONFLICT_TRACK_THREADS` threads (default 2); `DECONFLICT_TRACK_BATCH=0`
 //! calls `handle_report` on each report instead (the path before batches);
 //! `DECONFLICT_TRACK_RUN` sets `batch_run_reports` (reports per run).
+//! `DECONFLICT_TRACK_CALL=K` hands the second's reports to
+//! `handle_reports` in calls of K reports each instead (the server's many
+//! small calls a second); the line then also gives the CPU per report.
 //!
 //! `cargo bench -p deconflict-sim --bench tracks`
 
@@ -71,6 +74,17 @@ fn batched() -> bool {
     std::env::var("DECONFLICT_TRACK_BATCH").map_or(true, |v| v != "0")
 }
 
+/// Reports per `handle_reports` call (`DECONFLICT_TRACK_CALL`); the whole
+/// second in one call by default.
+fn call_reports() -> usize {
+    std::env::var("DECONFLICT_TRACK_CALL").map_or(usize::MAX, |k| {
+        k.parse::<usize>()
+            .ok()
+            .filter(|&k| k > 0)
+            .expect("DECONFLICT_TRACK_CALL is a positive number")
+    })
+}
+
 /// 2022-10-08T00:00:00Z, as in the engine workload.
 const START_MS: i64 = 1_665_187_200_000;
 
@@ -95,8 +109,10 @@ impl Run {
         let reports: Vec<PositionReport> = self.fleet.reports(now).collect();
         let (started, cpu_started, process_started) = (Instant::now(), thread_cpu(), process_cpu());
         if batched() {
-            for outcome in self.watch.handle_reports(now, &reports) {
-                outcome.expect("valid report");
+            for call in reports.chunks(call_reports().min(reports.len()).max(1)) {
+                for outcome in self.watch.handle_reports(now, call) {
+                    outcome.expect("valid report");
+                }
             }
         } else {
             for report in &reports {
@@ -189,11 +205,18 @@ fn tracks_benches(c: &mut Criterion) {
         cpu.sort_unstable();
         all_cpu.sort_unstable();
         eprintln!(
-            "W3 {n} entities ({}): tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of the calling thread p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of all threads p50 {:.1} ms, p99 {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; resident after the ticks {:.0} bytes per entity; {:?}",
+            "W3 {n} entities ({}{}): tick wall p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of the calling thread p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU of all threads p50 {:.1} ms, p99 {:.1} ms; over {ticks} ticks; {:.0} alerts/s; {} open alerts; structure estimate {:.0} bytes per entity; resident after the ticks {:.0} bytes per entity; {:?}",
             if batched() {
                 format!("batches on up to {} threads", run.watch.config().batch_threads)
             } else {
                 "report by report".to_owned()
+            },
+            match call_reports() {
+                usize::MAX => String::new(),
+                k => format!(
+                    ", calls of {k} reports; calling thread CPU p50 {:.2} µs per report",
+                    percentile(&cpu, 0.5) * 1e3 / n as f64
+                ),
             },
             percentile(&wall, 0.5),
             percentile(&wall, 0.99),

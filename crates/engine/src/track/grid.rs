@@ -72,7 +72,29 @@ pub(crate) struct Grid {
     /// Per cell, its non-empty layers sorted by layer: one hash lookup per
     /// cell serves every layer a query wants.
     cells: StableHashMap<u64, Vec<Layer>>,
+    /// The cells changed since a [`PackedGrid`] last refreshed from this
+    /// grid, for it to patch rather than copy the whole grid again.
+    changes: ChangeLog,
 }
+
+/// The keys of the cells a grid changed since its packed copy last looked
+/// (`PackedGrid::refresh`), or that it changed too many to list.
+#[derive(Debug, Default)]
+struct ChangeLog {
+    /// Whether a packed copy follows the grid (else nothing is logged).
+    followed: bool,
+    /// More changes than the log keeps, or every item renumbered: the
+    /// packed copy must be made afresh.
+    overflowed: bool,
+    /// Changed cells, each once or more.
+    keys: Vec<u64>,
+}
+
+/// A change log longer than this many entries per occupied cell (plus a
+/// constant) is dropped (`ChangeLog::overflowed`): a copy then costs little
+/// more than the patching, and the log stays a fraction of the grid.
+const CHANGES_PER_CELL_DIVISOR: usize = 8;
+const CHANGES_ANYWAY: usize = 64;
 
 /// The smallest block a cell's list takes, in bytes: glibc's smallest
 /// block holds 24.
@@ -107,6 +129,29 @@ impl Grid {
             lat_cells: (180.0 / cell_deg).ceil() as u32,
             lon_cells: (360.0 / cell_deg).ceil() as u32,
             cells: StableHashMap::default(),
+            changes: ChangeLog::default(),
+        }
+    }
+
+    /// Logs a change of the cell `k` for a packed copy that follows.
+    fn changed(&mut self, k: u64) {
+        let log = &mut self.changes;
+        if !log.followed || log.overflowed {
+            return;
+        }
+        if log.keys.len() >= self.cells.len() / CHANGES_PER_CELL_DIVISOR + CHANGES_ANYWAY {
+            log.overflowed = true;
+            log.keys = Vec::new();
+        } else {
+            log.keys.push(k);
+        }
+    }
+
+    /// Every cell changed (for a packed copy that follows).
+    fn changed_all(&mut self) {
+        if self.changes.followed {
+            self.changes.overflowed = true;
+            self.changes.keys = Vec::new();
         }
     }
 
@@ -149,6 +194,7 @@ impl Grid {
     pub(crate) fn insert(&mut self, cb: CellBox, layer: u16, item: u32) {
         let keys: Vec<u64> = self.keys(cb).collect();
         for k in keys {
+            self.changed(k);
             let layers = self.cells.entry(k).or_default();
             match layers.binary_search_by_key(&layer, |l| l.layer) {
                 Ok(at) => {
@@ -177,20 +223,23 @@ impl Grid {
                 continue;
             };
             let items = &mut layers[at].items;
-            if let Some(i) = items.iter().position(|&x| x == item) {
-                items.swap_remove(i);
-            }
+            let Some(i) = items.iter().position(|&x| x == item) else {
+                continue;
+            };
+            items.swap_remove(i);
             if items.is_empty() {
                 layers.remove(at);
             }
             if layers.is_empty() {
                 self.cells.remove(&k);
             }
+            self.changed(k);
         }
     }
 
     /// Replaces every item `i` by `new[i]`.
     pub(crate) fn renumber(&mut self, new: &[u32]) {
+        self.changed_all();
         for layers in self.cells.values_mut() {
             for layer in layers {
                 layer.items.iter_mut().for_each(|i| *i = new[*i as usize]);
@@ -200,6 +249,7 @@ impl Grid {
 
     /// Removes every item.
     pub(crate) fn clear(&mut self) {
+        self.changed_all();
         self.cells.clear();
     }
 
@@ -208,14 +258,19 @@ impl Grid {
     /// cells comes once per cell.
     pub(crate) fn for_each(&self, cb: CellBox, layers: &[RangeInclusive<u16>], mut f: impl FnMut(u32)) {
         for k in self.keys(cb) {
-            let Some(cell) = self.cells.get(&k) else { continue };
-            // A cell has a layer per 500 m of height with aircraft in it; a
-            // query wants two or three: find them rather than test each.
-            for range in layers {
-                let first = cell.partition_point(|l| l.layer < *range.start());
-                for layer in cell[first..].iter().take_while(|l| l.layer <= *range.end()) {
-                    layer.items.iter().for_each(|&i| f(i));
-                }
+            self.for_each_in(k, layers, &mut f);
+        }
+    }
+
+    /// [`for_each`](Self::for_each) in the one cell `k`.
+    fn for_each_in(&self, k: u64, layers: &[RangeInclusive<u16>], f: &mut impl FnMut(u32)) {
+        let Some(cell) = self.cells.get(&k) else { return };
+        // A cell has a layer per 500 m of height with aircraft in it; a
+        // query wants two or three: find them rather than test each.
+        for range in layers {
+            let first = cell.partition_point(|l| l.layer < *range.start());
+            for layer in cell[first..].iter().take_while(|l| l.layer <= *range.end()) {
+                layer.items.iter().for_each(|&i| f(i));
             }
         }
     }
@@ -231,7 +286,7 @@ impl Grid {
                     + v.iter().map(|l| l.items.capacity() * 4).sum::<usize>()
             })
             .sum();
-        table + lists
+        table + lists + self.changes.keys.capacity() * 8
     }
 }
 
@@ -241,17 +296,31 @@ impl Grid {
 /// row-major order. A query then reads two short runs of memory per cell
 /// instead of chasing a hash bucket, the cell's layer vector and each
 /// layer's item vector, three likely cache misses per cell.
+///
+/// Kept up to date by [`refresh`](Self::refresh), which patches rather
+/// than copies: the cells the grid changed since are marked *stale* in the
+/// table and read from the grid itself, until so many are stale that a
+/// fresh copy is worth its cost. A batch of a few hundred reports then
+/// costs what its reports cost, not a copy of the whole index (the server
+/// makes many such calls a second).
 #[derive(Debug, Default)]
 pub(crate) struct PackedGrid {
     /// Whether it holds the grid (else queries go to the grid itself: the
     /// window would be too large, e.g. entities all over the globe).
     packed: bool,
+    /// Cells changed since the copy was made: marked stale in the window,
+    /// or outside it (`outside`), counted once per mark.
+    stale: usize,
+    /// Whether the grid changed a cell outside the window since the copy:
+    /// a query reaching outside the window then goes to the grid.
+    outside: bool,
     south: u32,
     west: u32,
     rows: u32,
     columns: u32,
     /// Per cell of the window, row by row, where its layers start in
-    /// `layers`; one more entry at the end.
+    /// `layers`, with `STALE` when the grid changed the cell since; one
+    /// more entry at the end.
     cell_layers: Vec<u32>,
     /// Per layer of a cell: (layer, where its items start in `items`); the
     /// items end where the next entry's start (one sentinel at the end).
@@ -264,10 +333,60 @@ pub(crate) struct PackedGrid {
 const PACKED_CELLS_PER_ITEM: usize = 2;
 const PACKED_CELLS_ANYWAY: usize = 1 << 16;
 
+/// `PackedGrid::cell_layers`: the cell changed since the copy.
+const STALE: u32 = 1 << 31;
+
+/// The cell numbers of a key.
+fn row_column(k: u64) -> (u32, u32) {
+    ((k >> 24) as u32, (k & 0xFF_FFFF) as u32)
+}
+
 impl PackedGrid {
+    /// Brings this copy up to date with `grid` (which it then follows:
+    /// `grid` logs its changes from now on): marks the cells `grid`
+    /// changed since the last refresh stale, or makes a fresh copy when
+    /// that is the first, `grid` lost count, or too many cells are stale.
+    pub(crate) fn refresh(&mut self, grid: &mut Grid) {
+        let log = &mut grid.changes;
+        let patch = log.followed && !log.overflowed;
+        (log.followed, log.overflowed) = (true, false);
+        let mut keys = std::mem::take(&mut log.keys);
+        if patch {
+            if self.packed {
+                for &k in &keys {
+                    self.mark_stale(k);
+                }
+            } else {
+                // (Queries go to the grid: a copy is worth trying again
+                // once as many cells changed.)
+                self.stale += keys.len();
+            }
+            if self.stale <= grid.cells.len() / CHANGES_PER_CELL_DIVISOR + CHANGES_ANYWAY {
+                keys.clear();
+                grid.changes.keys = keys;
+                return;
+            }
+        }
+        self.pack(grid);
+    }
+
+    /// Marks the cell `k` changed since the copy.
+    fn mark_stale(&mut self, k: u64) {
+        let (r, c) = row_column(k);
+        let (row, column) = (r.wrapping_sub(self.south), c.wrapping_sub(self.west));
+        if row < self.rows && column < self.columns {
+            let start = &mut self.cell_layers[(row * self.columns + column) as usize];
+            self.stale += usize::from(*start & STALE == 0);
+            *start |= STALE;
+        } else {
+            self.outside = true;
+            self.stale += 1;
+        }
+    }
+
     /// Makes this a copy of `grid`, reusing its memory.
     pub(crate) fn pack(&mut self, grid: &Grid) {
-        self.packed = false;
+        (self.packed, self.stale, self.outside) = (false, 0, false);
         self.cell_layers.clear();
         self.layers.clear();
         self.items.clear();
@@ -277,12 +396,10 @@ impl PackedGrid {
         }
         // Row-major: a key is the row above the column.
         keys.sort_unstable();
-        let row = |k: u64| (k >> 24) as u32;
-        let column = |k: u64| (k & 0xFF_FFFF) as u32;
-        let (south, north) = (row(keys[0]), row(keys[keys.len() - 1]));
+        let (south, north) = (row_column(keys[0]).0, row_column(keys[keys.len() - 1]).0);
         let (west, east) = keys
             .iter()
-            .map(|&k| column(k))
+            .map(|&k| row_column(k).1)
             .fold((u32::MAX, 0), |(w, e), c| (w.min(c), e.max(c)));
         let (rows, columns) = (north - south + 1, east - west + 1);
         let items: usize = grid
@@ -312,6 +429,10 @@ impl PackedGrid {
         }
         self.cell_layers.push(self.layers.len() as u32);
         self.layers.push((u16::MAX, self.items.len() as u32));
+        assert!(
+            self.layers.len() < STALE as usize,
+            "layer starts leave the stale bit"
+        );
         self.packed = true;
     }
 
@@ -326,8 +447,15 @@ impl PackedGrid {
         if !self.packed || cb.wraps {
             return grid.for_each(cb, layers, f);
         }
-        let north = cb.north.min(self.south + self.rows - 1);
-        let east = cb.east.min(self.west + self.columns - 1);
+        let (window_north, window_east) = (self.south + self.rows - 1, self.west + self.columns - 1);
+        let inside = cb.south >= self.south
+            && cb.north <= window_north
+            && cb.west >= self.west
+            && cb.east <= window_east;
+        if self.outside && !inside {
+            return grid.for_each(cb, layers, f);
+        }
+        let (north, east) = (cb.north.min(window_north), cb.east.min(window_east));
         let (south, west) = (cb.south.max(self.south), cb.west.max(self.west));
         if south > north || west > east {
             return;
@@ -337,8 +465,14 @@ impl PackedGrid {
             let first = row_start + (west - self.west) as usize;
             let last = row_start + (east - self.west) as usize;
             for cell in first..=last {
-                let cell_layers =
-                    &self.layers[self.cell_layers[cell] as usize..self.cell_layers[cell + 1] as usize + 1];
+                let start = self.cell_layers[cell];
+                if start & STALE != 0 {
+                    let column = self.west + (cell - row_start) as u32;
+                    grid.for_each_in(key(r, column), layers, &mut f);
+                    continue;
+                }
+                let end = self.cell_layers[cell + 1] & !STALE;
+                let cell_layers = &self.layers[start as usize..end as usize + 1];
                 for range in layers {
                     let from = cell_layers[..cell_layers.len() - 1].partition_point(|l| l.0 < *range.start());
                     for k in from..cell_layers.len() - 1 {
@@ -370,6 +504,32 @@ mod tests {
             west_deg: west,
             east_deg: east,
         }
+    }
+
+    /// Query boxes around the packed grids' items (near 36° N 41° E): inside,
+    /// small, partly outside to the south-west and north-east, far away.
+    fn queries() -> Vec<GeoBounds> {
+        vec![
+            bounds(36.0, 36.2, 41.0, 41.2),
+            bounds(36.03, 36.05, 41.02, 41.04),
+            bounds(35.0, 36.01, 40.0, 41.01),
+            bounds(36.1, 37.0, 41.05, 42.0),
+            bounds(10.0, 10.1, 10.0, 10.1),
+        ]
+    }
+
+    /// What `grid` finds and what `packed` finds for a query, in order.
+    fn found_by_both(
+        grid: &Grid,
+        packed: &PackedGrid,
+        query: &GeoBounds,
+        layers: &[RangeInclusive<u16>],
+    ) -> (Vec<u32>, Vec<u32>) {
+        let cb = grid.cell_box(query);
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        grid.for_each(cb, layers, |i| want.push(i));
+        packed.for_each(grid, cb, layers, |i| got.push(i));
+        (want, got)
     }
 
     #[test]
@@ -413,21 +573,93 @@ mod tests {
             v.sort_unstable();
             v
         };
-        for query in [
-            bounds(36.0, 36.2, 41.0, 41.2),
-            bounds(36.03, 36.05, 41.02, 41.04),
-            bounds(35.0, 36.01, 40.0, 41.01),
-            bounds(36.1, 37.0, 41.05, 42.0),
-            bounds(10.0, 10.1, 10.0, 10.1),
-        ] {
-            let cb = grid.cell_box(&query);
+        for query in queries() {
             for layers in [vec![0..=0], vec![0..=1, 5..=5], vec![2..=8], vec![0..=u16::MAX]] {
-                let (mut want, mut got) = (Vec::new(), Vec::new());
-                grid.for_each(cb, &layers, |i| want.push(i));
-                packed.for_each(&grid, cb, &layers, |i| got.push(i));
+                let (want, got) = found_by_both(&grid, &packed, &query, &layers);
                 assert_eq!(sorted(got), sorted(want), "{query:?} {layers:?}");
             }
         }
+    }
+
+    /// A packed copy that follows its grid through inserts, removals,
+    /// renumbering and clearing, refreshed now and then, gives every query
+    /// exactly what the grid gives (the same items in the same order), as
+    /// a fresh copy does; and the refreshes patch more often than they
+    /// copy.
+    #[test]
+    fn a_refreshed_packed_grid_finds_what_the_grid_finds() {
+        let mut grid = Grid::new(1_000.0);
+        let mut packed = PackedGrid::default();
+        let mut filed: Vec<Option<(CellBox, u16)>> = vec![None; 400];
+        let mut x = 7u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let (mut patched, mut copied) = (0, 0);
+        for round in 0..3_000 {
+            let item = next(filed.len() as u64) as usize;
+            match next(100) {
+                0 => {
+                    // Every item renumbered (a relayout).
+                    let new: Vec<u32> = (0..filed.len() as u32).rev().collect();
+                    grid.renumber(&new);
+                    filed.reverse();
+                }
+                1 if round % 500 == 1 => {
+                    grid.clear();
+                    filed.iter_mut().for_each(|f| *f = None);
+                }
+                _ => {
+                    if let Some((cb, layer)) = filed[item].take() {
+                        grid.remove(cb, layer, item as u32);
+                    }
+                    if next(3) > 0 {
+                        // Mostly near 36° N 41° E; now and then farther,
+                        // often outside the packed window.
+                        let (lat, lon) = if next(20) == 0 {
+                            (35.7 + next(80) as f64 * 0.01, 40.7 + next(80) as f64 * 0.01)
+                        } else {
+                            (36.0 + next(100) as f64 * 0.002, 41.0 + next(100) as f64 * 0.002)
+                        };
+                        let size = next(4) as f64 * 0.004;
+                        let cb = grid.cell_box(&bounds(lat, lat + size, lon, lon + size));
+                        let layer = next(4) as u16;
+                        grid.insert(cb, layer, item as u32);
+                        filed[item] = Some((cb, layer));
+                    }
+                }
+            }
+            if next(8) == 0 {
+                packed.refresh(&mut grid);
+                if packed.stale > 0 {
+                    patched += 1;
+                } else {
+                    copied += 1;
+                }
+                let mut fresh = PackedGrid::default();
+                fresh.pack(&grid);
+                // The whole area, and across the antimeridian, too.
+                let more = [
+                    bounds(35.6, 36.6, 40.6, 41.6),
+                    bounds(36.0, 36.01, 179.99, -179.99),
+                ];
+                for query in queries().into_iter().chain(more) {
+                    for layers in [vec![0..=0], vec![0..=1, 3..=3], vec![0..=u16::MAX]] {
+                        let (want, got) = found_by_both(&grid, &packed, &query, &layers);
+                        assert_eq!(got, want, "round {round}, {query:?} {layers:?}");
+                        let (_, got_fresh) = found_by_both(&grid, &fresh, &query, &layers);
+                        assert_eq!(got_fresh, want, "round {round}, {query:?} {layers:?}");
+                    }
+                }
+            }
+        }
+        assert!(
+            patched > copied && copied > 3,
+            "patched {patched}, copied {copied}"
+        );
     }
 
     #[test]

@@ -322,7 +322,8 @@ struct Run<'a> {
 pub(super) struct BatchScratch {
     steps: Vec<Step>,
     prepared: Vec<Prepared>,
-    /// Per slot, where its entity is in the run.
+    /// Per slot, where its entity is in the run (`OUT_OF_RUN` for every
+    /// slot between runs).
     step_of: Vec<InRun>,
     /// The steps in gathering order, each after its cell's key, then (once
     /// sorted) after its slot.
@@ -345,8 +346,11 @@ struct GatherScratch {
     /// bits up) and where that query found it: in the index as it was
     /// before the run (`FOUND_BEFORE`), in the run's new filings
     /// (`FOUND_AFTER`). One array, not one per index: 4 bytes per slot and
-    /// thread less.
+    /// thread less. Kept from run to run: a run's queries are numbered
+    /// from `first_query` on, above every earlier run's since the marks
+    /// were last cleared.
     marks: Vec<u32>,
+    first_query: u32,
     fence_seen: Vec<u32>,
     found: Vec<u32>,
     /// The ids of the reporting entity's open `cpa` episodes.
@@ -507,7 +511,10 @@ impl TrackWatch {
             },
         );
 
-        packed.pack(&self.grid);
+        // The index as it is before the run: patched for the cells changed
+        // since the last run (a small call costs what its reports cost),
+        // copied afresh when many changed.
+        packed.refresh(&mut self.grid);
         refiled.clear();
         for (place, (key, i)) in by_cell.iter_mut().enumerate() {
             let (step, p) = (&steps[*i as usize], &prepared[place]);
@@ -603,6 +610,26 @@ impl TrackWatch {
             }
             self.check_plan(now, slot);
         }
+        // Every slot out of the run again, for the next (clearing the
+        // whole array each run cost a pass over every slot, most of a
+        // small call): the run's own, and those whose near list grew.
+        for step in steps.iter() {
+            let place = step_of[step.slot as usize].place();
+            let found = &thread_scratch[place / chunk].out;
+            for &other in &found.near[range(found.span(place % chunk).near)] {
+                let other = &mut step_of[self.slot_of_id[other as usize] as usize];
+                // (One in the run keeps its place for this loop.)
+                if other.step == NOT_IN_RUN {
+                    *other = OUT_OF_RUN;
+                }
+            }
+        }
+        for step in steps.iter() {
+            step_of[step.slot as usize] = OUT_OF_RUN;
+        }
+        debug_assert!(step_of
+            .iter()
+            .all(|s| s.step == NOT_IN_RUN && s.place_and_flags == NO_PLACE));
         self.batch = scratch;
         end
     }
@@ -625,8 +652,12 @@ impl TrackWatch {
         // New entities take free slots and ids (last freed first), then new
         // ones, as `insert` will give them.
         let longest = (reports.len() - first).min(self.config.batch_run_reports);
+        // (Every slot is out of any run between runs: see `handle_run`.)
         let step_of = &mut scratch.step_of;
-        resize_snug(step_of, slots_before + longest, OUT_OF_RUN);
+        if step_of.len() < slots_before + longest {
+            step_of.reserve_exact(slots_before + longest - step_of.len());
+            step_of.resize(slots_before + longest, OUT_OF_RUN);
+        }
         // Every report's entity looked up first, on the gathering threads,
         // with the time of its current report: a hash probe, a comparison of
         // the uid with the held one and the entity's filter data, all cache
@@ -762,13 +793,13 @@ impl Run<'_> {
         let slots = self.step_of.len();
         let GatherScratch {
             marks,
+            first_query,
             fence_seen,
             found,
             open_cpa,
             out,
         } = scratch;
-        // (No query is `NOT_IN_RUN >> 2`: steps stay below 2²⁰.)
-        resize_snug(marks, slots, NOT_IN_RUN);
+        let first_query = scratch_queries(marks, first_query, slots, 2 * self.prepared.len());
         fence_seen.clear();
         fence_seen.resize(watch.fences.len(), 0);
         out.pairs.clear();
@@ -856,7 +887,7 @@ impl Run<'_> {
                 }
             } else {
                 let (cells, layers) = watch.pair_query(self.now, &ma, &p.kin);
-                self.filed_at(i, i << 1, cells, layers.as_slice(), marks, found);
+                self.filed_at(i, first_query + (i << 1), cells, layers.as_slice(), marks, found);
                 for &b in found.iter() {
                     let kb = self.state_at(i, b).0;
                     if kb.party == p.kin.party {
@@ -879,7 +910,14 @@ impl Run<'_> {
                     let (cells, layers) =
                         watch.scan_query(self.now, &ma, &p.kin, &plan, self.quiet_radius_max_m);
                     // A query apart from the pair query's.
-                    self.filed_at(i, i << 1 | 1, cells, layers.as_slice(), marks, found);
+                    self.filed_at(
+                        i,
+                        first_query + (i << 1 | 1),
+                        cells,
+                        layers.as_slice(),
+                        marks,
+                        found,
+                    );
                     let near_start = out.near.len();
                     for &b in found.iter() {
                         let (kb, changed) = self.state_at(i, b);
@@ -1187,6 +1225,27 @@ pub(super) fn permute(len: usize, from: impl Fn(usize) -> usize, mut swap: impl 
 /// buffers are refilled every run to a length that changes little, and a
 /// doubling vector of 100k slots held room for 262,144 (the part past
 /// `len` is never written, so never resident, but is address space).
+/// The first of `queries` new query numbers for a gathering thread's
+/// `marks` (at least `slots` long afterwards), above every number it gave
+/// since the marks were last cleared; `next` is where the next call
+/// starts. Clears the marks when the numbers would reach `NOT_IN_RUN >> 2`
+/// (the mark of a cleared entry), i.e. once in some 2³⁰ / (2 × run length)
+/// runs: a small call then does not pay a pass over every slot.
+fn scratch_queries(marks: &mut Vec<u32>, next: &mut u32, slots: usize, queries: usize) -> u32 {
+    let limit = (NOT_IN_RUN >> 2) as usize;
+    assert!(queries < limit, "a run holds at most a million reports");
+    if *next as usize + queries >= limit {
+        resize_snug(marks, slots, NOT_IN_RUN);
+        *next = 0;
+    } else if marks.len() < slots {
+        marks.reserve_exact(slots - marks.len());
+        marks.resize(slots, NOT_IN_RUN);
+    }
+    let first = *next;
+    *next += queries as u32;
+    first
+}
+
 fn resize_snug<T: Clone>(list: &mut Vec<T>, len: usize, value: T) {
     list.clear();
     list.reserve_exact(len);
@@ -1214,6 +1273,34 @@ fn in_parallel<C: Send>(chunks: Vec<C>, work: impl Fn(C) + Sync) {
 mod tests {
 
     use super::*;
+
+    /// Query numbers never repeat between clearings of the marks, so a
+    /// mark left by an earlier run never passes for a later run's; the
+    /// marks are cleared only when the numbers would reach a cleared
+    /// entry's, and grown (not cleared) for new slots.
+    #[test]
+    fn query_numbers_stay_apart_from_run_to_run() {
+        let (mut marks, mut next) = (Vec::new(), 0);
+        let mut numbers = Vec::new();
+        for (slots, queries) in [(10, 6), (10, 2), (14, 8), (12, 4)] {
+            let first = scratch_queries(&mut marks, &mut next, slots, queries);
+            numbers.extend(first..first + queries as u32);
+            marks[slots - 1] = first << 2;
+        }
+        assert_eq!(numbers, (0..20).collect::<Vec<u32>>());
+        assert_eq!(marks.len(), 14);
+        assert_eq!((marks[9], marks[13], marks[11]), (6 << 2, 8 << 2, 16 << 2));
+        let limit = NOT_IN_RUN >> 2;
+        next = limit - 9;
+        assert_eq!(scratch_queries(&mut marks, &mut next, 14, 8), limit - 9);
+        assert_eq!(marks[13], 8 << 2, "not cleared while numbers are left");
+        assert_eq!(scratch_queries(&mut marks, &mut next, 14, 2), 0);
+        assert!(
+            marks.iter().all(|&m| m == NOT_IN_RUN),
+            "cleared before numbers run out"
+        );
+        assert_eq!(next, 2);
+    }
 
     #[test]
     fn a_permutation_moves_every_item_where_it_belongs() {
