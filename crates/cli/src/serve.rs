@@ -77,7 +77,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DECONFLICT_MAX_CONNECTIONS", default_value_t = 12_000)]
     max_connections: usize,
     /// Events queued for one slow subscriber before it lags.
-    #[arg(long, env = "DECONFLICT_SUBSCRIBER_QUEUE", default_value_t = 1_024)]
+    #[arg(long, env = "DECONFLICT_SUBSCRIBER_QUEUE", default_value_t = 4_096)]
     subscriber_queue: usize,
     /// Commands waiting for the driver (beyond: 503).
     #[arg(long, env = "DECONFLICT_MAX_PENDING_COMMANDS", default_value_t = 20_000)]
@@ -102,13 +102,16 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(64..))]
     sqlite_cache_kib: u32,
     /// SQLite: WAL pages after which the checkpointer thread copies the WAL
-    /// back into the database (every commit still syncs the WAL).
-    #[arg(long, env = "DECONFLICT_SQLITE_WAL_AUTOCHECKPOINT_PAGES", default_value_t = 16_384,
+    /// back into the database (every commit still syncs the WAL). Pages are
+    /// 16 KiB in a database created since 16 KiB pages (4,096 = 64 MiB),
+    /// 4 KiB in an older one (16 MiB).
+    #[arg(long, env = "DECONFLICT_SQLITE_WAL_AUTOCHECKPOINT_PAGES", default_value_t = 4_096,
           value_parser = clap::value_parser!(u32).range(1..))]
     sqlite_wal_autocheckpoint_pages: u32,
     /// SQLite: WAL pages after which the writer checkpoints itself, the
-    /// bound on the WAL's length when the checkpointer falls behind.
-    #[arg(long, env = "DECONFLICT_SQLITE_WAL_MAX_PAGES", default_value_t = 65_536,
+    /// bound on the WAL's length when the checkpointer falls behind
+    /// (16,384 pages: 256 MiB of 16 KiB pages, 64 MiB of 4 KiB ones).
+    #[arg(long, env = "DECONFLICT_SQLITE_WAL_MAX_PAGES", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..))]
     sqlite_wal_max_pages: u32,
     /// Several `serve` processes on one PostgreSQL database: how often each
@@ -177,6 +180,28 @@ pub struct ServeArgs {
     /// The party the plain-TCP listener speaks for.
     #[arg(long, env = "DECONFLICT_COT_PLAIN_PARTY", requires = "cot_plain_listen")]
     cot_plain_party: Option<u64>,
+    /// Open CoT connections, all parties together (beyond: closed on accept).
+    #[arg(long, env = "DECONFLICT_COT_MAX_CONNECTIONS", default_value_t = 1_024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    cot_max_connections: usize,
+    /// Open CoT connections of one party (beyond: closed after the handshake).
+    #[arg(long, env = "DECONFLICT_COT_MAX_CONNECTIONS_PER_PARTY", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    cot_max_connections_per_party: usize,
+    /// CoT alarms waiting to be written to one TAK connection; past it an
+    /// episode's alarm replaces its queued one, any other is dropped and the
+    /// client told how many it missed.
+    #[arg(long, env = "DECONFLICT_COT_OUTBOUND_QUEUE", default_value_t = 4_096,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    cot_outbound_queue: usize,
+    /// A CoT connection that sends nothing for this long is closed, s.
+    #[arg(long, env = "DECONFLICT_COT_READ_IDLE_TIMEOUT_S", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cot_read_idle_timeout_s: u64,
+    /// The time a TAK client has to complete the TLS handshake, s.
+    #[arg(long, env = "DECONFLICT_COT_HANDSHAKE_TIMEOUT_S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cot_handshake_timeout_s: u64,
     /// Live entities one party may have at once.
     #[arg(long, env = "DECONFLICT_MAX_ENTITIES_PER_PARTY", default_value_t = 100_000)]
     max_entities_per_party: usize,
@@ -297,6 +322,12 @@ impl ServeArgs {
         config.live.group_max_reports = self.track_group_max_reports;
         config.live.max_pending = self.max_pending_tracks;
         config.live.cot_events_per_s = self.cot_events_per_s;
+        let tak = &mut config.live.tak;
+        tak.max_connections = self.cot_max_connections;
+        tak.max_connections_per_party = self.cot_max_connections_per_party;
+        tak.outbound_queue_len = self.cot_outbound_queue;
+        tak.read_idle_timeout = std::time::Duration::from_secs(self.cot_read_idle_timeout_s);
+        tak.handshake_timeout = std::time::Duration::from_secs(self.cot_handshake_timeout_s);
         config.hotline.evidence_before_s = self.incident_evidence_window_s;
         config.hotline.evidence_after_s = self.incident_evidence_window_s;
         config.live.evidence.radius_m = self.incident_evidence_radius_m;
@@ -486,6 +517,72 @@ mod tests {
         assert_eq!(config(&["--track-group-max-reports=0"]).live.group_max_reports, 0);
         let error = Cli::try_parse_from(["serve", "--track-group-max-reports=-1"]).unwrap_err();
         assert!(error.to_string().contains("--track-group-max-reports"), "{error}");
+    }
+
+    #[test]
+    fn cot_flags_reach_the_tak_limits_and_zero_is_refused_by_name() {
+        // The flags' defaults are the listener's own.
+        let defaults = config(&[]).live.tak;
+        let tak = deconflict_tak::TakLimits::default();
+        assert_eq!(
+            (
+                defaults.max_connections,
+                defaults.max_connections_per_party,
+                defaults.outbound_queue_len,
+                defaults.read_idle_timeout,
+                defaults.handshake_timeout
+            ),
+            (
+                tak.max_connections,
+                tak.max_connections_per_party,
+                tak.outbound_queue_len,
+                tak.read_idle_timeout,
+                tak.handshake_timeout
+            )
+        );
+        let set = config(&[
+            "--cot-max-connections=9",
+            "--cot-max-connections-per-party=3",
+            "--cot-outbound-queue=17",
+            "--cot-read-idle-timeout-s=30",
+            "--cot-handshake-timeout-s=4",
+        ])
+        .live
+        .tak;
+        assert_eq!(
+            (
+                set.max_connections,
+                set.max_connections_per_party,
+                set.outbound_queue_len
+            ),
+            (9, 3, 17)
+        );
+        assert_eq!(
+            (set.read_idle_timeout, set.handshake_timeout),
+            (
+                std::time::Duration::from_secs(30),
+                std::time::Duration::from_secs(4)
+            )
+        );
+        for flag in [
+            "--cot-max-connections",
+            "--cot-max-connections-per-party",
+            "--cot-outbound-queue",
+            "--cot-read-idle-timeout-s",
+            "--cot-handshake-timeout-s",
+        ] {
+            let error = Cli::try_parse_from(["serve", &format!("{flag}=0")]).unwrap_err();
+            assert!(error.to_string().contains(flag), "{flag}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_subscriber_queue_default_is_the_services() {
+        assert_eq!(
+            config(&[]).limits.subscriber_queue,
+            ServerConfig::new("unused").limits.subscriber_queue
+        );
+        assert_eq!(config(&["--subscriber-queue=64"]).limits.subscriber_queue, 64);
     }
 
     #[test]

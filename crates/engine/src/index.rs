@@ -945,6 +945,33 @@ mod tests {
         assert_eq!(out, vec![2]);
     }
 
+    /// The same on the time axis: a query starting a millisecond after a
+    /// window's end ties with it in `f32` (far from the origin, an `f32`
+    /// step is most of a second there) and must not meet it; one starting
+    /// at the end must (the boxes are closed).
+    #[test]
+    fn single_precision_ties_in_time_are_decided_exactly() {
+        let windows = [w(0, Some(1_000)), w(10_000, Some(10_001))];
+        let reach = b(10.0, 0.0, 11.0, 1.0);
+        let index = SpatioTemporalIndex::bulk_load(
+            [1u32, 2]
+                .into_iter()
+                .zip(&windows)
+                .map(|(key, window)| (key, &reach, window)),
+        );
+        let end_ms = 1_000 * 3_600_000;
+        let narrow = index.packed.narrow;
+        let hours = |ms: i64| ms as f64 / MS_PER_HOUR;
+        assert_eq!(narrow.value(2, hours(end_ms)), narrow.value(2, hours(end_ms + 1)));
+        let mut out = Vec::new();
+        let after = TimeWindow::new(Timestamp(end_ms + 1), Some(Timestamp(end_ms + 3_600_000)));
+        index.candidates(&b(10.5, 0.5, 12.0, 2.0), &after, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let at = TimeWindow::new(Timestamp(end_ms), Some(Timestamp(end_ms + 3_600_000)));
+        index.candidates(&b(10.5, 0.5, 12.0, 2.0), &at, &mut out);
+        assert_eq!(out, vec![1]);
+    }
+
     #[test]
     fn antimeridian_boxes_meet_from_either_side() {
         let mut index = SpatioTemporalIndex::new();

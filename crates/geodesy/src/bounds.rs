@@ -28,7 +28,7 @@ pub(crate) fn edge_bounds(a: LonLat, b: LonLat) -> GeoBounds {
 
 /// [`edge_bounds`] from the edge's azimuths at both ends, as the geodesic
 /// inverse gives them (for a caller that has solved it already).
-fn edge_bounds_given(a: LonLat, b: LonLat, azi1: f64, azi2: f64) -> GeoBounds {
+pub(crate) fn edge_bounds_given(a: LonLat, b: LonLat, azi1: f64, azi2: f64) -> GeoBounds {
     let mut south = a.lat_deg.min(b.lat_deg);
     let mut north = a.lat_deg.max(b.lat_deg);
     let (cos1, cos2) = (azi1.to_radians().cos(), azi2.to_radians().cos());
@@ -75,25 +75,21 @@ fn boxed(south: f64, north: f64, west: f64, east: f64) -> GeoBounds {
 
 /// A box that contains every point of the shape.
 pub fn bounds(shape: &Shape) -> GeoBounds {
-    bounds_given(shape, |a, b| {
-        let (_, azi1, azi2) = inverse(a, b);
-        (azi1, azi2)
-    })
+    bounds_given(shape, edge_bounds)
 }
 
-/// [`bounds`] with each edge's end azimuths from `azimuths(a, b)`, called once
-/// per edge of a path or of a region's outer ring, in order. With the
-/// geodesic inverse's azimuths it is [`bounds`], to the bit;
-/// [`crate::Prepared::with_bounds`] passes those it solved for its own edges
-/// so that a shape's edges are solved once, not twice.
+/// [`bounds`] with each edge's box from `edge_box(a, b)`, called once per
+/// edge of a path or of a region's outer ring, in order. With
+/// [`edge_bounds`] (or [`edge_bounds_given`] and the geodesic inverse's
+/// azimuths) it is [`bounds`], to the bit; [`crate::Prepared::with_bounds`]
+/// passes boxes from the azimuths it solved for its own edges, or the
+/// boxes the self-intersection test made, so that a shape's edges are
+/// solved and boxed once, not twice.
 pub(crate) fn bounds_given(
     shape: &Shape,
-    mut azimuths: impl FnMut(LonLat, LonLat) -> (f64, f64),
+    mut edge_box: impl FnMut(LonLat, LonLat) -> GeoBounds,
 ) -> GeoBounds {
-    let mut edge = |e: &[LonLat]| {
-        let (azi1, azi2) = azimuths(e[0], e[1]);
-        (e[0], e[1], edge_bounds_given(e[0], e[1], azi1, azi2))
-    };
+    let mut edge = |e: &[LonLat]| (e[0], e[1], edge_box(e[0], e[1]));
     match shape {
         Shape::Point(p) => boxed(p.lat_deg, p.lat_deg, p.lon_deg, p.lon_deg),
         Shape::Path(vertices) => union_of_edges(vertices.windows(2).map(&mut edge)),

@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 
 use geographiclib_rs::{DirectGeodesic, Geodesic, InverseGeodesic};
 
-use crate::LonLat;
+use crate::bounds::edge_bounds_given;
+use crate::{GeoBounds, LonLat};
 
 /// WGS84 semi-major axis.
 pub(crate) const A_M: f64 = 6_378_137.0;
@@ -24,6 +25,42 @@ pub(crate) fn wgs84() -> &'static Geodesic {
 pub(crate) fn inverse(a: LonLat, b: LonLat) -> (f64, f64, f64) {
     let (s12, azi1, azi2, _a12) = wgs84().inverse(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg);
     (s12, azi1, azi2)
+}
+
+/// One edge's geodesic inverse, solved once for everything a validation
+/// needs of a polygon (its edges' boxes for the self-intersection test,
+/// then its prepared shape and box): [`crate::ring_self_intersection_solving`]
+/// gives them, [`crate::Prepared::with_bounds_solved`] takes them. The
+/// edge's ends are kept so that a solution is only ever used for the edge
+/// it was solved for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolvedEdge {
+    a: LonLat,
+    b: LonLat,
+    /// [`inverse`]'s distance and azimuths at `a` and `b`.
+    pub(crate) inverse: (f64, f64, f64),
+    /// The edge's box ([`crate::bounds::edge_bounds`]), from those azimuths.
+    pub(crate) bounds: GeoBounds,
+}
+
+impl SolvedEdge {
+    pub(crate) fn solve(a: LonLat, b: LonLat) -> SolvedEdge {
+        let inverse = inverse(a, b);
+        let (_, azi1, azi2) = inverse;
+        SolvedEdge {
+            a,
+            b,
+            inverse,
+            bounds: edge_bounds_given(a, b, azi1, azi2),
+        }
+    }
+
+    /// Whether this is the solution of the edge from `a` to `b` (to the
+    /// bit: `-0.0` and `0.0` are different inputs).
+    pub(crate) fn is_of(&self, a: LonLat, b: LonLat) -> bool {
+        let bits = |p: LonLat| (p.lon_deg.to_bits(), p.lat_deg.to_bits());
+        bits(self.a) == bits(a) && bits(self.b) == bits(b)
+    }
 }
 
 /// The point `s_m` along the geodesic leaving `from` at `azi_deg`, and the

@@ -76,12 +76,12 @@ mod segment;
 mod shape;
 
 pub use bounds::{bounds, geodesic_at_most_m};
-pub use ellipsoid::{distance_m, point_at_distance};
+pub use ellipsoid::{distance_m, point_at_distance, SolvedEdge};
 pub use moving::{closest_approach, time_span_below, MovingApproach, TimedPath};
 pub use prepared::{
     gap_midpoint, separation_if_below, separation_if_below_exactly, Buffered, Prepared, Separation,
     GAP_TOLERANCE_M, MAX_PIECE_M, MAX_PREPARED_POINTS,
 };
-pub use region::{point_in_region, ring_self_intersection};
+pub use region::{point_in_region, ring_self_intersection, ring_self_intersection_solving};
 pub use segment::segments_intersection;
 pub use shape::{closest, closest_if_below};

@@ -46,12 +46,12 @@
 
 use smallvec::SmallVec;
 
-use crate::bounds::bounds_given;
+use crate::bounds::{bounds_given, edge_bounds_given};
 use crate::chord::{
     ecef, geodesic_upper_m, lerp, norm, point_segment_distance, sagitta_m, segment_closest, sub,
     surface_point, Tangent, V3,
 };
-use crate::ellipsoid::{direct, inverse};
+use crate::ellipsoid::{direct, inverse, SolvedEdge};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
 use crate::shape::closest_if_below;
 use crate::{Closest, GeoBounds, LonLat, Shape};
@@ -186,7 +186,31 @@ impl Prepared {
     /// with each edge's geodesic inverse solved once for both (validating
     /// an activity needs both, and the inverses were most of their cost).
     pub fn with_bounds(shape: &Shape) -> (Prepared, GeoBounds) {
-        let mut parts = Parts::default();
+        Self::with_bounds_solved(shape, &[])
+    }
+
+    /// [`Prepared::with_bounds`], taking each edge's geodesic inverse from
+    /// `solved` where it is there (in the order the edges are walked: a
+    /// path's, or each ring's, the exterior first, as
+    /// [`crate::ring_self_intersection_solving`] appends them) instead of
+    /// solving it again. An edge `solved` does not hold at its place is
+    /// solved here, so the result is [`Prepared::with_bounds`]'s to the bit
+    /// whatever `solved` holds (tested).
+    pub fn with_bounds_solved(shape: &Shape, solved: &[SolvedEdge]) -> (Prepared, GeoBounds) {
+        let mut given = solved.iter();
+        let mut solve = |a: LonLat, b: LonLat| match given.next() {
+            Some(edge) if edge.is_of(a, b) => edge.inverse,
+            _ => inverse(a, b),
+        };
+        // Room for every edge, and for its ends when it is not cut: grown
+        // from empty, the seven lists were reallocated ~7 % of a polygon's
+        // validation (counted with callgrind).
+        let edge_count = match shape {
+            Shape::Point(_) => 1,
+            Shape::Path(vertices) => vertices.len().saturating_sub(1),
+            Shape::Region(rings) => rings.iter().map(|ring| ring.len().saturating_sub(1)).sum(),
+        };
+        let mut parts = Parts::with_room(edge_count.min(MAX_PREPARED_POINTS));
         let mut probes = Vec::new();
         let mut rings_prepared = Vec::new();
         let mut region_box = None;
@@ -211,14 +235,14 @@ impl Prepared {
             }
             Shape::Path(vertices) => {
                 for e in vertices.windows(2) {
-                    parts.add_edge(e[0], e[1]);
+                    parts.add_edge(e[0], e[1], solve(e[0], e[1]));
                 }
                 probes.extend(vertices.first());
             }
             Shape::Region(rings) => {
                 for ring in rings.iter() {
                     for e in ring.windows(2) {
-                        parts.add_edge(e[0], e[1]);
+                        parts.add_edge(e[0], e[1], solve(e[0], e[1]));
                     }
                     let at: Vec<V3> = ring.iter().map(|&v| ecef(v)).collect();
                     let margins_m = at
@@ -231,13 +255,20 @@ impl Prepared {
             }
         }
         // The edges were added in the order `bounds` walks them (a path's,
-        // then the outer ring's first), so its azimuths are these.
-        let mut solved = parts.azimuths.iter().copied();
+        // then the outer ring's first), so its azimuths are these, and the
+        // boxes `solved` holds are those of the same edges where it names
+        // them (the self-intersection test's, from the same azimuths).
+        let mut azimuths = parts.azimuths.iter().copied();
+        let mut boxes = solved.iter();
         let shape_bounds = bounds_given(shape, |a, b| {
-            solved.next().unwrap_or_else(|| {
+            let (azi1, azi2) = azimuths.next().unwrap_or_else(|| {
                 let (_, azi1, azi2) = inverse(a, b);
                 (azi1, azi2)
-            })
+            });
+            match boxes.next() {
+                Some(edge) if edge.is_of(a, b) => edge.bounds,
+                _ => edge_bounds_given(a, b, azi1, azi2),
+            }
         });
         if matches!(shape, Shape::Region(_)) {
             region_box = Some(shape_bounds);
@@ -460,8 +491,23 @@ impl Prepared {
 }
 
 impl Parts {
-    fn add_edge(&mut self, a: LonLat, b: LonLat) {
-        let (length_m, azimuth_deg, azimuth_end_deg) = inverse(a, b);
+    /// Empty lists with room for `edges` uncut edges.
+    fn with_room(edges: usize) -> Parts {
+        let points = 2 * edges;
+        Parts {
+            points: Vec::with_capacity(points),
+            offsets_m: Vec::with_capacity(points),
+            sagitta_m: Vec::with_capacity(points),
+            edges: Vec::with_capacity(edges),
+            starts: Vec::with_capacity(edges),
+            spheres: Vec::with_capacity(edges),
+            azimuths: Vec::with_capacity(edges),
+        }
+    }
+
+    /// Adds the edge from `a` to `b`, `solved` its geodesic inverse.
+    fn add_edge(&mut self, a: LonLat, b: LonLat, solved: (f64, f64, f64)) {
+        let (length_m, azimuth_deg, azimuth_end_deg) = solved;
         self.azimuths.push((azimuth_deg, azimuth_end_deg));
         if self.points.len() > MAX_PREPARED_POINTS {
             return;

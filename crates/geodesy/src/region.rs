@@ -4,9 +4,9 @@ use geographiclib_rs::{PolygonArea, Winding};
 
 use crate::bounds::edge_bounds;
 use crate::chord::{dot, ecef, norm, sagitta_m, sub, Capsule, Tangent, V3};
-use crate::ellipsoid::{inverse, wgs84, M_MIN_M};
+use crate::ellipsoid::{inverse, wgs84, SolvedEdge, M_MIN_M};
 use crate::segment::{point_segment, segments_intersection};
-use crate::LonLat;
+use crate::{GeoBounds, LonLat};
 
 /// Closer than this to an edge counts as on it (and so inside). Five times
 /// the nearest-point search's bracket, so that a point on an edge is found on it.
@@ -162,8 +162,29 @@ pub fn point_in_region(p: LonLat, rings: &[Vec<LonLat>]) -> bool {
 /// Edges are first paired by their boxes (cheap), and only pairs whose boxes
 /// meet are tested exactly, so rings of thousands of vertices stay fast.
 pub fn ring_self_intersection(ring: &[LonLat]) -> Option<(usize, usize)> {
-    let edges = ring.len().saturating_sub(1);
     let boxes: Vec<_> = ring.windows(2).map(|e| edge_bounds(e[0], e[1])).collect();
+    first_crossing(ring, &boxes)
+}
+
+/// [`ring_self_intersection`], with each edge's geodesic inverse (which its
+/// box needs) appended to `solved`, in order: a validation then prepares
+/// the polygon from them ([`crate::Prepared::with_bounds_solved`]) instead
+/// of solving every edge a second time. The same boxes to the bit, so the
+/// same answer (tested against [`ring_self_intersection`]).
+pub fn ring_self_intersection_solving(
+    ring: &[LonLat],
+    solved: &mut Vec<SolvedEdge>,
+) -> Option<(usize, usize)> {
+    let first = solved.len();
+    solved.extend(ring.windows(2).map(|e| SolvedEdge::solve(e[0], e[1])));
+    let boxes: Vec<GeoBounds> = solved[first..].iter().map(|edge| edge.bounds).collect();
+    first_crossing(ring, &boxes)
+}
+
+/// The first pair of non-adjacent edges of `ring` that cross, given each
+/// edge's box.
+fn first_crossing(ring: &[LonLat], boxes: &[GeoBounds]) -> Option<(usize, usize)> {
+    let edges = ring.len().saturating_sub(1);
     for i in 0..edges {
         for j in i + 2..edges {
             if i == 0 && j == edges - 1 {

@@ -6,8 +6,9 @@
 //! location where the contract puts it.
 
 use deconflict_geodesy::{
-    bounds, closest, distance_m, point_at_distance, point_in_region, separation_if_below,
-    separation_if_below_exactly, Buffered, LonLat, Prepared, Shape, GAP_TOLERANCE_M,
+    bounds, closest, distance_m, point_at_distance, point_in_region, ring_self_intersection,
+    ring_self_intersection_solving, separation_if_below, separation_if_below_exactly, Buffered, LonLat,
+    Prepared, Shape, SolvedEdge, GAP_TOLERANCE_M,
 };
 use proptest::prelude::*;
 
@@ -98,7 +99,15 @@ fn to_base_m(p: LonLat, shape: &Shape) -> f64 {
 /// `bounds` give on their own, to the bit: the validation takes its index
 /// box from it.
 fn assert_with_bounds_is_new_and_bounds(shape: &Shape) {
-    let (prepared, shape_bounds) = Prepared::with_bounds(shape);
+    assert_solved_with_bounds_is_new_and_bounds(shape, &[]);
+}
+
+/// The same for `Prepared::with_bounds_solved` with edges solved beforehand
+/// (right, wrong or missing: it must not matter). `Debug` is compared
+/// too, which tells `-0.0` from `0.0` and NaN from NaN.
+fn assert_solved_with_bounds_is_new_and_bounds(shape: &Shape, solved: &[SolvedEdge]) {
+    let (prepared, shape_bounds) = Prepared::with_bounds_solved(shape, solved);
+    assert_eq!(format!("{prepared:?}"), format!("{:?}", Prepared::new(shape)));
     assert_eq!(prepared, Prepared::new(shape));
     let alone = bounds(shape);
     for (got, want) in [
@@ -140,6 +149,45 @@ proptest! {
     #[test]
     fn with_bounds_is_prepared_and_bounds_to_the_bit(drawn in anchor().prop_flat_map(drawn_near)) {
         assert_with_bounds_is_new_and_bounds(&drawn.shape());
+    }
+
+    /// One walk for validation: the self-intersection test that solves
+    /// each edge once answers as the one that solves its own (the same
+    /// edge pair, or none), and the polygon prepared from those solutions
+    /// is the one prepared from scratch, to the bit. Rings of random
+    /// corners (most of them cross themselves), anywhere on Earth, with a
+    /// second ring as a hole or not; the solutions also handed over
+    /// stale (the other ring's first, or shifted by an edge), which must
+    /// change nothing.
+    #[test]
+    fn one_walk_gives_the_same_crossing_prepared_shape_and_box(
+        centre in anchor(),
+        corners in prop::collection::vec((0.0..360.0f64, 10.0..40_000.0f64), 3..12),
+        hole in prop::collection::vec((0.0..360.0f64, 10.0..40_000.0f64), 0..6),
+    ) {
+        let ring_of = |corners: &[(f64, f64)]| -> Vec<LonLat> {
+            let mut ring: Vec<LonLat> = corners.iter().map(|&(azimuth_deg, r)| step(centre, azimuth_deg, r)).collect();
+            ring.push(ring[0]);
+            ring
+        };
+        let mut rings = vec![ring_of(&corners)];
+        if hole.len() >= 3 {
+            rings.push(ring_of(&hole));
+        }
+        let mut solved = Vec::new();
+        for ring in &rings {
+            let before = solved.len();
+            prop_assert_eq!(ring_self_intersection_solving(ring, &mut solved), ring_self_intersection(ring));
+            prop_assert_eq!(solved.len() - before, ring.len() - 1);
+        }
+        let shape = Shape::Region(&rings);
+        assert_solved_with_bounds_is_new_and_bounds(&shape, &solved);
+        assert_solved_with_bounds_is_new_and_bounds(&shape, &solved[1..]);
+        let mut stale = Vec::new();
+        ring_self_intersection_solving(rings.last().expect("a ring"), &mut stale);
+        stale.extend_from_slice(&solved);
+        assert_solved_with_bounds_is_new_and_bounds(&shape, &stale);
+        assert_solved_with_bounds_is_new_and_bounds(&Shape::Path(&rings[0]), &solved);
     }
 
     #[test]

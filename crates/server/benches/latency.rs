@@ -23,7 +23,9 @@
 //! of warm-up), `DECONFLICT_LATENCY_PARTIES` the parties (2),
 //! `DECONFLICT_LATENCY_COT_ONE_IN` how many entities per CoT one (10; 0
 //! for HTTP only), `DECONFLICT_LATENCY_PUBLISH_EVERY` the server's
-//! `--publish-every-reports`. Bounded: each size at most its seconds + 180 s.
+//! `--publish-every-reports`, `DECONFLICT_LATENCY_SUBSCRIBER_QUEUE` its
+//! `--subscriber-queue`, `DECONFLICT_LATENCY_TAK_QUEUE` its TAK
+//! connections' outbound queue (`TakLimits::outbound_queue_len`). Bounded: each size at most its seconds + 180 s.
 //! Under `cargo test` (or `cargo bench -- --test`, or
 //! `DECONFLICT_LATENCY_SMOKE=1`) it runs 200 entities for 1 s, and fails
 //! on any delivery problem, so that the harness cannot rot; at the real
@@ -72,6 +74,14 @@ fn serve(dir: &str) {
                 config.live.publish_every_reports = reports
                     .parse()
                     .expect("DECONFLICT_LATENCY_PUBLISH_EVERY: a count");
+            }
+            if let Ok(len) = std::env::var("DECONFLICT_LATENCY_SUBSCRIBER_QUEUE") {
+                config.limits.subscriber_queue =
+                    len.parse().expect("DECONFLICT_LATENCY_SUBSCRIBER_QUEUE: a count");
+            }
+            if let Ok(len) = std::env::var("DECONFLICT_LATENCY_TAK_QUEUE") {
+                config.live.tak.outbound_queue_len =
+                    len.parse().expect("DECONFLICT_LATENCY_TAK_QUEUE: a count");
             }
         },
         true,

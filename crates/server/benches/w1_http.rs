@@ -3,9 +3,17 @@
 //! engine issue's workload (`deconflict_sim::workload`, 1,000 parties),
 //! and concurrent clients as integrators would run them.
 //!
+//! The service runs in its own tokio runtime (workers named
+//! `tokio-runtime-worker`, as in `deconflict serve`) and the clients in
+//! another (threads named `bench-client`), as integrators are other
+//! processes: the clients' work (building requests, reading every answer
+//! into a `serde_json::Value`) is not counted as the service's.
+//!
 //! Five phases, each reported in requests (features) per second, with the
 //! process's CPU time per request (`/proc/self/stat`: the service and the
-//! bench's own clients, which share the process):
+//! bench's own clients, which share the process; the figure earlier
+//! versions printed) and the server's (the process's minus the client
+//! runtime's threads and the bench's main thread):
 //! 1. preload N activities with `POST /v1/activities` (notify-and-commit,
 //!    growing from 0 to N);
 //! 2. `POST /v1/activities/check` of new activities among N (no storage);
@@ -76,18 +84,25 @@ fn feature(spec: &ActivitySpec) -> Value {
     json!({"type": "Feature", "geometry": geometry, "properties": properties})
 }
 
+/// The client runtime's thread name.
+const CLIENT_THREAD: &str = "bench-client";
+
 struct Phase {
     requests: usize,
     elapsed: Duration,
     conflicts: usize,
     /// Process CPU (user + system, every thread) during the phase.
     cpu: Duration,
+    /// The clients' part of `cpu`: the client runtime's threads and the
+    /// bench's main thread (which waits for them).
+    client_cpu: Duration,
     /// CPU per thread name during the phase (threads that exited within it
     /// are missing): what runs in series shows as a thread near one core.
     threads: Vec<(String, Duration)>,
 }
 
 /// CPU so far of each live thread, by thread id: (name, user + system).
+/// The main thread (its id is the process's) is named [`MAIN_THREAD`].
 fn thread_cpu() -> std::collections::BTreeMap<u64, (String, Duration)> {
     let mut threads = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -101,6 +116,11 @@ fn thread_cpu() -> std::collections::BTreeMap<u64, (String, Duration)> {
             continue;
         };
         if let Some((name, ticks)) = stat_ticks(&stat) {
+            let name = if u64::from(std::process::id()) == tid {
+                MAIN_THREAD.to_owned()
+            } else {
+                name
+            };
             threads.insert(tid, (name, Duration::from_millis(ticks * 10)));
         }
     }
@@ -118,6 +138,10 @@ fn stat_ticks(stat: &str) -> Option<(String, u64)> {
     // `rest` starts at field 3 (state): utime is field 14, stime 15.
     Some((name, fields.get(11)? + fields.get(12)?))
 }
+
+/// The name the bench's main thread is reported under (its own is the
+/// binary's, which changes with every build).
+const MAIN_THREAD: &str = "bench-main";
 
 /// What each thread name used between two [`thread_cpu`] readings, most first.
 fn thread_delta(
@@ -150,7 +174,7 @@ async fn post_all(
     work: Vec<(String, Value)>,
     clients: usize,
     tally: impl Fn(u16, &Value) -> usize + Copy + Send + 'static,
-) -> (Duration, usize, Duration, Vec<(String, Duration)>) {
+) -> Measured {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()
@@ -191,30 +215,39 @@ async fn post_all(
         conflicts += task.await.unwrap();
     }
     let threads = thread_delta(&threads_before, &thread_cpu());
-    (
-        started.elapsed(),
+    let client_cpu = threads
+        .iter()
+        .filter(|(name, _)| name == CLIENT_THREAD || name == MAIN_THREAD)
+        .map(|(_, cpu)| *cpu)
+        .sum();
+    Measured {
+        elapsed: started.elapsed(),
         conflicts,
-        process_cpu().saturating_sub(cpu_before),
+        cpu: process_cpu().saturating_sub(cpu_before),
+        client_cpu,
         threads,
-    )
+    }
+}
+
+/// What [`post_all`] measured (see [`Phase`]).
+struct Measured {
+    elapsed: Duration,
+    conflicts: usize,
+    cpu: Duration,
+    client_cpu: Duration,
+    threads: Vec<(String, Duration)>,
 }
 
 /// Sends `features` (each with its party's token) with `clients`
 /// concurrent connections; every answer must be `expect`.
 async fn drive(url: &str, path: &str, work: Vec<(String, Value)>, clients: usize, expect: u16) -> Phase {
     let requests = work.len();
-    let (elapsed, conflicts, cpu, threads) = post_all(url, path, work, clients, move |status, answer| {
+    let measured = post_all(url, path, work, clients, move |status, answer| {
         assert_eq!(status, expect, "{answer}");
         answer["conflicts"].as_array().map_or(0, Vec::len)
     })
     .await;
-    Phase {
-        requests,
-        elapsed,
-        conflicts,
-        cpu,
-        threads,
-    }
+    Phase::of(requests, measured)
 }
 
 /// Sends `work` as FeatureCollections of at most `per_request` features of
@@ -276,48 +309,59 @@ async fn post_collections(url: &str, requests: Vec<(String, Value)>, clients: us
         .iter()
         .map(|(_, c)| c["features"].as_array().map_or(0, Vec::len))
         .sum();
-    let (elapsed, conflicts, cpu, threads) =
-        post_all(url, "/v1/activities", requests, clients, |status, answer| {
-            assert_eq!(status, 200, "{answer}");
-            let results = answer["results"].as_array().unwrap();
-            for result in results {
-                assert_eq!(result["status"], 201, "{result}");
-            }
-            results
-                .iter()
-                .map(|result| result["conflicts"].as_array().map_or(0, Vec::len))
-                .sum()
-        })
-        .await;
-    Phase {
-        requests: features,
-        elapsed,
-        conflicts,
-        cpu,
-        threads,
+    let measured = post_all(url, "/v1/activities", requests, clients, |status, answer| {
+        assert_eq!(status, 200, "{answer}");
+        let results = answer["results"].as_array().unwrap();
+        for result in results {
+            assert_eq!(result["status"], 201, "{result}");
+        }
+        results
+            .iter()
+            .map(|result| result["conflicts"].as_array().map_or(0, Vec::len))
+            .sum()
+    })
+    .await;
+    Phase::of(features, measured)
+}
+
+impl Phase {
+    fn of(requests: usize, measured: Measured) -> Phase {
+        Phase {
+            requests,
+            elapsed: measured.elapsed,
+            conflicts: measured.conflicts,
+            cpu: measured.cpu,
+            client_cpu: measured.client_cpu,
+            threads: measured.threads,
+        }
     }
 }
 
 fn report(name: &str, phase: &Phase) {
     println!(
-        "{name:<44} {:>7} requests in {:>7.2} s = {:>8.0} /s ({} conflicts returned) cpu {:.0} µs/request",
+        "{name:<44} {:>7} requests in {:>7.2} s = {:>8.0} /s ({} conflicts returned) cpu {:.0} µs/request, server {:.0} µs/request",
         phase.requests,
         phase.elapsed.as_secs_f64(),
         phase.requests as f64 / phase.elapsed.as_secs_f64(),
         phase.conflicts,
         phase.cpu.as_secs_f64() * 1e6 / phase.requests.max(1) as f64,
+        phase.cpu.saturating_sub(phase.client_cpu).as_secs_f64() * 1e6 / phase.requests.max(1) as f64,
     );
-    let shares: Vec<String> = phase
+    // Each thread as a share of one core, and per request from its own CPU
+    // time (10 ms ticks): finer than a whole percent of a short phase.
+    let (shares, per_request): (Vec<String>, Vec<String>) = phase
         .threads
         .iter()
         .map(|(name, cpu)| {
-            format!(
-                "{name} {:.0} %",
-                100.0 * cpu.as_secs_f64() / phase.elapsed.as_secs_f64()
+            let cpu = cpu.as_secs_f64();
+            (
+                format!("{name} {:.0} %", 100.0 * cpu / phase.elapsed.as_secs_f64()),
+                format!("{name} {:.1}", cpu * 1e6 / phase.requests.max(1) as f64),
             )
         })
-        .collect();
+        .unzip();
     println!("    threads (% of one core): {}", shares.join(", "));
+    println!("    threads (µs per request): {}", per_request.join(", "));
 }
 
 fn main() {
@@ -343,12 +387,20 @@ fn main() {
     let throughput = env("DECONFLICT_BENCH_THROUGHPUT", if benching { 20_000 } else { 400 });
     let throughput_per_request = env("DECONFLICT_BENCH_THROUGHPUT_PER_REQUEST", 200);
     let throughput_clients = env("DECONFLICT_BENCH_THROUGHPUT_CLIENTS", 16);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The service's runtime as `deconflict serve` builds it; the clients
+    // get their own (as other processes would be), so that the threads'
+    // CPU tells the two apart.
+    let server = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(CLIENT_THREAD)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, admin, url) = server.block_on(async {
         let mut config = ServerConfig::new(dir.path());
         config.limits.rate_per_s = 1e9;
         config.limits.rate_burst = 1e9;
@@ -364,7 +416,9 @@ fn main() {
             state.clone(),
             std::future::pending(),
         ));
-
+        (state, admin, url)
+    });
+    client_runtime.block_on(async move {
         // The workload starts tomorrow so that nothing ends during the run.
         let now_ms = deconflict_server::driver::now_ms();
         let shape = WorkloadShape {
@@ -422,6 +476,6 @@ fn main() {
             &format!("throughput among {n}, {throughput_per_request}/request × {throughput_clients}"),
             &bulk,
         );
-        tokio::task::block_in_place(|| state.driver.stop());
     });
+    state.driver.stop();
 }

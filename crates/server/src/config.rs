@@ -43,7 +43,10 @@ pub struct ServiceLimits {
     /// the server buffer that much.
     pub ws_max_message_bytes: usize,
     /// Events waiting for one slow subscriber; beyond it events are dropped
-    /// and the subscriber is told with a `lagged` event.
+    /// and the subscriber is told with a `lagged` event. The default, 4,096,
+    /// holds the bursts seen at 100,000 tracked entities (the latency bench:
+    /// 1,024 lagged 0.4–18k events in 10 s, 4,096 none; crates/server/NOTES.md,
+    /// live-s22); an entry is a shared encoding's pointer, ~160 KiB full.
     pub subscriber_queue: usize,
     /// Features in one `GET /v1/activities` page at most.
     pub max_list: usize,
@@ -68,7 +71,7 @@ impl Default for ServiceLimits {
             max_subscribers_per_party: 1_000,
             max_connections: 12_000,
             ws_max_message_bytes: 64 * 1024,
-            subscriber_queue: 1_024,
+            subscriber_queue: 4_096,
             max_list: 10_000,
             max_log_entries: 1_000,
             max_pending_commands: 20_000,

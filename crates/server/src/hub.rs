@@ -14,7 +14,7 @@ use deconflict_engine::PartyId;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::model::{render_conflict, ConflictRecord, Viewer};
+use crate::model::{conflict_view, ConflictRecord, Viewer};
 use crate::problem::ApiError;
 
 /// A committed change, as published.
@@ -33,7 +33,36 @@ pub struct HubEvent {
 pub struct Delivery {
     pub kind: &'static str,
     pub id: Option<u64>,
-    pub data: Value,
+    /// The event's `data` as JSON text, encoded once per event (a
+    /// conflict: once per redaction, i.e. per distinct viewer among the
+    /// subscribers) and shared by every stream it is queued on: the
+    /// streams only copy it into their frames.
+    pub data: Arc<str>,
+}
+
+impl Delivery {
+    /// The WebSocket message of this delivery, `{"data", "id", "type"}`
+    /// (`id` absent without one): the bytes `serde_json` writes for that
+    /// object (its maps are sorted), without parsing `data` again.
+    pub fn ws_text(&self) -> String {
+        let kind = serde_json::to_string(self.kind).unwrap_or_default();
+        let mut text = String::with_capacity(self.data.len() + kind.len() + 40);
+        text.push_str("{\"data\":");
+        text.push_str(&self.data);
+        if let Some(id) = self.id {
+            text.push_str(",\"id\":");
+            text.push_str(&id.to_string());
+        }
+        text.push_str(",\"type\":");
+        text.push_str(&kind);
+        text.push('}');
+        text
+    }
+}
+
+/// JSON text of `value`, shared.
+fn encode(value: &Value) -> Arc<str> {
+    Arc::from(value.to_string())
 }
 
 #[derive(Debug)]
@@ -165,9 +194,24 @@ impl Hub {
         let Ok(subscribers) = self.subscribers.lock() else {
             return;
         };
+        // Each event's redaction depends on the viewer only: encoded once
+        // per distinct viewer (a party's streams, the brokers) and shared.
+        let mut encoded: Vec<(Viewer, Option<Arc<str>>)> = Vec::new();
         for event in events {
+            encoded.clear();
             for subscriber in subscribers.iter() {
-                let Some(data) = render_conflict(&event.record, event.full, &subscriber.viewer) else {
+                let viewer = subscriber.viewer;
+                let data = match encoded.iter().find(|(seen, _)| *seen == viewer) {
+                    Some((_, data)) => data.clone(),
+                    None => {
+                        let data = conflict_view(&event.record, event.full, &viewer)
+                            .and_then(|view| serde_json::to_string(&view).ok())
+                            .map(Arc::from);
+                        encoded.push((viewer, data.clone()));
+                        data
+                    }
+                };
+                let Some(data) = data else {
                     continue;
                 };
                 let delivery = Delivery {
@@ -213,6 +257,7 @@ impl Hub {
     /// hotline's events, which are addressed, not filtered); returns how
     /// many streams took it.
     pub fn publish_to(&self, to: &[PartyId], kind: &'static str, data: &Value) -> usize {
+        let data = encode(data);
         let Ok(subscribers) = self.subscribers.lock() else {
             return 0;
         };
@@ -221,7 +266,7 @@ impl Hub {
             let delivery = Delivery {
                 kind,
                 id: None,
-                data: data.clone(),
+                data: Arc::clone(&data),
             };
             match subscriber.queue.try_send(delivery) {
                 Ok(()) => {
@@ -247,6 +292,9 @@ impl Hub {
         kind: &'static str,
         data: &Value,
     ) {
+        // Encoded before the lock (the track thread's publish must not
+        // hold up subscribing streams with JSON work), once for all.
+        let data = encode(data);
         let Ok(subscribers) = self.subscribers.lock() else {
             return;
         };
@@ -257,7 +305,7 @@ impl Hub {
             let delivery = Delivery {
                 kind,
                 id: None,
-                data: data.clone(),
+                data: Arc::clone(&data),
             };
             match subscriber.queue.try_send(delivery) {
                 Ok(()) => metrics::counter!("deconflict_events_sent_total").increment(1),
@@ -278,7 +326,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ConflictState, Subject};
+    use crate::model::{render_conflict, ConflictState, Subject};
     use deconflict_engine::{ActivityId, Finding, PartyId, TimeWindow, Timestamp};
     use deconflict_geodesy::LonLat;
 
@@ -324,12 +372,104 @@ mod tests {
         let got = a.events.recv().await.unwrap();
         assert_eq!(got.id, Some(7));
         // Party 1 sees its side; party 2's need-to-know side is redacted.
-        assert_eq!(got.data["parties"], serde_json::json!([1, null]));
+        assert_eq!(parsed(&got)["parties"], serde_json::json!([1, null]));
         assert_eq!(
-            broker.events.recv().await.unwrap().data["parties"],
+            parsed(&broker.events.recv().await.unwrap())["parties"],
             serde_json::json!([1, 2])
         );
         assert!(c.events.try_recv().is_err(), "party 3 is not involved");
+    }
+
+    fn parsed(delivery: &Delivery) -> Value {
+        serde_json::from_str(&delivery.data).unwrap()
+    }
+
+    /// Events encoded once per viewer and shared: every stream gets the
+    /// bytes `render_conflict` gives for its own viewer (the encoding per
+    /// subscriber it replaces), the streams of one viewer share one
+    /// encoding, and hotline and alert events are the `Value`'s text.
+    #[tokio::test]
+    async fn shared_encodings_are_each_viewers_own_rendering() {
+        let viewers = [
+            viewer(1, false),
+            viewer(1, false),
+            viewer(2, false),
+            viewer(3, false),
+            viewer(4, true),
+            viewer(5, true),
+            viewer(1, false),
+        ];
+        let hub = Arc::new(Hub::new(10, 64));
+        let mut subscriptions: Vec<_> = viewers.iter().map(|v| hub.subscribe(*v).unwrap()).collect();
+        let mut events = vec![event([1, 2], 1), event([2, 3], 2), event([1, 3], 3)];
+        events[1].full = [true, false];
+        events[2].kind = "conflict.resolved";
+        events[2].record.acked_ms = [Some(5), None];
+        hub.publish(&events);
+        let alert = serde_json::json!({"id": 9, "state": "open", "tracks": [{"party": 1, "uid": "a\"b"}]});
+        hub.publish_to_parties(&[PartyId(1)], "proximity", &alert);
+        let mut by_viewer: Vec<(Viewer, Vec<Arc<str>>)> = Vec::new();
+        for (viewer, subscription) in viewers.iter().zip(&mut subscriptions) {
+            let mut got = Vec::new();
+            while let Ok(delivery) = subscription.events.try_recv() {
+                got.push(delivery);
+            }
+            let expected: Vec<(&str, Option<u64>, String)> = events
+                .iter()
+                .filter_map(|e| {
+                    render_conflict(&e.record, e.full, viewer)
+                        .map(|data| (e.kind, Some(e.log_index), data.to_string()))
+                })
+                .chain(
+                    (viewer.broker || viewer.party == PartyId(1))
+                        .then(|| ("proximity", None, alert.to_string())),
+                )
+                .collect();
+            let actual: Vec<(&str, Option<u64>, String)> =
+                got.iter().map(|d| (d.kind, d.id, d.data.to_string())).collect();
+            assert_eq!(actual, expected, "{viewer:?}");
+            let shared: Vec<Arc<str>> = got.iter().map(|d| Arc::clone(&d.data)).collect();
+            match by_viewer.iter().find(|(seen, _)| seen == viewer) {
+                Some((_, first)) => {
+                    assert!(
+                        first.iter().zip(&shared).all(|(a, b)| Arc::ptr_eq(a, b)),
+                        "one encoding per viewer"
+                    );
+                }
+                None => by_viewer.push((*viewer, shared)),
+            }
+        }
+        assert!(by_viewer.len() >= 4, "the viewers differ: {}", by_viewer.len());
+    }
+
+    /// The WebSocket message written from the shared text is the one
+    /// built as a `Value` before (same bytes, with and without an id).
+    #[test]
+    fn ws_text_is_the_value_messages_bytes() {
+        // As the hub encodes them: a `Value`'s text.
+        let data = [
+            serde_json::json!({"a": [1, null], "b": "x\"y\n", "c": {"d": 1.5e-7}}),
+            serde_json::json!({}),
+            serde_json::json!({"id": 3, "state": "cleared"}),
+        ]
+        .map(|value| value.to_string());
+        for (i, text) in data.iter().enumerate() {
+            for id in [None, Some(0), Some(u64::MAX), Some(i as u64 * 977)] {
+                for kind in ["conflict.opened", "zone.entered", "lagged"] {
+                    let delivery = Delivery {
+                        kind,
+                        id,
+                        data: Arc::from(text.as_str()),
+                    };
+                    let value: Value = serde_json::from_str(text).unwrap();
+                    let mut message = serde_json::json!({"type": kind, "data": value});
+                    if let Some(id) = id {
+                        message["id"] = serde_json::json!(id);
+                    }
+                    assert_eq!(delivery.ws_text(), message.to_string());
+                }
+            }
+        }
     }
 
     #[test]

@@ -355,7 +355,7 @@ pub fn conflict_leaf_bytes(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use deconflict_audit::LeafEvent;
     use deconflict_engine::{ActivityId, Finding, PartyId, TimeWindow, Timestamp, ZoneId};
     use deconflict_geodesy::LonLat;
@@ -373,7 +373,7 @@ mod tests {
 
     /// A small deterministic generator (xorshift64) for test values of
     /// every scale; `seed` must not be 0.
-    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
         move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;

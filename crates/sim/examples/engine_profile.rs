@@ -1,14 +1,15 @@
 //! Where a check's time goes, in CPU time of this thread (on a shared machine
 //! wall time mostly measures the neighbours): candidates per query, how many
 //! conflict and how many overlap, then the CPU cost of the index query alone,
-//! of a whole `Engine::check` and of a sweep, on the benchmark workload.
+//! of a whole `Engine::check` and of a sweep, on the benchmark workload; last,
+//! the CPU cost of validating a notification.
 //!
 //! `cargo run --release -p deconflict-sim --example engine_profile -- 100000 20`
 //! (activities, repetitions of the 1,000 probes). Run it under `perf record`
 //! to see the functions.
 
 use deconflict_engine::index::SpatioTemporalIndex;
-use deconflict_engine::{evaluate, Activity, ActivityId, Engine, EngineConfig, Timestamp};
+use deconflict_engine::{evaluate, Activity, ActivityId, Engine, EngineConfig, FootprintSpec, Timestamp};
 use deconflict_sim::workload::{Workload, WorkloadShape};
 
 /// CPU time of this thread in seconds (Linux; `NaN` elsewhere).
@@ -105,5 +106,35 @@ fn main() {
         "check: {:.2} us CPU ({} conflicts per probe)",
         (cpu_s() - started) / per_probe * 1e6,
         found as f64 / per_probe
+    );
+    drop(engine);
+
+    // What a notification costs before the engine sees it (the HTTP
+    // workers validate every activity they receive): the same workload
+    // again, a thousand at a time, so that it adds nothing to the peak
+    // memory above.
+    let mut workload = Workload::new(2022, WorkloadShape::default());
+    let (mut all_s, mut polygons_s, mut polygons) = (0.0, 0.0, 0usize);
+    for _ in 0..n.div_ceil(1_000) {
+        let specs = workload.activities(1_000);
+        let started = cpu_s();
+        for spec in &specs {
+            std::hint::black_box(validator.validate(spec).is_ok());
+        }
+        all_s += cpu_s() - started;
+        let started = cpu_s();
+        for spec in specs
+            .iter()
+            .filter(|spec| matches!(spec.footprint, FootprintSpec::Polygon { .. }))
+        {
+            std::hint::black_box(validator.validate(spec).is_ok());
+            polygons += 1;
+        }
+        polygons_s += cpu_s() - started;
+    }
+    println!(
+        "validate: {:.2} us CPU per activity, {:.2} us per polygon ({polygons} of them)",
+        all_s / (n.div_ceil(1_000) * 1_000) as f64 * 1e6,
+        polygons_s / polygons as f64 * 1e6,
     );
 }

@@ -61,7 +61,9 @@ pub struct StoreConfig {
     /// reads its index pages back through the OS. Memory use grows up to
     /// this much; it is not preallocated. Readers keep SQLite's default.
     pub writer_cache_kib: u32,
-    /// WAL pages after which a commit wakes the checkpointer thread, which
+    /// WAL pages (16 KiB each in a database this store created, 4 KiB in
+    /// one created before it made them larger) after which a commit wakes
+    /// the checkpointer thread, which
     /// copies the WAL back into the database file on its own connection
     /// (SQLite's passive checkpoint: it waits for nobody) while the writer
     /// goes on committing. SQLite's own `wal_autocheckpoint` (default
@@ -93,8 +95,11 @@ impl Default for StoreConfig {
             readers: 4,
             busy_timeout_ms: 5_000,
             writer_cache_kib: 65_536,
-            wal_autocheckpoint_pages: 16_384,
-            wal_max_pages: 65_536,
+            // 64 MiB and 256 MiB of 16 KiB pages, the sizes the checkpoint
+            // was measured at with 4 KiB pages (writer-s19); 16 KiB pages
+            // with these counts measured the same CPU (driver-s22).
+            wal_autocheckpoint_pages: 4_096,
+            wal_max_pages: 16_384,
             #[cfg(feature = "fault-injection")]
             faults: None,
         }
@@ -237,6 +242,20 @@ pub struct Store {
 
 /// Prepared statements the SQLite writer keeps (rusqlite's default is 16).
 const WRITER_STATEMENT_CACHE: usize = 64;
+
+/// The page size of a database this store creates, in bytes (SQLite's
+/// default is 4,096). The service's writes are mostly appends (log leaves,
+/// activity versions, conflict and hotline rows, index entries in the last
+/// id block), so a commit's dirty pages are mostly full ones at the end of
+/// each B-tree: with 16 KiB pages a batch writes a quarter as many WAL
+/// frames (each its own checksum, write and WAL-index entry) and splits a
+/// quarter as many pages, for about the same bytes. Measured in the W1
+/// bench among 100k activities (crates/server/NOTES.md, `driver-s22`): the
+/// writer's CPU ~0.8×, the checkpointer's ~0.4×; 8 KiB gained half as
+/// much, 32 KiB less and wrote ~1.4× the bytes. The WAL limits
+/// ([`StoreConfig::wal_autocheckpoint_pages`], `wal_max_pages`) count
+/// pages of this size.
+const NEW_DATABASE_PAGE_SIZE: i64 = 16_384;
 
 fn open_connection(path: &Path, flags: OpenFlags, busy_timeout_ms: u64) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags)?;
@@ -386,6 +405,9 @@ impl Store {
                         | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     config.busy_timeout_ms,
                 )?;
+                // Only a new, empty database takes it: an existing one
+                // keeps the page size it was created with.
+                conn.pragma_update(None, "page_size", NEW_DATABASE_PAGE_SIZE)?;
                 // WAL lets readers proceed during writes; FULL syncs the WAL
                 // at every commit, which is what makes a 2xx mean "on disk".
                 let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
@@ -710,10 +732,15 @@ mod tests {
         (dir, store)
     }
 
-    fn count(store: &Store) -> i64 {
+    /// The one integer `sql` reads.
+    fn read_i64(store: &Store, sql: &'static str) -> i64 {
         store
-            .read(|db| db.query_one("SELECT count(*) FROM t", params![], |r| r.get_i64(0)))
+            .read(move |db| db.query_one(sql, params![], |r| r.get_i64(0)))
             .unwrap()
+    }
+
+    fn count(store: &Store) -> i64 {
+        read_i64(store, "SELECT count(*) FROM t")
     }
 
     #[test]
@@ -804,6 +831,49 @@ mod tests {
         assert_eq!(store.write(pragma("wal_autocheckpoint")).unwrap(), 0);
         // Readers keep SQLite's defaults: they do not hold the writer's cache.
         assert_ne!(store.read(pragma("cache_size")).unwrap(), -12_345);
+    }
+
+    fn page_size(store: &Store) -> i64 {
+        read_i64(store, "PRAGMA page_size")
+    }
+
+    #[test]
+    fn a_new_database_gets_16_kib_pages_and_an_existing_one_keeps_its_own() {
+        let (_dir, store) = store(StoreConfig::default());
+        assert_eq!(page_size(&store), NEW_DATABASE_PAGE_SIZE);
+        drop(store);
+        // A database created with SQLite's default pages, in WAL mode as
+        // the store leaves it, with rows in it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;
+                 CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+            )
+            .unwrap();
+            for i in 0..200 {
+                conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("{i:0600}")])
+                    .unwrap();
+            }
+        }
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        assert_eq!(page_size(&store), 4096);
+        store
+            .write(|db| db.execute("INSERT INTO t (v) VALUES ('after')", params![]))
+            .unwrap();
+        let rows: Vec<String> = store
+            .read(|db| db.query_map("SELECT v FROM t ORDER BY k", params![], |r| r.get_text(0)))
+            .unwrap();
+        let want: Vec<String> = (0..200)
+            .map(|i| format!("{i:0600}"))
+            .chain(["after".to_string()])
+            .collect();
+        assert_eq!(rows, want);
+        drop(store);
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        assert_eq!(page_size(&store), 4096, "still after a restart");
     }
 
     /// The database file's length (not the WAL's): it grows when a

@@ -54,7 +54,12 @@ pub struct TakLimits {
     /// CoT documents waiting to be written to one connection; past it an
     /// episode's document takes the place of its queued one, any other is
     /// dropped and the client told how many it missed (see
-    /// [`TakOutbound`]).
+    /// [`TakOutbound`]). The default, 4,096, holds the bursts of alarms
+    /// seen at 100,000 entities (the latency bench: 256 lost 5–13k alarms
+    /// a party in 10 s, 2,048 and 4,096 none; crates/server/NOTES.md,
+    /// live-s22); a queued document costs its entry (32 bytes) and its
+    /// text (shared by the party's connections), so a full queue is
+    /// about 128 KiB of entries.
     pub outbound_queue_len: usize,
 }
 
@@ -66,7 +71,7 @@ impl Default for TakLimits {
             cot: CotLimits::default(),
             read_idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
-            outbound_queue_len: 256,
+            outbound_queue_len: 4_096,
         }
     }
 }
@@ -553,29 +558,39 @@ async fn write_loop<W: AsyncWrite>(
 ) {
     let mut writer = writer;
     let mut notices = 0u64;
-    // Whatever is queued is written before flushing once.
+    // Whatever is queued is gathered and written at once, then flushed: one
+    // write (over TLS, records of up to 16 KiB and one system call each)
+    // per wake-up, not one small record and one call per document.
+    let mut gathered: Vec<u8> = Vec::new();
     while let Some(taken) = queue.take().await {
+        gathered.clear();
         for document in &taken.documents {
-            if writer.write_all(document).await.is_err() {
-                return;
-            }
+            gathered.extend_from_slice(document);
         }
         if taken.lagged > 0 {
             notices += 1;
             Stats::bump(&stats.outbound_lagged_notices);
             tracing::debug!(?party, ?connection, missed = taken.lagged, "CoT client lagged");
             let notice = lagged_notice(party, connection, notices, taken.lagged, now());
-            if writer.write_all(notice.as_bytes()).await.is_err() {
-                return;
-            }
+            gathered.extend_from_slice(notice.as_bytes());
+        }
+        if writer.write_all(&gathered).await.is_err() {
+            return;
         }
         if writer.flush().await.is_err() {
             return;
+        }
+        // A burst's buffer is not kept for the connection's life.
+        if gathered.capacity() > GATHER_KEEP_BYTES {
+            gathered = Vec::new();
         }
     }
     // Sends TLS close_notify (or a TCP FIN).
     let _ = writer.shutdown().await;
 }
+
+/// The writer's gathering buffer is kept between wake-ups up to this size.
+const GATHER_KEEP_BYTES: usize = 64 * 1024;
 
 /// The GeoChat sender of the lagged notices.
 pub const LAGGED_SENDER_UID: &str = "deconflict";

@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use deconflict_audit::Receipt;
 use deconflict_engine::Timestamp;
 use deconflict_formats::{activity_from_feature, parse_rfc3339, Body, FeatureDoc};
 use deconflict_geodesy::GeoBounds;
@@ -20,7 +19,7 @@ use crate::ledger::{self, ActivityFilter};
 use crate::model::{conflict_view, render_conflict, ConflictView, PartyInfo, Viewer};
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::routes::{
-    answer, blocking, feature_text, json_response, json_value, path_id, receipt_of, BodyBytes,
+    answer, blocking, feature_text, json_response, json_value, path_id, receipt_of, BodyBytes, ReceiptAnswer,
 };
 use crate::state::AppState;
 
@@ -175,7 +174,7 @@ fn etag(version: u64) -> HeaderValue {
 struct ChangeAnswer {
     conflicts: Vec<ConflictView>,
     id: u64,
-    receipt: Receipt,
+    receipt: ReceiptAnswer,
     /// Only in a FeatureCollection's results (201).
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
@@ -204,7 +203,7 @@ async fn change_answer(
     Ok(ChangeAnswer {
         conflicts: views_of(&outcome.conflicts, viewer),
         id: outcome.id,
-        receipt,
+        receipt: ReceiptAnswer(receipt),
         status: None,
         version: outcome.version,
     })

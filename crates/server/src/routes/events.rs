@@ -37,9 +37,8 @@ pub async fn stream(party: Party, State(state): State<AppState>) -> Result<Respo
             return Some((Ok::<_, Infallible>(event), sub));
         }
         let delivery = sub.events.recv().await?;
-        let mut event = Event::default()
-            .event(delivery.kind)
-            .data(delivery.data.to_string());
+        // The data was encoded once by the hub for every stream.
+        let mut event = Event::default().event(delivery.kind).data(&*delivery.data);
         if let Some(id) = delivery.id {
             event = event.id(id.to_string());
         }

@@ -62,11 +62,8 @@ async fn pump(mut socket: WebSocket, mut sub: Subscription) {
         tokio::select! {
             delivery = sub.events.recv() => {
                 let Some(delivery) = delivery else { return };
-                let mut message = json!({"type": delivery.kind, "data": delivery.data});
-                if let Some(id) = delivery.id {
-                    message["id"] = json!(id);
-                }
-                if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                // The data was encoded once by the hub for every stream.
+                if socket.send(Message::Text(delivery.ws_text().into())).await.is_err() {
                     return;
                 }
             }
