@@ -1184,6 +1184,44 @@ impl TrackWatch {
         slot
     }
 
+    /// Room for `new` entities about to be inserted (`by_party` of them per
+    /// party), taken before the first `insert` rather than grown an eighth
+    /// at a time: the first second of a fleet inserts every entity, and
+    /// each step of `grow_snug` leaves the previous block freed. glibc
+    /// hands a large block back to the system at once (or `mremap`s it);
+    /// mimalloc keeps freed blocks resident for its purge delay (10 s in the
+    /// server), and 100k new entities in steps of an eighth freed some
+    /// eight times the arrays' final size. Never less than `grow_snug`'s
+    /// step, so that many small calls do not reallocate on each. Room for
+    /// fewer than `new` is taken as the free slots and ids cover.
+    fn reserve_new(&mut self, new: usize, by_party: impl IntoIterator<Item = (PartyId, usize)>) {
+        let slots = new.saturating_sub(self.free_slots.len());
+        reserve_grown(&mut self.entities, slots);
+        reserve_grown(&mut self.kin, slots);
+        reserve_grown(&mut self.id_of, slots);
+        reserve_grown(&mut self.seen, slots);
+        reserve_grown(&mut self.slot_of_id, new.saturating_sub(self.free.len()));
+        // A new entity queues its first wake-up, and its first scan a horizon.
+        reserve_heap_grown(&mut self.wakes, new);
+        if self.quiet_enabled() {
+            reserve_heap_grown(&mut self.horizons, new);
+        }
+        let (entities, slot_of_id) = (&self.entities, &self.slot_of_id);
+        for (party, count) in by_party {
+            // A table grows by doubling whatever it is asked for: asked once
+            // for the run's entities, it skips the steps between.
+            self.parties
+                .entry(party)
+                .or_default()
+                .by_uid
+                .reserve(count, |&other| {
+                    let slot = slot_of_id[other as usize] as usize;
+                    let entity = entities[slot].as_ref().expect("a listed entity is live");
+                    uid_hash(&entity.key.uid)
+                });
+        }
+    }
+
     /// Files an entity's swept box `new_box` after a report (its layer may change).
     fn refile_to(&mut self, now: Timestamp, slot: u32, layer: u16, new_box: CellBox) {
         let old = self.entity(slot);
@@ -1984,6 +2022,22 @@ fn remove_exact<T: Copy>(list: &mut Box<[T]>, mut gone: impl FnMut(&T) -> bool) 
 fn grow_snug<T>(list: &mut Vec<T>) {
     if list.len() == list.capacity() {
         list.reserve_exact(list.len() / 8 + 64);
+    }
+}
+
+/// Room for `additional` more items in a per-slot or per-id vector in one
+/// step: exactly that many when `grow_snug`'s step is fewer, else that
+/// step (`TrackWatch::reserve_new`).
+fn reserve_grown<T>(list: &mut Vec<T>, additional: usize) {
+    if list.len() + additional > list.capacity() {
+        list.reserve_exact(additional.max(list.len() / 8 + 64));
+    }
+}
+
+/// `reserve_grown` for a wake-up queue.
+fn reserve_heap_grown<T: Ord>(queue: &mut BinaryHeap<T>, additional: usize) {
+    if queue.len() + additional > queue.capacity() {
+        queue.reserve_exact(additional.max(queue.len() / 8 + 64));
     }
 }
 

@@ -747,6 +747,19 @@ impl TrackWatch {
             }
             end += 1;
         }
+        // Room for the run's new entities, and for as many more in the rest
+        // of the call as this run's share of new ones foretells (a fleet's
+        // first call: all of them, in one block; an ordinary one: none).
+        // A foretold entity that does not come costs address space only.
+        let (run, rest) = (end - first, reports.len() - end);
+        let foretold = (pending_all * rest).div_ceil(run.max(1));
+        let mut by_party: Vec<(PartyId, usize)> = pending_by_party.into_iter().collect();
+        if foretold > 0 {
+            for (_, count) in &mut by_party {
+                *count += (*count * rest).div_ceil(run);
+            }
+        }
+        self.reserve_new(pending_all + foretold, by_party);
         end
     }
 
@@ -1371,6 +1384,63 @@ mod tests {
         }
         trim_heap_snug(&mut queue);
         assert_eq!(queue.capacity(), 4_000 + 1_000 + 64, "within a half: kept");
+    }
+
+    /// A call's new entities take the per-slot and per-id arrays' room in
+    /// one block, sized by its first run and the rest of the call (not an
+    /// eighth at a time: `TrackWatch::reserve_new`); a call with few new
+    /// ones grows them by `grow_snug`'s step; the uid tables find all.
+    #[test]
+    fn a_call_of_new_entities_sizes_the_arrays_once() {
+        let config = TrackConfig {
+            batch_run_reports: 1_000,
+            ..TrackConfig::default()
+        };
+        let mut watch = TrackWatch::new(config).unwrap();
+        let uids: Vec<String> = (0..3_400).map(|k| format!("unit-{k}")).collect();
+        let report = |k: usize, time_ms: i64| PositionReport {
+            party: PartyId(1 + (k % 3) as u64),
+            uid: &uids[k],
+            time: Timestamp(time_ms),
+            position: LonLat::new(30.0 + (k * 7_919 % 3_400) as f64 * 0.003, 36.0),
+            alt_m: None,
+            speed_mps: Some(0.0),
+            course_deg: None,
+            stale: None,
+            activity: None,
+        };
+        let capacities = |watch: &TrackWatch| {
+            [
+                watch.entities.capacity(),
+                watch.kin.capacity(),
+                watch.id_of.capacity(),
+                watch.seen.capacity(),
+                watch.slot_of_id.capacity(),
+            ]
+        };
+        let first: Vec<PositionReport> = (0..3_000).map(|k| report(k, 0)).collect();
+        let outcomes = watch.handle_reports(Timestamp(0), &first);
+        assert!(outcomes.iter().all(|o| o == &Ok(ReportOutcome::Applied)));
+        assert_eq!(
+            capacities(&watch),
+            [3_000; 5],
+            "one block of exactly the call's entities"
+        );
+        for party in 1..=3 {
+            assert_eq!(watch.parties[&PartyId(party)].by_uid.len(), 1_000);
+        }
+        // The same entities again and 400 new ones: room for 3,000 / 8 + 64 more.
+        let second: Vec<PositionReport> = (0..3_400).map(|k| report(k, 1_000)).collect();
+        watch.handle_reports(Timestamp(1_000), &second);
+        assert_eq!(capacities(&watch), [3_000 + 439; 5]);
+        assert_eq!(watch.len(), 3_400);
+        for k in 0..3_400 {
+            let party = PartyId(1 + (k % 3) as u64);
+            assert_eq!(
+                watch.track(party, &uids[k]).map(|t| t.time),
+                Some(Timestamp(1_000))
+            );
+        }
     }
 
     #[test]
