@@ -6,7 +6,6 @@
 //! (`zone.entered`, `zone.crossed`) or per entity and linked activity
 //! (`deviation`). [`AlertKind::as_str`] is the contract's event type.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use deconflict_geodesy::LonLat;
@@ -254,94 +253,5 @@ impl Alert {
     /// The parties to tell.
     pub fn parties(&self) -> Vec<PartyId> {
         self.subject().parties()
-    }
-}
-
-/// Alerts a block of an [`AlertQueue`] holds (some 160 bytes each): a
-/// second's worth at 100k entities is some 2,400.
-pub(crate) const ALERT_BLOCK: usize = 4_096;
-
-/// A first-in first-out queue of alerts in blocks of [`ALERT_BLOCK`], one
-/// kept when empty. A burst (the first reports of a whole fleet open tens
-/// of thousands of episodes at once) takes more blocks of the same size
-/// rather than a doubling `VecDeque`: each doubling freed the previous
-/// block, which glibc hands back at once but mimalloc keeps resident for
-/// its purge delay (10 s in the server), as much again as the queue; a
-/// freed block of the one size is taken again by the next.
-#[derive(Debug, Default)]
-pub(crate) struct AlertQueue {
-    blocks: VecDeque<VecDeque<Alert>>,
-}
-
-impl AlertQueue {
-    pub(crate) fn push_back(&mut self, alert: Alert) {
-        if self.blocks.back().is_none_or(|b| b.len() == ALERT_BLOCK) {
-            self.blocks.push_back(VecDeque::with_capacity(ALERT_BLOCK));
-        }
-        self.blocks
-            .back_mut()
-            .expect("a block was just made")
-            .push_back(alert);
-    }
-
-    /// The oldest alert; a block emptied goes unless it is the last.
-    pub(crate) fn pop_front(&mut self) -> Option<Alert> {
-        let front = self.blocks.front_mut()?;
-        let alert = front.pop_front();
-        if front.is_empty() && self.blocks.len() > 1 {
-            self.blocks.pop_front();
-        }
-        alert
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alert(k: u64) -> Alert {
-        Alert::Cleared {
-            id: AlertId(k),
-            at: Timestamp(0),
-            kind: AlertKind::Cpa,
-            subject: AlertSubject::Plan {
-                track: TrackKey {
-                    party: PartyId(1),
-                    uid: Arc::from("u"),
-                },
-                activity: ActivityId(1),
-            },
-            reason: ClearReason::Separated,
-        }
-    }
-
-    fn id(alert: &Alert) -> u64 {
-        match alert {
-            Alert::Opened { id, .. } | Alert::Cleared { id, .. } => id.0,
-        }
-    }
-
-    /// First in, first out across blocks, with pushes and pops interleaved
-    /// as a model `VecDeque` takes them; a burst's blocks go once drained
-    /// (one kept), and no block grows past `ALERT_BLOCK`.
-    #[test]
-    fn an_alert_queue_is_first_in_first_out_in_blocks_of_one_size() {
-        let (mut queue, mut model) = (AlertQueue::default(), VecDeque::new());
-        assert_eq!(queue.pop_front().map(|a| id(&a)), None);
-        let mut next = 0;
-        for (pushes, pops) in [(10_000, 3), (5, 9_000), (4_096, 0), (1, 6_000), (0, 10)] {
-            for _ in 0..pushes {
-                queue.push_back(alert(next));
-                model.push_back(next);
-                next += 1;
-            }
-            for _ in 0..pops {
-                assert_eq!(queue.pop_front().map(|a| id(&a)), model.pop_front());
-            }
-            assert_eq!(queue.blocks.iter().map(VecDeque::len).sum::<usize>(), model.len());
-            assert!(queue.blocks.iter().all(|b| b.capacity() == ALERT_BLOCK));
-            assert!(queue.blocks.len() == 1 || queue.blocks.iter().all(|b| !b.is_empty()));
-        }
-        assert_eq!(queue.blocks.len(), 1, "one block kept once drained");
     }
 }

@@ -2,7 +2,7 @@
 //! among them, as a sans-IO state machine.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::activity::{ActivityId, ActivityKind, PartyId};
 use crate::time::Timestamp;
 
 use super::alert::{
-    Alert, AlertDetail, AlertId, AlertKind, AlertQueue, AlertSubject, ClearReason, DeviationCause, TrackKey,
+    Alert, AlertDetail, AlertId, AlertKind, AlertSubject, ClearReason, DeviationCause, TrackKey,
 };
 use super::config::TrackConfig;
 use super::error::TrackError;
@@ -356,6 +356,10 @@ const NONE: u32 = u32::MAX;
 /// many was inserted or changed its first cell since the last time.
 const RELAYOUT_DISORDER_DIVISOR: usize = 8;
 
+/// Alerts the queue keeps room for once drained (a second's worth at
+/// 100k entities is some 2,400).
+const ALERT_QUEUE_KEPT: usize = 4_096;
+
 /// Layer 0 holds entities on the ground, 1 airborne ones of unknown height,
 /// 2 and up airborne ones by height from this base.
 const LAYER_BASE_M: f64 = -1_000.0;
@@ -441,7 +445,7 @@ pub struct TrackWatch {
     /// By entity id, the activity of every linked entity (`Entity::linked`).
     links: BTreeMap<u32, ActivityId>,
     next_alert: u64,
-    alerts: AlertQueue,
+    alerts: VecDeque<Alert>,
     stats: TrackStats,
     /// A report's candidates, `by_id`.
     candidates: Vec<u64>,
@@ -486,7 +490,7 @@ impl TrackWatch {
             deviation_alerts: BTreeMap::new(),
             links: BTreeMap::new(),
             next_alert: 0,
-            alerts: AlertQueue::default(),
+            alerts: VecDeque::new(),
             stats: TrackStats::default(),
             candidates: Vec::new(),
             quiet_radius_max_m: 0.0,
@@ -514,8 +518,15 @@ impl TrackWatch {
 
     /// The next alert, oldest first.
     pub fn poll_alert(&mut self) -> Option<Alert> {
-        // A burst's blocks go as it is drained (`AlertQueue`).
-        self.alerts.pop_front()
+        let next = self.alerts.pop_front();
+        if next.is_none() && self.alerts.capacity() > ALERT_QUEUE_KEPT {
+            // A burst (the first reports of a whole fleet open tens of
+            // thousands of episodes at once; an alert is ~160 bytes) would
+            // otherwise keep its queue for good: 100k entities' first tick
+            // left some 20 MiB behind.
+            self.alerts.shrink_to(ALERT_QUEUE_KEPT);
+        }
+        next
     }
 
     /// Open episodes, all kinds.
