@@ -51,7 +51,7 @@ use crate::chord::{
     ecef, geodesic_upper_m, lerp, norm, point_segment_distance, sagitta_m, segment_closest, sub,
     surface_point, Tangent, V3,
 };
-use crate::ellipsoid::{direct, inverse, SolvedEdge};
+use crate::ellipsoid::{direct, inverse, DirectLine, SolvedEdge};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
 use crate::shape::closest_if_below;
 use crate::{Closest, GeoBounds, LonLat, Shape};
@@ -523,10 +523,14 @@ impl Parts {
         let first = self.points.len();
         self.points.push(ecef(a));
         self.offsets_m.push(0.0);
-        for k in 1..pieces {
-            let offset_m = length_m * k as f64 / pieces as f64;
-            self.points.push(ecef(direct(a, azimuth_deg, offset_m).0));
-            self.offsets_m.push(offset_m);
+        if pieces > 1 {
+            // One line for the edge's cut points: `direct`'s points, to the bit.
+            let line = DirectLine::new(a, azimuth_deg);
+            for k in 1..pieces {
+                let offset_m = length_m * k as f64 / pieces as f64;
+                self.points.push(ecef(line.at(offset_m)));
+                self.offsets_m.push(offset_m);
+            }
         }
         self.points.push(ecef(b));
         self.offsets_m.push(length_m);
