@@ -676,19 +676,47 @@ mod tests {
         problems.0
     }
 
+    /// A xorshift stream of numbers in `[0, 1)`.
+    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// A step of up to `scale_deg` each way from `last`.
+    fn step(last: LonLat, scale_deg: f64, next: &mut impl FnMut() -> f64) -> LonLat {
+        LonLat::new(
+            (last.lon_deg + (next() - 0.5) * scale_deg + 540.0).rem_euclid(360.0) - 180.0,
+            (last.lat_deg + (next() - 0.5) * scale_deg).clamp(-90.0, 90.0),
+        )
+    }
+
+    /// The edge limit at the default, at, just below and just above an
+    /// edge's exact length, and at a metre.
+    fn limits_around(edge_m: f64) -> [Limits; 5] {
+        [
+            Limits::default().max_edge_m,
+            edge_m,
+            edge_m * (1.0 - 1e-12),
+            edge_m.next_up(),
+            1.0,
+        ]
+        .map(|max_edge_m| Limits {
+            max_edge_m,
+            ..Limits::default()
+        })
+    }
+
     /// The chord's shortcut names the same edges with the same lengths as
     /// solving every edge, with the limit at, just below and just above
     /// edges' exact lengths and at the default, on routes of short and long
     /// edges (some beyond the default limit) and repeated positions.
     #[test]
     fn edge_check_equals_solving_every_edge() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(0x9e37_79b9_7f4a_7c15);
         let mut flagged = 0;
         for round in 0..300 {
             let scale_deg = [0.01, 1.0, 30.0, 60.0][round % 4];
@@ -698,25 +726,13 @@ mod tests {
                 let next_point = if next() < 0.1 {
                     last
                 } else {
-                    LonLat::new(
-                        (last.lon_deg + (next() - 0.5) * scale_deg + 540.0).rem_euclid(360.0) - 180.0,
-                        (last.lat_deg + (next() - 0.5) * scale_deg).clamp(-90.0, 90.0),
-                    )
+                    step(last, scale_deg, &mut next)
                 };
                 route.push(next_point);
             }
             let some_edge_m = geodesy::distance_m(route[0], route[1]);
-            for max_edge_m in [
-                Limits::default().max_edge_m,
-                some_edge_m,
-                some_edge_m * (1.0 - 1e-12),
-                some_edge_m.next_up(),
-                1.0,
-            ] {
-                let limits = Limits {
-                    max_edge_m,
-                    ..Limits::default()
-                };
+            for limits in limits_around(some_edge_m) {
+                let max_edge_m = limits.max_edge_m;
                 let mut problems = Problems::default();
                 check_edges(&mut problems, &route, Some(0), &limits);
                 let expected = edge_problems_solving_every_edge(&route, &limits);
@@ -736,13 +752,7 @@ mod tests {
     /// exact lengths.
     #[test]
     fn ring_edge_check_from_solved_edges_equals_the_chord_path() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(0x2545_f491_4f6c_dd1d);
         let (mut flagged, mut rewritten, mut exact_rings) = (0, 0, 0);
         for round in 0..400 {
             let scale_deg = [0.01, 1.0, 30.0, 60.0][round % 4];
@@ -763,10 +773,7 @@ mod tests {
                 } else if roll < 0.3 {
                     LonLat::new(if next() < 0.5 { 180.0 } else { -180.0 }, last.lat_deg)
                 } else {
-                    LonLat::new(
-                        (last.lon_deg + (next() - 0.5) * scale_deg + 540.0).rem_euclid(360.0) - 180.0,
-                        (last.lat_deg + (next() - 0.5) * scale_deg).clamp(-90.0, 90.0),
-                    )
+                    step(last, scale_deg, &mut next)
                 };
                 ring.push(next_point);
             }
@@ -779,17 +786,8 @@ mod tests {
             exact_rings += usize::from(repeats_written_alike);
             let solved: Vec<SolvedEdge> = folded.windows(2).map(|e| SolvedEdge::solve(e[0], e[1])).collect();
             let some_edge_m = geodesy::distance_m(folded[0], folded[folded.len().min(2) - 1]);
-            for max_edge_m in [
-                Limits::default().max_edge_m,
-                some_edge_m,
-                some_edge_m * (1.0 - 1e-12),
-                some_edge_m.next_up(),
-                1.0,
-            ] {
-                let limits = Limits {
-                    max_edge_m,
-                    ..Limits::default()
-                };
+            for limits in limits_around(some_edge_m) {
+                let max_edge_m = limits.max_edge_m;
                 let mut from_solved = Problems::default();
                 let settled = check_ring_edges(&mut from_solved, &ring, &notified_index, &solved, 0, &limits);
                 // Every folded edge is settled by its solution when every
