@@ -79,6 +79,6 @@ pub use error::Error;
 pub use hash::{empty_root, leaf_hash, node_hash, Hash, HASH_LEN};
 pub use leaf::{canonical_json, LeafEvent};
 pub use note::{open_note, Note, NoteSignature, NoteSigner, NoteVerifier, VerifiedNote};
-pub use proof::{consistency_proof, inclusion_proof, verify_consistency, verify_inclusion};
+pub use proof::{consistency_proof, inclusion_proof, verify_consistency, verify_inclusion, InclusionPaths};
 pub use receipt::{verify_receipt, Receipt, VerifiedReceipt};
 pub use tree::{root_at, Appended, HashReader, MemoryLog, MemoryStore, NodeId, Tree};

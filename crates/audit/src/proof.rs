@@ -2,7 +2,7 @@
 //! subtrees, and verification exactly as RFC 9162 §2.1.3.2 and §2.1.4.2.
 
 use crate::hash::{node_hash, Hash};
-use crate::tree::{fold_range, range_nodes, read_all, HashReader, NodeId};
+use crate::tree::{fold_range, range_nodes, read_all, HashReader, NodeId, Tree};
 use crate::Error;
 
 /// Largest power of two strictly below `n` (n ≥ 2).
@@ -82,6 +82,105 @@ pub fn inclusion_proof<R: HashReader + ?Sized>(
         return Err(Error::IndexOutOfRange { index, size });
     }
     hash_ranges(reader, &inclusion_ranges(index, size))
+}
+
+/// The inclusion proofs of any number of entries under one tree head,
+/// sharing the work they have in common (the same proofs as
+/// [`inclusion_proof`]).
+///
+/// A range of a path that is not one perfect subtree always ends at the
+/// tree's size, and starts where one of the frontier's subtrees starts
+/// (the recursion only passes whole subtrees of the size's binary
+/// decomposition on its way right), so its hash is a fold of the
+/// frontier's tail. Those folds are made here once per head, one hash per
+/// frontier subtree, instead of once per proof; every other range is read
+/// from the store as [`inclusion_proof`] reads it, in one call per proof
+/// (with the entry's leaf hash when a receipt wants it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InclusionPaths {
+    size: u64,
+    /// `(start, MTH(D[start:size]))` at the start of every frontier
+    /// subtree but the first, ascending.
+    tails: Vec<(u64, Hash)>,
+}
+
+impl InclusionPaths {
+    /// The shared part of every inclusion proof under `tree`'s head: its
+    /// frontier's tails, O(log n) hashing and no reads.
+    pub fn of_tree(tree: &Tree) -> Self {
+        let ids = Tree::frontier_ids(tree.size());
+        let mut tails = Vec::with_capacity(ids.len().saturating_sub(1));
+        let mut folded: Option<Hash> = None;
+        for (id, hash) in ids.iter().zip(tree.frontier()).rev() {
+            let tail = match folded {
+                None => *hash,
+                Some(right) => node_hash(hash, &right),
+            };
+            folded = Some(tail);
+            let start = id.index << id.level;
+            if start > 0 {
+                tails.push((start, tail));
+            }
+        }
+        tails.reverse();
+        InclusionPaths {
+            size: tree.size(),
+            tails,
+        }
+    }
+
+    /// The tree size these proofs are for.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The inclusion proof of entry `index`, equal to
+    /// `inclusion_proof(reader, index, self.size())`.
+    pub fn prove<R: HashReader + ?Sized>(&self, reader: &R, index: u64) -> Result<Vec<Hash>, Error> {
+        self.prove_reading(reader, index, None).map(|(proof, _)| proof)
+    }
+
+    /// The proof of entry `index` and, in the same read, the hash of node
+    /// `also` when given.
+    pub(crate) fn prove_reading<R: HashReader + ?Sized>(
+        &self,
+        reader: &R,
+        index: u64,
+        also: Option<NodeId>,
+    ) -> Result<(Vec<Hash>, Option<Hash>), Error> {
+        if index >= self.size {
+            return Err(Error::IndexOutOfRange {
+                index,
+                size: self.size,
+            });
+        }
+        let ranges = inclusion_ranges(index, self.size);
+        // Each slot: a tail's hash, or the span of `ids` its range folds.
+        let mut slots: Vec<Result<Hash, (usize, usize)>> = Vec::with_capacity(ranges.len());
+        let mut ids: Vec<NodeId> = Vec::with_capacity(ranges.len() + 1);
+        for &(lo, hi) in &ranges {
+            if hi == self.size {
+                if let Ok(at) = self.tails.binary_search_by_key(&lo, |(start, _)| *start) {
+                    slots.push(Ok(self.tails[at].1));
+                    continue;
+                }
+            }
+            let start = ids.len();
+            range_nodes(lo, hi, &mut ids);
+            slots.push(Err((start, ids.len())));
+        }
+        let proof_ids = ids.len();
+        ids.extend(also);
+        let hashes = read_all(reader, &ids)?;
+        let proof = slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(hash) => hash,
+                Err((start, end)) => fold_range(&hashes[start..end]),
+            })
+            .collect();
+        Ok((proof, hashes.get(proof_ids).copied()))
+    }
 }
 
 /// The consistency proof from the tree of `old` leaves to the tree of `new`

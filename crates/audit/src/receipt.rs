@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{verify_checkpoint, Checkpoint};
 use crate::hash::{leaf_hash, Hash};
 use crate::note::NoteVerifier;
-use crate::proof::{inclusion_proof, verify_inclusion};
+use crate::proof::{inclusion_proof, verify_inclusion, InclusionPaths};
 use crate::tree::{read_all, HashReader, NodeId};
 use crate::Error;
 
@@ -42,6 +42,32 @@ impl Receipt {
     ) -> Result<Self, Error> {
         let proof = inclusion_proof(reader, log_index, checkpoint.size)?;
         let leaf = read_all(reader, &[NodeId::leaf(log_index)])?[0];
+        Ok(Receipt {
+            log_index,
+            leaf_hash: leaf,
+            checkpoint: checkpoint_note,
+            inclusion_proof: proof,
+        })
+    }
+
+    /// [`Receipt::build`] with the proof's shared part from `paths` (the
+    /// same receipt, with less hashing and one read): for the many
+    /// receipts of one head. Paths of another size than the checkpoint's
+    /// are not used.
+    pub fn build_with<R: HashReader + ?Sized>(
+        paths: &InclusionPaths,
+        reader: &R,
+        log_index: u64,
+        checkpoint: &Checkpoint,
+        checkpoint_note: String,
+    ) -> Result<Self, Error> {
+        if paths.size() != checkpoint.size {
+            return Self::build(reader, log_index, checkpoint, checkpoint_note);
+        }
+        let (proof, leaf) = paths.prove_reading(reader, log_index, Some(NodeId::leaf(log_index)))?;
+        let Some(leaf) = leaf else {
+            return Err(Error::MissingNode(NodeId::leaf(log_index)));
+        };
         Ok(Receipt {
             log_index,
             leaf_hash: leaf,

@@ -4,7 +4,7 @@
 use deconflict_audit::proof::{consistency_proof_len, inclusion_proof_len};
 use deconflict_audit::{
     consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root_at, verify_consistency,
-    verify_inclusion, Hash, MemoryLog, Tree,
+    verify_inclusion, Checkpoint, Hash, InclusionPaths, MemoryLog, Receipt, Tree,
 };
 use proptest::prelude::*;
 
@@ -92,9 +92,15 @@ fn exhaustive_small_trees() {
             root,
             "frontier {n}"
         );
+        let paths = InclusionPaths::of_tree(&Tree::load(&log.store, n as u64).unwrap());
         for i in 0..n {
             let p = inclusion_proof(&log.store, i as u64, n as u64).unwrap();
             assert_eq!(p, naive_path(i, &all[..n]), "path {i} {n}");
+            assert_eq!(
+                paths.prove(&log.store, i as u64).unwrap(),
+                p,
+                "shared path {i} {n}"
+            );
             assert_eq!(p.len(), inclusion_proof_len(i as u64, n as u64));
             verify_inclusion(&leaf_hash(&all[i]), i as u64, n as u64, &p, &root).unwrap();
         }
@@ -150,6 +156,42 @@ proptest! {
         if i > 0 {
             prop_assert!(verify_inclusion(&leaf, i as u64 - 1, n as u64, &p, &root).is_err());
         }
+    }
+
+    /// The proofs and receipts of one head built with its shared
+    /// [`InclusionPaths`] are those of `inclusion_proof` and
+    /// `Receipt::build`, for trees of every scale up to a few thousand
+    /// leaves (many frontier subtrees) and entries anywhere, most near the
+    /// end where a batch's receipts are; paths of another size than the
+    /// checkpoint's are not used, and an entry past the tree is refused.
+    #[test]
+    fn shared_paths_prove_as_inclusion_proof(n in 1usize..5000, seeds in prop::collection::vec(any::<u64>(), 1..40), other in 0usize..5000) {
+        let log = build(&leaves(n));
+        let size = n as u64;
+        let paths = InclusionPaths::of_tree(&log.tree);
+        prop_assert_eq!(paths.size(), size);
+        let checkpoint = Checkpoint::of_tree("paths.test", &log.tree);
+        let note = format!("note of {n}");
+        for seed in seeds {
+            let i = if seed % 2 == 0 { size - 1 - (seed / 2) % size.min(300) } else { (seed / 2) % size };
+            let p = inclusion_proof(&log.store, i, size).unwrap();
+            prop_assert_eq!(paths.prove(&log.store, i).unwrap(), p, "entry {} of {}", i, n);
+            let receipt = Receipt::build(&log.store, i, &checkpoint, note.clone()).unwrap();
+            let shared = Receipt::build_with(&paths, &log.store, i, &checkpoint, note.clone()).unwrap();
+            prop_assert_eq!(
+                serde_json::to_vec(&shared).unwrap(),
+                serde_json::to_vec(&receipt).unwrap()
+            );
+            // Another head's paths: the receipt is still the checkpoint's.
+            let other_size = (other as u64 % size) + 1;
+            let stale = InclusionPaths::of_tree(&Tree::load(&log.store, other_size).unwrap());
+            prop_assert_eq!(
+                Receipt::build_with(&stale, &log.store, i, &checkpoint, note.clone()).unwrap(),
+                receipt
+            );
+        }
+        prop_assert!(paths.prove(&log.store, size).is_err());
+        prop_assert!(Receipt::build_with(&paths, &log.store, size, &checkpoint, note).is_err());
     }
 
     /// Generated consistency proofs verify for all (m, n), and any single-bit

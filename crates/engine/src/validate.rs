@@ -297,18 +297,20 @@ fn fold_repeats(positions: &[LonLat]) -> (Vec<LonLat>, Vec<usize>) {
     (folded, notified_index)
 }
 
+/// The edge's geodesic length when it is above the edge limit.
+fn edge_beyond_limit_m(a: LonLat, b: LonLat, limits: &Limits) -> Option<f64> {
+    // Nearly every edge is far below the limit: the bound from its chord
+    // settles it without a geodesic problem. Only an edge that may exceed
+    // the limit is solved here, and its problem names the exact length.
+    if geodesy::geodesic_at_most_m(a, b, limits.max_edge_m) {
+        return None;
+    }
+    Some(geodesy::distance_m(a, b)).filter(|&length_m| length_m > limits.max_edge_m)
+}
+
 fn check_edges(problems: &mut Problems, positions: &[LonLat], ring: Option<usize>, limits: &Limits) {
     for (i, pair) in positions.windows(2).enumerate() {
-        // Nearly every edge is far below the limit: the bound from its
-        // chord settles it without a geodesic problem (a polygon's edges
-        // are solved once more for its prepared shape). Only an edge that
-        // may exceed the limit is solved here, and its problem names the
-        // exact length as before.
-        if geodesy::geodesic_at_most_m(pair[0], pair[1], limits.max_edge_m) {
-            continue;
-        }
-        let length_m = geodesy::distance_m(pair[0], pair[1]);
-        if length_m > limits.max_edge_m {
+        if let Some(length_m) = edge_beyond_limit_m(pair[0], pair[1], limits) {
             problems.add(
                 position_field(ring, Some(i + 1), None),
                 Problem::EdgeTooLong {
@@ -318,6 +320,51 @@ fn check_edges(problems: &mut Problems, positions: &[LonLat], ring: Option<usize
             );
         }
     }
+}
+
+/// [`check_edges`] of a notified ring, with the length of each edge that
+/// is an edge of the folded ring taken from `solved` (the folded ring's
+/// edges solved in order; `notified_index` as [`fold_repeats`] gives it).
+/// An edge between a position and its repeat is not in the folded ring, nor
+/// is the edge that ends a run of repeats whose last position is not
+/// written as the run's first, to the bit (a pole's longitude, ±180): those
+/// take [`check_edges`]' path. The same problems as [`check_edges`] (tested).
+/// Returns how many edges their solution settled.
+fn check_ring_edges(
+    problems: &mut Problems,
+    ring: &[LonLat],
+    notified_index: &[usize],
+    solved: &[SolvedEdge],
+    r: usize,
+    limits: &Limits,
+) -> usize {
+    // The folded edge `j` ends at notified position `notified_index[j + 1]`.
+    let (mut j, mut settled) = (0, 0);
+    for (i, pair) in ring.windows(2).enumerate() {
+        let folded_edge = if notified_index.get(j + 1) == Some(&(i + 1)) {
+            j += 1;
+            solved.get(j - 1).filter(|edge| edge.is_of(pair[0], pair[1]))
+        } else {
+            None
+        };
+        let too_long_m = match folded_edge {
+            Some(edge) => {
+                settled += 1;
+                Some(edge.length_m()).filter(|&length_m| length_m > limits.max_edge_m)
+            }
+            None => edge_beyond_limit_m(pair[0], pair[1], limits),
+        };
+        if let Some(length_m) = too_long_m {
+            problems.add(
+                position_field(Some(r), Some(i + 1), None),
+                Problem::EdgeTooLong {
+                    length_m,
+                    limit_m: limits.max_edge_m,
+                },
+            );
+        }
+    }
+    settled
 }
 
 fn validate_route(problems: &mut Problems, route: &[LonLat], limits: &Limits) -> Option<Vec<LonLat>> {
@@ -371,7 +418,9 @@ fn validate_rings(
         return None;
     }
     let mut folded_rings = Vec::with_capacity(rings.len());
-    let mut solved = Vec::new();
+    // Room for every ring's edges (one fewer than its positions, repeats
+    // folded or not), so that the list is not grown edge by edge.
+    let mut solved = Vec::with_capacity(rings.iter().map(Vec::len).sum());
     for (r, ring) in rings.iter().enumerate() {
         let mut ok = true;
         for (i, &p) in ring.iter().enumerate() {
@@ -396,12 +445,17 @@ fn validate_rings(
             );
             continue;
         }
+        // The folded ring's edges are solved first (the self-intersection
+        // test needs their boxes, the prepared shape their inverses), so
+        // their lengths settle the edge limit without the chord bound.
+        let first = solved.len();
+        solved.extend(folded.windows(2).map(|e| SolvedEdge::solve(e[0], e[1])));
         let before = problems.0.len();
-        check_edges(problems, ring, Some(r), limits);
+        check_ring_edges(problems, ring, &notified_index, &solved[first..], r, limits);
         if problems.0.len() != before {
             continue;
         }
-        if let Some((a, b)) = geodesy::ring_self_intersection_solving(&folded, &mut solved) {
+        if let Some((a, b)) = geodesy::ring_self_intersection_solved(&folded, &solved[first..]) {
             problems.add(
                 position_field(Some(r), None, None),
                 Problem::SelfIntersecting {
@@ -622,19 +676,47 @@ mod tests {
         problems.0
     }
 
+    /// A xorshift stream of numbers in `[0, 1)`.
+    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// A step of up to `scale_deg` each way from `last`.
+    fn step(last: LonLat, scale_deg: f64, next: &mut impl FnMut() -> f64) -> LonLat {
+        LonLat::new(
+            (last.lon_deg + (next() - 0.5) * scale_deg + 540.0).rem_euclid(360.0) - 180.0,
+            (last.lat_deg + (next() - 0.5) * scale_deg).clamp(-90.0, 90.0),
+        )
+    }
+
+    /// The edge limit at the default, at, just below and just above an
+    /// edge's exact length, and at a metre.
+    fn limits_around(edge_m: f64) -> [Limits; 5] {
+        [
+            Limits::default().max_edge_m,
+            edge_m,
+            edge_m * (1.0 - 1e-12),
+            edge_m.next_up(),
+            1.0,
+        ]
+        .map(|max_edge_m| Limits {
+            max_edge_m,
+            ..Limits::default()
+        })
+    }
+
     /// The chord's shortcut names the same edges with the same lengths as
     /// solving every edge, with the limit at, just below and just above
     /// edges' exact lengths and at the default, on routes of short and long
     /// edges (some beyond the default limit) and repeated positions.
     #[test]
     fn edge_check_equals_solving_every_edge() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(0x9e37_79b9_7f4a_7c15);
         let mut flagged = 0;
         for round in 0..300 {
             let scale_deg = [0.01, 1.0, 30.0, 60.0][round % 4];
@@ -644,25 +726,13 @@ mod tests {
                 let next_point = if next() < 0.1 {
                     last
                 } else {
-                    LonLat::new(
-                        (last.lon_deg + (next() - 0.5) * scale_deg + 540.0).rem_euclid(360.0) - 180.0,
-                        (last.lat_deg + (next() - 0.5) * scale_deg).clamp(-90.0, 90.0),
-                    )
+                    step(last, scale_deg, &mut next)
                 };
                 route.push(next_point);
             }
             let some_edge_m = geodesy::distance_m(route[0], route[1]);
-            for max_edge_m in [
-                Limits::default().max_edge_m,
-                some_edge_m,
-                some_edge_m * (1.0 - 1e-12),
-                some_edge_m.next_up(),
-                1.0,
-            ] {
-                let limits = Limits {
-                    max_edge_m,
-                    ..Limits::default()
-                };
+            for limits in limits_around(some_edge_m) {
+                let max_edge_m = limits.max_edge_m;
                 let mut problems = Problems::default();
                 check_edges(&mut problems, &route, Some(0), &limits);
                 let expected = edge_problems_solving_every_edge(&route, &limits);
@@ -671,6 +741,71 @@ mod tests {
             }
         }
         assert!(flagged > 300, "too few edges beyond a limit: {flagged}");
+    }
+
+    /// A ring's edge check from its folded edges' solutions names the same
+    /// edges with the same lengths as the chord path ([`check_edges`]) and
+    /// as solving every notified edge: on rings of short and long edges
+    /// with repeated positions, some written differently from the
+    /// position they repeat (a pole at another longitude, 180 for -180),
+    /// the limit at the default, at, just below and just above edges'
+    /// exact lengths.
+    #[test]
+    fn ring_edge_check_from_solved_edges_equals_the_chord_path() {
+        let mut next = uniform(0x2545_f491_4f6c_dd1d);
+        let (mut flagged, mut rewritten, mut exact_rings) = (0, 0, 0);
+        for round in 0..400 {
+            let scale_deg = [0.01, 1.0, 30.0, 60.0][round % 4];
+            let mut ring = vec![LonLat::new(next() * 360.0 - 180.0, next() * 170.0 - 85.0)];
+            for _ in 0..8 {
+                let last = *ring.last().unwrap();
+                let roll = next();
+                let next_point = if roll < 0.1 {
+                    last
+                } else if roll < 0.15 && last.lat_deg.abs() == 90.0 {
+                    rewritten += 1;
+                    LonLat::new(next() * 360.0 - 180.0, last.lat_deg)
+                } else if roll < 0.2 && last.lon_deg.abs() == 180.0 {
+                    rewritten += 1;
+                    LonLat::new(-last.lon_deg, last.lat_deg)
+                } else if roll < 0.25 {
+                    LonLat::new(next() * 360.0 - 180.0, if next() < 0.5 { 90.0 } else { -90.0 })
+                } else if roll < 0.3 {
+                    LonLat::new(if next() < 0.5 { 180.0 } else { -180.0 }, last.lat_deg)
+                } else {
+                    step(last, scale_deg, &mut next)
+                };
+                ring.push(next_point);
+            }
+            ring.push(ring[0]);
+            let (folded, notified_index) = fold_repeats(&ring);
+            let repeats_written_alike = ring.windows(2).all(|e| {
+                let bits = |p: LonLat| (p.lon_deg.to_bits(), p.lat_deg.to_bits());
+                !same_place(e[0], e[1]) || bits(e[0]) == bits(e[1])
+            });
+            exact_rings += usize::from(repeats_written_alike);
+            let solved: Vec<SolvedEdge> = folded.windows(2).map(|e| SolvedEdge::solve(e[0], e[1])).collect();
+            let some_edge_m = geodesy::distance_m(folded[0], folded[folded.len().min(2) - 1]);
+            for limits in limits_around(some_edge_m) {
+                let max_edge_m = limits.max_edge_m;
+                let mut from_solved = Problems::default();
+                let settled = check_ring_edges(&mut from_solved, &ring, &notified_index, &solved, 0, &limits);
+                // Every folded edge is settled by its solution when every
+                // repeat is written as the position it repeats.
+                if repeats_written_alike {
+                    assert_eq!(settled, solved.len(), "ring {ring:?}");
+                }
+                let mut chord_path = Problems::default();
+                check_edges(&mut chord_path, &ring, Some(0), &limits);
+                let expected = edge_problems_solving_every_edge(&ring, &limits);
+                flagged += expected.len();
+                assert_eq!(from_solved.0, chord_path.0, "ring {ring:?} limit {max_edge_m}");
+                assert_eq!(from_solved.0, expected, "ring {ring:?} limit {max_edge_m}");
+            }
+        }
+        assert!(flagged > 400, "too few edges beyond a limit: {flagged}");
+        assert!(rewritten > 20, "too few repeats written otherwise: {rewritten}");
+        assert!(exact_rings > 100, "too few rings of exact repeats: {exact_rings}");
     }
 
     mod one_walk {

@@ -82,6 +82,8 @@ pub use prepared::{
     gap_midpoint, separation_if_below, separation_if_below_exactly, Buffered, Prepared, Separation,
     GAP_TOLERANCE_M, MAX_PIECE_M, MAX_PREPARED_POINTS,
 };
-pub use region::{point_in_region, ring_self_intersection, ring_self_intersection_solving};
+pub use region::{
+    point_in_region, ring_self_intersection, ring_self_intersection_solved, ring_self_intersection_solving,
+};
 pub use segment::segments_intersection;
 pub use shape::{closest, closest_if_below};

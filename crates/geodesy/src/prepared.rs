@@ -51,7 +51,7 @@ use crate::chord::{
     ecef, geodesic_upper_m, lerp, norm, point_segment_distance, sagitta_m, segment_closest, sub,
     surface_point, Tangent, V3,
 };
-use crate::ellipsoid::{direct, inverse, SolvedEdge};
+use crate::ellipsoid::{direct, inverse, DirectLine, SolvedEdge};
 use crate::region::{in_ring_on_tangent_plane_cached, on_ring, point_in_region, tangent_plane_margin_m};
 use crate::shape::closest_if_below;
 use crate::{Closest, GeoBounds, LonLat, Shape};
@@ -233,18 +233,22 @@ impl Prepared {
                 });
                 probes.push(*p);
             }
+            // Each vertex is placed in Earth-centred coordinates once, for
+            // both edges it ends (and for a ring's point-in-ring test):
+            // `ecef` three times a vertex was ~5 % of a polygon's validation.
             Shape::Path(vertices) => {
-                for e in vertices.windows(2) {
-                    parts.add_edge(e[0], e[1], solve(e[0], e[1]));
+                let at: Vec<V3> = vertices.iter().map(|&v| ecef(v)).collect();
+                for (e, at) in vertices.windows(2).zip(at.windows(2)) {
+                    parts.add_edge((e[0], at[0]), (e[1], at[1]), solve(e[0], e[1]));
                 }
                 probes.extend(vertices.first());
             }
             Shape::Region(rings) => {
                 for ring in rings.iter() {
-                    for e in ring.windows(2) {
-                        parts.add_edge(e[0], e[1], solve(e[0], e[1]));
-                    }
                     let at: Vec<V3> = ring.iter().map(|&v| ecef(v)).collect();
+                    for (e, at) in ring.windows(2).zip(at.windows(2)) {
+                        parts.add_edge((e[0], at[0]), (e[1], at[1]), solve(e[0], e[1]));
+                    }
                     let margins_m = at
                         .windows(2)
                         .map(|e| tangent_plane_margin_m(e[0], e[1]))
@@ -505,8 +509,9 @@ impl Parts {
         }
     }
 
-    /// Adds the edge from `a` to `b`, `solved` its geodesic inverse.
-    fn add_edge(&mut self, a: LonLat, b: LonLat, solved: (f64, f64, f64)) {
+    /// Adds the edge from `a` to `b` (each with its [`ecef`]), `solved` its
+    /// geodesic inverse.
+    fn add_edge(&mut self, (a, at_a): (LonLat, V3), (_, at_b): (LonLat, V3), solved: (f64, f64, f64)) {
         let (length_m, azimuth_deg, azimuth_end_deg) = solved;
         self.azimuths.push((azimuth_deg, azimuth_end_deg));
         if self.points.len() > MAX_PREPARED_POINTS {
@@ -521,14 +526,18 @@ impl Parts {
         }
         let pieces = pieces as usize;
         let first = self.points.len();
-        self.points.push(ecef(a));
+        self.points.push(at_a);
         self.offsets_m.push(0.0);
-        for k in 1..pieces {
-            let offset_m = length_m * k as f64 / pieces as f64;
-            self.points.push(ecef(direct(a, azimuth_deg, offset_m).0));
-            self.offsets_m.push(offset_m);
+        if pieces > 1 {
+            // One line for the edge's cut points: `direct`'s points, to the bit.
+            let line = DirectLine::new(a, azimuth_deg);
+            for k in 1..pieces {
+                let offset_m = length_m * k as f64 / pieces as f64;
+                self.points.push(ecef(line.at(offset_m)));
+                self.offsets_m.push(offset_m);
+            }
         }
-        self.points.push(ecef(b));
+        self.points.push(at_b);
         self.offsets_m.push(length_m);
         let last = self.points.len() - 1;
         for i in first..last {

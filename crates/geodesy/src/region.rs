@@ -177,7 +177,24 @@ pub fn ring_self_intersection_solving(
 ) -> Option<(usize, usize)> {
     let first = solved.len();
     solved.extend(ring.windows(2).map(|e| SolvedEdge::solve(e[0], e[1])));
-    let boxes: Vec<GeoBounds> = solved[first..].iter().map(|edge| edge.bounds).collect();
+    ring_self_intersection_solved(ring, &solved[first..])
+}
+
+/// [`ring_self_intersection`], taking each edge's box from `solved` (the
+/// ring's edges' solutions, in order, as [`SolvedEdge::solve`] gives them)
+/// where it names that edge; an edge it does not name at its place is
+/// boxed here, so the answer is [`ring_self_intersection`]'s whatever
+/// `solved` holds. A validation solves a ring's edges first, checks their
+/// lengths with them, then asks this.
+pub fn ring_self_intersection_solved(ring: &[LonLat], solved: &[SolvedEdge]) -> Option<(usize, usize)> {
+    let boxes: Vec<GeoBounds> = ring
+        .windows(2)
+        .enumerate()
+        .map(|(i, e)| match solved.get(i) {
+            Some(edge) if edge.is_of(e[0], e[1]) => edge.bounds,
+            _ => edge_bounds(e[0], e[1]),
+        })
+        .collect();
     first_crossing(ring, &boxes)
 }
 

@@ -7,8 +7,8 @@
 
 use deconflict_geodesy::{
     bounds, closest, distance_m, point_at_distance, point_in_region, ring_self_intersection,
-    ring_self_intersection_solving, separation_if_below, separation_if_below_exactly, Buffered, LonLat,
-    Prepared, Shape, SolvedEdge, GAP_TOLERANCE_M,
+    ring_self_intersection_solved, ring_self_intersection_solving, separation_if_below,
+    separation_if_below_exactly, Buffered, LonLat, Prepared, Shape, SolvedEdge, GAP_TOLERANCE_M,
 };
 use proptest::prelude::*;
 
@@ -183,8 +183,13 @@ proptest! {
         let shape = Shape::Region(&rings);
         assert_solved_with_bounds_is_new_and_bounds(&shape, &solved);
         assert_solved_with_bounds_is_new_and_bounds(&shape, &solved[1..]);
+        // Boxes taken only for the edges a list names at their place.
+        let exterior = &rings[0];
+        prop_assert_eq!(ring_self_intersection_solved(exterior, &solved[1..]), ring_self_intersection(exterior));
+        prop_assert_eq!(ring_self_intersection_solved(exterior, &[]), ring_self_intersection(exterior));
         let mut stale = Vec::new();
         ring_self_intersection_solving(rings.last().expect("a ring"), &mut stale);
+        prop_assert_eq!(ring_self_intersection_solved(exterior, &stale), ring_self_intersection(exterior));
         stale.extend_from_slice(&solved);
         assert_solved_with_bounds_is_new_and_bounds(&shape, &stale);
         assert_solved_with_bounds_is_new_and_bounds(&Shape::Path(&rings[0]), &solved);

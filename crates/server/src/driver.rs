@@ -40,7 +40,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use deconflict_audit::{Checkpoint, CheckpointSigner, Hash, HashReader, LeafEvent, NodeId, NoteSigner, Tree};
+use deconflict_audit::{
+    Checkpoint, CheckpointSigner, Hash, HashReader, InclusionPaths, LeafEvent, NodeId, NoteSigner, Tree,
+};
 use deconflict_engine::{
     Activity, ActivityId, Engine, EngineConfig, EngineError, Event, Finding, PartyId, Resolution, TimeWindow,
     Timestamp, Zone, ZoneId,
@@ -215,6 +217,11 @@ pub struct SignedHead {
     /// under this head needs, so that a receipt is built from memory
     /// rather than by a store read per answer (see [`BatchNodes`]).
     pub batch_nodes: BatchNodes,
+    /// What every inclusion proof under this head shares (the folds of
+    /// the frontier's tails), made once by the sealer rather than per
+    /// receipt by the workers; with `batch_nodes` a receipt is then a few
+    /// lookups and no hashing.
+    pub paths: InclusionPaths,
 }
 
 /// The nodes a batch appended plus the frontier of the tree it started
@@ -824,6 +831,7 @@ impl Sealer {
                 .cloned()
                 .unwrap_or_else(|| Checkpoint::of_tree(signer.verifier().name(), tree)),
             batch_nodes,
+            paths: InclusionPaths::of_tree(tree),
         });
         Ok((end_size, head))
     }
@@ -2422,7 +2430,7 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use deconflict_audit::{consistency_proof, inclusion_proof, verify_inclusion, MemoryStore};
+    use deconflict_audit::{consistency_proof, inclusion_proof, verify_inclusion, MemoryStore, Receipt};
 
     use super::*;
 
@@ -2523,6 +2531,7 @@ mod tests {
                     note,
                     checkpoint,
                     batch_nodes,
+                    paths: InclusionPaths::of_tree(&self.tree),
                 },
             )
         }
@@ -2634,6 +2643,20 @@ mod tests {
                 assert_eq!(proof, inclusion_proof(&all, index, end).unwrap(), "entry {index}");
                 let leaf = deconflict_audit::leaf_hash(&leaves[(index - first_index) as usize]);
                 verify_inclusion(&leaf, index, end, &proof, &head.checkpoint.root_hash).unwrap();
+                // The workers' receipt: the head's shared paths over its nodes.
+                let receipt = Receipt::build_with(
+                    &head.paths,
+                    &head.batch_nodes,
+                    index,
+                    &head.checkpoint,
+                    head.note.clone(),
+                )
+                .unwrap();
+                assert_eq!(
+                    receipt,
+                    Receipt::build(&all, index, &head.checkpoint, head.note.clone()).unwrap(),
+                    "entry {index}"
+                );
             }
             pending.push_back((first_index, sealing.rows, end));
             match round % 4 {
@@ -2854,55 +2877,67 @@ mod tests {
         }
     }
 
-    /// For batches of every size from every starting size, the batch's own
-    /// nodes give each of its entries the same proof as the full store, and
-    /// the same consistency proof from the batch's start.
+    /// For batches of every size from every starting size (and a few
+    /// batches of larger trees), the batch's own nodes give each of its
+    /// entries the same proof as the full store, also through the head's
+    /// shared paths (the receipts' way), and the same consistency proof
+    /// from the batch's start.
     #[test]
     fn batch_nodes_prove_every_entry_of_their_batch() {
-        for start in 0..40u64 {
-            for len in 1..40u64 {
-                let (mut tree, mut all) = (Tree::new(), MemoryStore::new());
-                let mut rows = Vec::new();
-                let mut start_tree = tree.clone();
-                for i in 0..start + len {
-                    if i == start {
-                        start_tree = tree.clone();
-                    }
-                    let appended = tree.append(&i.to_be_bytes()).unwrap();
-                    all.apply(&appended);
-                    if i >= start {
-                        rows.extend(appended.nodes.iter().map(|&(id, hash)| Row::Node { id, hash }));
-                    }
+        let small = (0..40u64).flat_map(|start| (1..40u64).map(move |len| (start, len)));
+        let large = [255u64, 1_000, 4_097, 12_345]
+            .into_iter()
+            .flat_map(|start| [1u64, 2, 7, 31, 64, 333].map(|len| (start, len)));
+        for (start, len) in small.chain(large) {
+            let (mut tree, mut all) = (Tree::new(), MemoryStore::new());
+            let mut rows = Vec::new();
+            let mut start_tree = tree.clone();
+            for i in 0..start + len {
+                if i == start {
+                    start_tree = tree.clone();
                 }
-                let ours = BatchNodes::new(&start_tree, &rows);
-                assert_same_nodes(&ours, &start_tree, &rows, start + len);
-                // Rows in another order (runs broken, nodes repeated) hold
-                // the same nodes.
-                let mut shuffled = rows.clone();
-                shuffled.reverse();
-                shuffled.extend(rows.iter().step_by(3).cloned());
-                assert_same_nodes(
-                    &BatchNodes::new(&start_tree, &shuffled),
-                    &start_tree,
-                    &rows,
-                    start + len,
-                );
-                // The signer's proof from the batch's start needs nothing
-                // else either (run_batch reads the store only as a fallback).
+                let appended = tree.append(&i.to_be_bytes()).unwrap();
+                all.apply(&appended);
+                if i >= start {
+                    rows.extend(appended.nodes.iter().map(|&(id, hash)| Row::Node { id, hash }));
+                }
+            }
+            let ours = BatchNodes::new(&start_tree, &rows);
+            assert_same_nodes(&ours, &start_tree, &rows, start + len);
+            // Rows in another order (runs broken, nodes repeated) hold
+            // the same nodes.
+            let mut shuffled = rows.clone();
+            shuffled.reverse();
+            shuffled.extend(rows.iter().step_by(3).cloned());
+            assert_same_nodes(
+                &BatchNodes::new(&start_tree, &shuffled),
+                &start_tree,
+                &rows,
+                start + len,
+            );
+            // The signer's proof from the batch's start needs nothing
+            // else either (run_batch reads the store only as a fallback).
+            assert_eq!(
+                consistency_proof(&ours, start, start + len).unwrap(),
+                consistency_proof(&all, start, start + len).unwrap(),
+                "consistency {start}..{}",
+                start + len
+            );
+            let paths = InclusionPaths::of_tree(&tree);
+            for index in start..start + len {
+                let proof = inclusion_proof(&all, index, start + len).unwrap();
                 assert_eq!(
-                    consistency_proof(&ours, start, start + len).unwrap(),
-                    consistency_proof(&all, start, start + len).unwrap(),
-                    "consistency {start}..{}",
+                    inclusion_proof(&ours, index, start + len).unwrap(),
+                    proof,
+                    "entry {index} of the batch {start}..{}",
                     start + len
                 );
-                for index in start..start + len {
-                    assert_eq!(
-                        inclusion_proof(&ours, index, start + len).unwrap(),
-                        inclusion_proof(&all, index, start + len).unwrap(),
-                        "entry {index} of the batch {start}..{}",
-                        start + len
-                    );
-                }
+                assert_eq!(
+                    paths.prove(&ours, index).unwrap(),
+                    proof,
+                    "entry {index} of the batch {start}..{}, shared paths",
+                    start + len
+                );
             }
         }
     }

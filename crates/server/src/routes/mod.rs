@@ -238,7 +238,8 @@ pub async fn receipt<T>(state: &AppState, committed: &Committed<T>) -> Result<Va
 pub async fn receipt_of<T>(state: &AppState, committed: &Committed<T>) -> Result<Receipt, ApiError> {
     // The batch's own nodes answer at once; the store is the fallback.
     let head = &committed.head;
-    if let Ok(receipt) = Receipt::build(
+    if let Ok(receipt) = Receipt::build_with(
+        &head.paths,
         &head.batch_nodes,
         committed.log_index,
         &head.checkpoint,
